@@ -1,0 +1,364 @@
+"""An agent process: one device world, one learner, one seat on the bus.
+
+The learner runs in a worker thread; this module is the asyncio side. It turns what the
+learner produces into bus messages (experience batches and snapshots go through the durable
+outbox, telemetry is sent when connected), announces the agent with a retained ``online``
+status on every (re)connection, leaves a Last Will of ``offline``, and obeys directives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from agents.bus.arrays import Tensor, to_wire
+from agents.bus.client import BusClient
+from agents.bus.codec import encode
+from agents.bus.inbox import Inbox
+from agents.bus.outbox import Outbox
+from agents.bus.schemas import (
+    SCHEMA_VERSION,
+    Directive,
+    ExperienceBatch,
+    Message,
+    PolicySnapshot,
+    Status,
+    Telemetry,
+)
+from agents.bus.signing import tensor_digest
+from agents.bus.topics import DELIVERY, Kind, TopicRef, Topics, validate_name
+from agents.bus.transport import Connection, ConnectOptions, Transport, WillMessage
+from agents.learner.experience import ExperienceColumns
+from agents.learner.learner import Learner, LearnerConfig
+
+__all__ = ["Agent", "AgentConfig", "AgentReport"]
+
+log = logging.getLogger(__name__)
+
+EXPERIENCE_SEQ = "experience_seq"
+POLICY_VERSION = "policy_version"
+_MAX_RETURNS_PER_TELEMETRY = 200
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    agent_id: str
+    society: str
+    learner: LearnerConfig
+    data_dir: Path
+    telemetry_interval: float = 2.0
+    keepalive: int = 15
+    flush_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        validate_name(self.agent_id, "agent id")
+        validate_name(self.society, "society name")
+
+
+@dataclass(slots=True)
+class AgentReport:
+    """What the agent did, written to ``final.json`` in its data folder when it exits."""
+
+    id: str
+    env: str
+    algo: str
+    env_steps: int = 0
+    episodes: int = 0
+    experience_batches_published: int = 0
+    snapshots_published: int = 0
+    last_snapshot_version: int = 0
+    outbox_pending: int = 0
+    resumed_from_step: int | None = None
+    steps_this_run: int = 0
+    learning_seconds: float = 0.0
+    steps_per_second: float = 0.0
+    recent_returns: list[float] = field(default_factory=list)
+    messages_rejected: dict[str, int] = field(default_factory=dict)
+    stopped_by: str = "budget"
+
+
+class Agent:
+    """Runs one agent until its learner stops (budget reached or :meth:`stop`)."""
+
+    def __init__(self, config: AgentConfig, transport: Transport) -> None:
+        self.config = config
+        self.transport = transport
+        self.topics = Topics(config.society)
+        self.id = config.agent_id
+        self.inbox = Inbox(self.topics, self._on_message, kinds={Kind.DIRECTIVE})
+        self.learner: Learner | None = None
+        self.bus: BusClient | None = None
+        self._stop_requested = False
+        self._returns_since_telemetry: list[float] = []
+        self._recent_returns: deque[float] = deque(maxlen=100)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop learning after the current step; the agent then checkpoints and exits."""
+        self._stop_requested = True
+        if self.learner is not None:
+            self.learner.stop()
+
+    async def run(self) -> AgentReport:
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        # Building the model imports and allocates torch tensors: keep it off the event loop.
+        learner_config = replace(config.learner, checkpoint_dir=config.data_dir / "checkpoint")
+        self.learner = await asyncio.to_thread(Learner, learner_config, _LoopEvents(loop, self))
+        learner = self.learner
+        log.info(
+            "agent %s: %s on %s%s",
+            self.id,
+            learner.spec.name,
+            learner.config.env_id,
+            f", resumed at step {learner.step}" if learner.resumed_from_step is not None else "",
+        )
+        if self._stop_requested:
+            learner.stop()
+        outbox = Outbox(config.data_dir / "outbox.sqlite")
+        start_step = learner.step
+        started = time.monotonic()
+        status_topic = self.topics.agent(self.id, Kind.STATUS)
+        options = ConnectOptions(
+            client_id=self.id,
+            clean_session=False,
+            keepalive=config.keepalive,
+            will=WillMessage(status_topic, encode(self._status("offline"))),
+        )
+        directive = self.topics.agent(self.id, Kind.DIRECTIVE)
+        try:
+            async with BusClient(
+                self.transport,
+                options,
+                outbox=outbox,
+                subscriptions=[(directive, DELIVERY[Kind.DIRECTIVE].qos)],
+                handler=self.inbox,
+                on_connect=self._announce,
+            ) as bus:
+                self.bus = bus
+                helpers = [
+                    asyncio.create_task(self._telemetry_loop()),
+                    asyncio.create_task(self._stop_if_refused(bus)),
+                ]
+                try:
+                    await asyncio.to_thread(learner.run)
+                finally:
+                    # Whatever ended us (a refusal, a cancellation), the thread must end too.
+                    learner.stop()
+                    for helper in helpers:
+                        helper.cancel()
+                if bus.fatal is not None:
+                    raise bus.fatal
+                learning_seconds = time.monotonic() - started
+                await self._send_telemetry()
+                delivered = await bus.flush(config.flush_timeout)
+                if not delivered:
+                    log.warning(
+                        "%d messages not yet acknowledged; they stay in the outbox for next time",
+                        outbox.pending(),
+                    )
+                await bus.publish_now(
+                    status_topic, encode(self._status("offline")), qos=1, retain=True
+                )
+                report = self._report(outbox, start_step, learning_seconds)
+        finally:
+            outbox.close()
+        self._write_report(report)
+        return report
+
+    # --- what the learner produced, on the event loop -------------------------------------------
+
+    def on_experience(self, batch: ExperienceColumns, step: int) -> None:
+        learner, bus = self.learner, self.bus
+        if learner is None or bus is None:
+            return
+        topic = self.topics.agent(self.id, Kind.EXPERIENCE)
+
+        def build(seq: int) -> tuple[str, bytes]:
+            message = ExperienceBatch(
+                schema=SCHEMA_VERSION,
+                agent=self.id,
+                seq=seq,
+                env_id=learner.config.env_id,
+                obs_space=learner.obs_spec,
+                action_space=learner.action_spec,
+                agent_step=step,
+                obs=to_wire(batch.obs),
+                next_obs=to_wire(batch.next_obs),
+                actions=to_wire(batch.actions),
+                rewards=to_wire(batch.rewards),
+                terminated=to_wire(batch.terminated),
+                truncated=to_wire(batch.truncated),
+            )
+            return topic, encode(message)
+
+        bus.enqueue_counted(EXPERIENCE_SEQ, build, qos=DELIVERY[Kind.EXPERIENCE].qos)
+
+    def on_snapshot(self, tensors: list[Tensor], step: int) -> None:
+        learner, bus = self.learner, self.bus
+        if learner is None or bus is None:
+            return
+        topic = self.topics.agent(self.id, Kind.POLICY)
+        digest = tensor_digest(tensors)
+
+        def build(version: int) -> tuple[str, bytes]:
+            message = PolicySnapshot(
+                schema=SCHEMA_VERSION,
+                agent=self.id,
+                version=version,
+                step=step,
+                algo=learner.spec.name,
+                env_id=learner.config.env_id,
+                env_kwargs=dict(learner.config.env_kwargs),
+                obs_space=learner.obs_spec,
+                action_space=learner.action_spec,
+                arch=learner.arch,
+                hyperparams=learner.hyperparams,
+                tensors=tensors,
+                digest=digest,
+            )
+            return topic, encode(message)
+
+        delivery = DELIVERY[Kind.POLICY]
+        version = bus.enqueue_counted(
+            POLICY_VERSION, build, qos=delivery.qos, retain=delivery.retain
+        )
+        log.info("snapshot v%d at step %d", version, step)
+
+    def on_episode(self, episode_return: float, length: int, step: int) -> None:  # noqa: ARG002
+        self._returns_since_telemetry.append(episode_return)
+        self._recent_returns.append(episode_return)
+
+    # --- bus side ---------------------------------------------------------------------------
+
+    def _status(self, state: str) -> Status:
+        learner = self.config.learner
+        return Status(
+            schema=SCHEMA_VERSION,
+            agent=self.id,
+            state="online" if state == "online" else "offline",
+            ts=time.time(),
+            env_id=learner.env_id,
+            algo=learner.algo,
+            pid=os.getpid(),
+        )
+
+    async def _announce(self, connection: Connection) -> None:
+        delivery = DELIVERY[Kind.STATUS]
+        await connection.publish(
+            self.topics.agent(self.id, Kind.STATUS),
+            encode(self._status("online")),
+            qos=delivery.qos,
+            retain=delivery.retain,
+        )
+
+    async def _on_message(self, ref: TopicRef, message: Message) -> None:
+        if ref.agent != self.id or not isinstance(message, Directive):
+            return
+        if message.action == "snapshot" and self.learner is not None:
+            log.info("directive %s: publishing a snapshot", message.id)
+            self.learner.request_snapshot()
+        else:
+            log.info("directive %s (%s) is not handled by this agent", message.id, message.action)
+
+    async def _stop_if_refused(self, bus: BusClient) -> None:
+        """Stop when the broker refuses our credentials: it will keep refusing them."""
+        await bus.failed.wait()
+        self.stop()
+
+    async def _telemetry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.telemetry_interval)
+            await self._send_telemetry()
+
+    async def _send_telemetry(self) -> None:
+        learner, bus = self.learner, self.bus
+        if learner is None or bus is None:
+            return
+        returns = self._returns_since_telemetry[-_MAX_RETURNS_PER_TELEMETRY:]
+        self._returns_since_telemetry = []
+        outbox = bus.outbox
+        message = Telemetry(
+            schema=SCHEMA_VERSION,
+            agent=self.id,
+            ts=time.time(),
+            env_id=learner.config.env_id,
+            algo=learner.spec.name,
+            env_steps=learner.step,
+            budget_steps=learner.config.budget_steps,
+            steps_per_second=learner.steps_per_second,
+            episodes=learner.episodes,
+            episode_returns=returns,
+            experience_batches_published=self._delivered(outbox, Kind.EXPERIENCE, EXPERIENCE_SEQ),
+            snapshots_published=self._delivered(outbox, Kind.POLICY, POLICY_VERSION),
+            snapshot_version=outbox.counter(POLICY_VERSION),
+            outbox_pending=outbox.pending(),
+            messages_rejected=dict(self.inbox.stats.rejected),
+        )
+        delivery = DELIVERY[Kind.TELEMETRY]
+        await bus.publish_now(
+            self.topics.agent(self.id, Kind.TELEMETRY),
+            encode(message),
+            qos=delivery.qos,
+            retain=delivery.retain,
+        )
+
+    def _delivered(self, outbox: Outbox, kind: Kind, counter: str) -> int:
+        """Messages of ``kind`` the broker acknowledged, over the agent's whole life."""
+        return outbox.counter(counter) - outbox.pending(self.topics.agent(self.id, kind))
+
+    # --- the report -------------------------------------------------------------------------
+
+    def _report(self, outbox: Outbox, start_step: int, learning_seconds: float) -> AgentReport:
+        learner = self.learner
+        assert learner is not None
+        steps = learner.step - start_step
+        return AgentReport(
+            id=self.id,
+            env=learner.config.env_id,
+            algo=learner.spec.name,
+            env_steps=learner.step,
+            episodes=learner.episodes,
+            experience_batches_published=self._delivered(outbox, Kind.EXPERIENCE, EXPERIENCE_SEQ),
+            snapshots_published=self._delivered(outbox, Kind.POLICY, POLICY_VERSION),
+            last_snapshot_version=outbox.counter(POLICY_VERSION),
+            outbox_pending=outbox.pending(),
+            resumed_from_step=learner.resumed_from_step,
+            steps_this_run=steps,
+            learning_seconds=round(learning_seconds, 3),
+            steps_per_second=round(steps / learning_seconds, 1) if learning_seconds else 0.0,
+            recent_returns=list(self._recent_returns)[-20:],
+            messages_rejected=dict(self.inbox.stats.rejected),
+            stopped_by="signal" if self._stop_requested else "budget",
+        )
+
+    def _write_report(self, report: AgentReport) -> None:
+        path = self.config.data_dir / "final.json"
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(asdict(report), indent=2))
+        temporary.replace(path)
+
+
+class _LoopEvents:
+    """Learner events, handed from the learner's thread to the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, agent: Agent) -> None:
+        self.loop = loop
+        self.agent = agent
+
+    def experience(self, batch: ExperienceColumns, step: int) -> None:
+        self.loop.call_soon_threadsafe(self.agent.on_experience, batch, step)
+
+    def snapshot(self, tensors: list[Tensor], step: int) -> None:
+        self.loop.call_soon_threadsafe(self.agent.on_snapshot, tensors, step)
+
+    def episode(self, episode_return: float, length: int, step: int) -> None:
+        self.loop.call_soon_threadsafe(self.agent.on_episode, episode_return, length, step)

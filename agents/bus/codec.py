@@ -1,0 +1,323 @@
+"""Encoding and validating decoding of bus messages.
+
+Everything received from the bus is untrusted. :func:`decode` turns a payload into a message
+only after these checks, cheapest first:
+
+1. size: the payload is at most :data:`MAX_PAYLOAD_BYTES` for its kind (``too_large``);
+2. syntax: it is MessagePack (``malformed``);
+3. schema: it has exactly the fields of its kind with the right types (``schema``), and
+   the schema version this build reads (``schema_version``);
+4. semantics: array dtypes are on the whitelist (``dtype``), shapes agree with byte lengths
+   and with each other (``shape``), floats are finite (``non_finite``), a snapshot's tensors
+   match its digest (``digest``), and fields are in range (``invalid``).
+
+A failed check raises :class:`~agents.exceptions.MessageRejected` with one of
+:data:`REJECT_REASONS`; callers count it by reason and log it once. Nothing is ever
+unpickled: MessagePack decodes to plain data only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final, TypeVar
+
+import msgspec
+
+from agents.bus.arrays import Array, from_wire
+from agents.bus.schemas import (
+    SCHEMA_VERSION,
+    Directive,
+    Evaluation,
+    ExperienceBatch,
+    Leaderboard,
+    Message,
+    PolicySnapshot,
+    SpaceSpec,
+    Status,
+    Telemetry,
+)
+from agents.bus.signing import tensor_digest
+from agents.bus.topics import Kind, validate_name
+from agents.exceptions import ConfigError, MessageRejected
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "MESSAGE_TYPES",
+    "REJECT_REASONS",
+    "decode",
+    "decode_as",
+    "encode",
+    "kind_of",
+]
+
+#: Every reason a message can be rejected for. Bounded: these are Prometheus label values.
+REJECT_REASONS: Final = (
+    "too_large",
+    "malformed",
+    "schema",
+    "schema_version",
+    "dtype",
+    "shape",
+    "non_finite",
+    "digest",
+    "invalid",
+    "incompatible",
+    "topic",
+)
+
+_MiB: Final = 1 << 20
+
+#: Largest payload accepted per kind. The broker's packet limit must be above the largest.
+MAX_PAYLOAD_BYTES: Final[dict[Kind, int]] = {
+    Kind.STATUS: 4 << 10,
+    Kind.TELEMETRY: 64 << 10,
+    Kind.DIRECTIVE: 64 << 10,
+    Kind.EVALUATION: 64 << 10,
+    Kind.LEADERBOARD: 1 * _MiB,
+    Kind.EXPERIENCE: 8 * _MiB,
+    Kind.POLICY: 16 * _MiB,
+}
+
+MESSAGE_TYPES: Final[dict[Kind, type[Message]]] = {
+    Kind.STATUS: Status,
+    Kind.EXPERIENCE: ExperienceBatch,
+    Kind.POLICY: PolicySnapshot,
+    Kind.TELEMETRY: Telemetry,
+    Kind.DIRECTIVE: Directive,
+    Kind.EVALUATION: Evaluation,
+    Kind.LEADERBOARD: Leaderboard,
+}
+
+KIND_OF: Final[dict[type[Message], Kind]] = {tp: kind for kind, tp in MESSAGE_TYPES.items()}
+
+_DECODERS: Final = {kind: msgspec.msgpack.Decoder(tp) for kind, tp in MESSAGE_TYPES.items()}
+_ENCODER: Final = msgspec.msgpack.Encoder()
+
+M = TypeVar("M", bound=Message)
+
+_MAX_BATCH: Final = 1_000_000
+_MAX_TENSORS: Final = 4096
+
+
+class _Header(msgspec.Struct):
+    """Just enough of any message to tell a version mismatch from a schema error."""
+
+    schema: int
+
+
+def encode(message: Message) -> bytes:
+    """Encode a message for the bus. Raises :class:`ConfigError` if it would be refused.
+
+    The size limit is checked on the way out too, so an oversized snapshot fails loudly at
+    its source instead of being dropped silently by a broker or a receiver.
+    """
+    kind = kind_of(message)
+    payload = _ENCODER.encode(message)
+    limit = MAX_PAYLOAD_BYTES[kind]
+    if len(payload) > limit:
+        msg = f"{kind.value} message of {len(payload)} bytes exceeds the {limit}-byte limit"
+        raise ConfigError(msg)
+    return payload
+
+
+def kind_of(message: Message) -> Kind:
+    """The kind (and so the topic suffix) of a message."""
+    return KIND_OF[type(message)]
+
+
+def decode_as(message_type: type[M], payload: bytes) -> M:
+    """Decode and validate a payload that must be a ``message_type``."""
+    message = decode(KIND_OF[message_type], payload)
+    assert isinstance(message, message_type)
+    return message
+
+
+def decode(kind: Kind, payload: bytes) -> Message:
+    """Decode and validate a payload received on a ``kind`` topic."""
+    limit = MAX_PAYLOAD_BYTES[kind]
+    if len(payload) > limit:
+        raise MessageRejected("too_large", f"{len(payload)} bytes > {limit} for {kind.value}")
+    try:
+        message = _DECODERS[kind].decode(payload)
+    except msgspec.ValidationError as exc:
+        raise _schema_or_version(payload, exc) from None
+    except msgspec.DecodeError as exc:
+        raise MessageRejected("malformed", f"not MessagePack: {exc}") from None
+    if message.schema != SCHEMA_VERSION:
+        raise MessageRejected(
+            "schema_version", f"schema {message.schema}, this build reads {SCHEMA_VERSION}"
+        )
+    _VALIDATORS[kind](message)
+    return message
+
+
+def _schema_or_version(payload: bytes, exc: msgspec.ValidationError) -> MessageRejected:
+    try:
+        header = msgspec.msgpack.decode(payload, type=_Header)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return MessageRejected("schema", str(exc))
+    if header.schema != SCHEMA_VERSION:
+        return MessageRejected(
+            "schema_version", f"schema {header.schema}, this build reads {SCHEMA_VERSION}"
+        )
+    return MessageRejected("schema", str(exc))
+
+
+# --- semantic checks -------------------------------------------------------------------------
+
+
+def _name(value: str, what: str) -> None:
+    try:
+        validate_name(value, what)
+    except ConfigError as exc:
+        raise MessageRejected("invalid", str(exc)) from None
+
+
+def _finite(value: float, what: str) -> None:
+    if not math.isfinite(value):
+        raise MessageRejected("non_finite", f"{what} is {value}")
+
+
+def _at_least(value: int, low: int, what: str) -> None:
+    if value < low:
+        raise MessageRejected("invalid", f"{what} is {value}, must be >= {low}")
+
+
+def _check_space(space: SpaceSpec, what: str) -> None:
+    if len(space.shape) > 8 or any(d < 0 for d in space.shape):  # noqa: PLR2004
+        raise MessageRejected("shape", f"{what}: bad shape {space.shape}")
+    if space.kind == "box":
+        if space.low is None or space.high is None:
+            raise MessageRejected("invalid", f"{what}: a box needs low and high")
+        for bound_name, bound in (("low", space.low), ("high", space.high)):
+            from_wire(
+                bound.dtype,
+                bound.shape,
+                bound.data,
+                what=f"{what}.{bound_name}",
+                require_finite=False,
+            )
+            if bound.shape != space.shape:
+                raise MessageRejected("shape", f"{what}.{bound_name} shape != {space.shape}")
+    elif space.kind == "discrete":
+        if space.n is None or space.n < 1 or space.shape:
+            raise MessageRejected("invalid", f"{what}: a discrete space needs n >= 1, shape []")
+    elif space.kind == "multi_discrete" and (
+        not space.nvec or [len(space.nvec)] != space.shape or min(space.nvec) < 1
+    ):
+        raise MessageRejected("invalid", f"{what}: multi_discrete needs nvec of its shape")
+
+
+def _column(array: Array, rows: int, tail: list[int], what: str) -> None:
+    from_wire(array.dtype, array.shape, array.data, what=what)
+    if array.shape != [rows, *tail]:
+        raise MessageRejected("shape", f"{what}: shape {array.shape} != {[rows, *tail]}")
+
+
+def _check_status(message: Message) -> None:
+    assert isinstance(message, Status)
+    _name(message.agent, "agent")
+    _finite(message.ts, "ts")
+
+
+def _check_experience(message: Message) -> None:
+    assert isinstance(message, ExperienceBatch)
+    _name(message.agent, "agent")
+    _at_least(message.seq, 1, "seq")
+    _at_least(message.agent_step, 0, "agent_step")
+    _check_space(message.obs_space, "obs_space")
+    _check_space(message.action_space, "action_space")
+    rows = message.rewards.shape[0] if message.rewards.shape else 0
+    if not 1 <= rows <= _MAX_BATCH:
+        raise MessageRejected("shape", f"batch of {rows} transitions")
+    _column(message.obs, rows, message.obs_space.shape, "obs")
+    _column(message.next_obs, rows, message.obs_space.shape, "next_obs")
+    _column(message.actions, rows, message.action_space.shape, "actions")
+    _column(message.rewards, rows, [], "rewards")
+    _column(message.terminated, rows, [], "terminated")
+    _column(message.truncated, rows, [], "truncated")
+    for flag_name, flag in (("terminated", message.terminated), ("truncated", message.truncated)):
+        if flag.dtype != "bool":
+            raise MessageRejected("dtype", f"{flag_name} must be bool, got {flag.dtype}")
+    if message.rewards.dtype not in {"float32", "float64"}:
+        raise MessageRejected("dtype", f"rewards must be float, got {message.rewards.dtype}")
+
+
+def _check_policy(message: Message) -> None:
+    assert isinstance(message, PolicySnapshot)
+    _name(message.agent, "agent")
+    _at_least(message.version, 1, "version")
+    _at_least(message.step, 0, "step")
+    _check_space(message.obs_space, "obs_space")
+    _check_space(message.action_space, "action_space")
+    if message.lineage is not None:
+        _name(message.lineage.agent, "lineage.agent")
+        _at_least(message.lineage.version, 1, "lineage.version")
+    if not 1 <= len(message.tensors) <= _MAX_TENSORS:
+        raise MessageRejected("invalid", f"{len(message.tensors)} tensors")
+    names = [t.name for t in message.tensors]
+    if len(set(names)) != len(names):
+        raise MessageRejected("invalid", "duplicate tensor names")
+    for tensor in message.tensors:
+        from_wire(tensor.dtype, tensor.shape, tensor.data, what=f"tensor {tensor.name!r}")
+    for key, value in message.hyperparams.items():
+        if isinstance(value, float):
+            _finite(value, f"hyperparams[{key!r}]")
+    if tensor_digest(message.tensors) != message.digest:
+        raise MessageRejected("digest", "tensors do not match the SHA-256 digest")
+
+
+def _check_telemetry(message: Message) -> None:
+    assert isinstance(message, Telemetry)
+    _name(message.agent, "agent")
+    _finite(message.ts, "ts")
+    _finite(message.steps_per_second, "steps_per_second")
+    for value in message.episode_returns:
+        _finite(value, "episode_returns")
+    for field in (
+        "env_steps",
+        "episodes",
+        "experience_batches_published",
+        "snapshots_published",
+        "snapshot_version",
+        "outbox_pending",
+        "drift_events",
+    ):
+        _at_least(getattr(message, field), 0, field)
+
+
+def _check_directive(message: Message) -> None:
+    assert isinstance(message, Directive)
+    _name(message.agent, "agent")
+    _finite(message.ts, "ts")
+    if message.action == "adopt" and message.source is None:
+        raise MessageRejected("invalid", "an adopt directive needs a source")
+    for key, value in message.hyperparams.items():
+        if isinstance(value, float):
+            _finite(value, f"hyperparams[{key!r}]")
+
+
+def _check_evaluation(message: Message) -> None:
+    assert isinstance(message, Evaluation)
+    _name(message.agent, "agent")
+    for field in ("mean_return", "std_return", "seconds", "ts"):
+        _finite(getattr(message, field), field)
+    for score in message.regimes:
+        _finite(score.mean_return, "regimes.mean_return")
+
+
+def _check_leaderboard(message: Message) -> None:
+    assert isinstance(message, Leaderboard)
+    for entry in message.entries:
+        _name(entry.agent, "agent")
+
+
+_VALIDATORS: Final = {
+    Kind.STATUS: _check_status,
+    Kind.EXPERIENCE: _check_experience,
+    Kind.POLICY: _check_policy,
+    Kind.TELEMETRY: _check_telemetry,
+    Kind.DIRECTIVE: _check_directive,
+    Kind.EVALUATION: _check_evaluation,
+    Kind.LEADERBOARD: _check_leaderboard,
+}

@@ -1,0 +1,152 @@
+"""The receiving side of the bus: untrusted bytes in, validated typed messages out.
+
+:class:`Inbox` is the one place where received payloads are parsed, validated, de-duplicated
+and counted. Every rejection is counted by reason and logged once per (reason, topic) at
+WARNING (later repeats at DEBUG), and never raises into the connection loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from agents.bus.codec import decode
+from agents.bus.schemas import ExperienceBatch, Message, PolicySnapshot
+from agents.bus.topics import Kind, TopicRef, Topics
+from agents.bus.transport import RawMessage
+from agents.exceptions import MessageRejected
+
+__all__ = ["Inbox", "InboxStats", "SeqTracker"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[TopicRef, Message], Awaitable[None]]
+
+_LOGGED_ONCE_LIMIT = 10_000
+
+
+class SeqTracker:
+    """Remembers which sequence numbers of one stream were seen, in O(gaps) memory.
+
+    Everything up to ``floor`` has been seen (or was before we joined: a new tracker starts at
+    the first number it sees); ``above`` holds numbers seen beyond a gap. A gap wider than
+    ``max_gap`` numbers is given up on, so memory stays bounded.
+    """
+
+    def __init__(self, floor: int | None = None, *, max_gap: int = 100_000) -> None:
+        self.floor = floor
+        self.max_gap = max_gap
+        self.above: set[int] = set()
+
+    def add(self, seq: int) -> bool:
+        """Record ``seq``; returns False if it was seen before (a duplicate)."""
+        if self.floor is None:
+            self.floor = seq - 1
+        if seq <= self.floor or seq in self.above:
+            return False
+        self.above.add(seq)
+        if len(self.above) > self.max_gap:
+            self.floor = min(self.above) - 1
+        while self.floor + 1 in self.above:
+            self.floor += 1
+            self.above.remove(self.floor)
+        return True
+
+    @property
+    def missing(self) -> list[int]:
+        """Numbers below the highest seen that have not arrived (yet)."""
+        if not self.above or self.floor is None:
+            return []
+        return [s for s in range(self.floor + 1, max(self.above)) if s not in self.above]
+
+
+@dataclass(slots=True)
+class InboxStats:
+    """What came in, by kind; what was refused, by reason; what was seen twice, by kind."""
+
+    received: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    duplicates: Counter[str] = field(default_factory=Counter)
+
+
+class Inbox:
+    """Turns raw messages of one society into validated messages for ``handler``.
+
+    Args:
+        topics: the society's topic tree; messages of other societies count as ``topic``
+            rejections (they should not arrive, given our subscriptions).
+        handler: called with each accepted message and its parsed topic.
+        kinds: the kinds this process wants; others are ignored without counting.
+        dedupe: de-duplicate experience by (agent, seq) and snapshots by (agent, version).
+    """
+
+    def __init__(
+        self,
+        topics: Topics,
+        handler: Handler,
+        *,
+        kinds: Iterable[Kind] | None = None,
+        dedupe: bool = True,
+    ) -> None:
+        self.topics = topics
+        self.handler = handler
+        self.kinds = set(kinds) if kinds is not None else set(Kind)
+        self.dedupe = dedupe
+        self.stats = InboxStats()
+        self.streams: dict[tuple[Kind, str], SeqTracker] = {}
+        self._logged: set[tuple[str, str]] = set()
+
+    async def __call__(self, raw: RawMessage) -> None:
+        ref = self.topics.parse(raw.topic)
+        if ref is None:
+            self._reject(raw.topic, MessageRejected("topic", "not a topic of this society"))
+            return
+        if ref.kind not in self.kinds:
+            return
+        try:
+            message = decode(ref.kind, raw.payload)
+            self._check_sender(ref, message)
+        except MessageRejected as exc:
+            self._reject(raw.topic, exc)
+            return
+        self.stats.received[ref.kind.value] += 1
+        if self.dedupe and self._is_duplicate(ref, message):
+            self.stats.duplicates[ref.kind.value] += 1
+            return
+        await self.handler(ref, message)
+
+    def count_rejection(self, topic: str, exc: MessageRejected) -> None:
+        """Count a rejection found later by the handler (say, incompatible spaces)."""
+        self._reject(topic, exc)
+
+    def _check_sender(self, ref: TopicRef, message: Message) -> None:
+        if ref.agent is None:
+            return
+        claimed = getattr(message, "agent", None)
+        if claimed != ref.agent:
+            raise MessageRejected(
+                "topic", f"payload says agent {claimed!r} on the topic of {ref.agent!r}"
+            )
+
+    def _is_duplicate(self, ref: TopicRef, message: Message) -> bool:
+        if isinstance(message, ExperienceBatch):
+            number = message.seq
+        elif isinstance(message, PolicySnapshot):
+            number = message.version
+        else:
+            return False
+        assert ref.agent is not None
+        tracker = self.streams.setdefault((ref.kind, ref.agent), SeqTracker())
+        return not tracker.add(number)
+
+    def _reject(self, topic: str, exc: MessageRejected) -> None:
+        self.stats.rejected[exc.reason] += 1
+        key = (exc.reason, topic)
+        if key in self._logged:
+            log.debug("rejected message on %s: %s", topic, exc)
+            return
+        if len(self._logged) < _LOGGED_ONCE_LIMIT:
+            self._logged.add(key)
+        log.warning("rejected message on %s: %s", topic, exc)

@@ -1,0 +1,230 @@
+"""The messages of the society, as typed msgspec Structs.
+
+Each message is a MessagePack map with a ``kind`` tag and a ``schema`` version. Decoding is
+strict: unknown fields, missing fields and wrong types are rejected by msgspec before the
+semantic checks in :mod:`agents.bus.codec` run. ``docs/protocol.md`` documents every field for
+third-party clients; keep the two in step (a test checks that every field is documented).
+
+Bump :data:`SCHEMA_VERSION` on any change that an old reader would misread.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from agents.bus.arrays import Array, Tensor
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Directive",
+    "Evaluation",
+    "ExperienceBatch",
+    "HyperValue",
+    "Leaderboard",
+    "LeaderboardEntry",
+    "Lineage",
+    "Message",
+    "PolicyArch",
+    "PolicySnapshot",
+    "RegimeScore",
+    "SpaceSpec",
+    "Status",
+    "Telemetry",
+]
+
+SCHEMA_VERSION = 1
+
+#: A hyperparameter value: plain scalars only, so anything can read it and nothing executes.
+HyperValue = bool | int | float | str
+
+
+class _Struct(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every nested struct: strict about fields."""
+
+
+class Message(_Struct, tag_field="kind"):
+    """Base of every top-level message. ``schema`` is required in every message."""
+
+    schema: int
+
+
+class SpaceSpec(_Struct):
+    """A gymnasium space, described well enough to rebuild it and to compare two of them.
+
+    ``kind`` is ``box``, ``discrete``, ``multi_discrete`` or ``multi_binary``. ``low`` and
+    ``high`` are set for boxes, ``n`` and ``start`` for discrete spaces, ``nvec`` for
+    multi-discrete ones.
+    """
+
+    kind: Literal["box", "discrete", "multi_discrete", "multi_binary"]
+    shape: list[int]
+    dtype: str
+    low: Array | None = None
+    high: Array | None = None
+    n: int | None = None
+    start: int = 0
+    nvec: list[int] | None = None
+
+
+class Lineage(_Struct):
+    """Where a policy came from: the agent and snapshot version it was adopted from."""
+
+    agent: str
+    version: int
+
+
+class PolicyArch(_Struct):
+    """What it takes to rebuild the policy network: SB3 policy class and its plain kwargs.
+
+    ``net_arch`` is either a list of hidden layer sizes shared by all heads or a map from head
+    (``pi``, ``vf``, ``qf``) to layer sizes. ``activation`` names a torch activation from a
+    whitelist. ``options`` holds further scalar policy kwargs (``log_std_init``,
+    ``n_critics`` and the like); the learner accepts only the keys it knows.
+    """
+
+    policy: str
+    net_arch: list[int] | dict[str, list[int]]
+    activation: str
+    options: dict[str, HyperValue] = {}
+
+
+class Status(Message, tag="status"):
+    """An agent's presence, retained. The Last Will carries the same struct with ``offline``.
+
+    ``ts`` is the wall-clock time (Unix seconds) the status was produced; for a Last Will that
+    is the time the will was registered, not the time the agent vanished.
+    """
+
+    agent: str
+    state: Literal["online", "offline"]
+    ts: float
+    env_id: str = ""
+    algo: str = ""
+    pid: int = 0
+
+
+class ExperienceBatch(Message, tag="experience"):
+    """A columnar batch of transitions, in the order the agent collected them.
+
+    Every column has the batch length ``n`` as first dimension: ``obs`` and ``next_obs`` are
+    ``(n, *obs_space.shape)``, ``actions`` ``(n, *action_space.shape)`` (``(n,)`` for
+    discrete actions), ``rewards`` ``(n,)`` float, ``terminated`` and ``truncated`` ``(n,)``
+    bool. ``next_obs`` is the true next observation, also at the end of an episode.
+    ``seq`` starts at 1 and rises by one per batch of this agent, across restarts.
+    """
+
+    agent: str
+    seq: int
+    env_id: str
+    obs_space: SpaceSpec
+    action_space: SpaceSpec
+    agent_step: int
+    obs: Array
+    next_obs: Array
+    actions: Array
+    rewards: Array
+    terminated: Array
+    truncated: Array
+
+
+class PolicySnapshot(Message, tag="policy"):
+    """An agent's policy weights and everything needed to judge and rebuild them.
+
+    ``tensors`` is the policy's state dict as ``[name, dtype, shape, bytes]`` entries, in
+    order; ``digest`` is the SHA-256 over them (see :func:`agents.bus.signing.tensor_digest`).
+    ``signature`` is an HMAC-SHA256 when the society has a key.
+    """
+
+    agent: str
+    version: int
+    step: int
+    algo: str
+    env_id: str
+    obs_space: SpaceSpec
+    action_space: SpaceSpec
+    arch: PolicyArch
+    tensors: list[Tensor]
+    digest: str
+    env_kwargs: dict[str, HyperValue] = {}
+    hyperparams: dict[str, HyperValue] = {}
+    lineage: Lineage | None = None
+    signature: str | None = None
+
+
+class Telemetry(Message, tag="telemetry"):
+    """An agent's progress, a few times a minute. Episode returns since the previous one."""
+
+    agent: str
+    ts: float
+    env_id: str
+    algo: str
+    env_steps: int
+    steps_per_second: float
+    episodes: int
+    experience_batches_published: int
+    snapshots_published: int
+    snapshot_version: int
+    budget_steps: int = 0
+    episode_returns: list[float] = []
+    outbox_pending: int = 0
+    drift_events: int = 0
+    messages_rejected: dict[str, int] = {}
+
+
+class Directive(Message, tag="directive"):
+    """An instruction from the coordinator to one agent.
+
+    ``action`` is ``adopt`` (load ``source``'s snapshot), ``mutate`` (apply
+    ``hyperparams``), or ``snapshot`` (publish a snapshot now).
+    """
+
+    id: str
+    agent: str
+    action: Literal["adopt", "mutate", "snapshot"]
+    ts: float
+    source: Lineage | None = None
+    hyperparams: dict[str, HyperValue] = {}
+    signature: str | None = None
+
+
+class RegimeScore(_Struct):
+    """An evaluation's mean return on one regime of the world."""
+
+    regime: str
+    mean_return: float
+    baseline_return: float | None = None
+
+
+class Evaluation(Message, tag="evaluation"):
+    """The coordinator's evaluation of one snapshot on fixed-seed evaluation worlds."""
+
+    agent: str
+    version: int
+    step: int
+    env_id: str
+    algo: str
+    mean_return: float
+    std_return: float
+    episodes: int
+    seeds: list[int]
+    seconds: float
+    ts: float
+    regimes: list[RegimeScore] = []
+
+
+class LeaderboardEntry(_Struct):
+    agent: str
+    env_id: str
+    algo: str
+    version: int
+    step: int
+    eval_return: float
+
+
+class Leaderboard(Message, tag="leaderboard"):
+    """The latest evaluation of every agent, best first. Retained."""
+
+    ts: float
+    entries: list[LeaderboardEntry]

@@ -1,0 +1,310 @@
+"""The ``society`` command line: one parser, a subcommand per process kind."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+from agents.cli.options import (
+    SocietyParser,
+    broker_url,
+    existing_file,
+    key_value,
+    name,
+    non_negative_int,
+    port,
+    positive_float,
+    positive_int,
+)
+
+__all__ = ["build_parser", "default_agent_id"]
+
+DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+
+
+def default_agent_id() -> str:
+    """``agent-<hostname>``: unique per container (compose) and per pod (StatefulSet)."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:56].strip("-.") or "local"
+    return f"agent-{host}"
+
+
+def _common(parser: SocietyParser) -> None:
+    parser.option(
+        "--log-level",
+        env="SOCIETY_LOG_LEVEL",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"],
+        help="log verbosity",
+    )
+    parser.option(
+        "--json-logs",
+        env="SOCIETY_JSON_LOGS",
+        default=False,
+        action="store_const",
+        const=True,
+        help="log JSON lines (for containers and scripts)",
+    )
+
+
+def _bus(parser: SocietyParser) -> None:
+    parser.option(
+        "--society",
+        env="SOCIETY_NAME",
+        type=name,
+        default="default",
+        help="society name (first topic level under society/)",
+    )
+    parser.option(
+        "--broker",
+        env="SOCIETY_BROKER",
+        type=broker_url,
+        default=broker_url(DEFAULT_BROKER),
+        help="broker URL, mqtt://[user:password@]host[:port] or mqtts://...",
+    )
+
+
+def _learner(parser: SocietyParser) -> None:
+    parser.option("--env", env="SOCIETY_ENV", help="gymnasium id or module:Class of the world")
+    parser.option(
+        "--env-kwarg",
+        env="SOCIETY_ENV_KWARGS",
+        type=key_value,
+        action="append",
+        metavar="KEY=VALUE",
+        help="constructor argument of the world (repeatable)",
+    )
+    parser.option("--algo", env="SOCIETY_ALGO", help="ppo, a2c, dqn or sac")
+    parser.option(
+        "--hp",
+        env="SOCIETY_HYPERPARAMS",
+        type=key_value,
+        action="append",
+        metavar="KEY=VALUE",
+        help="hyperparameter, e.g. --hp learning_rate=3e-4 (repeatable)",
+    )
+    parser.option("--net-arch", env="SOCIETY_NET_ARCH", help="e.g. 64,64 or pi=64,64;vf=64,64")
+    parser.option("--activation", env="SOCIETY_ACTIVATION", help="tanh, relu, elu, gelu, ...")
+    parser.option(
+        "--steps",
+        env="SOCIETY_STEPS",
+        type=non_negative_int,
+        help="environment steps to train, then stop (0: learn until stopped)",
+    )
+    parser.option("--seed", env="SOCIETY_SEED", type=non_negative_int, help="random seed")
+    parser.option(
+        "--snapshot-every",
+        env="SOCIETY_SNAPSHOT_EVERY",
+        type=positive_int,
+        help="publish a policy snapshot every N steps",
+    )
+    parser.option(
+        "--experience-batch",
+        env="SOCIETY_EXPERIENCE_BATCH",
+        type=positive_int,
+        help="transitions per published experience batch",
+    )
+    parser.option(
+        "--checkpoint-every",
+        env="SOCIETY_CHECKPOINT_EVERY",
+        type=positive_int,
+        help="write a local checkpoint every N steps",
+    )
+
+
+def build_parser() -> SocietyParser:
+    parser = SocietyParser(
+        prog="society",
+        description="A society of lifelong-learning RL agents that talk over MQTT.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run", help="run a whole society on this machine (broker, coordinator, agents)"
+    )
+    run.set_defaults(subparser=run)
+    run.option(
+        "--scenario",
+        env="SOCIETY_SCENARIO",
+        default="cartpole",
+        help="built-in scenario name (see `society scenarios`)",
+    )
+    run.option(
+        "--config",
+        env="SOCIETY_CONFIG",
+        type=existing_file,
+        help="a scenario file of your own (overrides --scenario)",
+    )
+    run.option(
+        "--agents",
+        env="SOCIETY_AGENTS",
+        type=positive_int,
+        help="number of agents (default: the scenario's)",
+    )
+    run.option(
+        "--steps",
+        env="SOCIETY_STEPS",
+        type=non_negative_int,
+        help="environment steps per agent (default: the scenario's)",
+    )
+    run.option(
+        "--duration",
+        env="SOCIETY_DURATION",
+        type=positive_float,
+        help="stop after this many seconds even if the steps are not done",
+    )
+    run.option(
+        "--broker",
+        env="SOCIETY_BROKER",
+        type=broker_url,
+        help="use this broker instead of starting one",
+    )
+    run.option(
+        "--broker-kind",
+        default="auto",
+        choices=["auto", "mosquitto", "python"],
+        help="which managed broker to start",
+    )
+    run.option(
+        "--metrics-port",
+        env="SOCIETY_METRICS_PORT",
+        type=port,
+        default=0,
+        help="coordinator's Prometheus port (0: any free port)",
+    )
+    run.option("--out", env="SOCIETY_OUT", help="run folder (default: runs/<scenario>-<time>)")
+    run.option(
+        "--society",
+        env="SOCIETY_NAME",
+        type=name,
+        help="society name (default: the scenario's name)",
+    )
+    run.option(
+        "--seed",
+        env="SOCIETY_SEED",
+        type=non_negative_int,
+        help="scenario seed (default: the scenario's)",
+    )
+    run.option(
+        "--eval-timeout",
+        type=positive_float,
+        default=180.0,
+        help="seconds to wait for the final evaluations",
+    )
+    run.option(
+        "--quiet",
+        default=False,
+        action="store_const",
+        const=True,
+        help="no live table, only the final line",
+    )
+    _common(run)
+
+    agent = commands.add_parser("agent", help="run one agent (container entrypoint)")
+    agent.set_defaults(subparser=agent)
+    agent.option(
+        "--id",
+        env="SOCIETY_AGENT_ID",
+        type=name,
+        default=default_agent_id(),
+        help="agent id, also its MQTT client id",
+    )
+    _bus(agent)
+    agent.option(
+        "--scenario",
+        env="SOCIETY_SCENARIO",
+        help="take world and learner settings from this scenario (name or file)",
+    )
+    _learner(agent)
+    agent.option(
+        "--telemetry-interval",
+        env="SOCIETY_TELEMETRY_INTERVAL",
+        type=positive_float,
+        default=2.0,
+        help="seconds between telemetry messages",
+    )
+    agent.option(
+        "--data-dir",
+        env="SOCIETY_DATA_DIR",
+        help="checkpoints and outbox (default: society-data/agents/<id>)",
+    )
+    _common(agent)
+
+    coordinator = commands.add_parser(
+        "coordinator", help="run the coordinator (container entrypoint)"
+    )
+    coordinator.set_defaults(subparser=coordinator)
+    _bus(coordinator)
+    coordinator.option(
+        "--metrics-port",
+        env="SOCIETY_METRICS_PORT",
+        type=port,
+        default=9464,
+        help="Prometheus port (0: any free port)",
+    )
+    coordinator.option(
+        "--metrics-host",
+        env="SOCIETY_METRICS_HOST",
+        default="0.0.0.0",  # noqa: S104
+        help="interface for the metrics endpoint",
+    )
+    coordinator.option(
+        "--eval-episodes",
+        env="SOCIETY_EVAL_EPISODES",
+        type=positive_int,
+        default=5,
+        help="evaluation episodes per snapshot",
+    )
+    coordinator.option(
+        "--eval-seed",
+        env="SOCIETY_EVAL_SEED",
+        type=non_negative_int,
+        default=10_000,
+        help="seed of the first evaluation episode",
+    )
+    coordinator.option(
+        "--eval-workers",
+        env="SOCIETY_EVAL_WORKERS",
+        type=positive_int,
+        default=1,
+        help="evaluation worker processes",
+    )
+    coordinator.option(
+        "--allow-env",
+        env="SOCIETY_ALLOW_ENVS",
+        action="append",
+        metavar="MODULE:CLASS",
+        help="a module:Class world the coordinator may import (repeatable)",
+    )
+    coordinator.option(
+        "--data-dir",
+        env="SOCIETY_DATA_DIR",
+        default="society-data/coordinator",
+        help="history database and summary",
+    )
+    _common(coordinator)
+
+    broker = commands.add_parser("broker", help="run a development broker (container entrypoint)")
+    broker.set_defaults(subparser=broker)
+    broker.option(
+        "--host", env="SOCIETY_BROKER_HOST", default="127.0.0.1", help="interface to listen on"
+    )
+    broker.option("--port", env="SOCIETY_BROKER_PORT", type=port, default=1883, help="TCP port")
+    broker.option(
+        "--kind",
+        env="SOCIETY_BROKER_KIND",
+        default="auto",
+        choices=["auto", "mosquitto", "python"],
+        help="which broker to run",
+    )
+    broker.option(
+        "--data-dir",
+        env="SOCIETY_DATA_DIR",
+        default="society-data/broker",
+        help="persistence and logs",
+    )
+    _common(broker)
+
+    scenarios = commands.add_parser("scenarios", help="list the built-in scenarios")
+    scenarios.set_defaults(subparser=scenarios)
+    _common(scenarios)
+    return parser

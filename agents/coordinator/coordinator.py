@@ -1,0 +1,279 @@
+"""The coordinator process: registry, evaluation, metrics and history of one society.
+
+It subscribes to every agent's status, telemetry, experience and snapshots; keeps the
+:class:`~agents.coordinator.registry.Registry`; evaluates every new snapshot in a process pool
+(off the event loop) on fixed seeds; publishes each evaluation and a retained leaderboard;
+records the run in SQLite; and serves Prometheus metrics. Its MQTT session is persistent
+(clean session off), so messages sent while it is down wait for it at the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+
+from agents.bus.client import BusClient, BusStats
+from agents.bus.codec import encode
+from agents.bus.inbox import Inbox
+from agents.bus.outbox import Outbox
+from agents.bus.schemas import (
+    SCHEMA_VERSION,
+    Evaluation,
+    ExperienceBatch,
+    Leaderboard,
+    LeaderboardEntry,
+    Message,
+    PolicySnapshot,
+    Status,
+    Telemetry,
+)
+from agents.bus.topics import DELIVERY, Kind, TopicRef, Topics
+from agents.bus.transport import ConnectOptions, Transport
+from agents.coordinator.evaluation import (
+    EvaluationRequest,
+    EvaluationResult,
+    evaluate_snapshot,
+    make_pool,
+)
+from agents.coordinator.history import History
+from agents.coordinator.metrics import register_metrics
+from agents.coordinator.registry import Registry
+from agents.exceptions import MessageRejected
+
+__all__ = ["Coordinator", "CoordinatorConfig"]
+
+log = logging.getLogger(__name__)
+
+_SUBSCRIBED = (Kind.STATUS, Kind.TELEMETRY, Kind.EXPERIENCE, Kind.POLICY)
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorConfig:
+    society: str
+    data_dir: Path | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    eval_episodes: int = 5
+    eval_seed: int = 10_000
+    eval_workers: int = 1
+    allowed_envs: frozenset[str] = field(default_factory=frozenset)
+    keepalive: int = 15
+
+    @property
+    def client_id(self) -> str:
+        return f"{self.society}-coordinator"
+
+
+class Coordinator:
+    def __init__(
+        self,
+        config: CoordinatorConfig,
+        transport: Transport,
+        *,
+        metrics_registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self.transport = transport
+        self.topics = Topics(config.society)
+        self.registry = Registry()
+        self.inbox = Inbox(self.topics, self._on_message, kinds=_SUBSCRIBED)
+        self.metrics_registry = metrics_registry or CollectorRegistry()
+        self.evaluation_seconds: Histogram = register_metrics(self, self.metrics_registry)
+        self.metrics_port: int | None = None
+        self.evaluations_done = 0
+        self.evaluation_failures = 0
+        self.bus: BusClient | None = None
+        self.history = History(None)
+        self._queue: asyncio.Queue[PolicySnapshot] = asyncio.Queue()
+        self._pool: ProcessPoolExecutor | None = None
+        self._stop = asyncio.Event()
+
+    @property
+    def bus_stats(self) -> BusStats | None:
+        return self.bus.stats if self.bus is not None else None
+
+    @property
+    def evaluation_backlog(self) -> int:
+        return self._queue.qsize()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> dict[str, Any]:
+        """Serve until :meth:`stop`; returns the summary (also written to the data folder)."""
+        config = self.config
+        data_dir = config.data_dir
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self.history = History(data_dir / "history.sqlite")
+        outbox = Outbox(data_dir / "outbox.sqlite" if data_dir is not None else None)
+        self._pool = make_pool(config.eval_workers)
+        server = None
+        if config.metrics_port is not None:
+            server, _thread = start_http_server(
+                config.metrics_port, config.metrics_host, registry=self.metrics_registry
+            )
+            self.metrics_port = int(server.server_port)
+            log.info("metrics on http://%s:%d/metrics", config.metrics_host, self.metrics_port)
+        options = ConnectOptions(
+            client_id=config.client_id, clean_session=False, keepalive=config.keepalive
+        )
+        subscriptions = [(self.topics.agents_filter(kind), 1) for kind in _SUBSCRIBED]
+        try:
+            async with BusClient(
+                self.transport,
+                options,
+                outbox=outbox,
+                subscriptions=subscriptions,
+                handler=self.inbox,
+            ) as bus:
+                self.bus = bus
+                workers = [
+                    asyncio.create_task(self._evaluation_worker())
+                    for _ in range(config.eval_workers)
+                ]
+                try:
+                    await self._stop.wait()
+                finally:
+                    for worker in workers:
+                        worker.cancel()
+                    await asyncio.gather(*workers, return_exceptions=True)
+                await bus.flush(5.0)
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+            outbox.close()
+        summary = self.summary()
+        if data_dir is not None:
+            path = data_dir / "coordinator.json"
+            path.with_suffix(".tmp").write_text(json.dumps(summary, indent=2))
+            path.with_suffix(".tmp").replace(path)
+        self.history.close()
+        return summary
+
+    def summary(self) -> dict[str, Any]:
+        stats = self.inbox.stats
+        return {
+            "society": self.config.society,
+            "snapshots_evaluated": self.evaluations_done,
+            "evaluation_failures": self.evaluation_failures,
+            "messages_received": sum(stats.received.values()),
+            "messages_received_by_kind": dict(stats.received),
+            "messages_rejected": sum(stats.rejected.values()),
+            "messages_rejected_by_reason": dict(stats.rejected),
+            "messages_duplicate_by_kind": dict(stats.duplicates),
+            "agents": [record.as_summary() for record in self.registry.agents.values()],
+        }
+
+    # --- incoming -------------------------------------------------------------------------
+
+    async def _on_message(self, ref: TopicRef, message: Message) -> None:
+        if isinstance(message, Status):
+            before = self.registry.get(message.agent).state
+            record = self.registry.on_status(message)
+            if record.state != before:
+                log.info("agent %s is %s", record.id, record.state)
+                self.history.record_presence(record.id, record.state)
+        elif isinstance(message, Telemetry):
+            self.registry.on_telemetry(message)
+            self.history.record_telemetry(message)
+        elif isinstance(message, ExperienceBatch):
+            self.registry.on_experience(message.agent)
+        elif isinstance(message, PolicySnapshot):
+            self.registry.on_snapshot(message)
+            self.history.record_snapshot(message)
+            self._queue.put_nowait(message)
+        else:
+            log.debug("ignoring %s on %s", type(message).__name__, ref)
+
+    # --- evaluation -----------------------------------------------------------------------
+
+    async def _evaluation_worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            snapshot = await self._queue.get()
+            request = EvaluationRequest(
+                payload=encode(snapshot),
+                episodes=self.config.eval_episodes,
+                seed=self.config.eval_seed,
+                allowed_envs=self.config.allowed_envs,
+            )
+            result = await loop.run_in_executor(self._pool, evaluate_snapshot, request)
+            self._record(snapshot, result)
+
+    def _record(self, snapshot: PolicySnapshot, result: EvaluationResult) -> None:
+        topic = self.topics.agent(snapshot.agent, Kind.POLICY)
+        if result.error_reason is not None:
+            self.evaluation_failures += 1
+            rejection = MessageRejected(result.error_reason, result.error_detail)
+            self.inbox.count_rejection(topic, rejection)
+            return
+        evaluation = Evaluation(
+            schema=SCHEMA_VERSION,
+            agent=snapshot.agent,
+            version=snapshot.version,
+            step=snapshot.step,
+            env_id=snapshot.env_id,
+            algo=snapshot.algo,
+            mean_return=result.mean,
+            std_return=result.std,
+            episodes=len(result.returns),
+            seeds=[self.config.eval_seed + i for i in range(len(result.returns))],
+            seconds=result.seconds,
+            ts=time.time(),
+        )
+        self.registry.on_evaluation(evaluation)
+        self.history.record_evaluation(evaluation)
+        self.evaluation_seconds.observe(result.seconds)
+        self.evaluations_done += 1
+        log.info(
+            "evaluated %s v%d (step %d): %.2f +- %.2f",
+            snapshot.agent,
+            snapshot.version,
+            snapshot.step,
+            result.mean,
+            result.std,
+        )
+        if self.bus is not None:
+            delivery = DELIVERY[Kind.EVALUATION]
+            self.bus.enqueue(
+                self.topics.coordinator(Kind.EVALUATION),
+                encode(evaluation),
+                qos=delivery.qos,
+                retain=delivery.retain,
+            )
+            self._publish_leaderboard()
+
+    def _publish_leaderboard(self) -> None:
+        entries = [
+            LeaderboardEntry(
+                agent=record.id,
+                env_id=record.env_id,
+                algo=record.algo,
+                version=record.evaluations[-1].version,
+                step=record.evaluations[-1].step,
+                eval_return=record.evaluations[-1].mean_return,
+            )
+            for record in self.registry.agents.values()
+            if record.evaluations
+        ]
+        entries.sort(key=lambda entry: entry.eval_return, reverse=True)
+        board = Leaderboard(schema=SCHEMA_VERSION, ts=time.time(), entries=entries)
+        if self.bus is not None:
+            delivery = DELIVERY[Kind.LEADERBOARD]
+            self.bus.enqueue(
+                self.topics.coordinator(Kind.LEADERBOARD),
+                encode(board),
+                qos=delivery.qos,
+                retain=delivery.retain,
+            )

@@ -1,0 +1,143 @@
+"""The coordinator's picture of the society: who is there, how far along, how good.
+
+Pure bookkeeping, no I/O: the coordinator feeds it messages and evaluation results, the
+Prometheus collector and the summary read it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from agents.bus.schemas import Evaluation, PolicySnapshot, Status, Telemetry
+
+__all__ = ["AgentRecord", "EvaluationPoint", "Registry"]
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationPoint:
+    version: int
+    step: int
+    mean_return: float
+    std_return: float
+
+
+@dataclass(slots=True)
+class AgentRecord:
+    """Everything the coordinator knows about one agent."""
+
+    id: str
+    state: str = "unknown"
+    env_id: str = ""
+    algo: str = ""
+    env_steps: int = 0
+    budget_steps: int = 0
+    steps_per_second: float = 0.0
+    episodes: int = 0
+    recent_return: float = math.nan
+    experience_batches_published: int = 0
+    experience_batches_received: int = 0
+    snapshots_published: int = 0
+    snapshots_received: int = 0
+    latest_version: int = 0
+    latest_snapshot_step: int = 0
+    outbox_pending: int = 0
+    evaluations: list[EvaluationPoint] = field(default_factory=list)
+
+    @property
+    def last_eval_return(self) -> float | None:
+        return self.evaluations[-1].mean_return if self.evaluations else None
+
+    @property
+    def best_eval_return(self) -> float | None:
+        return max(e.mean_return for e in self.evaluations) if self.evaluations else None
+
+    def as_summary(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "state": self.state,
+            "env": self.env_id,
+            "algo": self.algo,
+            "env_steps": self.env_steps,
+            "episodes": self.episodes,
+            "experience_batches_published": self.experience_batches_published,
+            "experience_batches_received": self.experience_batches_received,
+            "snapshots_published": self.snapshots_published,
+            "snapshots_received": self.snapshots_received,
+            "snapshots_evaluated": len(self.evaluations),
+            "latest_snapshot_version": self.latest_version,
+            "best_eval_return": self.best_eval_return,
+            "last_eval_return": self.last_eval_return,
+            "evaluations": [
+                {"version": e.version, "step": e.step, "mean_return": e.mean_return}
+                for e in self.evaluations
+            ],
+        }
+
+
+class Registry:
+    """Agents by id, updated from status, telemetry, snapshots and evaluations."""
+
+    def __init__(self) -> None:
+        self.agents: dict[str, AgentRecord] = {}
+
+    def get(self, agent: str) -> AgentRecord:
+        record = self.agents.get(agent)
+        if record is None:
+            record = self.agents[agent] = AgentRecord(id=agent)
+        return record
+
+    def on_status(self, status: Status) -> AgentRecord:
+        record = self.get(status.agent)
+        record.state = status.state
+        record.env_id = status.env_id or record.env_id
+        record.algo = status.algo or record.algo
+        return record
+
+    def on_telemetry(self, telemetry: Telemetry) -> AgentRecord:
+        record = self.get(telemetry.agent)
+        record.env_id = telemetry.env_id
+        record.algo = telemetry.algo
+        record.env_steps = max(record.env_steps, telemetry.env_steps)
+        record.budget_steps = telemetry.budget_steps
+        record.steps_per_second = telemetry.steps_per_second
+        record.episodes = telemetry.episodes
+        if telemetry.episode_returns:
+            record.recent_return = sum(telemetry.episode_returns) / len(telemetry.episode_returns)
+        record.experience_batches_published = telemetry.experience_batches_published
+        record.snapshots_published = telemetry.snapshots_published
+        record.outbox_pending = telemetry.outbox_pending
+        return record
+
+    def on_experience(self, agent: str) -> None:
+        self.get(agent).experience_batches_received += 1
+
+    def on_snapshot(self, snapshot: PolicySnapshot) -> AgentRecord:
+        record = self.get(snapshot.agent)
+        record.snapshots_received += 1
+        record.env_id = snapshot.env_id
+        record.algo = snapshot.algo
+        if snapshot.version > record.latest_version:
+            record.latest_version = snapshot.version
+            record.latest_snapshot_step = snapshot.step
+        record.env_steps = max(record.env_steps, snapshot.step)
+        return record
+
+    def on_evaluation(self, evaluation: Evaluation) -> AgentRecord:
+        record = self.get(evaluation.agent)
+        record.evaluations.append(
+            EvaluationPoint(
+                evaluation.version,
+                evaluation.step,
+                evaluation.mean_return,
+                evaluation.std_return,
+            )
+        )
+        return record
+
+    def counts_by_state(self) -> dict[str, int]:
+        counts = {"online": 0, "offline": 0}
+        for record in list(self.agents.values()):
+            if record.state in counts:
+                counts[record.state] += 1
+        return counts

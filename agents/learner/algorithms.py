@@ -1,0 +1,143 @@
+"""The stable-baselines3 algorithms an agent can learn with, and their hyperparameters.
+
+Hyperparameters travel on the bus and in scenario files, so they are plain scalars
+(:data:`~agents.bus.schemas.HyperValue`). Each algorithm accepts the scalar keyword arguments
+of its SB3 constructor, minus those that make no sense for a lifelong agent, plus the lifelong
+ones this project adds (see :mod:`agents.learner.schedules`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from stable_baselines3 import A2C, DQN, PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from agents.bus.schemas import HyperValue
+from agents.exceptions import ConfigError
+
+__all__ = ["ALGORITHMS", "AlgorithmSpec", "get_algorithm", "parse_hyperparams"]
+
+# Constructor arguments that are not hyperparameters (objects, logging, plumbing).
+_NOT_HYPERPARAMETERS: Final = frozenset(
+    {
+        "self",
+        "policy",
+        "env",
+        "policy_kwargs",
+        "verbose",
+        "seed",
+        "device",
+        "_init_setup_model",
+        "tensorboard_log",
+        "rollout_buffer_class",
+        "rollout_buffer_kwargs",
+        "replay_buffer_class",
+        "replay_buffer_kwargs",
+        "action_noise",
+        "stats_window_size",
+    }
+)
+
+# Arguments that only mean something against a planned end of training.
+_FINITE_HORIZON: Final = {
+    "exploration_fraction": (
+        "exploration_fraction is a fraction of a finite training budget; a lifelong agent has "
+        "none: set exploration_steps (agent steps over which epsilon decays) instead"
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AlgorithmSpec:
+    """One algorithm: its SB3 class, whether it learns off-policy, and its hyperparameters."""
+
+    name: str
+    cls: type[BaseAlgorithm]
+    off_policy: bool
+    #: Values this project uses unless told otherwise (SB3's defaults where absent).
+    defaults: Mapping[str, HyperValue] = field(default_factory=dict)
+    #: Keys this project adds on top of SB3's constructor arguments.
+    lifelong_keys: frozenset[str] = frozenset()
+
+    @property
+    def constructor_keys(self) -> frozenset[str]:
+        params = inspect.signature(self.cls.__init__).parameters
+        return frozenset(params) - _NOT_HYPERPARAMETERS - frozenset(_FINITE_HORIZON)
+
+    @property
+    def accepted_keys(self) -> frozenset[str]:
+        return self.constructor_keys | self.lifelong_keys
+
+    def constructor_defaults(self) -> dict[str, HyperValue]:
+        """SB3's default for every accepted scalar argument, overlaid with ours."""
+        params = inspect.signature(self.cls.__init__).parameters
+        values: dict[str, HyperValue] = {
+            key: params[key].default
+            for key in self.constructor_keys
+            if isinstance(params[key].default, bool | int | float | str)
+        }
+        values.update(self.defaults)
+        return values
+
+
+# A replay buffer of a million transitions is SB3's default for a single training run; a
+# device agent that checkpoints its buffer wants something it can write in a second.
+_OFF_POLICY_DEFAULTS: Final[dict[str, HyperValue]] = {"buffer_size": 100_000}
+
+ALGORITHMS: Final[dict[str, AlgorithmSpec]] = {
+    "ppo": AlgorithmSpec("ppo", PPO, off_policy=False),
+    "a2c": AlgorithmSpec("a2c", A2C, off_policy=False),
+    "dqn": AlgorithmSpec(
+        "dqn",
+        DQN,
+        off_policy=True,
+        defaults={**_OFF_POLICY_DEFAULTS, "exploration_steps": 10_000},
+        lifelong_keys=frozenset({"exploration_steps"}),
+    ),
+    "sac": AlgorithmSpec("sac", SAC, off_policy=True, defaults=_OFF_POLICY_DEFAULTS),
+}
+
+
+def get_algorithm(name: str) -> AlgorithmSpec:
+    try:
+        return ALGORITHMS[name.lower()]
+    except KeyError:
+        msg = f"unknown algorithm {name!r}: choose one of {', '.join(ALGORITHMS)}"
+        raise ConfigError(msg) from None
+
+
+def parse_hyperparams(
+    spec: AlgorithmSpec, given: Mapping[str, HyperValue]
+) -> dict[str, HyperValue]:
+    """Check ``given`` against ``spec`` and return it merged over the algorithm's defaults.
+
+    Unknown keys and values of the wrong type raise :class:`ConfigError` naming the key.
+    """
+    defaults = spec.constructor_defaults()
+    merged = dict(defaults)
+    for key, value in given.items():
+        if key in _FINITE_HORIZON:
+            raise ConfigError(f"hyperparameter {key}: {_FINITE_HORIZON[key]}")
+        if key not in spec.accepted_keys:
+            known = ", ".join(sorted(spec.accepted_keys))
+            msg = f"unknown hyperparameter {key!r} for {spec.name} (known: {known})"
+            raise ConfigError(msg)
+        merged[key] = _coerce(key, value, defaults.get(key))
+    return merged
+
+
+def _coerce(key: str, value: HyperValue, default: HyperValue | None) -> HyperValue:
+    """Give ``value`` the type of the default where that is unambiguous."""
+    if default is None or isinstance(value, type(default)):
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, str) and isinstance(value, int | float) and not isinstance(value, bool):
+        # ent_coef is "auto" by default but also takes a number.
+        return value
+    msg = f"hyperparameter {key}={value!r}: expected {type(default).__name__}"
+    raise ConfigError(msg)

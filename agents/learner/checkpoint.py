@@ -1,0 +1,107 @@
+"""Local checkpoints, written atomically, read back only by the process that wrote them.
+
+A checkpoint is a folder holding the SB3 model file (weights and optimizer state), for
+off-policy learners the replay buffer, and ``checkpoint.json`` naming those files and the
+learner's counters. Files are written under new names first; ``checkpoint.json`` is replaced
+last with a rename (``Path.replace``), which is atomic: a crash at any moment leaves either
+the previous complete checkpoint or the new complete one, never a mix.
+
+These files are SB3's own format, which pickles some objects. That is acceptable only because
+they never leave this machine: checkpoints are loaded from the agent's own data folder, never
+from the network or a peer (those get :mod:`agents.learner.snapshots`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+from agents.exceptions import CheckpointError
+from agents.learner.schedules import SCHEDULE_ATTRIBUTES
+
+__all__ = ["CheckpointInfo", "CheckpointStore"]
+
+_MANIFEST = "checkpoint.json"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointInfo:
+    """What ``checkpoint.json`` records besides the file names."""
+
+    step: int
+    episodes: int
+    saved_at: float
+    model_file: str
+    replay_file: str | None = None
+
+
+class CheckpointStore:
+    """Checkpoints of one learner in ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @property
+    def manifest(self) -> Path:
+        return self.directory / _MANIFEST
+
+    def exists(self) -> bool:
+        return self.manifest.exists()
+
+    def save(self, model: BaseAlgorithm, *, episodes: int) -> CheckpointInfo:
+        """Write a complete checkpoint, then switch ``checkpoint.json`` to it atomically."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        step = int(model.num_timesteps)
+        stamp = f"{step:012d}-{time.time_ns()}"
+        model_file = f"model-{stamp}.zip"
+        model.save(self.directory / model_file, exclude=list(SCHEDULE_ATTRIBUTES))
+        _fsync(self.directory / model_file)
+        replay_file = None
+        if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
+            replay_file = f"replay-{stamp}.pkl"
+            model.save_replay_buffer(self.directory / replay_file)
+            _fsync(self.directory / replay_file)
+        info = CheckpointInfo(
+            step=step,
+            episodes=episodes,
+            saved_at=time.time(),
+            model_file=model_file,
+            replay_file=replay_file,
+        )
+        previous = self.read() if self.exists() else None
+        temporary = self.directory / f"{_MANIFEST}.tmp"
+        temporary.write_text(json.dumps(asdict(info), indent=2))
+        _fsync(temporary)
+        temporary.replace(self.manifest)
+        if previous is not None:
+            self._remove(previous, keep=info)
+        return info
+
+    def read(self) -> CheckpointInfo:
+        try:
+            data = json.loads(self.manifest.read_text())
+            info = CheckpointInfo(**data)
+        except (OSError, ValueError, TypeError) as exc:
+            msg = f"cannot read checkpoint manifest {self.manifest}: {exc}"
+            raise CheckpointError(msg) from exc
+        for name in (info.model_file, info.replay_file):
+            if name is not None and not (self.directory / name).exists():
+                msg = f"checkpoint {self.manifest} names {name}, which is missing"
+                raise CheckpointError(msg)
+        return info
+
+    def _remove(self, old: CheckpointInfo, *, keep: CheckpointInfo) -> None:
+        for name in (old.model_file, old.replay_file):
+            if name is not None and name not in {keep.model_file, keep.replay_file}:
+                (self.directory / name).unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())

@@ -1,0 +1,1 @@
+"""``society run``: one machine, one command, a whole society as separate OS processes."""

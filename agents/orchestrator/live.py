@@ -1,0 +1,171 @@
+"""What ``society run`` shows while it runs: a live table fed by the bus.
+
+:class:`LiveState` is updated from status, telemetry and evaluation messages; the display
+renders it as a rich table on a terminal, or as a few plain log lines otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Self
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from agents.bus.schemas import Evaluation, Message, Status, Telemetry
+from agents.bus.topics import TopicRef
+
+__all__ = ["AgentRow", "LiveDisplay", "LiveState"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class AgentRow:
+    id: str
+    state: str = "starting"
+    env: str = ""
+    algo: str = ""
+    steps: int = 0
+    budget: int = 0
+    steps_per_second: float = 0.0
+    recent_return: float = math.nan
+    last_eval: float = math.nan
+    best_eval: float = math.nan
+    last_eval_version: int = 0
+    drift_events: int = 0
+
+
+class LiveState:
+    """The orchestrator's view of the society, built from bus messages."""
+
+    def __init__(self, expected: list[str]) -> None:
+        self.rows: dict[str, AgentRow] = {agent: AgentRow(agent) for agent in expected}
+        self.evaluated: set[tuple[str, int]] = set()
+        self.evaluations = 0
+
+    def row(self, agent: str) -> AgentRow:
+        if agent not in self.rows:
+            self.rows[agent] = AgentRow(agent)
+        return self.rows[agent]
+
+    async def on_message(self, ref: TopicRef, message: Message) -> None:  # noqa: ARG002
+        if isinstance(message, Status):
+            row = self.row(message.agent)
+            row.state = message.state
+            row.env = message.env_id or row.env
+            row.algo = message.algo or row.algo
+        elif isinstance(message, Telemetry):
+            row = self.row(message.agent)
+            row.env, row.algo = message.env_id, message.algo
+            row.steps = max(row.steps, message.env_steps)
+            row.budget = message.budget_steps
+            row.steps_per_second = message.steps_per_second
+            row.drift_events = message.drift_events
+            if message.episode_returns:
+                row.recent_return = sum(message.episode_returns) / len(message.episode_returns)
+        elif isinstance(message, Evaluation):
+            row = self.row(message.agent)
+            self.evaluated.add((message.agent, message.version))
+            self.evaluations += 1
+            if message.version >= row.last_eval_version:
+                row.last_eval_version = message.version
+                row.last_eval = message.mean_return
+            if math.isnan(row.best_eval) or message.mean_return > row.best_eval:
+                row.best_eval = message.mean_return
+
+
+def _number(value: float, digits: int = 1) -> str:
+    return "-" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def _bar(done: int, total: int, width: int = 12) -> str:
+    if total <= 0:
+        return f"{done:,}"
+    fraction = min(1.0, done / total)
+    filled = round(fraction * width)
+    return f"{'█' * filled}{'░' * (width - filled)} {fraction:4.0%} {done:,}/{total:,}"
+
+
+class LiveDisplay:
+    """A rich live table on a terminal; periodic log lines when output is not a terminal."""
+
+    def __init__(self, state: LiveState, *, title: str, quiet: bool = False) -> None:
+        self.state = state
+        self.title = title
+        self.quiet = quiet
+        self.console = Console(stderr=True)
+        self._live: Live | None = None
+        self._last_line = 0.0
+        self.started = time.monotonic()
+
+    def __enter__(self) -> Self:
+        if not self.quiet and self.console.is_terminal:
+            self._live = Live(self.table(), console=self.console, refresh_per_second=2)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self.table())
+            self._live.__exit__(None, None, None)
+            self._live = None
+
+    def refresh(self) -> None:
+        if self.quiet:
+            return
+        if self._live is not None:
+            self._live.update(self.table())
+            return
+        now = time.monotonic()
+        if now - self._last_line >= 15.0:  # noqa: PLR2004
+            self._last_line = now
+            for row in self.state.rows.values():
+                log.info(
+                    "%s %s steps=%d/%d sps=%.0f return=%s eval=%s",
+                    row.id,
+                    row.state,
+                    row.steps,
+                    row.budget,
+                    row.steps_per_second,
+                    _number(row.recent_return),
+                    _number(row.last_eval),
+                )
+
+    def table(self) -> Table:
+        elapsed = time.monotonic() - self.started
+        table = Table(
+            title=f"{self.title} - {elapsed:,.0f} s - {self.state.evaluations} evaluations",
+            title_justify="left",
+        )
+        for header, justify in (
+            ("agent", "left"),
+            ("world", "left"),
+            ("algo", "left"),
+            ("state", "left"),
+            ("steps", "left"),
+            ("steps/s", "right"),
+            ("return", "right"),
+            ("eval", "right"),
+            ("best", "right"),
+            ("drift", "right"),
+        ):
+            table.add_column(header, justify=justify)  # type: ignore[arg-type]
+        for row in sorted(self.state.rows.values(), key=lambda r: r.id):
+            table.add_row(
+                row.id,
+                row.env,
+                row.algo,
+                row.state,
+                _bar(row.steps, row.budget),
+                f"{row.steps_per_second:,.0f}",
+                _number(row.recent_return),
+                _number(row.last_eval),
+                _number(row.best_eval),
+                str(row.drift_events),
+            )
+        return table

@@ -1,0 +1,82 @@
+"""From ``society run`` flags and a scenario to a concrete plan: who runs, with what."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agents.bus.topics import validate_name
+from agents.bus.url import BrokerUrl
+from agents.learner.algorithms import get_algorithm
+from agents.scenarios import Scenario, load_scenario
+
+__all__ = ["AgentPlan", "RunPlan"]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPlan:
+    id: str
+    env_id: str
+    algo: str
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    scenario: Scenario
+    #: What agents and coordinator get as ``--scenario``: a built-in name or an absolute path.
+    scenario_ref: str
+    society: str
+    agents: tuple[AgentPlan, ...]
+    steps: int
+    out_dir: Path
+    broker: BrokerUrl | None
+    broker_kind: str
+    metrics_port: int
+    duration: float | None
+    eval_timeout: float
+    quiet: bool
+    log_level: str
+    json_logs: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunPlan:
+        """Build the plan; raises ConfigError naming anything that does not fit."""
+        if args.config is not None:
+            scenario_ref = str(Path(args.config).resolve())
+        else:
+            scenario_ref = args.scenario
+        scenario = load_scenario(scenario_ref)
+        get_algorithm(scenario.learner.algo)  # fail before starting anything
+        society = args.society or validate_name(scenario.name, "scenario name")
+        count = args.agents or scenario.society.agents
+        seed = args.seed if args.seed is not None else scenario.society.seed
+        agents = tuple(
+            AgentPlan(
+                id=f"{society}-{index}",
+                env_id=scenario.world.env,
+                algo=scenario.learner.algo,
+                seed=seed + index,
+            )
+            for index in range(count)
+        )
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out_dir = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-{stamp}"
+        return cls(
+            scenario=scenario,
+            scenario_ref=scenario_ref,
+            society=society,
+            agents=agents,
+            steps=args.steps if args.steps is not None else scenario.society.steps,
+            out_dir=out_dir,
+            broker=args.broker,
+            broker_kind=args.broker_kind,
+            metrics_port=args.metrics_port,
+            duration=args.duration,
+            eval_timeout=args.eval_timeout,
+            quiet=bool(args.quiet),
+            log_level=str(args.log_level).upper(),
+            json_logs=bool(args.json_logs),
+        )

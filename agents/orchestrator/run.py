@@ -1,0 +1,253 @@
+"""``society run``: start a broker, a coordinator and the agents; watch; stop; summarise.
+
+The order of events::
+
+    broker        managed Mosquitto (or the fallback broker), unless --broker is given
+    observer      our own bus client, feeding the live table
+    coordinator   `society coordinator` as a child process
+    agents        `society agent` per member, each a child process
+    wait          until every agent has trained its steps (or --duration, or Ctrl-C)
+    drain         until the coordinator has evaluated every agent's last snapshot
+    stop          coordinator, observer, broker - in that order
+    summary       DIR/summary.json from the agents' own reports and the coordinator's
+
+Exit status 0 on success; otherwise non-zero with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agents._process import free_port
+from agents.broker.managed import ManagedBroker
+from agents.bus.client import BusClient
+from agents.bus.inbox import Inbox
+from agents.bus.mqtt import MqttTransport
+from agents.bus.topics import Kind, Topics
+from agents.bus.transport import ConnectOptions
+from agents.bus.url import BrokerUrl
+from agents.exceptions import SocietyError
+from agents.orchestrator.live import LiveDisplay, LiveState
+from agents.orchestrator.plan import RunPlan
+from agents.orchestrator.processes import Child, spawn
+from agents.orchestrator.summary import build_summary
+
+__all__ = ["Orchestrator", "cmd_run"]
+
+log = logging.getLogger(__name__)
+
+_AGENT_STOP_TIMEOUT = 60.0
+_COORDINATOR_STOP_TIMEOUT = 30.0
+
+
+class Orchestrator:
+    def __init__(self, plan: RunPlan) -> None:
+        self.plan = plan
+        self.topics = Topics(plan.society)
+        self.state = LiveState([agent.id for agent in plan.agents])
+        self.interrupted = asyncio.Event()
+        self.broker: ManagedBroker | None = None
+        self.broker_url: BrokerUrl | None = plan.broker
+        self.metrics_port = plan.metrics_port or free_port()
+        self.agents: dict[str, Child] = {}
+        self.coordinator: Child | None = None
+        self.started_at = time.time()
+
+    def interrupt(self) -> None:
+        if not self.interrupted.is_set():
+            log.warning("interrupted: stopping the society")
+        self.interrupted.set()
+
+    async def run(self) -> int:
+        plan = self.plan
+        plan.out_dir.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.interrupt)
+        reason: str | None = None
+        try:
+            reason = await self._run()
+        except SocietyError as exc:
+            reason = str(exc)
+        finally:
+            await self._stop_everything()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+        status = "interrupted" if self.interrupted.is_set() else "failed" if reason else "completed"
+        summary = build_summary(self, status=status, reason=reason)
+        path = plan.out_dir / "summary.json"
+        path.write_text(json.dumps(summary, indent=2))
+        if status == "completed":
+            best = [a["best_eval_return"] for a in summary["agents"] if a["best_eval_return"]]
+            print(  # noqa: T201 - the run's one-line result
+                f"society run completed: {len(plan.agents)} agents, "
+                f"{sum(a['env_steps'] for a in summary['agents']):,} steps, best evaluation "
+                f"{max(best) if best else float('nan'):.1f}; summary in {path}",
+                flush=True,
+            )
+            return 0
+        sys.stderr.write(f"society: run {status}: {reason or 'interrupted'}; see {path}\n")
+        return 130 if status == "interrupted" else 1
+
+    async def _run(self) -> str | None:
+        plan = self.plan
+        if self.broker_url is None:
+            self.broker = ManagedBroker(plan.out_dir / "broker", kind=plan.broker_kind)  # type: ignore[arg-type]
+            self.broker_url = await asyncio.to_thread(self.broker.start)
+        url = self.broker_url
+        observer_inbox = Inbox(
+            self.topics,
+            self.state.on_message,
+            kinds={Kind.STATUS, Kind.TELEMETRY, Kind.EVALUATION},
+            dedupe=False,
+        )
+        observer = BusClient(
+            MqttTransport(url),
+            ConnectOptions(client_id=f"{plan.society}-run-{os.getpid()}", clean_session=True),
+            subscriptions=[
+                (self.topics.agents_filter(Kind.STATUS), 1),
+                (self.topics.agents_filter(Kind.TELEMETRY), 0),
+                (self.topics.coordinator(Kind.EVALUATION), 1),
+            ],
+            handler=observer_inbox,
+        )
+        async with observer:
+            await observer.wait_connected(timeout=30.0)
+            self.coordinator = await spawn(
+                "coordinator", self._coordinator_args(url), plan.out_dir / "logs/coordinator.log"
+            )
+            for agent in plan.agents:
+                self.agents[agent.id] = await spawn(
+                    agent.id,
+                    self._agent_args(agent.id, agent.seed, url),
+                    plan.out_dir / f"logs/{agent.id}.log",
+                )
+            with LiveDisplay(self.state, title=f"society {plan.society}", quiet=plan.quiet) as show:
+                reason = await self._wait_for_agents(show)
+                if reason is None and not self.interrupted.is_set():
+                    reason = await self._wait_for_evaluations(show)
+                show.refresh()
+            return reason
+
+    async def _wait_for_agents(self, show: LiveDisplay) -> str | None:
+        deadline = (time.monotonic() + self.plan.duration) if self.plan.duration else None
+        coordinator = self.coordinator
+        assert coordinator is not None
+        while any(child.running() for child in self.agents.values()):
+            show.refresh()
+            if self.interrupted.is_set():
+                return "interrupted"
+            if not coordinator.running():
+                code, path = coordinator.returncode, coordinator.log_path
+                return f"the coordinator exited with code {code}; see {path}"
+            if deadline is not None and time.monotonic() >= deadline:
+                log.info("duration reached: stopping the agents")
+                await self._stop_agents()
+                break
+            await asyncio.sleep(0.5)
+        for child in self.agents.values():
+            code = await child.waiter
+            if code != 0 and not self.interrupted.is_set():
+                return f"agent {child.name} exited with code {code}; see {child.log_path}"
+        return None
+
+    async def _wait_for_evaluations(self, show: LiveDisplay) -> str | None:
+        """Until the coordinator evaluated every agent's last snapshot, or the timeout."""
+        wanted = {
+            (agent_id, version)
+            for agent_id, version in self._final_versions().items()
+            if version > 0
+        }
+        deadline = time.monotonic() + self.plan.eval_timeout
+        while not wanted <= self.state.evaluated:
+            show.refresh()
+            if self.interrupted.is_set():
+                return "interrupted"
+            if time.monotonic() >= deadline:
+                missing = sorted(wanted - self.state.evaluated)
+                return f"no evaluation of {missing} after {self.plan.eval_timeout:.0f} s"
+            await asyncio.sleep(0.25)
+        return None
+
+    def _final_versions(self) -> dict[str, int]:
+        versions = {}
+        for agent in self.plan.agents:
+            report = read_json(self.plan.out_dir / "agents" / agent.id / "final.json")
+            versions[agent.id] = int(report.get("last_snapshot_version", 0)) if report else 0
+        return versions
+
+    async def _stop_agents(self) -> None:
+        await asyncio.gather(
+            *(child.stop(_AGENT_STOP_TIMEOUT) for child in self.agents.values()),
+            return_exceptions=True,
+        )
+
+    async def _stop_everything(self) -> None:
+        await self._stop_agents()
+        if self.coordinator is not None:
+            await self.coordinator.stop(_COORDINATOR_STOP_TIMEOUT)
+        if self.broker is not None:
+            await asyncio.to_thread(self.broker.stop)
+
+    def _common_args(self) -> list[str]:
+        args = ["--log-level", self.plan.log_level]
+        return [*args, "--json-logs"] if self.plan.json_logs else args
+
+    def _coordinator_args(self, url: BrokerUrl) -> list[str]:
+        plan = self.plan
+        return [
+            "coordinator",
+            "--society", plan.society,
+            "--broker", _url_with_secret(url),
+            "--metrics-port", str(self.metrics_port),
+            "--metrics-host", "127.0.0.1",
+            "--eval-episodes", str(plan.scenario.evaluation.episodes),
+            "--eval-seed", str(plan.scenario.evaluation.seed),
+            "--data-dir", str(plan.out_dir / "coordinator"),
+            *self._common_args(),
+        ]  # fmt: skip
+
+    def _agent_args(self, agent_id: str, seed: int, url: BrokerUrl) -> list[str]:
+        plan = self.plan
+        return [
+            "agent",
+            "--id", agent_id,
+            "--society", plan.society,
+            "--broker", _url_with_secret(url),
+            "--scenario", plan.scenario_ref,
+            "--seed", str(seed),
+            "--steps", str(plan.steps),
+            "--data-dir", str(plan.out_dir / "agents" / agent_id),
+            *self._common_args(),
+        ]  # fmt: skip
+
+
+def _url_with_secret(url: BrokerUrl) -> str:
+    scheme = "mqtts" if url.tls else "mqtt"
+    auth = ""
+    if url.username:
+        auth = url.username + (f":{url.password}" if url.password else "") + "@"
+    return f"{scheme}://{auth}{url.host}:{url.port}"
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict):
+            return data
+    return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    plan = RunPlan.from_args(args)
+    return asyncio.run(Orchestrator(plan).run())

@@ -1,0 +1,76 @@
+"""``summary.json``: the run in one file, from each process's own account.
+
+Per agent, the counts come from the agent's ``final.json`` (what it did and what the broker
+acknowledged) and the evaluations from the coordinator's ``coordinator.json`` (what it
+measured). Neither side is asked to report on the other.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agents.orchestrator.run import Orchestrator
+
+__all__ = ["build_summary"]
+
+
+def build_summary(run: Orchestrator, *, status: str, reason: str | None) -> dict[str, Any]:
+    from agents.orchestrator.run import read_json  # noqa: PLC0415 - avoids an import cycle
+
+    plan = run.plan
+    coordinator = read_json(plan.out_dir / "coordinator" / "coordinator.json") or {}
+    evaluated = {entry["id"]: entry for entry in coordinator.get("agents", [])}
+    agents = []
+    for agent in plan.agents:
+        own = read_json(plan.out_dir / "agents" / agent.id / "final.json") or {}
+        seen = evaluated.get(agent.id, {})
+        child = run.agents.get(agent.id)
+        agents.append(
+            {
+                "id": agent.id,
+                "env": own.get("env", agent.env_id),
+                "algo": own.get("algo", agent.algo),
+                "seed": agent.seed,
+                "env_steps": own.get("env_steps", 0),
+                "episodes": own.get("episodes", 0),
+                "experience_batches_published": own.get("experience_batches_published", 0),
+                "snapshots_published": own.get("snapshots_published", 0),
+                "last_snapshot_version": own.get("last_snapshot_version", 0),
+                "steps_per_second": own.get("steps_per_second", 0.0),
+                "outbox_pending": own.get("outbox_pending", 0),
+                "best_eval_return": seen.get("best_eval_return"),
+                "last_eval_return": seen.get("last_eval_return"),
+                "experience_batches_received": seen.get("experience_batches_received", 0),
+                "snapshots_evaluated": seen.get("snapshots_evaluated", 0),
+                "evaluations": seen.get("evaluations", []),
+                "exit_code": child.returncode if child is not None else None,
+            }
+        )
+    return {
+        "status": status,
+        "reason": reason,
+        "society": plan.society,
+        "scenario": plan.scenario.name,
+        "steps_per_agent": plan.steps,
+        "broker": {
+            "url": str(run.broker_url) if run.broker_url else None,
+            "managed": run.broker.kind if run.broker is not None else None,
+        },
+        "metrics_port": run.metrics_port,
+        "started_at": run.started_at,
+        "finished_at": time.time(),
+        "duration_seconds": round(time.time() - run.started_at, 2),
+        "agents": agents,
+        "coordinator": {
+            "snapshots_evaluated": coordinator.get("snapshots_evaluated", 0),
+            "evaluation_failures": coordinator.get("evaluation_failures", 0),
+            "messages_received": coordinator.get("messages_received", 0),
+            "messages_received_by_kind": coordinator.get("messages_received_by_kind", {}),
+            "messages_rejected": coordinator.get("messages_rejected", 0),
+            "messages_rejected_by_reason": coordinator.get("messages_rejected_by_reason", {}),
+            "messages_duplicate_by_kind": coordinator.get("messages_duplicate_by_kind", {}),
+            "exit_code": run.coordinator.returncode if run.coordinator is not None else None,
+        },
+    }

@@ -1,0 +1,113 @@
+"""The scenario file format, as typed structs, and loading with errors that name the field."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import msgspec
+
+from agents.bus.schemas import HyperValue
+from agents.exceptions import ConfigError
+
+__all__ = [
+    "EvaluationSection",
+    "LearnerSection",
+    "PolicySection",
+    "Scenario",
+    "SocietySection",
+    "WorldSection",
+    "builtin_scenarios",
+    "load_scenario",
+]
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class SocietySection(_Section):
+    agents: int = 3
+    #: Environment steps each agent trains before it stops (0: until stopped).
+    steps: int = 30_000
+    seed: int = 0
+
+
+class WorldSection(_Section):
+    env: str
+    kwargs: dict[str, HyperValue] = {}
+
+
+class PolicySection(_Section):
+    net_arch: list[int] | dict[str, list[int]] | None = None
+    activation: str | None = None
+    options: dict[str, HyperValue] = {}
+
+
+class LearnerSection(_Section):
+    algo: str = "ppo"
+    hyperparams: dict[str, HyperValue] = {}
+    policy: PolicySection = msgspec.field(default_factory=PolicySection)
+    snapshot_every: int = 5_000
+    experience_batch: int = 256
+    checkpoint_every: int = 10_000
+
+
+class EvaluationSection(_Section):
+    episodes: int = 5
+    seed: int = 10_000
+
+
+class Scenario(_Section):
+    name: str
+    world: WorldSection
+    description: str = ""
+    society: SocietySection = msgspec.field(default_factory=SocietySection)
+    learner: LearnerSection = msgspec.field(default_factory=LearnerSection)
+    evaluation: EvaluationSection = msgspec.field(default_factory=EvaluationSection)
+
+    def check(self, origin: str) -> Scenario:
+        """Range checks msgspec's types cannot express; raises :class:`ConfigError`."""
+        positive = {
+            "society.agents": self.society.agents,
+            "learner.snapshot_every": self.learner.snapshot_every,
+            "learner.experience_batch": self.learner.experience_batch,
+            "learner.checkpoint_every": self.learner.checkpoint_every,
+            "evaluation.episodes": self.evaluation.episodes,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                msg = f"scenario {origin}: {name} must be >= 1, got {value}"
+                raise ConfigError(msg)
+        if self.society.steps < 0:
+            msg = f"scenario {origin}: society.steps must be >= 0, got {self.society.steps}"
+            raise ConfigError(msg)
+        return self
+
+
+def _builtin_dir() -> Path:
+    return Path(str(resources.files("agents.scenarios")))
+
+
+def builtin_scenarios() -> dict[str, Path]:
+    """Built-in scenario names and their files."""
+    return {path.stem: path for path in sorted(_builtin_dir().glob("*.toml"))}
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """Load a built-in scenario by name, or a scenario file by path."""
+    builtins = builtin_scenarios()
+    path = builtins.get(name_or_path) or Path(name_or_path)
+    if not path.is_file():
+        known = ", ".join(builtins)
+        msg = f"unknown scenario {name_or_path!r}: not a built-in ({known}) nor a file"
+        raise ConfigError(msg)
+    try:
+        scenario = msgspec.toml.decode(path.read_bytes(), type=Scenario)
+    except msgspec.ValidationError as exc:
+        msg = f"scenario {path}: {exc}"
+        raise ConfigError(msg) from None
+    except msgspec.DecodeError as exc:
+        msg = f"scenario {path}: not valid TOML: {exc}"
+        raise ConfigError(msg) from None
+    return scenario.check(str(path))

@@ -1,0 +1,64 @@
+"""Shared pieces of the benchmarks: the machine they ran on, and writing results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+            cwd=ROOT, check=False,
+        ).stdout.strip()  # fmt: skip
+    except OSError:
+        commit = ""
+    import torch
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "commit": commit or "uncommitted",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def replace_section(name: str, body: str) -> None:
+    """Replace the text between ``<!-- bench:NAME -->`` markers in docs/benchmarks.md."""
+    text = BENCHMARKS_MD.read_text()
+    pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(<!-- /bench:{name} -->)", re.DOTALL)
+    if not pattern.search(text):
+        msg = f"docs/benchmarks.md has no <!-- bench:{name} --> section"
+        raise SystemExit(msg)
+    BENCHMARKS_MD.write_text(
+        pattern.sub(lambda m: m.group(1) + body.rstrip() + "\n" + m.group(2), text)
+    )

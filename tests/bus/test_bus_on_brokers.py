@@ -1,0 +1,242 @@
+"""The bus against real brokers: Mosquitto, and the pure-Python fallback, each its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from agents.broker.managed import ManagedBroker
+from agents.bus.client import Backoff, BusClient
+from agents.bus.codec import encode
+from agents.bus.inbox import Inbox
+from agents.bus.mqtt import MqttTransport
+from agents.bus.schemas import ExperienceBatch, Message, PolicySnapshot, Status
+from agents.bus.topics import Kind, TopicRef, Topics
+from agents.bus.transport import ConnectOptions
+from tests import factories
+
+FAST = Backoff(base=0.05, cap=0.5)
+M = TypeVar("M", bound=Message)
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def __call__(self, ref: TopicRef, message: Message) -> None:
+        self.messages.append(message)
+
+    def of(self, kind: type[M]) -> list[M]:
+        return [m for m in self.messages if isinstance(m, kind)]
+
+
+async def eventually(predicate: object, timeout: float = 10.0) -> None:
+    assert callable(predicate)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture(params=["mosquitto", "fallback"])
+def broker(request: pytest.FixtureRequest) -> ManagedBroker:
+    fixture: ManagedBroker = request.getfixturevalue(
+        "mosquitto" if request.param == "mosquitto" else "fallback_broker"
+    )
+    return fixture
+
+
+async def test_publish_subscribe_and_retained_snapshot(broker: ManagedBroker) -> None:
+    topics = Topics("s")
+    transport = MqttTransport(broker.url)
+    agent = BusClient(transport, ConnectOptions(client_id="a0"), backoff=FAST)
+    async with agent:
+        await agent.wait_connected(timeout=5)
+        agent.enqueue(
+            topics.agent("a0", Kind.POLICY), encode(factories.snapshot()), qos=1, retain=True
+        )
+        assert await agent.flush(timeout=5)
+        collected = Collected()
+        late = BusClient(
+            transport,
+            ConnectOptions(client_id="late", clean_session=True),
+            subscriptions=[(topics.agents_filter(Kind.POLICY), 1),
+                           (topics.agents_filter(Kind.EXPERIENCE), 1)],
+            handler=Inbox(topics, collected),
+            backoff=FAST,
+        )  # fmt: skip
+        async with late:
+            await late.wait_connected(timeout=5)
+            # A late joiner gets the latest snapshot because it is retained.
+            await eventually(lambda: len(collected.of(PolicySnapshot)) == 1)
+            for seq in range(1, 21):
+                agent.enqueue(
+                    topics.agent("a0", Kind.EXPERIENCE), encode(factories.experience(seq=seq))
+                )
+            await eventually(lambda: len(collected.of(ExperienceBatch)) == 20)
+    seqs = [m.seq for m in collected.of(ExperienceBatch)]
+    assert seqs == list(range(1, 21))
+
+
+_KILLED_AGENT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from agents.bus.client import BusClient
+    from agents.bus.codec import encode
+    from agents.bus.mqtt import MqttTransport
+    from agents.bus.topics import Kind, Topics
+    from agents.bus.transport import ConnectOptions, WillMessage
+    from agents.bus.url import parse_broker_url
+    from tests import factories
+
+    async def main():
+        topic = Topics("s").agent("doomed", Kind.STATUS)
+        will = WillMessage(topic, encode(factories.status("doomed", "offline")))
+        options = ConnectOptions(client_id="doomed", will=will, keepalive=5)
+        async with BusClient(MqttTransport(parse_broker_url(sys.argv[1])), options) as bus:
+            await bus.wait_connected(timeout=5)
+            await bus.publish_now(topic, encode(factories.status("doomed")), qos=1, retain=True)
+            print("online", flush=True)
+            await asyncio.sleep(60)
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_last_will_marks_a_killed_agent_offline(broker: ManagedBroker) -> None:
+    topics = Topics("s")
+    collected = Collected()
+    watcher = BusClient(
+        MqttTransport(broker.url),
+        ConnectOptions(client_id="watcher", clean_session=True),
+        subscriptions=[(topics.agents_filter(Kind.STATUS), 1)],
+        handler=Inbox(topics, collected),
+        backoff=FAST,
+    )
+    async with watcher:
+        await watcher.wait_connected(timeout=5)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _KILLED_AGENT, f"mqtt://{broker.url.host}:{broker.url.port}",
+            stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[2],
+        )  # fmt: skip
+        assert process.stdout is not None
+        assert (await asyncio.wait_for(process.stdout.readline(), 30)).strip() == b"online"
+        await eventually(lambda: [m.state for m in collected.of(Status)] == ["online"])
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        await eventually(lambda: [m.state for m in collected.of(Status)] == ["online", "offline"])
+
+
+async def test_outbox_delivers_everything_after_a_broker_outage(mosquitto: ManagedBroker) -> None:
+    """Messages enqueued while the broker is down arrive, once each, after it is back."""
+    topics = Topics("s")
+    transport = MqttTransport(mosquitto.url)
+    collected = Collected()
+    inbox = Inbox(topics, collected)
+    # A persistent-session subscriber, like the coordinator.
+    subscriber_options = ConnectOptions(client_id="coord", clean_session=False)
+    subscriber = BusClient(
+        transport, subscriber_options, backoff=FAST,
+        subscriptions=[(topics.agents_filter(Kind.EXPERIENCE), 1)], handler=inbox,
+    )  # fmt: skip
+    agent = BusClient(transport, ConnectOptions(client_id="a0"), backoff=FAST)
+    async with subscriber, agent:
+        await subscriber.wait_connected(timeout=5)
+        await agent.wait_connected(timeout=5)
+        seq = 0
+        for _outage in range(3):
+            mosquitto.stop()
+            await eventually(lambda: not agent.connected.is_set())
+            for _ in range(10):  # produced while the broker is away
+                seq += 1
+                agent.enqueue(
+                    topics.agent("a0", Kind.EXPERIENCE), encode(factories.experience(seq=seq))
+                )
+            assert agent.outbox.pending() >= 10
+            mosquitto.start()
+            await eventually(lambda: agent.connected.is_set() and subscriber.connected.is_set())
+        total = seq
+        await eventually(lambda: inbox.streams[(Kind.EXPERIENCE, "a0")].floor == total, timeout=20)
+    seqs = sorted(m.seq for m in collected.of(ExperienceBatch))
+    assert seqs == list(range(1, total + 1))
+    assert agent.stats.connection_losses == 3
+    assert agent.outbox.pending() == 0
+
+
+async def test_persistent_subscriber_gets_what_was_sent_while_it_was_away(
+    mosquitto: ManagedBroker,
+) -> None:
+    topics = Topics("s")
+    transport = MqttTransport(mosquitto.url)
+    options = ConnectOptions(client_id="coord", clean_session=False)
+    subscriptions = [(topics.agents_filter(Kind.EXPERIENCE), 1)]
+    first = Collected()
+    async with BusClient(
+        transport, options, subscriptions=subscriptions, handler=Inbox(topics, first)
+    ) as subscriber:
+        await subscriber.wait_connected(timeout=5)
+    # The subscriber is gone; 1500 batches are published (beyond Mosquitto's default queue of 1000).
+    async with BusClient(transport, ConnectOptions(client_id="a0")) as agent:
+        await agent.wait_connected(timeout=5)
+        for seq in range(1, 1501):
+            agent.enqueue(
+                topics.agent("a0", Kind.EXPERIENCE), encode(factories.experience(seq=seq, rows=1))
+            )
+        assert await agent.flush(timeout=60)
+    second = Collected()
+    async with BusClient(
+        transport, options, subscriptions=subscriptions, handler=Inbox(topics, second)
+    ) as subscriber:
+        await eventually(lambda: len(second.of(ExperienceBatch)) == 1500, timeout=30)
+
+
+def test_managed_broker_refuses_a_missing_binary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agents.broker import managed
+    from agents.exceptions import BrokerError
+
+    monkeypatch.setattr(managed, "find_mosquitto", lambda: None)
+    with pytest.raises(BrokerError, match="no mosquitto"):
+        managed.ManagedBroker(tmp_path, kind="mosquitto")
+    assert managed.ManagedBroker(tmp_path, kind="auto").kind == "python"
+
+
+def test_no_broker_process_outlives_its_owner(tmp_path: Path) -> None:
+    """die_with_parent: killing the owner (-9) takes the broker down with it."""
+    script = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from agents.broker.managed import ManagedBroker
+        broker = ManagedBroker(Path({str(tmp_path)!r}), kind="mosquitto")
+        broker.start()
+        print(broker.process.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    assert owner.stdout is not None
+    child = int(owner.stdout.readline())
+    os.kill(child, 0)  # running
+    owner.kill()
+    owner.wait()
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        import time
+
+        time.sleep(0.05)
+    pytest.fail("the broker outlived its owner")

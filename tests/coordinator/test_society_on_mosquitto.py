@@ -1,0 +1,196 @@
+"""An agent and the coordinator in one event loop, talking through a real Mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiomqtt
+import msgspec
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agents.agent.agent import Agent, AgentConfig
+from agents.broker.managed import ManagedBroker
+from agents.bus.arrays import to_wire
+from agents.bus.codec import encode
+from agents.bus.mqtt import MqttTransport
+from agents.bus.signing import tensor_digest
+from agents.bus.topics import Kind, Topics
+from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
+from agents.learner.learner import LearnerConfig
+from tests import factories
+
+SMALL_PPO = {"n_steps": 100, "batch_size": 50, "n_epochs": 2}
+
+
+def learner_config(steps: int) -> LearnerConfig:
+    return LearnerConfig(
+        env_id="CartPole-v1", algo="ppo", hyperparams=SMALL_PPO, budget_steps=steps,
+        snapshot_every=200, experience_batch=100, seed=0,
+    )  # fmt: skip
+
+
+async def eventually(predicate: object, timeout: float = 30.0) -> None:
+    assert callable(predicate)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            pytest.fail("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def coordinator(mosquitto: ManagedBroker, tmp_path: Path) -> AsyncIterator[Coordinator]:
+    config = CoordinatorConfig(
+        society="s", data_dir=tmp_path / "coordinator", metrics_port=0, eval_episodes=2
+    )
+    coordinator = Coordinator(
+        config, MqttTransport(mosquitto.url), metrics_registry=CollectorRegistry()
+    )
+    task = asyncio.create_task(coordinator.run())
+    await eventually(lambda: coordinator.bus is not None and coordinator.bus.connected.is_set())
+    try:
+        yield coordinator
+    finally:
+        coordinator.stop()
+        await asyncio.wait_for(task, 30)
+
+
+def sample(coordinator: Coordinator, name: str, **labels: str) -> float | None:
+    return coordinator.metrics_registry.get_sample_value(name, labels)
+
+
+async def test_agent_learns_publishes_and_is_evaluated(
+    mosquitto: ManagedBroker, coordinator: Coordinator, tmp_path: Path
+) -> None:
+    agent = Agent(
+        AgentConfig(agent_id="a0", society="s", learner=learner_config(600),
+                    data_dir=tmp_path / "a0", telemetry_interval=0.2),
+        MqttTransport(mosquitto.url),
+    )  # fmt: skip
+    report = await agent.run()
+    assert report.env_steps == 600
+    assert report.experience_batches_published == 6
+    assert report.snapshots_published == report.last_snapshot_version == 3
+    assert report.outbox_pending == 0
+    await eventually(lambda: coordinator.evaluations_done == 3, timeout=60)
+    record = coordinator.registry.agents["a0"]
+    assert [e.version for e in record.evaluations] == [1, 2, 3]
+    assert record.state == "offline"  # said so itself on a clean exit
+    assert sample(coordinator, "society_snapshot_evaluations_total") == 3
+    assert sample(coordinator, "society_evaluation_seconds_count") == 3
+    assert sample(coordinator, "society_agent_env_steps_total", agent="a0") == 600
+    assert sample(coordinator, "society_messages_received_total", kind="experience") == 6
+    assert sample(coordinator, "society_messages_received_total", kind="policy") == 3
+    assert sample(coordinator, "society_agents", state="offline") == 1
+    assert sample(coordinator, "society_agents", state="online") == 0
+    assert sample(coordinator, "society_agent_eval_return", agent="a0") == pytest.approx(
+        record.evaluations[-1].mean_return
+    )
+    assert sample(coordinator, "society_messages_rejected_total", reason="malformed") == 0
+    # The same numbers over HTTP, as Prometheus scrapes them.
+    url = f"http://127.0.0.1:{coordinator.metrics_port}/metrics"
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    assert 'society_agent_env_steps_total{agent="a0"} 600.0' in body
+    assert "society_evaluation_seconds_bucket" in body
+    # And in the run history.
+    history = sqlite3.connect(tmp_path / "coordinator" / "history.sqlite")
+    assert history.execute("SELECT count(*) FROM evaluations").fetchone()[0] == 3
+
+
+def _malformed_cases() -> list[tuple[str, Kind, bytes]]:
+    """(expected reason, kind, payload) for each defect, built from valid messages."""
+
+    def mutate(message: msgspec.Struct, **changes: object) -> bytes:
+        data = msgspec.to_builtins(message, builtin_types=(bytes,))
+        data.update(changes)
+        return msgspec.msgpack.encode(data)
+
+    good = factories.experience(agent="intruder")
+    nan_obs = to_wire(np.full((8, 4), np.nan, dtype=np.float32))
+    snapshot = factories.snapshot(agent="intruder")
+    weights = np.zeros((8, 4), dtype=np.float32)
+    weights[0, 0] = np.inf
+    inf_wire = to_wire(weights)
+    bad_tensors = [
+        msgspec.structs.replace(snapshot.tensors[0], data=inf_wire.data),
+        *snapshot.tensors[1:],
+    ]
+    inf_snapshot = msgspec.structs.replace(
+        snapshot, tensors=bad_tensors, digest=tensor_digest(bad_tensors)
+    )
+    nan_column = [nan_obs.dtype, nan_obs.shape, nan_obs.data]
+    return [
+        ("malformed", Kind.STATUS, b"\xc1\xc1"),
+        ("malformed", Kind.EXPERIENCE, encode(good)[:50]),
+        ("too_large", Kind.STATUS, b"\x00" * 5000),
+        ("too_large", Kind.TELEMETRY, b"\x00" * 70_000),
+        ("schema", Kind.TELEMETRY, mutate(factories.telemetry("intruder"), env_steps="many")),
+        ("schema", Kind.STATUS, mutate(factories.status("intruder"), extra=1)),
+        ("schema_version", Kind.STATUS, mutate(factories.status("intruder"), schema=99)),
+        ("dtype", Kind.EXPERIENCE, mutate(good, obs=["complex128", [8, 4], b"\x00" * 512])),
+        ("shape", Kind.EXPERIENCE, mutate(good, obs=["float32", [8, 4], b"\x00" * 12])),
+        ("non_finite", Kind.EXPERIENCE, mutate(good, obs=nan_column)),
+        ("non_finite", Kind.POLICY, encode(inf_snapshot)),
+        ("digest", Kind.POLICY, encode(msgspec.structs.replace(snapshot, digest="0" * 64))),
+        ("topic", Kind.EXPERIENCE, encode(factories.experience(agent="someone-else"))),
+    ]  # fmt: skip
+
+
+async def test_bad_payloads_on_every_topic_are_rejected_counted_and_survived(
+    mosquitto: ManagedBroker, coordinator: Coordinator, tmp_path: Path
+) -> None:
+    topics = Topics("s")
+    agent = Agent(
+        AgentConfig(agent_id="a0", society="s", learner=learner_config(0),
+                    data_dir=tmp_path / "a0", telemetry_interval=0.2),
+        MqttTransport(mosquitto.url),
+    )  # fmt: skip
+    running = asyncio.create_task(agent.run())
+    try:
+        await eventually(lambda: agent.bus is not None and agent.bus.connected.is_set())
+        cases = _malformed_cases()
+        async with aiomqtt.Client(
+            mosquitto.url.host, mosquitto.url.port, identifier="attacker"
+        ) as raw:
+            for _, kind, payload in cases:
+                await raw.publish(topics.agent("intruder", kind), payload, qos=1)
+                # The agent reads its directive topic: the same garbage goes there too.
+                await raw.publish(topics.agent("a0", Kind.DIRECTIVE), payload, qos=1)
+            # A snapshot that is well-formed but does not fit its world is refused at evaluation.
+            wrong_world = msgspec.structs.replace(factories.snapshot(agent="intruder", version=2))
+            await raw.publish(topics.agent("intruder", Kind.POLICY), encode(wrong_world), qos=1)
+            # And a valid message afterwards still gets through: nothing is wedged.
+            await raw.publish(
+                topics.agent("intruder", Kind.EXPERIENCE),
+                encode(factories.experience(agent="intruder", seq=1)),
+                qos=1,
+            )
+        expected: dict[str, int] = {}
+        for reason, _, _ in cases:
+            expected[reason] = expected.get(reason, 0) + 1
+        expected["incompatible"] = 1
+        await eventually(lambda: dict(coordinator.inbox.stats.rejected) == expected, timeout=60)
+        for reason, count in expected.items():
+            assert sample(coordinator, "society_messages_rejected_total", reason=reason) == count
+        await eventually(
+            lambda: coordinator.registry.get("intruder").experience_batches_received == 1
+        )
+        # The agent refused every bad directive by reason and kept learning.
+        await eventually(lambda: sum(agent.inbox.stats.rejected.values()) == len(cases))
+        assert agent.inbox.stats.rejected["schema_version"] == 1
+        assert agent.inbox.stats.rejected["too_large"] == 1  # only 70 kB exceeds 64 KiB
+        assert agent.learner is not None
+        steps = agent.learner.step
+        await eventually(lambda: agent.learner is not None and agent.learner.step > steps + 50)
+    finally:
+        agent.stop()
+    report = await asyncio.wait_for(running, 60)
+    assert report.stopped_by == "signal"
+    assert sum(report.messages_rejected.values()) == len(cases)

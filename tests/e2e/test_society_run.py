@@ -1,0 +1,156 @@
+"""``society run`` and ``society agent`` as users run them: real processes, a real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agents.broker.managed import ManagedBroker
+
+pytestmark = pytest.mark.e2e
+
+AGENT_FIELDS = {
+    "id", "env", "algo", "env_steps", "experience_batches_published", "snapshots_published",
+    "best_eval_return", "last_eval_return",
+}  # fmt: skip
+COORDINATOR_FIELDS = {"snapshots_evaluated", "messages_received", "messages_rejected"}
+
+
+def society(*args: str) -> list[str]:
+    return [sys.executable, "-m", "agents", *args]
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that mention ``text`` (our run folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(cmdline)
+    return found
+
+
+def wait_until_gone(text: str, timeout: float = 10.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (left := processes_mentioning(text)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def test_society_run_trains_evaluates_and_summarises(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = subprocess.run(
+        society("run", "--scenario", "cartpole", "--agents", "2", "--steps", "1200",
+                "--metrics-port", "0", "--out", str(out), "--quiet"),
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "society run completed" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["broker"]["managed"] == "mosquitto"
+    assert [agent["id"] for agent in summary["agents"]] == ["cartpole-0", "cartpole-1"]
+    for agent in summary["agents"]:
+        assert set(agent) >= AGENT_FIELDS
+        assert agent["env"] == "CartPole-v1"
+        assert agent["algo"] == "ppo"
+        assert agent["env_steps"] == 1200
+        assert agent["experience_batches_published"] == 5  # 4 full batches of 256 + the rest
+        assert agent["experience_batches_received"] == 5
+        assert agent["snapshots_published"] >= 1
+        assert agent["last_eval_return"] is not None
+        assert agent["best_eval_return"] >= agent["last_eval_return"]
+        assert agent["exit_code"] == 0
+    coordinator = summary["coordinator"]
+    assert set(coordinator) >= COORDINATOR_FIELDS
+    assert coordinator["snapshots_evaluated"] == sum(
+        agent["snapshots_published"] for agent in summary["agents"]
+    )
+    assert coordinator["messages_rejected"] == 0
+    assert coordinator["exit_code"] == 0
+    assert (out / "coordinator" / "history.sqlite").exists()
+    assert (out / "agents" / "cartpole-0" / "checkpoint" / "checkpoint.json").exists()
+    assert not wait_until_gone(str(out))
+
+
+def test_ctrl_c_stops_everything_and_leaves_no_process(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run = subprocess.Popen(
+        society("run", "--scenario", "cartpole", "--agents", "2", "--steps", "0",
+                "--out", str(out), "--quiet"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        # Wait until both agents are learning (their checkpoints folders exist once they start).
+        deadline = time.monotonic() + 120
+        while not all((out / "logs" / f"cartpole-{i}.log").exists() for i in range(2)):
+            assert time.monotonic() < deadline, "agents did not start"
+            assert run.poll() is None, run.stderr.read() if run.stderr else ""
+            time.sleep(0.2)
+        while "snapshot v1" not in (out / "logs" / "cartpole-1.log").read_text() and (
+            "agent cartpole-1" not in (out / "logs" / "cartpole-1.log").read_text()
+        ):
+            assert time.monotonic() < deadline, "agents did not start learning"
+            time.sleep(0.2)
+        time.sleep(2)
+        run.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130
+    assert stderr.strip().splitlines()[-1].startswith("society: run interrupted")
+    assert not wait_until_gone(str(out)), "processes left behind"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    for agent in summary["agents"]:
+        # Stopped gracefully: each agent checkpointed and reported how far it got.
+        assert agent["exit_code"] == 0
+        assert agent["env_steps"] > 0
+
+
+def test_an_agent_started_by_hand_joins_a_running_society(
+    mosquitto: ManagedBroker, tmp_path: Path
+) -> None:
+    url = f"mqtt://{mosquitto.url.host}:{mosquitto.url.port}"
+    out = tmp_path / "run"
+    run = subprocess.Popen(
+        society("run", "--scenario", "cartpole", "--agents", "1", "--steps", "0",
+                "--duration", "30", "--broker", url, "--out", str(out), "--quiet"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        visitor = subprocess.run(
+            society("agent", "--id", "visitor", "--society", "cartpole", "--broker", url,
+                    "--scenario", "cartpole", "--steps", "800",
+                    "--data-dir", str(tmp_path / "visitor")),
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert visitor.returncode == 0, visitor.stderr[-2000:]
+        stdout, stderr = run.communicate(timeout=180)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, stderr[-2000:]
+    assert "completed" in stdout
+    coordinator = json.loads((out / "coordinator" / "coordinator.json").read_text())
+    seen = {agent["id"]: agent for agent in coordinator["agents"]}
+    assert set(seen) == {"cartpole-0", "visitor"}
+    assert seen["visitor"]["env_steps"] == 800
+    assert seen["visitor"]["snapshots_evaluated"] >= 1
+    assert seen["visitor"]["state"] == "offline"
+    # The managed broker was not started: the run used ours, which is still up.
+    assert not (out / "broker").exists()

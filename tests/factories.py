@@ -1,0 +1,114 @@
+"""Valid messages to start from; tests break them one field at a time."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from agents.bus.arrays import Tensor, to_wire
+from agents.bus.schemas import (
+    SCHEMA_VERSION,
+    Directive,
+    Evaluation,
+    ExperienceBatch,
+    Leaderboard,
+    LeaderboardEntry,
+    Lineage,
+    PolicyArch,
+    PolicySnapshot,
+    SpaceSpec,
+    Status,
+    Telemetry,
+)
+from agents.bus.signing import tensor_digest
+
+BOX4 = SpaceSpec(
+    kind="box",
+    shape=[4],
+    dtype="float32",
+    low=to_wire(np.full(4, -10, dtype=np.float32)),
+    high=to_wire(np.full(4, 10, dtype=np.float32)),
+)
+DISCRETE2 = SpaceSpec(kind="discrete", shape=[], dtype="int64", n=2)
+
+
+def status(agent: str = "a0", state: str = "online") -> Status:
+    return Status(
+        schema=SCHEMA_VERSION, agent=agent, state=state, ts=time.time(),  # type: ignore[arg-type]
+        env_id="CartPole-v1", algo="ppo", pid=1,
+    )  # fmt: skip
+
+
+def experience(agent: str = "a0", seq: int = 1, rows: int = 8) -> ExperienceBatch:
+    rng = np.random.default_rng(seq)
+    return ExperienceBatch(
+        schema=SCHEMA_VERSION,
+        agent=agent,
+        seq=seq,
+        env_id="CartPole-v1",
+        obs_space=BOX4,
+        action_space=DISCRETE2,
+        agent_step=seq * rows,
+        obs=to_wire(rng.standard_normal((rows, 4)).astype(np.float32)),
+        next_obs=to_wire(rng.standard_normal((rows, 4)).astype(np.float32)),
+        actions=to_wire(rng.integers(0, 2, rows)),
+        rewards=to_wire(np.ones(rows, dtype=np.float32)),
+        terminated=to_wire(np.zeros(rows, dtype=bool)),
+        truncated=to_wire(np.zeros(rows, dtype=bool)),
+    )
+
+
+def tensors(seed: int = 0) -> list[Tensor]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for name, shape in (("w1", (8, 4)), ("b1", (8,)), ("w2", (2, 8))):
+        wire = to_wire(rng.standard_normal(shape).astype(np.float32))
+        out.append(Tensor(name=name, dtype=wire.dtype, shape=wire.shape, data=wire.data))
+    return out
+
+
+def snapshot(agent: str = "a0", version: int = 1) -> PolicySnapshot:
+    weights = tensors(version)
+    return PolicySnapshot(
+        schema=SCHEMA_VERSION,
+        agent=agent,
+        version=version,
+        step=1000 * version,
+        algo="ppo",
+        env_id="CartPole-v1",
+        obs_space=BOX4,
+        action_space=DISCRETE2,
+        arch=PolicyArch(policy="MlpPolicy", net_arch=[8], activation="tanh"),
+        tensors=weights,
+        digest=tensor_digest(weights),
+        hyperparams={"learning_rate": 3e-4, "n_steps": 512},
+        lineage=Lineage(agent="a1", version=3),
+    )
+
+
+def telemetry(agent: str = "a0") -> Telemetry:
+    return Telemetry(
+        schema=SCHEMA_VERSION, agent=agent, ts=time.time(), env_id="CartPole-v1", algo="ppo",
+        env_steps=1234, steps_per_second=800.5, episodes=12, experience_batches_published=4,
+        snapshots_published=1, snapshot_version=1, episode_returns=[10.0, 20.0],
+    )  # fmt: skip
+
+
+def directive(agent: str = "a0") -> Directive:
+    return Directive(schema=SCHEMA_VERSION, id="d1", agent=agent, action="snapshot", ts=time.time())
+
+
+def evaluation(agent: str = "a0", version: int = 1) -> Evaluation:
+    return Evaluation(
+        schema=SCHEMA_VERSION, agent=agent, version=version, step=1000, env_id="CartPole-v1",
+        algo="ppo", mean_return=100.0, std_return=5.0, episodes=5, seeds=[1, 2, 3, 4, 5],
+        seconds=0.5, ts=time.time(),
+    )  # fmt: skip
+
+
+def leaderboard() -> Leaderboard:
+    entry = LeaderboardEntry(
+        agent="a0", env_id="CartPole-v1", algo="ppo", version=1, step=1000, eval_return=100.0
+    )
+    return Leaderboard(schema=SCHEMA_VERSION, ts=time.time(), entries=[entry])
