@@ -20,6 +20,7 @@ STRUCTS: list[type[msgspec.Struct]] = [
     schemas.PolicyArch,
     schemas.Lineage,
     schemas.RegimeScore,
+    schemas.RegimeSpec,
     schemas.LeaderboardEntry,
     arrays.Array,
     arrays.Tensor,

@@ -222,6 +222,7 @@ class Agent:
                 action_space=learner.action_spec,
                 arch=learner.arch,
                 hyperparams=learner.hyperparams,
+                regimes=learner.regimes,
                 tensors=tensors,
                 digest=digest,
             )
@@ -301,6 +302,7 @@ class Agent:
             snapshots_published=self._delivered(outbox, Kind.POLICY, POLICY_VERSION),
             snapshot_version=outbox.counter(POLICY_VERSION),
             outbox_pending=outbox.pending(),
+            regime=learner.current_regime,
             messages_rejected=dict(self.inbox.stats.rejected),
         )
         delivery = DELIVERY[Kind.TELEMETRY]

@@ -29,6 +29,7 @@ from agents.bus.schemas import (
     Directive,
     Evaluation,
     ExperienceBatch,
+    HyperValue,
     Leaderboard,
     Message,
     PolicySnapshot,
@@ -173,6 +174,12 @@ def _name(value: str, what: str) -> None:
         raise MessageRejected("invalid", str(exc)) from None
 
 
+def _scalars(values: dict[str, HyperValue], what: str) -> None:
+    for key, value in values.items():
+        if isinstance(value, float):
+            _finite(value, f"{what}[{key!r}]")
+
+
 def _finite(value: float, what: str) -> None:
     if not math.isfinite(value):
         raise MessageRejected("non_finite", f"{what} is {value}")
@@ -260,9 +267,12 @@ def _check_policy(message: Message) -> None:
         raise MessageRejected("invalid", "duplicate tensor names")
     for tensor in message.tensors:
         from_wire(tensor.dtype, tensor.shape, tensor.data, what=f"tensor {tensor.name!r}")
-    for key, value in message.hyperparams.items():
-        if isinstance(value, float):
-            _finite(value, f"hyperparams[{key!r}]")
+    _scalars(message.hyperparams, "hyperparams")
+    _scalars(message.env_kwargs, "env_kwargs")
+    for regime in message.regimes:
+        if not 1 <= len(regime.name) <= 64:  # noqa: PLR2004 - a label value, kept short
+            raise MessageRejected("invalid", f"regime name {regime.name!r}")
+        _scalars(regime.params, f"regime {regime.name}")
     if tensor_digest(message.tensors) != message.digest:
         raise MessageRejected("digest", "tensors do not match the SHA-256 digest")
 
@@ -292,9 +302,7 @@ def _check_directive(message: Message) -> None:
     _finite(message.ts, "ts")
     if message.action == "adopt" and message.source is None:
         raise MessageRejected("invalid", "an adopt directive needs a source")
-    for key, value in message.hyperparams.items():
-        if isinstance(value, float):
-            _finite(value, f"hyperparams[{key!r}]")
+    _scalars(message.hyperparams, "hyperparams")
 
 
 def _check_evaluation(message: Message) -> None:
@@ -302,8 +310,14 @@ def _check_evaluation(message: Message) -> None:
     _name(message.agent, "agent")
     for field in ("mean_return", "std_return", "seconds", "ts"):
         _finite(getattr(message, field), field)
+    if message.baseline_return is not None:
+        _finite(message.baseline_return, "baseline_return")
     for score in message.regimes:
         _finite(score.mean_return, "regimes.mean_return")
+        if score.baseline_return is not None:
+            _finite(score.baseline_return, "regimes.baseline_return")
+        for key, value in (*score.metrics.items(), *score.baseline_metrics.items()):
+            _finite(value, f"regimes.metrics[{key!r}]")
 
 
 def _check_leaderboard(message: Message) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "PolicyArch",
     "PolicySnapshot",
     "RegimeScore",
+    "RegimeSpec",
     "SpaceSpec",
     "Status",
     "Telemetry",
@@ -88,6 +89,17 @@ class PolicyArch(_Struct):
     net_arch: list[int] | dict[str, list[int]]
     activation: str
     options: dict[str, HyperValue] = {}
+
+
+class RegimeSpec(_Struct):
+    """A named regime of a world: parameter overrides a drift schedule switches to.
+
+    For the project's worlds the names are fields of the world's parameters; for a plain
+    gymnasium env they are attributes of ``env.unwrapped`` (CartPole's ``gravity``...).
+    """
+
+    name: str
+    params: dict[str, HyperValue] = {}
 
 
 class Status(Message, tag="status"):
@@ -150,6 +162,7 @@ class PolicySnapshot(Message, tag="policy"):
     env_kwargs: dict[str, HyperValue] = {}
     hyperparams: dict[str, HyperValue] = {}
     lineage: Lineage | None = None
+    regimes: list[RegimeSpec] = []
     signature: str | None = None
 
 
@@ -170,6 +183,7 @@ class Telemetry(Message, tag="telemetry"):
     episode_returns: list[float] = []
     outbox_pending: int = 0
     drift_events: int = 0
+    regime: str = ""
     messages_rejected: dict[str, int] = {}
 
 
@@ -195,6 +209,8 @@ class RegimeScore(_Struct):
     regime: str
     mean_return: float
     baseline_return: float | None = None
+    metrics: dict[str, float] = {}
+    baseline_metrics: dict[str, float] = {}
 
 
 class Evaluation(Message, tag="evaluation"):
@@ -212,6 +228,8 @@ class Evaluation(Message, tag="evaluation"):
     seconds: float
     ts: float
     regimes: list[RegimeScore] = []
+    baseline: str = ""
+    baseline_return: float | None = None
 
 
 class LeaderboardEntry(_Struct):

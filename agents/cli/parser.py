@@ -73,6 +73,25 @@ def _learner(parser: SocietyParser) -> None:
         metavar="KEY=VALUE",
         help="constructor argument of the world (repeatable)",
     )
+    parser.option(
+        "--device-index",
+        env="SOCIETY_DEVICE_INDEX",
+        type=non_negative_int,
+        help="draw this member's own device parameters (from the scenario seed and N)",
+    )
+    parser.option(
+        "--drift",
+        env="SOCIETY_DRIFT",
+        help="drift schedule regime:steps,regime:steps (e.g. earth:20000,moon:20000)",
+    )
+    parser.option(
+        "--drift-cyclic",
+        env="SOCIETY_DRIFT_CYCLIC",
+        default=False,
+        action="store_const",
+        const=True,
+        help="start the drift schedule over at its end",
+    )
     parser.option("--algo", env="SOCIETY_ALGO", help="ppo, a2c, dqn or sac")
     parser.option(
         "--hp",

@@ -32,6 +32,7 @@ from agents.bus.schemas import (
     LeaderboardEntry,
     Message,
     PolicySnapshot,
+    RegimeScore,
     Status,
     Telemetry,
 )
@@ -227,10 +228,22 @@ class Coordinator:
             algo=snapshot.algo,
             mean_return=result.mean,
             std_return=result.std,
-            episodes=len(result.returns),
-            seeds=[self.config.eval_seed + i for i in range(len(result.returns))],
+            episodes=self.config.eval_episodes,
+            seeds=[self.config.eval_seed + i for i in range(self.config.eval_episodes)],
             seconds=result.seconds,
             ts=time.time(),
+            regimes=[
+                RegimeScore(
+                    regime=regime.regime,
+                    mean_return=regime.mean,
+                    baseline_return=regime.baseline_mean,
+                    metrics=regime.metrics,
+                    baseline_metrics=regime.baseline_metrics,
+                )
+                for regime in result.regimes
+            ],
+            baseline=result.baseline,
+            baseline_return=result.baseline_mean,
         )
         self.registry.on_evaluation(evaluation)
         self.history.record_evaluation(evaluation)

@@ -1,29 +1,47 @@
-"""Evaluating a snapshot on fixed-seed evaluation worlds, in a worker process.
+"""Evaluating a snapshot on fixed-seed evaluation worlds, next to the world's baseline.
 
 :func:`evaluate_snapshot` runs in a process pool, off the coordinator's event loop. It gets
-the snapshot's MessagePack payload (bytes, never a pickle of received data) and decodes and
-validates it again itself, rebuilds the policy network from its description, loads the
-weights, and plays ``episodes`` episodes with seeds ``seed, seed+1, ...`` acting
-deterministically. Errors come back as a result with a reason, not as an exception, so
-nothing has to be pickled but plain values.
+the snapshot's MessagePack payload (bytes, never a pickle of received data), decodes and
+validates it again itself, rebuilds the policy network from its description, and loads the
+weights. Then, for every regime of the agent's drift schedule (or the world as it is, if it
+does not drift), it plays ``episodes`` episodes with the seeds ``seed, seed+1, ...`` acting
+deterministically, and plays the world's primary baseline controller on the same worlds and
+seeds through the same loop (:func:`agents.worlds.play_episodes`). Baseline scores do not
+change between snapshots of one device, so each worker caches them.
+
+Errors come back as a result with a reason, not as an exception, so nothing has to be pickled
+but plain values, and a snapshot that breaks its world cannot break the coordinator.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
 
 import gymnasium as gym
+import msgspec
 import numpy as np
 
 from agents.exceptions import ConfigError, IncompatiblePolicy, MessageRejected
 
-__all__ = ["EvaluationRequest", "EvaluationResult", "evaluate_snapshot", "make_pool"]
+__all__ = [
+    "DEFAULT_REGIME",
+    "EvaluationRequest",
+    "EvaluationResult",
+    "RegimeResult",
+    "evaluate_snapshot",
+    "make_pool",
+]
+
+log = logging.getLogger(__name__)
+
+#: The regime name reported for a world that does not drift.
+DEFAULT_REGIME = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +54,51 @@ class EvaluationRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class RegimeResult:
+    """Returns (and the world's metrics, averaged) of the policy and the baseline on a regime."""
+
+    regime: str
+    returns: list[float]
+    metrics: dict[str, float] = field(default_factory=dict)
+    baseline_returns: list[float] | None = None
+    baseline_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def baseline_mean(self) -> float | None:
+        return float(np.mean(self.baseline_returns)) if self.baseline_returns else None
+
+
+@dataclass(frozen=True, slots=True)
 class EvaluationResult:
-    returns: list[float] = field(default_factory=list)
+    regimes: list[RegimeResult] = field(default_factory=list)
+    baseline: str = ""
     seconds: float = 0.0
     error_reason: str | None = None
     error_detail: str = ""
 
     @property
+    def returns(self) -> list[float]:
+        return [r for regime in self.regimes for r in regime.returns]
+
+    @property
     def mean(self) -> float:
-        return float(np.mean(self.returns)) if self.returns else math.nan
+        """Mean over regimes of each regime's mean return: every regime counts the same."""
+        return float(np.mean([r.mean for r in self.regimes])) if self.regimes else math.nan
 
     @property
     def std(self) -> float:
-        return float(np.std(self.returns)) if self.returns else math.nan
+        return float(np.std(self.returns)) if self.regimes else math.nan
+
+    @property
+    def baseline_mean(self) -> float | None:
+        means = [r.baseline_mean for r in self.regimes]
+        if not means or any(m is None for m in means):
+            return None
+        return float(np.mean([m for m in means if m is not None]))
 
 
 def _init_worker() -> None:
@@ -64,7 +114,7 @@ def make_pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
-def env_allowed(env_id: str, allowed: Iterable[str]) -> bool:
+def env_allowed(env_id: str, allowed: frozenset[str]) -> bool:
     """Only registered ids and explicitly allowed ``module:Class`` ids are ever built.
 
     The env id comes from a peer's message: importing a module it names would let any
@@ -72,60 +122,101 @@ def env_allowed(env_id: str, allowed: Iterable[str]) -> bool:
     """
     import agents.worlds  # noqa: F401, PLC0415 - registers the society/ worlds
 
-    return env_id in gym.registry or env_id in set(allowed)
+    return env_id in gym.registry or env_id in allowed
 
 
 def evaluate_snapshot(request: EvaluationRequest) -> EvaluationResult:
-    """Play the snapshot's policy on its world. Runs in a worker process."""
+    """Play the snapshot's policy (and the baseline) on its worlds. Runs in a worker process."""
     started = time.perf_counter()
     try:
-        returns = _play(request)
+        regimes, baseline = _evaluate(request)
     except MessageRejected as exc:
         return EvaluationResult(error_reason=exc.reason, error_detail=exc.detail)
     except (IncompatiblePolicy, ConfigError) as exc:
         return EvaluationResult(error_reason="incompatible", error_detail=str(exc))
-    return EvaluationResult(returns=returns, seconds=time.perf_counter() - started)
+    except Exception as exc:  # a world that breaks under these weights must not break us
+        log.exception("evaluation failed")
+        detail = f"evaluation failed: {type(exc).__name__}: {exc}"
+        return EvaluationResult(error_reason="incompatible", error_detail=detail)
+    return EvaluationResult(
+        regimes=regimes, baseline=baseline, seconds=time.perf_counter() - started
+    )
 
 
-def _play(request: EvaluationRequest) -> list[float]:
+# Baseline scores per (world, device, regime, seeds), kept for the worker's life.
+_BASELINE_CACHE: dict[bytes, tuple[list[float], dict[str, float]]] = {}
+
+
+def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
     # Imported here: the worker process pays for torch, the coordinator's loop does not.
     from agents.bus.codec import decode_as  # noqa: PLC0415
-    from agents.bus.schemas import PolicySnapshot  # noqa: PLC0415
+    from agents.bus.schemas import PolicySnapshot, RegimeSpec  # noqa: PLC0415
     from agents.learner.algorithms import get_algorithm  # noqa: PLC0415
     from agents.learner.envs import make_env  # noqa: PLC0415
     from agents.learner.snapshots import build_policy, load_tensors  # noqa: PLC0415
     from agents.learner.spaces import describe_space  # noqa: PLC0415
+    from agents.worlds import (  # noqa: PLC0415
+        BASELINES,
+        PRIMARY_BASELINE,
+        PolicyController,
+        metric_keys,
+        play_episodes,
+    )
 
     snapshot = decode_as(PolicySnapshot, request.payload)
     if not env_allowed(snapshot.env_id, request.allowed_envs):
         msg = f"environment {snapshot.env_id!r} is not registered nor allowed here"
         raise IncompatiblePolicy(msg)
     spec = get_algorithm(snapshot.algo)
-    env = make_env(snapshot.env_id, snapshot.env_kwargs)
-    try:
-        if describe_space(env.observation_space) != snapshot.obs_space:
-            msg = "observation space differs from the evaluation world's"
-            raise IncompatiblePolicy(msg)
-        if describe_space(env.action_space) != snapshot.action_space:
-            msg = "action space differs from the evaluation world's"
-            raise IncompatiblePolicy(msg)
-        policy = build_policy(spec, snapshot.arch, env.observation_space, env.action_space)
-        load_tensors(policy, snapshot.tensors)
-        return [
-            _episode(env, policy, request.seed + i, request.max_episode_steps)
-            for i in range(request.episodes)
-        ]
-    finally:
-        env.close()
+    seeds = [request.seed + i for i in range(request.episodes)]
+    keys = metric_keys(snapshot.env_id)
+    baseline = PRIMARY_BASELINE.get(snapshot.env_id, "")
+    policy: Any = None
+    results = []
+    regimes: list[RegimeSpec | None] = [*snapshot.regimes] or [None]
+    for regime in regimes:
+        env = make_env(snapshot.env_id, snapshot.env_kwargs, regime=regime)
+        try:
+            if policy is None:
+                if describe_space(env.observation_space) != snapshot.obs_space:
+                    msg = "observation space differs from the evaluation world's"
+                    raise IncompatiblePolicy(msg)
+                if describe_space(env.action_space) != snapshot.action_space:
+                    msg = "action space differs from the evaluation world's"
+                    raise IncompatiblePolicy(msg)
+                policy = build_policy(spec, snapshot.arch, env.observation_space, env.action_space)
+                load_tensors(policy, snapshot.tensors)
+            score = play_episodes(
+                PolicyController(policy), env, seeds=seeds, metrics=keys,
+                max_steps=request.max_episode_steps,
+            )  # fmt: skip
+            baseline_returns: list[float] | None = None
+            baseline_metrics: dict[str, float] = {}
+            if baseline:
+                key = msgspec.msgpack.encode(
+                    [snapshot.env_id, snapshot.env_kwargs, regime, seeds, request.max_episode_steps]
+                )
+                if key not in _BASELINE_CACHE:
+                    controller = BASELINES[snapshot.env_id][baseline](env)
+                    played = play_episodes(
+                        controller, env, seeds=seeds, metrics=keys,
+                        max_steps=request.max_episode_steps,
+                    )  # fmt: skip
+                    _BASELINE_CACHE[key] = (list(played.returns), _means(played.metrics))
+                baseline_returns, baseline_metrics = _BASELINE_CACHE[key]
+        finally:
+            env.close()
+        results.append(
+            RegimeResult(
+                regime=regime.name if regime is not None else DEFAULT_REGIME,
+                returns=list(score.returns),
+                metrics=_means(score.metrics),
+                baseline_returns=baseline_returns,
+                baseline_metrics=baseline_metrics,
+            )
+        )
+    return results, baseline
 
 
-def _episode(env: gym.Env[Any, Any], policy: Any, seed: int, max_steps: int) -> float:
-    obs, _ = env.reset(seed=seed)
-    total = 0.0
-    for _ in range(max_steps):
-        action, _ = policy.predict(obs, deterministic=True)
-        obs, reward, terminated, truncated, _ = env.step(action)
-        total += float(reward)
-        if terminated or truncated:
-            break
-    return total
+def _means(metrics: Any) -> dict[str, float]:
+    return {name: float(np.mean(values)) for name, values in metrics.items() if len(values)}

@@ -4,12 +4,12 @@ Following prometheus_client's custom-collector pattern, nothing is updated on th
 :class:`SocietyCollector` reads the registry, the inbox counters and the bus statistics when
 Prometheus scrapes. It is registered on an injected ``CollectorRegistry`` so tests use their
 own. Names follow Prometheus conventions: prefix ``society_``, base units (seconds),
-``_total`` for counters, and labels with bounded values (agent ids, kinds, reasons).
+``_total`` for counters, and labels with bounded values (agent ids, regimes, kinds, reasons).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from agents.bus.codec import REJECT_REASONS
 from agents.bus.topics import Kind
+from agents.coordinator.registry import AgentRecord
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -29,6 +30,29 @@ __all__ = ["EVALUATION_BUCKETS", "SocietyCollector", "register_metrics"]
 #: Evaluation durations range from a few milliseconds (CartPole) to minutes (long worlds).
 EVALUATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
+Getter = Callable[[AgentRecord], float | None]
+
+#: One series per agent, labelled ``agent``: (name, counter?, help, value or None to skip).
+_PER_AGENT: tuple[tuple[str, bool, str, Getter], ...] = (
+    ("society_agent_up", False, "1 if the agent's status is online, else 0.",
+     lambda r: 1.0 if r.state == "online" else 0.0),
+    ("society_agent_env_steps", True, "Environment steps the agent has taken.",
+     lambda r: r.env_steps),
+    ("society_agent_steps_per_second", False, "The agent's recent learning speed.",
+     lambda r: r.steps_per_second),
+    ("society_agent_episodes", True, "Episodes the agent has finished.", lambda r: r.episodes),
+    ("society_agent_eval_return", False,
+     "Mean return of the agent's latest evaluated snapshot on its evaluation worlds.",
+     lambda r: r.last_eval_return),
+    ("society_agent_best_eval_return", False, "Best evaluated mean return so far.",
+     lambda r: r.best_eval_return),
+    ("society_agent_snapshot_version", False, "Latest snapshot version received.",
+     lambda r: r.latest_version),
+    ("society_agent_experience_batches_received", True,
+     "Experience batches received from the agent, after de-duplication.",
+     lambda r: r.experience_batches_received),
+)  # fmt: skip
+
 
 class SocietyCollector(Collector):
     """Everything the coordinator knows, as metric families, computed per scrape."""
@@ -37,71 +61,76 @@ class SocietyCollector(Collector):
         self.coordinator = coordinator
 
     def collect(self) -> Iterator[Metric]:
-        coordinator = self.coordinator
-        records = list(coordinator.registry.agents.values())
+        records = list(self.coordinator.registry.agents.values())
+        yield self._agents_by_state()
+        yield from self._per_agent(records)
+        yield from self._per_regime(records)
+        yield from self._messages()
+        yield from self._evaluation_and_bus()
 
+    def _agents_by_state(self) -> Metric:
         agents = GaugeMetricFamily(
             "society_agents", "Agents known to the coordinator, by state.", labels=["state"]
         )
-        for state, count in coordinator.registry.counts_by_state().items():
+        for state, count in self.coordinator.registry.counts_by_state().items():
             agents.add_metric([state], count)
-        yield agents
+        return agents
 
+    def _per_agent(self, records: list[AgentRecord]) -> Iterator[Metric]:
         info = GaugeMetricFamily(
             "society_agent_info",
             "Constant 1 per agent, labelled with its world and algorithm.",
             labels=["agent", "env", "algo"],
         )
-        up = GaugeMetricFamily(
-            "society_agent_up", "1 if the agent's status is online, else 0.", labels=["agent"]
-        )
-        steps = CounterMetricFamily(
-            "society_agent_env_steps", "Environment steps the agent has taken.", labels=["agent"]
-        )
-        rate = GaugeMetricFamily(
-            "society_agent_steps_per_second",
-            "The agent's recent learning speed.",
-            labels=["agent"],
-        )
-        episodes = CounterMetricFamily(
-            "society_agent_episodes", "Episodes the agent has finished.", labels=["agent"]
-        )
-        eval_return = GaugeMetricFamily(
-            "society_agent_eval_return",
-            "Mean return of the agent's latest evaluated snapshot on the evaluation worlds.",
-            labels=["agent"],
-        )
-        best_return = GaugeMetricFamily(
-            "society_agent_best_eval_return",
-            "Best evaluated mean return so far.",
-            labels=["agent"],
-        )
-        version = GaugeMetricFamily(
-            "society_agent_snapshot_version",
-            "Latest snapshot version received.",
-            labels=["agent"],
-        )
-        batches = CounterMetricFamily(
-            "society_agent_experience_batches_received",
-            "Experience batches received from the agent, after de-duplication.",
-            labels=["agent"],
+        for record in records:
+            info.add_metric([record.id, record.env_id, record.algo], 1)
+        yield info
+        for name, counter, documentation, getter in _PER_AGENT:
+            family_type = CounterMetricFamily if counter else GaugeMetricFamily
+            family = family_type(name, documentation, labels=["agent"])
+            for record in records:
+                value = getter(record)
+                if value is not None:
+                    family.add_metric([record.id], value)
+            yield family
+        baseline = GaugeMetricFamily(
+            "society_baseline_eval_return",
+            "Mean return of the world's baseline controller on the agent's evaluation worlds.",
+            labels=["agent", "baseline"],
         )
         for record in records:
-            labels = [record.id]
-            info.add_metric([record.id, record.env_id, record.algo], 1)
-            up.add_metric(labels, 1 if record.state == "online" else 0)
-            steps.add_metric(labels, record.env_steps)
-            rate.add_metric(labels, record.steps_per_second)
-            episodes.add_metric(labels, record.episodes)
-            version.add_metric(labels, record.latest_version)
-            batches.add_metric(labels, record.experience_batches_received)
-            if record.last_eval_return is not None:
-                eval_return.add_metric(labels, record.last_eval_return)
-            if record.best_eval_return is not None:
-                best_return.add_metric(labels, record.best_eval_return)
-        yield from (info, up, steps, rate, episodes, eval_return, best_return, version, batches)
+            if record.baseline_eval_return is not None:
+                baseline.add_metric([record.id, record.baseline], record.baseline_eval_return)
+        yield baseline
 
-        stats = coordinator.inbox.stats
+    def _per_regime(self, records: list[AgentRecord]) -> Iterator[Metric]:
+        agent_return = GaugeMetricFamily(
+            "society_agent_regime_eval_return",
+            "Mean return of the agent's latest evaluated snapshot on one regime of its world.",
+            labels=["agent", "regime"],
+        )
+        baseline_return = GaugeMetricFamily(
+            "society_baseline_regime_eval_return",
+            "Mean return of the baseline controller on one regime of the agent's world.",
+            labels=["agent", "regime"],
+        )
+        regime_now = GaugeMetricFamily(
+            "society_agent_regime",
+            "Constant 1 per agent, labelled with the regime its world is in now.",
+            labels=["agent", "regime"],
+        )
+        for record in records:
+            if record.regime:
+                regime_now.add_metric([record.id, record.regime], 1)
+            latest = record.evaluations[-1].regimes if record.evaluations else ()
+            for score in latest:
+                agent_return.add_metric([record.id, score.regime], score.mean_return)
+                if score.baseline_return is not None:
+                    baseline_return.add_metric([record.id, score.regime], score.baseline_return)
+        yield from (agent_return, baseline_return, regime_now)
+
+    def _messages(self) -> Iterator[Metric]:
+        stats = self.coordinator.inbox.stats
         received = CounterMetricFamily(
             "society_messages_received", "Valid messages received, by kind.", labels=["kind"]
         )
@@ -120,27 +149,25 @@ class SocietyCollector(Collector):
             rejected.add_metric([reason], stats.rejected.get(reason, 0))
         yield from (received, duplicates, rejected)
 
+    def _evaluation_and_bus(self) -> Iterator[Metric]:
+        coordinator = self.coordinator
         yield CounterMetricFamily(
-            "society_snapshot_evaluations",
-            "Snapshots evaluated.",
+            "society_snapshot_evaluations", "Snapshots evaluated.",
             value=coordinator.evaluations_done,
-        )
+        )  # fmt: skip
         yield GaugeMetricFamily(
-            "society_evaluation_queue_length",
-            "Snapshots waiting for evaluation.",
+            "society_evaluation_queue_length", "Snapshots waiting for evaluation.",
             value=coordinator.evaluation_backlog,
-        )
+        )  # fmt: skip
         bus = coordinator.bus_stats
         yield GaugeMetricFamily(
-            "society_bus_connected",
-            "1 while the coordinator is connected to the broker.",
+            "society_bus_connected", "1 while the coordinator is connected to the broker.",
             value=1 if bus is not None and bus.connected_since is not None else 0,
-        )
+        )  # fmt: skip
         yield CounterMetricFamily(
-            "society_bus_reconnects",
-            "Times the coordinator lost and regained the broker.",
+            "society_bus_reconnects", "Times the coordinator lost and regained the broker.",
             value=bus.connection_losses if bus is not None else 0,
-        )
+        )  # fmt: skip
 
 
 def register_metrics(coordinator: Coordinator, registry: CollectorRegistry) -> Histogram:

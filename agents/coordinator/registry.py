@@ -9,17 +9,39 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from agents.bus.schemas import Evaluation, PolicySnapshot, Status, Telemetry
+from agents.bus.schemas import Evaluation, PolicySnapshot, RegimeScore, Status, Telemetry
 
 __all__ = ["AgentRecord", "EvaluationPoint", "Registry"]
 
 
 @dataclass(frozen=True, slots=True)
 class EvaluationPoint:
+    """One evaluated snapshot: overall and per-regime returns, and the baseline's."""
+
     version: int
     step: int
     mean_return: float
     std_return: float
+    regimes: tuple[RegimeScore, ...] = ()
+    baseline: str = ""
+    baseline_return: float | None = None
+
+    def as_summary(self) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "step": self.step,
+            "mean_return": self.mean_return,
+            "baseline_return": self.baseline_return,
+            "regimes": {
+                score.regime: {
+                    "mean_return": score.mean_return,
+                    "baseline_return": score.baseline_return,
+                    "metrics": score.metrics,
+                    "baseline_metrics": score.baseline_metrics,
+                }
+                for score in self.regimes
+            },
+        }
 
 
 @dataclass(slots=True)
@@ -42,6 +64,7 @@ class AgentRecord:
     latest_version: int = 0
     latest_snapshot_step: int = 0
     outbox_pending: int = 0
+    regime: str = ""
     evaluations: list[EvaluationPoint] = field(default_factory=list)
 
     @property
@@ -51,6 +74,14 @@ class AgentRecord:
     @property
     def best_eval_return(self) -> float | None:
         return max(e.mean_return for e in self.evaluations) if self.evaluations else None
+
+    @property
+    def baseline(self) -> str:
+        return self.evaluations[-1].baseline if self.evaluations else ""
+
+    @property
+    def baseline_eval_return(self) -> float | None:
+        return self.evaluations[-1].baseline_return if self.evaluations else None
 
     def as_summary(self) -> dict[str, object]:
         return {
@@ -68,10 +99,9 @@ class AgentRecord:
             "latest_snapshot_version": self.latest_version,
             "best_eval_return": self.best_eval_return,
             "last_eval_return": self.last_eval_return,
-            "evaluations": [
-                {"version": e.version, "step": e.step, "mean_return": e.mean_return}
-                for e in self.evaluations
-            ],
+            "baseline": self.baseline,
+            "baseline_eval_return": self.baseline_eval_return,
+            "evaluations": [e.as_summary() for e in self.evaluations],
         }
 
 
@@ -107,6 +137,7 @@ class Registry:
         record.experience_batches_published = telemetry.experience_batches_published
         record.snapshots_published = telemetry.snapshots_published
         record.outbox_pending = telemetry.outbox_pending
+        record.regime = telemetry.regime
         return record
 
     def on_experience(self, agent: str) -> None:
@@ -127,10 +158,13 @@ class Registry:
         record = self.get(evaluation.agent)
         record.evaluations.append(
             EvaluationPoint(
-                evaluation.version,
-                evaluation.step,
-                evaluation.mean_return,
-                evaluation.std_return,
+                version=evaluation.version,
+                step=evaluation.step,
+                mean_return=evaluation.mean_return,
+                std_return=evaluation.std_return,
+                regimes=tuple(evaluation.regimes),
+                baseline=evaluation.baseline,
+                baseline_return=evaluation.baseline_return,
             )
         )
         return record

@@ -1,30 +1,112 @@
-"""Building an agent's world from a name: a registered gymnasium id or ``module:Attr``."""
+"""Building an agent's world from a name, optionally drifting or fixed at one regime.
+
+A world is named by a registered gymnasium id (the project's own worlds register under
+``society/``) or by ``package.module:Name``. Drift goes through the one mechanism of
+:mod:`agents.worlds.drift`: a :class:`DriftPlan` names regimes and how long each lasts; the
+regimes are the world's built-in ones (see ``agents.worlds.regimes_for``) or defined by the
+scenario as parameter overrides.
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 
-from agents.bus.schemas import HyperValue
+from agents.bus.schemas import HyperValue, RegimeSpec
 from agents.exceptions import ConfigError
+from agents.worlds import DriftSchedule, DriftWrapper, Regime, regimes_for
 
-__all__ = ["make_env"]
+__all__ = ["DriftPlan", "make_env", "parse_drift"]
 
 
-def make_env(env_id: str, kwargs: Mapping[str, HyperValue] | None = None) -> gym.Env[Any, Any]:
-    """Build a gymnasium environment.
+@dataclass(frozen=True, slots=True)
+class DriftPlan:
+    """Which regime holds for how many agent steps; ``regimes`` adds or redefines regimes."""
 
-    ``env_id`` is either an id in gymnasium's registry (the project's own worlds register under
-    ``society/``), or ``package.module:Name`` where ``Name`` is a ``gymnasium.Env`` subclass or
-    a function returning one; ``kwargs`` go to its constructor. Raises :class:`ConfigError`
-    naming the id if it cannot be built.
+    phases: tuple[tuple[str, int], ...]
+    cyclic: bool = False
+    regimes: Mapping[str, Mapping[str, HyperValue]] = field(default_factory=dict)
+
+    def regime_table(self, env_id: str) -> dict[str, Regime]:
+        table = dict(regimes_for(env_id))
+        for name, params in self.regimes.items():
+            table[name] = Regime(name, dict(params))
+        return table
+
+    def schedule(self, env_id: str) -> DriftSchedule:
+        return DriftSchedule.from_names(
+            self.regime_table(env_id), list(self.phases), cyclic=self.cyclic
+        )
+
+    def specs(self, env_id: str) -> list[RegimeSpec]:
+        """The regimes the schedule visits, once each in order of first visit."""
+        table = self.regime_table(env_id)
+        names = list(dict.fromkeys(name for name, _ in self.phases))
+        missing = [name for name in names if name not in table]
+        if missing:
+            known = ", ".join(table) or "(none)"
+            msg = f"unknown regime {missing[0]!r} for {env_id}; known regimes: {known}"
+            raise ConfigError(msg)
+        return [RegimeSpec(name=n, params=_scalars(table[n].params)) for n in names]
+
+
+def parse_drift(text: str) -> tuple[tuple[str, int], ...]:
+    """``"winter:20000,summer:20000"`` as ``(("winter", 20000), ("summer", 20000))``."""
+    phases = []
+    for part in text.split(","):
+        name, _, steps = part.strip().partition(":")
+        try:
+            count = int(steps.replace("_", ""))
+        except ValueError:
+            count = 0
+        if not name or count < 1:
+            msg = f"invalid drift {text!r}: use regime:steps,regime:steps (steps >= 1)"
+            raise ConfigError(msg)
+        phases.append((name, count))
+    return tuple(phases)
+
+
+def _scalars(params: Mapping[str, Any]) -> dict[str, HyperValue]:
+    out: dict[str, HyperValue] = {}
+    for key, value in params.items():
+        if not isinstance(value, bool | int | float | str):
+            msg = f"regime parameter {key}={value!r} is not a plain scalar"
+            raise ConfigError(msg)
+        out[key] = value
+    return out
+
+
+def make_env(
+    env_id: str,
+    kwargs: Mapping[str, HyperValue] | None = None,
+    *,
+    drift: DriftPlan | None = None,
+    lifetime_step: int = 0,
+    regime: RegimeSpec | None = None,
+) -> gym.Env[Any, Any]:
+    """Build a gymnasium environment, drifting along ``drift`` or fixed at ``regime``.
+
+    ``env_id`` is either an id in gymnasium's registry, or ``package.module:Name`` where
+    ``Name`` is a ``gymnasium.Env`` subclass or a function returning one; ``kwargs`` go to its
+    constructor. Raises :class:`ConfigError` naming the id if it cannot be built.
     """
-    import agents.worlds  # noqa: F401, PLC0415 - registers the society/ worlds
+    env = _base_env(env_id, dict(kwargs or {}))
+    if drift is not None and regime is not None:
+        msg = "give a drift plan or a fixed regime, not both"
+        raise ConfigError(msg)
+    if drift is not None:
+        return DriftWrapper(env, drift.schedule(env_id), lifetime_step=lifetime_step)
+    if regime is not None:
+        fixed = DriftSchedule.constant(Regime(regime.name, dict(regime.params)))
+        return DriftWrapper(env, fixed)
+    return env
 
-    params: dict[str, Any] = dict(kwargs or {})
+
+def _base_env(env_id: str, params: dict[str, Any]) -> gym.Env[Any, Any]:
     if env_id in gym.registry:
         return _build(env_id, lambda: gym.make(env_id, **params))
     module_name, sep, attribute = env_id.partition(":")

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -39,8 +38,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from agents.bus.arrays import Tensor
 from agents.bus.schemas import HyperValue, PolicyArch, SpaceSpec
 from agents.learner.algorithms import AlgorithmSpec, get_algorithm, parse_hyperparams
-from agents.learner.checkpoint import CheckpointStore
-from agents.learner.envs import make_env
+from agents.learner.checkpoint import CheckpointInfo, CheckpointStore
+from agents.learner.envs import DriftPlan, make_env
 from agents.learner.experience import ExperienceColumns, ExperienceRecorder
 from agents.learner.schedules import LIFELONG_HORIZON, install_lifelong_schedules
 from agents.learner.snapshots import make_arch, policy_kwargs, policy_tensors
@@ -69,6 +68,8 @@ class LearnerConfig:
     snapshot_every: int = 5_000
     checkpoint_every: int = 10_000
     checkpoint_dir: Path | None = None
+    #: The world's drift: regimes switched as the agent's lifetime steps go by.
+    drift: DriftPlan | None = None
 
 
 class LearnerEvents(Protocol):
@@ -99,13 +100,23 @@ class Learner:
         self.spec: AlgorithmSpec = get_algorithm(config.algo)
         self.hyperparams = parse_hyperparams(self.spec, config.hyperparams)
         self.arch = config.arch or make_arch(self.spec)
-        self.env = make_env(config.env_id, config.env_kwargs)
+        self.store = CheckpointStore(config.checkpoint_dir) if config.checkpoint_dir else None
+        saved = self.store.read() if self.store is not None and self.store.exists() else None
+        # The drift schedule continues where the checkpoint left it, not from the start.
+        self.env = make_env(
+            config.env_id,
+            config.env_kwargs,
+            drift=config.drift,
+            lifetime_step=saved.step if saved is not None else 0,
+        )
+        self.regimes = config.drift.specs(config.env_id) if config.drift is not None else []
+        #: The regime in force, as the world reports it (for telemetry; never learned from).
+        self.current_regime = ""
         self.obs_spec: SpaceSpec = describe_space(self.env.observation_space)
         self.action_spec: SpaceSpec = describe_space(self.env.action_space)
-        self.store = CheckpointStore(config.checkpoint_dir) if config.checkpoint_dir else None
         self.episodes = 0
         self.resumed_from_step: int | None = None
-        self.model = self._load_or_build()
+        self.model = self._load_or_build(saved)
         self._stop = threading.Event()
         self._snapshot_requested = threading.Event()
         self._rate = _Rate(self.model.num_timesteps)
@@ -118,9 +129,8 @@ class Learner:
         vec.seed(seed)
         return vec
 
-    def _load_or_build(self) -> BaseAlgorithm:
-        if self.store is not None and self.store.exists():
-            info = self.store.read()
+    def _load_or_build(self, info: CheckpointInfo | None) -> BaseAlgorithm:
+        if self.store is not None and info is not None:
             vec = self._vec_env(self.config.seed + info.step)
             model = self.spec.cls.load(
                 self.store.directory / info.model_file, env=vec, device="cpu"
@@ -273,6 +283,9 @@ class _LifelongCallback(BaseCallback):
         )
         if batch is not None:
             self.learner.events.experience(batch, step)
+        regime = info.get("regime")
+        if regime is not None:
+            self.learner.current_regime = str(regime)
         if done and "episode" in info:
             self.learner.episodes += 1
             episode = info["episode"]
@@ -288,7 +301,3 @@ def _next_multiple(step: int, every: int) -> int:
     if every <= 0:
         return 2**63
     return (step // every + 1) * every
-
-
-def env_spaces(env: gym.Env[Any, Any]) -> tuple[SpaceSpec, SpaceSpec]:
-    return describe_space(env.observation_space), describe_space(env.action_space)

@@ -37,6 +37,8 @@ class AgentRow:
     last_eval: float = math.nan
     best_eval: float = math.nan
     last_eval_version: int = 0
+    baseline: float = math.nan
+    regime: str = ""
     drift_events: int = 0
 
 
@@ -66,6 +68,7 @@ class LiveState:
             row.budget = message.budget_steps
             row.steps_per_second = message.steps_per_second
             row.drift_events = message.drift_events
+            row.regime = message.regime
             if message.episode_returns:
                 row.recent_return = sum(message.episode_returns) / len(message.episode_returns)
         elif isinstance(message, Evaluation):
@@ -75,6 +78,8 @@ class LiveState:
             if message.version >= row.last_eval_version:
                 row.last_eval_version = message.version
                 row.last_eval = message.mean_return
+                if message.baseline_return is not None:
+                    row.baseline = message.baseline_return
             if math.isnan(row.best_eval) or message.mean_return > row.best_eval:
                 row.best_eval = message.mean_return
 
@@ -152,6 +157,8 @@ class LiveDisplay:
             ("return", "right"),
             ("eval", "right"),
             ("best", "right"),
+            ("baseline", "right"),
+            ("regime", "left"),
             ("drift", "right"),
         ):
             table.add_column(header, justify=justify)  # type: ignore[arg-type]
@@ -166,6 +173,8 @@ class LiveDisplay:
                 _number(row.recent_return),
                 _number(row.last_eval),
                 _number(row.best_eval),
+                _number(row.baseline),
+                row.regime or "-",
                 str(row.drift_events),
             )
         return table

@@ -3,16 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from agents.bus.topics import validate_name
 from agents.bus.url import BrokerUrl
+from agents.exceptions import ConfigError
 from agents.learner.algorithms import get_algorithm
+from agents.learner.envs import DriftPlan
 from agents.scenarios import Scenario, load_scenario
 
-__all__ = ["AgentPlan", "RunPlan"]
+__all__ = ["AgentPlan", "RunPlan", "check_requirements"]
+
+#: Optional extras a scenario may need, and a module that is importable when it is installed.
+EXTRAS = {"sumo": "sumo_rl"}
+
+
+def check_requirements(scenario: Scenario) -> None:
+    """Raise ConfigError naming the extra to install if the scenario needs a missing one."""
+    if not scenario.requires:
+        return
+    module = EXTRAS.get(scenario.requires)
+    if module is None:
+        msg = f"scenario {scenario.name} requires unknown extra {scenario.requires!r}"
+        raise ConfigError(msg)
+    if importlib.util.find_spec(module) is None:
+        msg = (
+            f"scenario {scenario.name} needs the {scenario.requires} extra: "
+            f"pip install 'agent-society[{scenario.requires}]' (or .[{scenario.requires}])"
+        )
+        raise ConfigError(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +43,8 @@ class AgentPlan:
     env_id: str
     algo: str
     seed: int
+    #: Set when the scenario gives each member its own device parameters.
+    device_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +73,12 @@ class RunPlan:
         else:
             scenario_ref = args.scenario
         scenario = load_scenario(scenario_ref)
-        get_algorithm(scenario.learner.algo)  # fail before starting anything
+        # Fail before starting anything: algorithm, extras, drift regimes.
+        get_algorithm(scenario.learner.algo)
+        check_requirements(scenario)
+        if scenario.drift is not None:
+            drift = scenario.drift
+            DriftPlan(tuple(drift.phases), drift.cyclic, drift.regimes).specs(scenario.world.env)
         society = args.society or validate_name(scenario.name, "scenario name")
         count = args.agents or scenario.society.agents
         seed = args.seed if args.seed is not None else scenario.society.seed
@@ -59,6 +88,7 @@ class RunPlan:
                 env_id=scenario.world.env,
                 algo=scenario.learner.algo,
                 seed=seed + index,
+                device_index=index if scenario.world.heterogeneous else None,
             )
             for index in range(count)
         )

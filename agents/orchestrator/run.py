@@ -38,7 +38,7 @@ from agents.bus.transport import ConnectOptions
 from agents.bus.url import BrokerUrl
 from agents.exceptions import SocietyError
 from agents.orchestrator.live import LiveDisplay, LiveState
-from agents.orchestrator.plan import RunPlan
+from agents.orchestrator.plan import AgentPlan, RunPlan
 from agents.orchestrator.processes import Child, spawn
 from agents.orchestrator.summary import build_summary
 
@@ -129,7 +129,7 @@ class Orchestrator:
             for agent in plan.agents:
                 self.agents[agent.id] = await spawn(
                     agent.id,
-                    self._agent_args(agent.id, agent.seed, url),
+                    self._agent_args(agent, url),
                     plan.out_dir / f"logs/{agent.id}.log",
                 )
             with LiveDisplay(self.state, title=f"society {plan.society}", quiet=plan.quiet) as show:
@@ -217,17 +217,19 @@ class Orchestrator:
             *self._common_args(),
         ]  # fmt: skip
 
-    def _agent_args(self, agent_id: str, seed: int, url: BrokerUrl) -> list[str]:
+    def _agent_args(self, agent: AgentPlan, url: BrokerUrl) -> list[str]:
         plan = self.plan
+        device = [] if agent.device_index is None else ["--device-index", str(agent.device_index)]
         return [
             "agent",
-            "--id", agent_id,
+            "--id", agent.id,
             "--society", plan.society,
             "--broker", _url_with_secret(url),
             "--scenario", plan.scenario_ref,
-            "--seed", str(seed),
+            "--seed", str(agent.seed),
             "--steps", str(plan.steps),
-            "--data-dir", str(plan.out_dir / "agents" / agent_id),
+            "--data-dir", str(plan.out_dir / "agents" / agent.id),
+            *device,
             *self._common_args(),
         ]  # fmt: skip
 

@@ -8,6 +8,7 @@ ones live next to this module; ``society run --config FILE`` takes a user's own.
 from __future__ import annotations
 
 from agents.scenarios.scenario import (
+    DriftSection,
     EvaluationSection,
     LearnerSection,
     PolicySection,
@@ -19,6 +20,7 @@ from agents.scenarios.scenario import (
 )
 
 __all__ = [
+    "DriftSection",
     "EvaluationSection",
     "LearnerSection",
     "PolicySection",

@@ -11,6 +11,7 @@ from agents.bus.schemas import HyperValue
 from agents.exceptions import ConfigError
 
 __all__ = [
+    "DriftSection",
     "EvaluationSection",
     "LearnerSection",
     "PolicySection",
@@ -36,6 +37,21 @@ class SocietySection(_Section):
 class WorldSection(_Section):
     env: str
     kwargs: dict[str, HyperValue] = {}
+    #: Each member gets its own device parameters, drawn from the scenario seed and its index.
+    heterogeneous: bool = False
+
+
+class DriftSection(_Section):
+    """A schedule of regimes over each agent's lifetime steps.
+
+    ``phases`` lists ``[regime, steps]``; ``cyclic`` starts over at the end, so earlier regimes
+    come back. ``regimes`` defines regimes of one's own (name -> parameter overrides), or
+    redefines a world's built-in ones; a plain gymnasium env drifts this way too.
+    """
+
+    phases: list[tuple[str, int]]
+    cyclic: bool = False
+    regimes: dict[str, dict[str, HyperValue]] = {}
 
 
 class PolicySection(_Section):
@@ -62,9 +78,12 @@ class Scenario(_Section):
     name: str
     world: WorldSection
     description: str = ""
+    #: An optional extra this scenario needs (``pip install .[EXTRA]``).
+    requires: str = ""
     society: SocietySection = msgspec.field(default_factory=SocietySection)
     learner: LearnerSection = msgspec.field(default_factory=LearnerSection)
     evaluation: EvaluationSection = msgspec.field(default_factory=EvaluationSection)
+    drift: DriftSection | None = None
 
     def check(self, origin: str) -> Scenario:
         """Range checks msgspec's types cannot express; raises :class:`ConfigError`."""
@@ -82,6 +101,14 @@ class Scenario(_Section):
         if self.society.steps < 0:
             msg = f"scenario {origin}: society.steps must be >= 0, got {self.society.steps}"
             raise ConfigError(msg)
+        if self.drift is not None:
+            if not self.drift.phases:
+                msg = f"scenario {origin}: drift.phases needs at least one [regime, steps]"
+                raise ConfigError(msg)
+            for name, steps in self.drift.phases:
+                if steps < 1:
+                    msg = f"scenario {origin}: drift phase {name!r} needs steps >= 1"
+                    raise ConfigError(msg)
         return self
 
 

@@ -17,6 +17,8 @@ from agents.worlds.baselines import (
     RandomController,
     baseline_names,
     make_baseline,
+    metric_keys,
+    play_episodes,
     run_controller,
 )
 from agents.worlds.battery import HomeBattery
@@ -66,6 +68,8 @@ __all__ = [
     "make_baseline",
     "make_schedule",
     "make_world",
+    "metric_keys",
+    "play_episodes",
     "regimes_for",
     "register_worlds",
     "run_controller",

@@ -63,6 +63,8 @@ __all__ = [
     "SetpointThermostat",
     "baseline_names",
     "make_baseline",
+    "metric_keys",
+    "play_episodes",
     "run_controller",
 ]
 
@@ -598,32 +600,57 @@ def run_controller(
             ctrl: Controller = controller(env)
         else:
             ctrl = controller
-        world_cls = WORLD_CLASSES.get(env_id)
-        metric_keys = dict(world_cls.metrics) if world_cls is not None else {}
-        returns: list[float] = []
-        lengths: list[int] = []
-        metrics: dict[str, list[float]] = {name: [] for name in metric_keys}
-        for seed in seeds:
-            ctrl.reset()
-            obs, info = env.reset(seed=int(seed))
-            total = 0.0
-            steps = 0
-            done = False
-            while not done and steps < max_steps:
-                obs, reward, terminated, truncated, info = env.step(ctrl.act(obs))
-                total += float(reward)
-                steps += 1
-                done = terminated or truncated
-            returns.append(total)
-            lengths.append(steps)
-            for name, key in metric_keys.items():
-                metrics[name].append(float(info[key]))
+        return play_episodes(
+            ctrl, env, seeds=seeds, metrics=metric_keys(env_id), regime=regime,
+            max_steps=max_steps,
+        )  # fmt: skip
     finally:
         env.close()
+
+
+def metric_keys(env_id: str) -> Mapping[str, str]:
+    """Evaluation metric name -> ``info`` key of its episode total, for ``env_id``."""
+    world_cls = WORLD_CLASSES.get(env_id)
+    return dict(world_cls.metrics) if world_cls is not None else {}
+
+
+def play_episodes(
+    controller: Controller,
+    env: gym.Env[Any, Any],
+    *,
+    seeds: Sequence[int],
+    metrics: Mapping[str, str],
+    regime: str | None = None,
+    max_steps: int = 1_000_000,
+) -> ControllerScore:
+    """The evaluation loop: one episode per seed on ``env``, acting with ``controller``.
+
+    Learned policies (through :class:`PolicyController`) and baselines run through this same
+    loop, so their scores compare like for like. ``metrics`` maps metric names to the ``info``
+    keys of episode totals, read at each episode's last step.
+    """
+    returns: list[float] = []
+    lengths: list[int] = []
+    totals: dict[str, list[float]] = {name: [] for name in metrics}
+    for seed in seeds:
+        controller.reset()
+        obs, info = env.reset(seed=int(seed))
+        total = 0.0
+        steps = 0
+        done = False
+        while not done and steps < max_steps:
+            obs, reward, terminated, truncated, info = env.step(controller.act(obs))
+            total += float(reward)
+            steps += 1
+            done = terminated or truncated
+        returns.append(total)
+        lengths.append(steps)
+        for name, key in metrics.items():
+            totals[name].append(float(info[key]))
     return ControllerScore(
         seeds=tuple(int(s) for s in seeds),
         returns=tuple(returns),
         lengths=tuple(lengths),
-        metrics=types.MappingProxyType({k: tuple(v) for k, v in metrics.items()}),
+        metrics=types.MappingProxyType({k: tuple(v) for k, v in totals.items()}),
         regime=regime,
     )

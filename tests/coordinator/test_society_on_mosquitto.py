@@ -94,6 +94,11 @@ async def test_agent_learns_publishes_and_is_evaluated(
         record.evaluations[-1].mean_return
     )
     assert sample(coordinator, "society_messages_rejected_total", reason="malformed") == 0
+    # Next to the world's baseline (CartPole's PD controller) on the same seeds.
+    assert sample(coordinator, "society_baseline_eval_return", agent="a0", baseline="pd") == 500
+    assert sample(
+        coordinator, "society_agent_regime_eval_return", agent="a0", regime="default"
+    ) == pytest.approx(record.evaluations[-1].mean_return)
     # The same numbers over HTTP, as Prometheus scrapes them.
     url = f"http://127.0.0.1:{coordinator.metrics_port}/metrics"
     body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())

@@ -1,0 +1,109 @@
+"""``society agent``'s settings: flags over the scenario over the defaults, checked early.
+
+Precedence, most specific first: a flag (or its environment variable), then the scenario
+named by ``--scenario``, then the defaults below. Everything that can be wrong (algorithm,
+hyperparameters, network, drift regimes) is checked here, before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from agents.agent.agent import AgentConfig
+from agents.bus.schemas import HyperValue
+from agents.learner.algorithms import get_algorithm, parse_hyperparams
+from agents.learner.envs import DriftPlan, parse_drift
+from agents.learner.learner import LearnerConfig
+from agents.learner.snapshots import make_arch, parse_net_arch
+from agents.scenarios import Scenario, load_scenario
+from agents.worlds import device_params
+
+__all__ = ["agent_config"]
+
+DEFAULT_ENV = "CartPole-v1"
+DEFAULT_ALGO = "ppo"
+
+
+def agent_config(args: argparse.Namespace) -> AgentConfig:
+    scenario = load_scenario(args.scenario) if args.scenario else None
+    env_id = args.env or (scenario.world.env if scenario else DEFAULT_ENV)
+    # A scenario about another world contributes nothing world-specific.
+    same_world = scenario is not None and scenario.world.env == env_id
+    learner_section = scenario.learner if scenario is not None else None
+
+    env_kwargs: dict[str, HyperValue] = (
+        dict(scenario.world.kwargs) if same_world and scenario else {}
+    )
+    if args.device_index is not None:
+        seed = scenario.society.seed if scenario else 0
+        env_kwargs.update(device_params(env_id, seed, args.device_index))
+    env_kwargs.update(dict(args.env_kwarg or []))
+
+    spec = get_algorithm(args.algo or (learner_section.algo if learner_section else DEFAULT_ALGO))
+    hyperparams: dict[str, HyperValue] = {}
+    net_arch: list[int] | dict[str, list[int]] | None = None
+    activation = args.activation
+    options: dict[str, HyperValue] = {}
+    if learner_section is not None and learner_section.algo == spec.name:
+        hyperparams.update(learner_section.hyperparams)
+        net_arch = learner_section.policy.net_arch
+        activation = activation or learner_section.policy.activation
+        options.update(learner_section.policy.options)
+    hyperparams.update(dict(args.hp or []))
+    parse_hyperparams(spec, hyperparams)
+    if args.net_arch:
+        net_arch = parse_net_arch(args.net_arch)
+
+    def pick(flag: int | None, from_scenario: int | None, default: int) -> int:
+        if flag is not None:
+            return flag
+        return from_scenario if from_scenario is not None else default
+
+    learner = LearnerConfig(
+        env_id=env_id,
+        algo=spec.name,
+        env_kwargs=env_kwargs,
+        hyperparams=hyperparams,
+        arch=make_arch(spec, net_arch=net_arch, activation=activation, options=options),
+        seed=pick(args.seed, scenario.society.seed if scenario else None, 0),
+        budget_steps=pick(args.steps, None, 0),
+        experience_batch=pick(
+            args.experience_batch,
+            learner_section.experience_batch if learner_section else None,
+            256,
+        ),
+        snapshot_every=pick(
+            args.snapshot_every, learner_section.snapshot_every if learner_section else None, 5000
+        ),
+        checkpoint_every=pick(
+            args.checkpoint_every,
+            learner_section.checkpoint_every if learner_section else None,
+            10_000,
+        ),
+        drift=drift_plan(args, scenario if same_world else None, env_id),
+    )
+    data_dir = Path(args.data_dir) if args.data_dir else Path("society-data/agents") / args.id
+    return AgentConfig(
+        agent_id=args.id,
+        society=args.society,
+        learner=learner,
+        data_dir=data_dir,
+        telemetry_interval=args.telemetry_interval,
+    )
+
+
+def drift_plan(
+    args: argparse.Namespace, scenario: Scenario | None, env_id: str
+) -> DriftPlan | None:
+    """The drift from ``--drift``, else the scenario's; ``None`` if neither gives one."""
+    section = scenario.drift if scenario is not None else None
+    custom = section.regimes if section is not None else {}
+    if args.drift:
+        plan = DriftPlan(parse_drift(args.drift), cyclic=bool(args.drift_cyclic), regimes=custom)
+    elif section is not None:
+        plan = DriftPlan(tuple(section.phases), cyclic=section.cyclic, regimes=custom)
+    else:
+        return None
+    plan.specs(env_id)  # an unknown regime fails here, before anything starts
+    return plan

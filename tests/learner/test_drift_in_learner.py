@@ -1,0 +1,81 @@
+"""The agent's world drifts as its own steps go by, and keeps drifting after a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gymnasium.envs.classic_control import CartPoleEnv
+
+from agents.exceptions import ConfigError
+from agents.learner.envs import DriftPlan, make_env, parse_drift
+from agents.learner.learner import Learner, LearnerConfig
+from agents.worlds import DriftWrapper
+from tests.learner.test_learner import Recorder
+
+SMALL = {"n_steps": 64, "batch_size": 32, "n_epochs": 1}
+
+
+def learner(tmp_path: Path, steps: int, drift: DriftPlan) -> Learner:
+    config = LearnerConfig(
+        env_id="CartPole-v1", algo="ppo", hyperparams=SMALL, budget_steps=steps, seed=0,
+        checkpoint_dir=tmp_path, drift=drift, snapshot_every=10_000,
+    )  # fmt: skip
+    return Learner(config, Recorder())
+
+
+def cartpole(env: object) -> CartPoleEnv:
+    assert isinstance(env, DriftWrapper)
+    target = env.unwrapped
+    assert isinstance(target, CartPoleEnv)
+    return target
+
+
+def test_the_regime_changes_with_the_agents_steps_and_survives_a_restart(tmp_path: Path) -> None:
+    plan = DriftPlan((("earth", 150), ("jupiter", 150)))
+    first = learner(tmp_path, 250, plan)
+    assert [spec.name for spec in first.regimes] == ["earth", "jupiter"]
+    first.run()
+    # Past step 150 the next episode starts on Jupiter; the learner saw it in info.
+    assert first.current_regime == "jupiter"
+    assert cartpole(first.env).gravity > 20
+    resumed = learner(tmp_path, 300, plan)
+    wrapper = resumed.env
+    assert isinstance(wrapper, DriftWrapper)
+    assert wrapper.lifetime_step == 250  # not 0: the schedule continues
+    resumed.run()
+    assert resumed.current_regime == "jupiter"
+    assert cartpole(resumed.env).gravity > 20
+
+
+def test_scenario_regimes_can_drift_a_plain_gymnasium_env() -> None:
+    plan = DriftPlan((("calm", 5), ("windy", 5)), regimes={"calm": {"force_mag": 10.0},
+                                                          "windy": {"force_mag": 2.5}})  # fmt: skip
+    env = make_env("CartPole-v1", drift=plan, lifetime_step=7)
+    env.reset(seed=0)
+    assert cartpole(env).force_mag == 2.5
+    assert [spec.params for spec in plan.specs("CartPole-v1")] == [
+        {"force_mag": 10.0},
+        {"force_mag": 2.5},
+    ]
+
+
+def test_unknown_regimes_and_attributes_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown regime 'mars'"):
+        DriftPlan((("mars", 10),)).specs("CartPole-v1")
+    with pytest.raises(ConfigError, match="warp_drive"):
+        make_env("CartPole-v1", drift=DriftPlan((("x", 5),), regimes={"x": {"warp_drive": 1.0}}))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("earth:100", (("earth", 100),)), ("a:1_000, b:20", (("a", 1000), ("b", 20)))],
+)
+def test_parse_drift(text: str, expected: tuple[tuple[str, int], ...]) -> None:
+    assert parse_drift(text) == expected
+
+
+@pytest.mark.parametrize("text", ["earth", "earth:0", ":5", "earth:many"])
+def test_parse_drift_refuses_nonsense(text: str) -> None:
+    with pytest.raises(ConfigError, match="invalid drift"):
+        parse_drift(text)

@@ -1,0 +1,100 @@
+"""The built-in scenarios load, name real regimes, and say what they need."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from agents.cli.agent_config import agent_config
+from agents.cli.options import parse_args
+from agents.cli.parser import build_parser
+from agents.exceptions import ConfigError
+from agents.learner.envs import DriftPlan
+from agents.orchestrator.plan import RunPlan, check_requirements
+from agents.scenarios import builtin_scenarios, load_scenario
+from agents.worlds import device_params
+
+
+@pytest.mark.parametrize("name", sorted(builtin_scenarios()))
+def test_builtin_scenario_is_complete(name: str) -> None:
+    scenario = load_scenario(name)
+    assert scenario.name == name
+    assert scenario.description
+    if scenario.drift is not None:
+        specs = DriftPlan(tuple(scenario.drift.phases), regimes=scenario.drift.regimes).specs(
+            scenario.world.env
+        )
+        assert specs
+
+
+def test_the_issue_scenarios_exist_and_drift() -> None:
+    for name in ("cartpole", "smart-home", "traffic"):
+        scenario = load_scenario(name)
+        assert scenario.drift is not None, name
+        assert scenario.drift.cyclic, f"{name}: a regime should come back"
+    assert load_scenario("smart-home").world.heterogeneous
+    assert load_scenario("traffic").world.heterogeneous
+
+
+def test_a_scenario_that_needs_a_missing_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    path = tmp_path / "needs.toml"
+    path.write_text('name = "needs"\nrequires = "sumo"\n[world]\nenv = "CartPole-v1"\n')
+    scenario = load_scenario(str(path))
+    if importlib.util.find_spec("sumo_rl") is None:
+        with pytest.raises(ConfigError, match=r"pip install .*\[sumo\]"):
+            check_requirements(scenario)
+    else:
+        check_requirements(scenario)
+    path.write_text('name = "needs"\nrequires = "quantum"\n[world]\nenv = "CartPole-v1"\n')
+    with pytest.raises(ConfigError, match="quantum"):
+        check_requirements(load_scenario(str(path)))
+
+
+def run_args(*argv: str) -> argparse.Namespace:
+    args, _ = parse_args(build_parser(), list(argv))
+    return args
+
+
+def test_run_plan_gives_each_member_its_device_when_heterogeneous(tmp_path: Path) -> None:
+    plan = RunPlan.from_args(run_args("run", "--scenario", "traffic", "--agents", "3",
+                                      "--out", str(tmp_path)))  # fmt: skip
+    assert [agent.device_index for agent in plan.agents] == [0, 1, 2]
+    assert [agent.seed for agent in plan.agents] == [0, 1, 2]
+    plan = RunPlan.from_args(run_args("run", "--scenario", "cartpole", "--out", str(tmp_path)))
+    assert {agent.device_index for agent in plan.agents} == {None}
+
+
+def test_an_agent_builds_its_own_device_and_drift_from_the_scenario(tmp_path: Path) -> None:
+    args = run_args("agent", "--scenario", "smart-home", "--device-index", "2",
+                    "--data-dir", str(tmp_path))  # fmt: skip
+    config = agent_config(args).learner
+    assert config.env_id == "society/Thermostat-v0"
+    assert dict(config.env_kwargs) == device_params("society/Thermostat-v0", 0, 2)
+    assert config.drift is not None
+    assert config.drift.phases == (("winter", 15000), ("summer", 15000))
+    assert config.hyperparams["n_steps"] == 256
+
+
+def test_flags_override_the_scenario(tmp_path: Path) -> None:
+    args = run_args("agent", "--scenario", "cartpole", "--drift", "moon:50", "--drift-cyclic",
+                    "--hp", "n_steps=128", "--data-dir", str(tmp_path))  # fmt: skip
+    config = agent_config(args).learner
+    assert config.drift is not None
+    assert config.drift.phases == (("moon", 50),)
+    assert config.drift.cyclic
+    assert config.hyperparams["n_steps"] == 128
+
+
+def test_drift_on_any_env_id(tmp_path: Path) -> None:
+    args = run_args("agent", "--env", "Pendulum-v1", "--algo", "sac",
+                    "--drift", "earth:100,moon:100", "--data-dir", str(tmp_path))  # fmt: skip
+    config = agent_config(args).learner
+    assert config.drift is not None
+    assert [s.name for s in config.drift.specs("Pendulum-v1")] == ["earth", "moon"]
+    bad = run_args("agent", "--env", "Acrobot-v1", "--drift", "earth:100",
+                   "--data-dir", str(tmp_path))  # fmt: skip
+    with pytest.raises(ConfigError, match="unknown regime 'earth'"):
+        agent_config(bad)
