@@ -257,7 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--raw-steps", type=int, default=300_000)
     parser.add_argument("--out", type=Path, default=Path("bench/results/worlds.json"))
+    parser.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="only rewrite the tables in docs/benchmarks.md from --out",
+    )
     args = parser.parse_args(argv)
+    if args.tables_only:
+        write_tables(json.loads(args.out.read_text()))
+        return 0
     for env_id in args.worlds:
         if env_id not in CONFIGS:
             parser.error(f"unknown world {env_id!r}; known: {', '.join(CONFIGS)}")
@@ -309,6 +317,25 @@ def main(argv: list[str] | None = None) -> int:
     for runs in learned.values():
         runs.sort(key=lambda r: int(r["train_seed"]))
 
+    report = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "started": started.isoformat(timespec="seconds"),
+        "duration_s": round(time.perf_counter() - t0, 1),
+        "machine": machine_info(),
+        "raw_steps_per_s": raw,
+        "targets": summarise(learned),
+        "learned": learned,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    if not args.quick:
+        write_tables(report)
+    return 0
+
+
+def summarise(learned: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Per world and target: the reduction on each training seed, and whether all met it."""
     summary: dict[str, list[dict[str, Any]]] = {}
     for env_id, runs in learned.items():
         if not runs:
@@ -327,19 +354,42 @@ def main(argv: list[str] | None = None) -> int:
                     "met_strict_all_seeds": all(t["met_strict"] for t in per_seed),
                 }
             )
-    report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "started": started.isoformat(timespec="seconds"),
-        "duration_s": round(time.perf_counter() - t0, 1),
-        "machine": machine_info(),
-        "raw_steps_per_s": raw,
-        "targets": summary,
-        "learned": learned,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return 0
+    return summary
+
+
+def write_tables(report: dict[str, Any]) -> None:
+    """The issue's targets, met or not, in docs/benchmarks.md (details stay in worlds.md)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.common import replace_section
+
+    machine = report["machine"]
+    lines = [
+        (
+            f"Command: `{report['command']}` ({report['started'][:10]}, "
+            f"{report['duration_s']:.0f} s; {machine['cpus']} cores, {machine['cpu_model']}, "
+            f"torch {machine['torch']})."
+        ),
+        "",
+        "| world | raw steps/s | target | met |",
+        "|---|---|---|---|",
+    ]
+    for label, speed in report["raw_steps_per_s"].items():
+        rate = speed["steps_per_s"]
+        lines.append(f"| `{label}` | {rate:,} | >= 50,000 | {'yes' if rate >= 50_000 else 'no'} |")
+    lines += [
+        "",
+        "| world | metric | against | reduction per seed | target | met (comfort no worse) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for env_id, targets in report["targets"].items():
+        for target in targets:
+            per_seed = ", ".join(f"{100 * r:.1f} %" for r in target["reduction_per_seed"])
+            met = "yes" if target["met_all_seeds"] else "not on every seed"
+            lines.append(
+                f"| `{env_id}` | {target['metric']} | {target['baseline']} | {per_seed} |"
+                f" >= {100 * target['required_reduction']:.0f} % | {met} |"
+            )
+    replace_section("worlds", "\n".join(lines))
 
 
 if __name__ == "__main__":

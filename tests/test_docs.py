@@ -66,3 +66,29 @@ def test_every_exported_metric_is_documented() -> None:
     for family in registry.collect():
         exported.add(f"{family.name}_total" if family.type == "counter" else family.name)
     assert exported == documented
+
+
+def test_the_scenario_example_in_the_docs_is_valid(tmp_path: Path) -> None:
+    from agents.learner.envs import DriftPlan, make_env
+    from agents.scenarios import load_scenario
+
+    text = (ROOT / "docs" / "scenarios.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", text, re.DOTALL)
+    assert example
+    path = tmp_path / "example.toml"
+    path.write_text(example.group(1))
+    scenario = load_scenario(str(path))
+    assert scenario.drift is not None
+    plan = DriftPlan(tuple(scenario.drift.phases), regimes=scenario.drift.regimes)
+    plan.specs(scenario.world.env)
+    # The regime defined in the example is a real one of the world.
+    custom = DriftPlan((("mild", 1),), regimes=scenario.drift.regimes)
+    make_env(scenario.world.env, drift=custom).reset(seed=0)
+
+
+def test_every_builtin_scenario_is_in_the_docs() -> None:
+    from agents.scenarios import builtin_scenarios
+
+    text = (ROOT / "docs" / "scenarios.md").read_text()
+    for name in builtin_scenarios():
+        assert f"| `{name}` |" in text, name

@@ -38,11 +38,14 @@ from agents.worlds import battery as bat
 from agents.worlds import thermostat as th
 from agents.worlds.registry import (
     BATTERY_ID,
+    OPTIONAL_WORLD_IDS,
+    SUMO_ID,
     THERMOSTAT_ID,
     TRAFFIC_ID,
     WORLD_CLASSES,
     make_world,
 )
+from agents.worlds.sumo import SumoFixedTime, SumoLongestQueue, SumoMaxPressure
 from agents.worlds.traffic import TIME_IN_PHASE_SCALE_S, TrafficSignal, arrival_rates_per_h
 
 __all__ = [
@@ -484,6 +487,16 @@ class PolicyController:
         return action
 
 
+# The SUMO world's (agents/worlds/sumo.py), only where the sumo extra is installed.
+_SUMO_FACTORIES: dict[str, ControllerFactory] = {
+    "fixed_time": SumoFixedTime,
+    "max_pressure": SumoMaxPressure,
+    "longest_queue": SumoLongestQueue,
+}
+_SUMO_BASELINES: dict[str, Mapping[str, ControllerFactory]] = (
+    {SUMO_ID: types.MappingProxyType(_SUMO_FACTORIES)} if SUMO_ID in OPTIONAL_WORLD_IDS else {}
+)
+
 BASELINES: Mapping[str, Mapping[str, ControllerFactory]] = types.MappingProxyType(
     {
         THERMOSTAT_ID: types.MappingProxyType(
@@ -508,6 +521,7 @@ BASELINES: Mapping[str, Mapping[str, ControllerFactory]] = types.MappingProxyTyp
         ),
         "CartPole-v1": types.MappingProxyType({"pd": CartPolePD}),
         "CartPole-v0": types.MappingProxyType({"pd": CartPolePD}),
+        **_SUMO_BASELINES,
     }
 )
 """World id -> baseline name -> factory(env) -> controller."""
@@ -519,6 +533,7 @@ PRIMARY_BASELINE: Mapping[str, str] = types.MappingProxyType(
         BATTERY_ID: "self_consumption",
         "CartPole-v1": "pd",
         "CartPole-v0": "pd",
+        **({SUMO_ID: "max_pressure"} if SUMO_ID in OPTIONAL_WORLD_IDS else {}),
     }
 )
 """The baseline an agent is compared with by default (the strongest one people use)."""

@@ -25,11 +25,14 @@ from agents.worlds.drift import (
     DriftWrapper,
     Regime,
 )
+from agents.worlds.sumo import SumoTrafficSignal, sumo_available
 from agents.worlds.thermostat import Thermostat
 from agents.worlds.traffic import TrafficSignal
 
 __all__ = [
     "BATTERY_ID",
+    "OPTIONAL_WORLD_IDS",
+    "SUMO_ID",
     "THERMOSTAT_ID",
     "TRAFFIC_ID",
     "WORLD_CLASSES",
@@ -45,13 +48,27 @@ __all__ = [
 THERMOSTAT_ID = "society/Thermostat-v0"
 TRAFFIC_ID = "society/TrafficSignal-v0"
 BATTERY_ID = "society/HomeBattery-v0"
+SUMO_ID = "society/SumoTraffic-v0"
 
-WORLD_CLASSES: Mapping[str, type[World[Any, Any]]] = types.MappingProxyType(
-    {THERMOSTAT_ID: Thermostat, TRAFFIC_ID: TrafficSignal, BATTERY_ID: HomeBattery}
+_BUILTIN: dict[str, type[World[Any, Any]]] = {
+    THERMOSTAT_ID: Thermostat,
+    TRAFFIC_ID: TrafficSignal,
+    BATTERY_ID: HomeBattery,
+}
+# Worlds that need an optional extra: known (registered, with regimes, devices and baselines)
+# only where it is installed. SUMO: ``pip install .[sumo]``.
+_OPTIONAL: dict[str, type[World[Any, Any]]] = (
+    {SUMO_ID: SumoTrafficSignal} if sumo_available() else {}
 )
-"""Built-in world id -> class."""
 
-WORLD_IDS: tuple[str, ...] = tuple(WORLD_CLASSES)
+WORLD_CLASSES: Mapping[str, type[World[Any, Any]]] = types.MappingProxyType(_BUILTIN | _OPTIONAL)
+"""Built-in world id -> class, including the optional worlds whose extra is installed."""
+
+WORLD_IDS: tuple[str, ...] = tuple(_BUILTIN)
+"""The pure-numpy worlds, always available."""
+
+OPTIONAL_WORLD_IDS: tuple[str, ...] = tuple(_OPTIONAL)
+"""The optional worlds whose extra is installed here (``society/SumoTraffic-v0``)."""
 
 _PLAIN_REGIMES: Mapping[str, Mapping[str, Regime]] = types.MappingProxyType(
     {

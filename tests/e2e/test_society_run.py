@@ -154,3 +154,28 @@ def test_an_agent_started_by_hand_joins_a_running_society(
     assert seen["visitor"]["state"] == "offline"
     # The managed broker was not started: the run used ours, which is still up.
     assert not (out / "broker").exists()
+
+
+def test_a_drifting_device_scenario_reports_the_baseline_per_regime(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = subprocess.run(
+        society("run", "--scenario", "traffic", "--agents", "2", "--steps", "600",
+                "--out", str(out), "--quiet"),
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    first, second = summary["agents"]
+    assert [first["device_index"], second["device_index"]] == [0, 1]
+    for agent in (first, second):
+        assert agent["env"] == "society/TrafficSignal-v0"
+        assert agent["baseline"] == "max_pressure"
+        assert agent["baseline_eval_return"] is not None
+        latest = agent["evaluations"][-1]
+        assert set(latest["regimes"]) == {"weekday", "event"}
+        for regime in latest["regimes"].values():
+            assert regime["baseline_return"] is not None
+            assert "total_waiting_time" in regime["metrics"]
+            assert "total_waiting_time" in regime["baseline_metrics"]
+    # Two intersections of their own: the same controller scores differently on each.
+    assert first["baseline_eval_return"] != second["baseline_eval_return"]

@@ -1,0 +1,42 @@
+"""Run every benchmark, one after the other (they need the machine to themselves).
+
+Each writes its raw results to ``bench/results/<name>.json`` and rewrites its table in
+``docs/benchmarks.md``. ``python bench/run_all.py --only throughput`` runs one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+
+BENCHMARKS: dict[str, list[str]] = {
+    "throughput": ["throughput.py", "--steps", "20000", "--repeats", "3"],
+    "worlds": ["worlds_bench.py"],
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), help="run just these")
+    args = parser.parse_args()
+    failed = []
+    for name in args.only or BENCHMARKS:
+        script, *rest = BENCHMARKS[name]
+        print(f"== {name}", flush=True)
+        started = time.monotonic()
+        code = subprocess.run([sys.executable, str(BENCH / script), *rest], check=False).returncode
+        print(f"== {name}: exit {code} after {time.monotonic() - started:.0f} s", flush=True)
+        if code:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
