@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 SCENARIO ?= cartpole
 RUN_ARGS ?=
 
-.PHONY: run test lint typecheck check bench clean help
+.PHONY: run test lint typecheck check bench clean help sumo
 
 help:
 	@echo "make run | test | lint | typecheck | check | bench | clean"
@@ -28,6 +28,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
+
+# The optional SUMO extra (about 440 MB): the sumo-traffic scenario and its tests.
+sumo: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,sumo]"
 
 run: $(STAMP)
 	$(BIN)/society run --scenario $(SCENARIO) $(RUN_ARGS)

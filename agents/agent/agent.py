@@ -34,8 +34,10 @@ from agents.bus.schemas import (
 from agents.bus.signing import tensor_digest
 from agents.bus.topics import DELIVERY, Kind, TopicRef, Topics, validate_name
 from agents.bus.transport import Connection, ConnectOptions, Transport, WillMessage
+from agents.learner.adaptation import Strategy
 from agents.learner.experience import ExperienceColumns
-from agents.learner.learner import Learner, LearnerConfig
+from agents.learner.learner import Adaptation, Learner, LearnerConfig
+from agents.learner.peers import PeerSnapshots
 
 __all__ = ["Agent", "AgentConfig", "AgentReport"]
 
@@ -80,6 +82,11 @@ class AgentReport:
     steps_per_second: float = 0.0
     recent_returns: list[float] = field(default_factory=list)
     messages_rejected: dict[str, int] = field(default_factory=dict)
+    strategy: str = ""
+    drift_events: int = 0
+    adaptations: int = 0
+    adaptation_steps: int = 0
+    context: int = 0
     stopped_by: str = "budget"
 
 
@@ -91,12 +98,13 @@ class Agent:
         self.transport = transport
         self.topics = Topics(config.society)
         self.id = config.agent_id
-        self.inbox = Inbox(self.topics, self._on_message, kinds={Kind.DIRECTIVE})
+        self.inbox = Inbox(self.topics, self._on_message, kinds={Kind.DIRECTIVE, Kind.POLICY})
         self.learner: Learner | None = None
         self.bus: BusClient | None = None
         self._stop_requested = False
-        self._returns_since_telemetry: list[float] = []
+        self._episodes_since_telemetry: list[tuple[float, int, str]] = []
         self._recent_returns: deque[float] = deque(maxlen=100)
+        self.peers: PeerSnapshots | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -114,6 +122,14 @@ class Agent:
         learner_config = replace(config.learner, checkpoint_dir=config.data_dir / "checkpoint")
         self.learner = await asyncio.to_thread(Learner, learner_config, _LoopEvents(loop, self))
         learner = self.learner
+        if learner.config.strategy is Strategy.LIFELONG:
+            # Peers' snapshots of the same world are candidates when our world changes.
+            self.peers = PeerSnapshots(
+                env_id=learner.config.env_id, algo=learner.spec.name,
+                obs_space=learner.obs_spec, action_space=learner.action_spec,
+                arch=learner.arch, own_id=self.id,
+            )  # fmt: skip
+            learner.peers = self.peers
         log.info(
             "agent %s: %s on %s%s",
             self.id,
@@ -133,13 +149,15 @@ class Agent:
             keepalive=config.keepalive,
             will=WillMessage(status_topic, encode(self._status("offline"))),
         )
-        directive = self.topics.agent(self.id, Kind.DIRECTIVE)
+        subscriptions = [(self.topics.agent(self.id, Kind.DIRECTIVE), DELIVERY[Kind.DIRECTIVE].qos)]
+        if self.peers is not None:
+            subscriptions.append((self.topics.agents_filter(Kind.POLICY), 1))
         try:
             async with BusClient(
                 self.transport,
                 options,
                 outbox=outbox,
-                subscriptions=[(directive, DELIVERY[Kind.DIRECTIVE].qos)],
+                subscriptions=subscriptions,
                 handler=self.inbox,
                 on_connect=self._announce,
             ) as bus:
@@ -222,7 +240,9 @@ class Agent:
                 action_space=learner.action_spec,
                 arch=learner.arch,
                 hyperparams=learner.hyperparams,
+                lineage=learner.lineage,
                 regimes=learner.regimes,
+                regime=learner.current_regime,
                 tensors=tensors,
                 digest=digest,
             )
@@ -234,9 +254,22 @@ class Agent:
         )
         log.info("snapshot v%d at step %d", version, step)
 
-    def on_episode(self, episode_return: float, length: int, step: int) -> None:  # noqa: ARG002
-        self._returns_since_telemetry.append(episode_return)
+    def on_episode(
+        self,
+        episode_return: float,
+        length: int,  # noqa: ARG002 - part of the event; telemetry carries returns
+        step: int,
+        regime: str,
+    ) -> None:
+        self._episodes_since_telemetry.append((episode_return, step, regime))
         self._recent_returns.append(episode_return)
+
+    def on_adapted(self, adaptation: Adaptation) -> None:
+        scores = ", ".join(f"{k}={v:.1f}" for k, v in adaptation.scores.items())
+        log.info(
+            "drift at step %d: %s chose %s [%s], now in context %d",
+            adaptation.step, adaptation.strategy, adaptation.chosen, scores, adaptation.context,
+        )  # fmt: skip
 
     # --- bus side ---------------------------------------------------------------------------
 
@@ -262,6 +295,10 @@ class Agent:
         )
 
     async def _on_message(self, ref: TopicRef, message: Message) -> None:
+        if isinstance(message, PolicySnapshot):
+            if self.peers is not None and ref.agent != self.id:
+                self.peers.offer(message)
+            return
         if ref.agent != self.id or not isinstance(message, Directive):
             return
         if message.action == "snapshot" and self.learner is not None:
@@ -284,8 +321,8 @@ class Agent:
         learner, bus = self.learner, self.bus
         if learner is None or bus is None:
             return
-        returns = self._returns_since_telemetry[-_MAX_RETURNS_PER_TELEMETRY:]
-        self._returns_since_telemetry = []
+        episodes = self._episodes_since_telemetry[-_MAX_RETURNS_PER_TELEMETRY:]
+        self._episodes_since_telemetry = []
         outbox = bus.outbox
         message = Telemetry(
             schema=SCHEMA_VERSION,
@@ -297,7 +334,13 @@ class Agent:
             budget_steps=learner.config.budget_steps,
             steps_per_second=learner.steps_per_second,
             episodes=learner.episodes,
-            episode_returns=returns,
+            episode_returns=[ret for ret, _, _ in episodes],
+            episode_steps=[step for _, step, _ in episodes],
+            episode_regimes=[regime for _, _, regime in episodes],
+            drift_events=learner.drift_events,
+            adaptations=learner.adaptations,
+            context=learner.context,
+            strategy=learner.config.strategy.value,
             experience_batches_published=self._delivered(outbox, Kind.EXPERIENCE, EXPERIENCE_SEQ),
             snapshots_published=self._delivered(outbox, Kind.POLICY, POLICY_VERSION),
             snapshot_version=outbox.counter(POLICY_VERSION),
@@ -339,6 +382,11 @@ class Agent:
             steps_per_second=round(steps / learning_seconds, 1) if learning_seconds else 0.0,
             recent_returns=list(self._recent_returns)[-20:],
             messages_rejected=dict(self.inbox.stats.rejected),
+            strategy=learner.config.strategy.value,
+            drift_events=learner.drift_events,
+            adaptations=learner.adaptations,
+            adaptation_steps=learner.adaptation_steps,
+            context=learner.context,
             stopped_by="signal" if self._stop_requested else "budget",
         )
 
@@ -362,5 +410,8 @@ class _LoopEvents:
     def snapshot(self, tensors: list[Tensor], step: int) -> None:
         self.loop.call_soon_threadsafe(self.agent.on_snapshot, tensors, step)
 
-    def episode(self, episode_return: float, length: int, step: int) -> None:
-        self.loop.call_soon_threadsafe(self.agent.on_episode, episode_return, length, step)
+    def episode(self, episode_return: float, length: int, step: int, regime: str) -> None:
+        self.loop.call_soon_threadsafe(self.agent.on_episode, episode_return, length, step, regime)
+
+    def adapted(self, adaptation: Adaptation) -> None:
+        self.loop.call_soon_threadsafe(self.agent.on_adapted, adaptation)

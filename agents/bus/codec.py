@@ -284,6 +284,11 @@ def _check_telemetry(message: Message) -> None:
     _finite(message.steps_per_second, "steps_per_second")
     for value in message.episode_returns:
         _finite(value, "episode_returns")
+    count = len(message.episode_returns)
+    for name in ("episode_steps", "episode_regimes"):
+        column = getattr(message, name)
+        if column and len(column) != count:
+            raise MessageRejected("shape", f"{name} has {len(column)} entries, returns {count}")
     for field in (
         "env_steps",
         "episodes",
@@ -292,6 +297,7 @@ def _check_telemetry(message: Message) -> None:
         "snapshot_version",
         "outbox_pending",
         "drift_events",
+        "adaptations",
     ):
         _at_least(getattr(message, field), 0, field)
 
@@ -314,8 +320,9 @@ def _check_evaluation(message: Message) -> None:
         _finite(message.baseline_return, "baseline_return")
     for score in message.regimes:
         _finite(score.mean_return, "regimes.mean_return")
-        if score.baseline_return is not None:
-            _finite(score.baseline_return, "regimes.baseline_return")
+        for reference in (score.baseline_return, score.random_return):
+            if reference is not None:
+                _finite(reference, "regimes reference return")
         for key, value in (*score.metrics.items(), *score.baseline_metrics.items()):
             _finite(value, f"regimes.metrics[{key!r}]")
 

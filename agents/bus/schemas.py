@@ -163,6 +163,7 @@ class PolicySnapshot(Message, tag="policy"):
     hyperparams: dict[str, HyperValue] = {}
     lineage: Lineage | None = None
     regimes: list[RegimeSpec] = []
+    regime: str = ""
     signature: str | None = None
 
 
@@ -181,8 +182,13 @@ class Telemetry(Message, tag="telemetry"):
     snapshot_version: int
     budget_steps: int = 0
     episode_returns: list[float] = []
+    episode_steps: list[int] = []
+    episode_regimes: list[str] = []
     outbox_pending: int = 0
     drift_events: int = 0
+    adaptations: int = 0
+    context: int = 0
+    strategy: str = ""
     regime: str = ""
     messages_rejected: dict[str, int] = {}
 
@@ -211,6 +217,7 @@ class RegimeScore(_Struct):
     baseline_return: float | None = None
     metrics: dict[str, float] = {}
     baseline_metrics: dict[str, float] = {}
+    random_return: float | None = None
 
 
 class Evaluation(Message, tag="evaluation"):

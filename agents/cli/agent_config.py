@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agents.agent.agent import AgentConfig
 from agents.bus.schemas import HyperValue
+from agents.learner.adaptation import Strategy
 from agents.learner.algorithms import get_algorithm, parse_hyperparams
 from agents.learner.envs import DriftPlan, parse_drift
 from agents.learner.learner import LearnerConfig
@@ -82,6 +83,9 @@ def agent_config(args: argparse.Namespace) -> AgentConfig:
             10_000,
         ),
         drift=drift_plan(args, scenario if same_world else None, env_id),
+        strategy=Strategy.parse(
+            args.strategy or (learner_section.strategy if learner_section else "lifelong")
+        ),
     )
     data_dir = Path(args.data_dir) if args.data_dir else Path("society-data/agents") / args.id
     return AgentConfig(

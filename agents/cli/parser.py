@@ -63,6 +63,16 @@ def _bus(parser: SocietyParser) -> None:
     )
 
 
+def _strategy(parser: SocietyParser) -> None:
+    parser.option(
+        "--strategy",
+        env="SOCIETY_STRATEGY",
+        choices=["lifelong", "finetune", "scratch"],
+        help="on a detected drift: adopt the best known policy (lifelong), keep training "
+        "(finetune) or start over (scratch); default: the scenario's, else lifelong",
+    )
+
+
 def _learner(parser: SocietyParser) -> None:
     parser.option("--env", env="SOCIETY_ENV", help="gymnasium id or module:Class of the world")
     parser.option(
@@ -93,6 +103,7 @@ def _learner(parser: SocietyParser) -> None:
         help="start the drift schedule over at its end",
     )
     parser.option("--algo", env="SOCIETY_ALGO", help="ppo, a2c, dqn or sac")
+    _strategy(parser)
     parser.option(
         "--hp",
         env="SOCIETY_HYPERPARAMS",
@@ -177,6 +188,7 @@ def build_parser() -> SocietyParser:
         type=broker_url,
         help="use this broker instead of starting one",
     )
+    _strategy(run)
     run.option(
         "--broker-kind",
         default="auto",

@@ -239,6 +239,7 @@ class Coordinator:
                     baseline_return=regime.baseline_mean,
                     metrics=regime.metrics,
                     baseline_metrics=regime.baseline_metrics,
+                    random_return=regime.random_mean,
                 )
                 for regime in result.regimes
             ],

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -62,10 +63,16 @@ class RegimeResult:
     metrics: dict[str, float] = field(default_factory=dict)
     baseline_returns: list[float] | None = None
     baseline_metrics: dict[str, float] = field(default_factory=dict)
+    #: A uniformly random controller on the same worlds: the floor for normalised scores.
+    random_returns: list[float] | None = None
 
     @property
     def mean(self) -> float:
         return float(np.mean(self.returns))
+
+    @property
+    def random_mean(self) -> float | None:
+        return float(np.mean(self.random_returns)) if self.random_returns else None
 
     @property
     def baseline_mean(self) -> float | None:
@@ -143,8 +150,31 @@ def evaluate_snapshot(request: EvaluationRequest) -> EvaluationResult:
     )
 
 
-# Baseline scores per (world, device, regime, seeds), kept for the worker's life.
-_BASELINE_CACHE: dict[bytes, tuple[list[float], dict[str, float]]] = {}
+# Reference scores (baseline, random) per (controller, world, device, regime, seeds), kept for
+# the worker's life: they do not change between snapshots of one device.
+_REFERENCE_CACHE: dict[bytes, tuple[list[float], dict[str, float]]] = {}
+
+
+def _reference(
+    name: str,
+    make_controller: Callable[[gym.Env[Any, Any]], Any],
+    env: gym.Env[Any, Any],
+    *,
+    key: list[Any],
+    seeds: list[int],
+    metrics: Any,
+    max_steps: int,
+) -> tuple[list[float], dict[str, float]]:
+    """A reference controller's returns (and metrics) on ``env``; computed once per key."""
+    from agents.worlds import play_episodes  # noqa: PLC0415
+
+    cache_key = msgspec.msgpack.encode([name, *key])
+    if cache_key not in _REFERENCE_CACHE:
+        played = play_episodes(
+            make_controller(env), env, seeds=seeds, metrics=metrics, max_steps=max_steps
+        )
+        _REFERENCE_CACHE[cache_key] = (list(played.returns), _means(played.metrics))
+    return _REFERENCE_CACHE[cache_key]
 
 
 def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
@@ -159,6 +189,7 @@ def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
         BASELINES,
         PRIMARY_BASELINE,
         PolicyController,
+        RandomController,
         metric_keys,
         play_episodes,
     )
@@ -190,20 +221,19 @@ def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
                 PolicyController(policy), env, seeds=seeds, metrics=keys,
                 max_steps=request.max_episode_steps,
             )  # fmt: skip
+            world = [snapshot.env_id, snapshot.env_kwargs, regime, seeds, request.max_episode_steps]
             baseline_returns: list[float] | None = None
             baseline_metrics: dict[str, float] = {}
+            limit = request.max_episode_steps
             if baseline:
-                key = msgspec.msgpack.encode(
-                    [snapshot.env_id, snapshot.env_kwargs, regime, seeds, request.max_episode_steps]
-                )
-                if key not in _BASELINE_CACHE:
-                    controller = BASELINES[snapshot.env_id][baseline](env)
-                    played = play_episodes(
-                        controller, env, seeds=seeds, metrics=keys,
-                        max_steps=request.max_episode_steps,
-                    )  # fmt: skip
-                    _BASELINE_CACHE[key] = (list(played.returns), _means(played.metrics))
-                baseline_returns, baseline_metrics = _BASELINE_CACHE[key]
+                baseline_returns, baseline_metrics = _reference(
+                    baseline, BASELINES[snapshot.env_id][baseline], env,
+                    key=world, seeds=seeds, metrics=keys, max_steps=limit,
+                )  # fmt: skip
+            random_returns, _ = _reference(
+                "random", RandomController, env, key=[request.seed, *world], seeds=seeds,
+                metrics={}, max_steps=limit,
+            )  # fmt: skip
         finally:
             env.close()
         results.append(
@@ -213,6 +243,7 @@ def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
                 metrics=_means(score.metrics),
                 baseline_returns=baseline_returns,
                 baseline_metrics=baseline_metrics,
+                random_returns=random_returns,
             )
         )
     return results, baseline

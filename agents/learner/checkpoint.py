@@ -23,6 +23,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from agents.exceptions import CheckpointError
+from agents.learner.library import PolicyLibrary
 from agents.learner.schedules import SCHEDULE_ATTRIBUTES
 
 __all__ = ["CheckpointInfo", "CheckpointStore"]
@@ -39,6 +40,12 @@ class CheckpointInfo:
     saved_at: float
     model_file: str
     replay_file: str | None = None
+    library_file: str | None = None
+    #: The lifelong loop's state: current context, schedule origin, drifts seen, adoptions.
+    context: int = 1
+    schedule_origin: int = 0
+    drift_events: int = 0
+    adaptations: int = 0
 
 
 class CheckpointStore:
@@ -54,7 +61,14 @@ class CheckpointStore:
     def exists(self) -> bool:
         return self.manifest.exists()
 
-    def save(self, model: BaseAlgorithm, *, episodes: int) -> CheckpointInfo:
+    def save(
+        self,
+        model: BaseAlgorithm,
+        *,
+        episodes: int,
+        library: PolicyLibrary | None = None,
+        loop_state: dict[str, int] | None = None,
+    ) -> CheckpointInfo:
         """Write a complete checkpoint, then switch ``checkpoint.json`` to it atomically."""
         self.directory.mkdir(parents=True, exist_ok=True)
         step = int(model.num_timesteps)
@@ -67,12 +81,19 @@ class CheckpointStore:
             replay_file = f"replay-{stamp}.pkl"
             model.save_replay_buffer(self.directory / replay_file)
             _fsync(self.directory / replay_file)
+        library_file = None
+        if library is not None and len(library):
+            library_file = f"library-{stamp}.msgpack"
+            library.save(self.directory / library_file)
+            _fsync(self.directory / library_file)
         info = CheckpointInfo(
             step=step,
             episodes=episodes,
             saved_at=time.time(),
             model_file=model_file,
             replay_file=replay_file,
+            library_file=library_file,
+            **(loop_state or {}),
         )
         previous = self.read() if self.exists() else None
         temporary = self.directory / f"{_MANIFEST}.tmp"
@@ -90,15 +111,16 @@ class CheckpointStore:
         except (OSError, ValueError, TypeError) as exc:
             msg = f"cannot read checkpoint manifest {self.manifest}: {exc}"
             raise CheckpointError(msg) from exc
-        for name in (info.model_file, info.replay_file):
+        for name in (info.model_file, info.replay_file, info.library_file):
             if name is not None and not (self.directory / name).exists():
                 msg = f"checkpoint {self.manifest} names {name}, which is missing"
                 raise CheckpointError(msg)
         return info
 
     def _remove(self, old: CheckpointInfo, *, keep: CheckpointInfo) -> None:
-        for name in (old.model_file, old.replay_file):
-            if name is not None and name not in {keep.model_file, keep.replay_file}:
+        kept = {keep.model_file, keep.replay_file, keep.library_file}
+        for name in (old.model_file, old.replay_file, old.library_file):
+            if name is not None and name not in kept:
                 (self.directory / name).unlink(missing_ok=True)
 
 

@@ -1,19 +1,25 @@
 """The learner: one stable-baselines3 model learning for as long as the agent lives.
 
-It runs in a worker thread of the agent process (the asyncio side owns the bus). The loop, in
-the order things happen, is::
+It runs in a worker thread of the agent process (the asyncio side owns the bus). The loop is
+the one the lifelong-learning idea names, in this order::
 
-    model.learn(LIFELONG_HORIZON, callback)      # SB3 collects and trains, forever
-        callback, after every environment step:
-            collect   the transition into a columnar experience batch -> events.experience
-            notice    finished episodes                               -> events.episode
-            publish   a snapshot every `snapshot_every` steps          -> events.snapshot
-            persist   a checkpoint every `checkpoint_every` steps
-            stop      when the budget is reached or stop() was called
-    final checkpoint and final snapshot
+    model.learn(LIFELONG_HORIZON, loop)            SB3 drives the environment and trains
+      after every environment step (loop._on_step):
+        collect   the transition into a columnar experience batch     -> events.experience
+        evaluate  each finished episode: the drift detector watches the agent's own returns;
+                  the best policy of the current context is remembered -> events.episode
+        update    publish a snapshot every `snapshot_every` steps     -> events.snapshot
+                  and write a checkpoint every `checkpoint_every` steps
+        stop?     the budget is reached or stop() was called
+      between rollouts (loop._on_rollout_start), when a drift was detected:
+        adapt     per the strategy: try the library and the peers' snapshots on the
+                  sandbox and adopt the best (lifelong), start over (scratch), or carry on
+                  (finetune)                                          -> events.adapted
+    last experience batch, checkpoint, final snapshot
 
-Nothing here touches the network; ``events`` is how results leave the thread. The learner
-checkpoints itself and, if its folder holds a checkpoint, resumes from it with its step count.
+SB3's own ``train()`` between rollouts is the *train* step. Weights change only in this
+thread and only between rollouts (``_on_rollout_start``), never in the middle of one.
+Nothing here touches the network; ``events`` is how results leave the thread.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,21 +40,49 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.bus.arrays import Tensor
-from agents.bus.schemas import HyperValue, PolicyArch, SpaceSpec
+from agents.bus.schemas import HyperValue, Lineage, PolicyArch, SpaceSpec
+from agents.learner.adaptation import (
+    Candidate,
+    Strategy,
+    choose,
+    reinitialise,
+    reset_optimizers,
+    try_candidates,
+)
 from agents.learner.algorithms import AlgorithmSpec, get_algorithm, parse_hyperparams
 from agents.learner.checkpoint import CheckpointInfo, CheckpointStore
+from agents.learner.drift_detector import PageHinkley
 from agents.learner.envs import DriftPlan, make_env
 from agents.learner.experience import ExperienceColumns, ExperienceRecorder
-from agents.learner.schedules import LIFELONG_HORIZON, install_lifelong_schedules
-from agents.learner.snapshots import make_arch, policy_kwargs, policy_tensors
+from agents.learner.library import LibraryEntry, PolicyLibrary
+from agents.learner.peers import PeerSnapshots
+from agents.learner.schedules import (
+    LIFELONG_HORIZON,
+    ScheduleOrigin,
+    install_lifelong_schedules,
+)
+from agents.learner.snapshots import (
+    build_policy,
+    load_tensors,
+    make_arch,
+    policy_kwargs,
+    policy_tensors,
+)
 from agents.learner.spaces import describe_space
+from agents.worlds import DriftWrapper
 
-__all__ = ["Learner", "LearnerConfig", "LearnerEvents"]
+__all__ = ["Adaptation", "Learner", "LearnerConfig", "LearnerEvents", "limit_torch_threads"]
 
 log = logging.getLogger(__name__)
+
+#: Episodes over which the current context's performance is judged.
+_WINDOW = 20
+#: Episodes that must have finished in a context before its policy is worth remembering.
+_MIN_EPISODES_TO_REMEMBER = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +105,24 @@ class LearnerConfig:
     checkpoint_dir: Path | None = None
     #: The world's drift: regimes switched as the agent's lifetime steps go by.
     drift: DriftPlan | None = None
+    #: What to do when a drift is detected (see :mod:`agents.learner.adaptation`).
+    strategy: Strategy = Strategy.LIFELONG
+    #: Sandbox episodes per candidate when adapting.
+    adapt_episodes: int = 3
+    #: Policies remembered, one per context.
+    library_capacity: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Adaptation:
+    """What the agent did about a detected drift."""
+
+    step: int
+    strategy: str
+    chosen: str
+    scores: dict[str, float]
+    context: int
+    sandbox_steps: int
 
 
 class LearnerEvents(Protocol):
@@ -79,7 +132,9 @@ class LearnerEvents(Protocol):
 
     def snapshot(self, tensors: list[Tensor], step: int) -> None: ...
 
-    def episode(self, episode_return: float, length: int, step: int) -> None: ...
+    def episode(self, episode_return: float, length: int, step: int, regime: str) -> None: ...
+
+    def adapted(self, adaptation: Adaptation) -> None: ...
 
 
 def limit_torch_threads() -> None:
@@ -93,7 +148,13 @@ def limit_torch_threads() -> None:
 class Learner:
     """A stable-baselines3 model that learns until stopped, reporting through ``events``."""
 
-    def __init__(self, config: LearnerConfig, events: LearnerEvents) -> None:
+    def __init__(
+        self,
+        config: LearnerConfig,
+        events: LearnerEvents,
+        *,
+        peers: PeerSnapshots | None = None,
+    ) -> None:
         limit_torch_threads()
         self.config = config
         self.events = events
@@ -110,12 +171,20 @@ class Learner:
             lifetime_step=saved.step if saved is not None else 0,
         )
         self.regimes = config.drift.specs(config.env_id) if config.drift is not None else []
-        #: The regime in force, as the world reports it (for telemetry; never learned from).
-        self.current_regime = ""
         self.obs_spec: SpaceSpec = describe_space(self.env.observation_space)
         self.action_spec: SpaceSpec = describe_space(self.env.action_space)
+        self.peers = peers
+        self.library = PolicyLibrary(config.library_capacity)
+        self.detector = PageHinkley()
         self.episodes = 0
+        self.context = 1
+        self.drift_events = 0
+        self.adaptations = 0
+        self.adaptation_steps = 0
+        #: Where the current weights came from, if adopted from a peer.
+        self.lineage: Lineage | None = None
         self.resumed_from_step: int | None = None
+        self.schedule_origin = ScheduleOrigin()
         self.model = self._load_or_build(saved)
         self._stop = threading.Event()
         self._snapshot_requested = threading.Event()
@@ -137,7 +206,13 @@ class Learner:
             )
             if info.replay_file is not None and isinstance(model, OffPolicyAlgorithm):
                 model.load_replay_buffer(self.store.directory / info.replay_file)
+            if info.library_file is not None:
+                self.library.load(self.store.directory / info.library_file)
             self.episodes = info.episodes
+            self.context = info.context
+            self.drift_events = info.drift_events
+            self.adaptations = info.adaptations
+            self.schedule_origin.step = info.schedule_origin
             self.resumed_from_step = info.step
             log.info("resumed from checkpoint at step %d", info.step)
         else:
@@ -155,8 +230,12 @@ class Learner:
                 verbose=0,
                 **constructor,
             )
-        install_lifelong_schedules(model, self.hyperparams)
+        install_lifelong_schedules(model, self.hyperparams, self.schedule_origin)
         return model
+
+    def fresh_policy(self) -> BasePolicy:
+        """A randomly initialised network of this learner's architecture and spaces."""
+        return build_policy(self.spec, self.arch, self.env.observation_space, self.env.action_space)
 
     # --- control, from any thread ------------------------------------------------------------
 
@@ -179,31 +258,52 @@ class Learner:
     def off_policy(self) -> bool:
         return self.spec.off_policy
 
+    @property
+    def current_regime(self) -> str:
+        """The regime the world is in, as the world reports it: for people, never learned."""
+        if isinstance(self.env, DriftWrapper):
+            regime = self.env.current_regime or self.env.schedule.regime_at(self.step)
+            return regime.name
+        return ""
+
     # --- the loop, in the learner's thread --------------------------------------------------
 
     def run(self) -> None:
         """Learn until the budget is reached or :meth:`stop` is called, then wrap up.
 
-        Wrapping up is a last experience batch, a checkpoint and a final snapshot. Blocks:
-        call it in a worker thread.
+        A brand-new learner first publishes its untrained policy (step 0): the reference
+        against which transfer is measured. Wrapping up is a last experience batch, a
+        checkpoint and a final snapshot. Blocks: call it in a worker thread.
         """
         limit_torch_threads()
-        callback = _LifelongCallback(self)
+        loop = _LifelongLoop(self)
+        if self.step == 0 and self.resumed_from_step is None:
+            loop.publish_snapshot(0)
         if not self._budget_reached():
             self.model.learn(
                 total_timesteps=LIFELONG_HORIZON,
-                callback=callback,
+                callback=loop,
                 reset_num_timesteps=False,
                 progress_bar=False,
             )
-        callback.flush_experience()
+        loop.flush_experience()
         self.checkpoint()
-        if callback.last_snapshot_step != self.step:
-            self.events.snapshot(policy_tensors(self.model.policy), self.step)
+        if loop.last_snapshot_step != self.step:
+            loop.publish_snapshot(self.step)
 
     def checkpoint(self) -> None:
         if self.store is not None:
-            self.store.save(self.model, episodes=self.episodes)
+            self.store.save(
+                self.model,
+                episodes=self.episodes,
+                library=self.library,
+                loop_state={
+                    "context": self.context,
+                    "schedule_origin": self.schedule_origin.step,
+                    "drift_events": self.drift_events,
+                    "adaptations": self.adaptations,
+                },
+            )
 
     def _budget_reached(self) -> bool:
         budget = self.config.budget_steps
@@ -231,8 +331,8 @@ class _Rate:
             self.value = (step - then_step) / (now - then)
 
 
-class _LifelongCallback(BaseCallback):
-    """The per-step part of the loop (see the module docstring)."""
+class _LifelongLoop(BaseCallback):
+    """Collect, evaluate, update on every step; adapt between rollouts (module docstring)."""
 
     def __init__(self, learner: Learner) -> None:
         super().__init__(verbose=0)
@@ -247,23 +347,24 @@ class _LifelongCallback(BaseCallback):
         self.next_checkpoint = _next_multiple(step, config.checkpoint_every)
         self.action_key = "actions" if learner.off_policy else "clipped_actions"
         self.last_snapshot_step = -1
+        # The current context's recent returns, and its best policy so far.
+        self.recent: deque[float] = deque(maxlen=_WINDOW)
+        self.context_episodes = 0
+        self.context_best: LibraryEntry | None = None
+        self.drift_pending = False
+
+    # -- after every environment step ------------------------------------------------------
 
     def _on_step(self) -> bool:
         learner = self.learner
         step = learner.step
-        self._collect(step)
-        learner._rate.update(step)  # noqa: SLF001 - the callback is part of the learner
-        if step >= self.next_snapshot or learner._snapshot_requested.is_set():  # noqa: SLF001
-            learner._snapshot_requested.clear()  # noqa: SLF001
-            self.next_snapshot = _next_multiple(step, learner.config.snapshot_every)
-            learner.events.snapshot(policy_tensors(learner.model.policy), step)
-            self.last_snapshot_step = step
-        if step >= self.next_checkpoint:
-            self.next_checkpoint = _next_multiple(step, learner.config.checkpoint_every)
-            learner.checkpoint()
+        self.collect(step)
+        learner._rate.update(step)  # noqa: SLF001 - the loop is part of the learner
+        self.update(step)
         return not learner._should_stop()  # noqa: SLF001
 
-    def _collect(self, step: int) -> None:
+    def collect(self, step: int) -> None:
+        """The transition just made, into the experience batch; a finished episode, evaluated."""
         local: dict[str, Any] = self.locals
         info: dict[str, Any] = local["infos"][0]
         done = bool(local["dones"][0])
@@ -283,13 +384,127 @@ class _LifelongCallback(BaseCallback):
         )
         if batch is not None:
             self.learner.events.experience(batch, step)
-        regime = info.get("regime")
-        if regime is not None:
-            self.learner.current_regime = str(regime)
         if done and "episode" in info:
-            self.learner.episodes += 1
             episode = info["episode"]
-            self.learner.events.episode(float(episode["r"]), int(episode["l"]), step)
+            self.evaluate(float(episode["r"]), int(episode["l"]), step, str(info.get("regime", "")))
+
+    def evaluate(self, episode_return: float, length: int, step: int, regime: str) -> None:
+        """Judge the agent on its own recent episodes: remember its best, watch for drift."""
+        learner = self.learner
+        learner.episodes += 1
+        learner.events.episode(episode_return, length, step, regime)
+        self.recent.append(episode_return)
+        self.context_episodes += 1
+        window_mean = float(np.mean(self.recent))
+        if self.context_episodes >= _MIN_EPISODES_TO_REMEMBER and (
+            self.context_best is None or window_mean > self.context_best.score
+        ):
+            self.context_best = LibraryEntry(
+                context=learner.context,
+                tensors=policy_tensors(learner.model.policy),
+                score=window_mean,
+                step=step,
+                lineage=learner.lineage,
+            )
+        if learner.detector.update(episode_return):
+            learner.drift_events += 1
+            self.drift_pending = True
+            log.info(
+                "drift detected at step %d (context %d, recent mean %.2f)",
+                step, learner.context, window_mean,
+            )  # fmt: skip
+
+    def update(self, step: int) -> None:
+        """Publish a snapshot and write a checkpoint when they are due."""
+        learner = self.learner
+        config = learner.config
+        if step >= self.next_snapshot or learner._snapshot_requested.is_set():  # noqa: SLF001
+            learner._snapshot_requested.clear()  # noqa: SLF001
+            self.next_snapshot = _next_multiple(step, config.snapshot_every)
+            self.publish_snapshot(step)
+        if step >= self.next_checkpoint:
+            self.next_checkpoint = _next_multiple(step, config.checkpoint_every)
+            learner.checkpoint()
+
+    def publish_snapshot(self, step: int) -> None:
+        self.learner.events.snapshot(policy_tensors(self.learner.model.policy), step)
+        self.last_snapshot_step = step
+
+    # -- between rollouts -------------------------------------------------------------------
+
+    def _on_rollout_start(self) -> None:
+        if self.drift_pending:
+            self.drift_pending = False
+            self.adapt()
+
+    def adapt(self) -> None:
+        """Act on a detected drift according to the strategy, then start a new context."""
+        learner = self.learner
+        strategy = learner.config.strategy
+        step = learner.step
+        scores: dict[str, float] = {}
+        chosen = "current"
+        sandbox_steps = 0
+        new_context = max([learner.context, *learner.library.entries]) + 1
+        if strategy is Strategy.LIFELONG:
+            if self.context_best is not None:
+                learner.library.store(self.context_best)
+            run = try_candidates(
+                self._candidates(),
+                sandbox=make_env(
+                    learner.config.env_id,
+                    learner.config.env_kwargs,
+                    drift=learner.config.drift,
+                    lifetime_step=step,
+                ),
+                scratch_policy=learner.fresh_policy(),
+                episodes=learner.config.adapt_episodes,
+                seed=learner.config.seed * 1_000_003 + learner.drift_events * 101,
+            )
+            sandbox_steps = run.steps
+            scores = {trial.candidate.label: trial.score for trial in run.trials}
+            winner = choose(run.trials)
+            if winner is not None:
+                load_tensors(learner.model.policy, winner.candidate.tensors)
+                reset_optimizers(learner.model.policy)
+                chosen = winner.candidate.label
+                if winner.candidate.context is not None:
+                    new_context = winner.candidate.context  # a known world came back
+                if winner.candidate.lineage is not None:
+                    learner.lineage = winner.candidate.lineage
+        elif strategy is Strategy.SCRATCH:
+            reinitialise(learner.model, learner.fresh_policy)
+            learner.schedule_origin.step = step
+            learner.lineage = None
+            chosen = "scratch"
+        learner.adaptations += chosen != "current"
+        learner.adaptation_steps += sandbox_steps
+        learner.context = new_context
+        learner.detector.reset()
+        self.recent.clear()
+        self.context_episodes = 0
+        self.context_best = None
+        log.info("adapted at step %d (%s): %s -> context %d", step, strategy, chosen, new_context)
+        learner.events.adapted(
+            Adaptation(step, strategy.value, chosen, scores, new_context, sandbox_steps)
+        )
+
+    def _candidates(self) -> list[Candidate]:
+        learner = self.learner
+        current = Candidate("current", policy_tensors(learner.model.policy))
+        remembered = [
+            Candidate(f"library:{entry.context}", entry.tensors, entry.context, entry.lineage)
+            for entry in learner.library.entries.values()
+        ]
+        peers = [
+            Candidate(
+                f"peer:{peer.agent}@v{peer.version}",
+                peer.tensors,
+                lineage=Lineage(agent=peer.agent, version=peer.version),
+            )
+            for peer in (learner.peers.latest() if learner.peers is not None else [])
+        ]
+        return [current, *remembered, *peers]
 
     def flush_experience(self) -> None:
         batch = self.recorder.drain()

@@ -29,6 +29,7 @@ __all__ = [
     "SCHEDULE_ATTRIBUTES",
     "Constant",
     "LinearToFloor",
+    "ScheduleOrigin",
     "StepSchedule",
     "install_lifelong_schedules",
 ]
@@ -64,15 +65,25 @@ class LinearToFloor:
         return self.start + (self.floor - self.start) * step / self.steps
 
 
+@dataclass(slots=True)
+class ScheduleOrigin:
+    """The agent step the schedules count from: 0, or the step of a reset from scratch."""
+
+    step: int = 0
+
+
 class StepSchedule:
     """An SB3 ``Schedule`` driven by the agent's lifetime step count, not by progress."""
 
-    def __init__(self, function: Callable[[int], float], model: BaseAlgorithm) -> None:
+    def __init__(
+        self, function: Callable[[int], float], model: BaseAlgorithm, origin: ScheduleOrigin
+    ) -> None:
         self.function = function
         self._model = model
+        self._origin = origin
 
     def __call__(self, progress_remaining: float) -> float:  # noqa: ARG002 - ignored on purpose
-        return float(self.function(self._model.num_timesteps))
+        return float(self.function(max(0, self._model.num_timesteps - self._origin.step)))
 
     def __repr__(self) -> str:
         return f"StepSchedule({self.function!r})"
@@ -84,24 +95,33 @@ def _number(value: HyperValue | None, default: float) -> float:
     return default
 
 
-def install_lifelong_schedules(model: BaseAlgorithm, hyperparams: Mapping[str, HyperValue]) -> None:
-    """Replace every progress-driven schedule of ``model`` with a step-driven one."""
-    model.lr_schedule = StepSchedule(
-        Constant(_number(hyperparams.get("learning_rate"), 3e-4)), model
-    )
+def install_lifelong_schedules(
+    model: BaseAlgorithm,
+    hyperparams: Mapping[str, HyperValue],
+    origin: ScheduleOrigin | None = None,
+) -> ScheduleOrigin:
+    """Replace every progress-driven schedule of ``model`` with a step-driven one.
+
+    Returns the origin the schedules count from; moving it to the current step (a reset from
+    scratch) starts them over, DQN's exploration included.
+    """
+    origin = origin if origin is not None else ScheduleOrigin()
+
+    def schedule(function: Callable[[int], float]) -> StepSchedule:
+        return StepSchedule(function, model, origin)
+
+    model.lr_schedule = schedule(Constant(_number(hyperparams.get("learning_rate"), 3e-4)))
     if isinstance(model, PPO):
-        model.clip_range = StepSchedule(
-            Constant(_number(hyperparams.get("clip_range"), 0.2)), model
-        )
+        model.clip_range = schedule(Constant(_number(hyperparams.get("clip_range"), 0.2)))
         clip_vf = hyperparams.get("clip_range_vf")
         if clip_vf is not None:
-            model.clip_range_vf = StepSchedule(Constant(_number(clip_vf, 0.2)), model)
+            model.clip_range_vf = schedule(Constant(_number(clip_vf, 0.2)))
     if isinstance(model, DQN):
-        model.exploration_schedule = StepSchedule(
+        model.exploration_schedule = schedule(
             LinearToFloor(
                 start=_number(hyperparams.get("exploration_initial_eps"), 1.0),
                 floor=_number(hyperparams.get("exploration_final_eps"), 0.05),
                 steps=int(_number(hyperparams.get("exploration_steps"), 10_000)),
-            ),
-            model,
+            )
         )
+    return origin

@@ -64,6 +64,7 @@ class RunPlan:
     quiet: bool
     log_level: str
     json_logs: bool
+    strategy: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunPlan:
@@ -109,4 +110,5 @@ class RunPlan:
             quiet=bool(args.quiet),
             log_level=str(args.log_level).upper(),
             json_logs=bool(args.json_logs),
+            strategy=args.strategy,
         )

@@ -220,6 +220,7 @@ class Orchestrator:
     def _agent_args(self, agent: AgentPlan, url: BrokerUrl) -> list[str]:
         plan = self.plan
         device = [] if agent.device_index is None else ["--device-index", str(agent.device_index)]
+        strategy = ["--strategy", plan.strategy] if plan.strategy else []
         return [
             "agent",
             "--id", agent.id,
@@ -230,6 +231,7 @@ class Orchestrator:
             "--steps", str(plan.steps),
             "--data-dir", str(plan.out_dir / "agents" / agent.id),
             *device,
+            *strategy,
             *self._common_args(),
         ]  # fmt: skip
 

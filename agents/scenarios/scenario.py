@@ -62,6 +62,8 @@ class PolicySection(_Section):
 
 class LearnerSection(_Section):
     algo: str = "ppo"
+    #: What an agent does on a detected drift: lifelong, finetune or scratch.
+    strategy: str = "lifelong"
     hyperparams: dict[str, HyperValue] = {}
     policy: PolicySection = msgspec.field(default_factory=PolicySection)
     snapshot_every: int = 5_000
@@ -98,6 +100,12 @@ class Scenario(_Section):
             if value < 1:
                 msg = f"scenario {origin}: {name} must be >= 1, got {value}"
                 raise ConfigError(msg)
+        if self.learner.strategy not in {"lifelong", "finetune", "scratch"}:
+            msg = (
+                f"scenario {origin}: learner.strategy must be lifelong, finetune or scratch, "
+                f"got {self.learner.strategy!r}"
+            )
+            raise ConfigError(msg)
         if self.society.steps < 0:
             msg = f"scenario {origin}: society.steps must be >= 0, got {self.society.steps}"
             raise ConfigError(msg)

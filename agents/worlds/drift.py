@@ -228,6 +228,11 @@ CARTPOLE_REGIMES: Mapping[str, Regime] = types.MappingProxyType(
             Regime("weak_motor", {"force_mag": 5.0}, "half the push force"),
             Regime("strong_motor", {"force_mag": 20.0}, "twice the push force"),
             Regime("heavy_pole", {"masspole": 0.5}, "pole five times heavier"),
+            Regime(
+                "reversed_motor",
+                {"force_mag": -10.0},
+                "motor wired backwards after a repair: every push goes the other way",
+            ),
         )
     }
 )

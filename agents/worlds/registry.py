@@ -75,6 +75,8 @@ _PLAIN_REGIMES: Mapping[str, Mapping[str, Regime]] = types.MappingProxyType(
         "CartPole-v0": CARTPOLE_REGIMES,
         "CartPole-v1": CARTPOLE_REGIMES,
         "Pendulum-v1": PENDULUM_REGIMES,
+        # Known even where the sumo extra is absent, so its scenario validates everywhere.
+        SUMO_ID: SumoTrafficSignal.regimes,
     }
 )
 

@@ -77,17 +77,19 @@ async def test_agent_learns_publishes_and_is_evaluated(
     report = await agent.run()
     assert report.env_steps == 600
     assert report.experience_batches_published == 6
-    assert report.snapshots_published == report.last_snapshot_version == 3
+    # The untrained policy at step 0, then every 200 steps.
+    assert report.snapshots_published == report.last_snapshot_version == 4
     assert report.outbox_pending == 0
-    await eventually(lambda: coordinator.evaluations_done == 3, timeout=60)
+    await eventually(lambda: coordinator.evaluations_done == 4, timeout=60)
     record = coordinator.registry.agents["a0"]
-    assert [e.version for e in record.evaluations] == [1, 2, 3]
+    assert [e.version for e in record.evaluations] == [1, 2, 3, 4]
+    assert [e.step for e in record.evaluations] == [0, 200, 400, 600]
     assert record.state == "offline"  # said so itself on a clean exit
-    assert sample(coordinator, "society_snapshot_evaluations_total") == 3
-    assert sample(coordinator, "society_evaluation_seconds_count") == 3
+    assert sample(coordinator, "society_snapshot_evaluations_total") == 4
+    assert sample(coordinator, "society_evaluation_seconds_count") == 4
     assert sample(coordinator, "society_agent_env_steps_total", agent="a0") == 600
     assert sample(coordinator, "society_messages_received_total", kind="experience") == 6
-    assert sample(coordinator, "society_messages_received_total", kind="policy") == 3
+    assert sample(coordinator, "society_messages_received_total", kind="policy") == 4
     assert sample(coordinator, "society_agents", state="offline") == 1
     assert sample(coordinator, "society_agents", state="online") == 0
     assert sample(coordinator, "society_agent_eval_return", agent="a0") == pytest.approx(
@@ -106,7 +108,7 @@ async def test_agent_learns_publishes_and_is_evaluated(
     assert "society_evaluation_seconds_bucket" in body
     # And in the run history.
     history = sqlite3.connect(tmp_path / "coordinator" / "history.sqlite")
-    assert history.execute("SELECT count(*) FROM evaluations").fetchone()[0] == 3
+    assert history.execute("SELECT count(*) FROM evaluations").fetchone()[0] == 4
 
 
 def _malformed_cases() -> list[tuple[str, Kind, bytes]]:
@@ -188,7 +190,11 @@ async def test_bad_payloads_on_every_topic_are_rejected_counted_and_survived(
             lambda: coordinator.registry.get("intruder").experience_batches_received == 1
         )
         # The agent refused every bad directive by reason and kept learning.
-        await eventually(lambda: sum(agent.inbox.stats.rejected.values()) == len(cases))
+        # It also reads every agent's snapshots (candidates when its world changes).
+        on_policy_topic = sum(kind is Kind.POLICY for _, kind, _ in cases)
+        await eventually(
+            lambda: sum(agent.inbox.stats.rejected.values()) == len(cases) + on_policy_topic
+        )
         assert agent.inbox.stats.rejected["schema_version"] == 1
         assert agent.inbox.stats.rejected["too_large"] == 1  # only 70 kB exceeds 64 KiB
         assert agent.learner is not None
@@ -198,4 +204,4 @@ async def test_bad_payloads_on_every_topic_are_rejected_counted_and_survived(
         agent.stop()
     report = await asyncio.wait_for(running, 60)
     assert report.stopped_by == "signal"
-    assert sum(report.messages_rejected.values()) == len(cases)
+    assert sum(report.messages_rejected.values()) == len(cases) + on_policy_topic

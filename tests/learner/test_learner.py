@@ -13,7 +13,7 @@ from agents.bus.arrays import Tensor
 from agents.exceptions import ConfigError, IncompatiblePolicy
 from agents.learner.algorithms import get_algorithm, parse_hyperparams
 from agents.learner.experience import ExperienceColumns
-from agents.learner.learner import Learner, LearnerConfig
+from agents.learner.learner import Adaptation, Learner, LearnerConfig
 from agents.learner.snapshots import build_policy, load_tensors, make_arch, parse_net_arch
 
 # Small networks and early learning so each case takes a second or two.
@@ -29,7 +29,8 @@ class Recorder:
     def __init__(self) -> None:
         self.batches: list[tuple[ExperienceColumns, int]] = []
         self.snapshots: list[tuple[list[Tensor], int]] = []
-        self.episodes: list[tuple[float, int, int]] = []
+        self.episodes: list[tuple[float, int, int, str]] = []
+        self.adaptations: list[Adaptation] = []
 
     def experience(self, batch: ExperienceColumns, step: int) -> None:
         self.batches.append((batch, step))
@@ -37,8 +38,11 @@ class Recorder:
     def snapshot(self, tensors: list[Tensor], step: int) -> None:
         self.snapshots.append((tensors, step))
 
-    def episode(self, episode_return: float, length: int, step: int) -> None:
-        self.episodes.append((episode_return, length, step))
+    def episode(self, episode_return: float, length: int, step: int, regime: str) -> None:
+        self.episodes.append((episode_return, length, step, regime))
+
+    def adapted(self, adaptation: Adaptation) -> None:
+        self.adaptations.append(adaptation)
 
 
 def make(
@@ -80,8 +84,8 @@ def test_learner_publishes_what_it_learns(algo: str) -> None:
     ended = first.terminated | first.truncated
     following = np.asarray(first.obs[1:][~ended[:-1]], dtype=np.float64)
     np.testing.assert_allclose(np.asarray(first.next_obs[:-1][~ended[:-1]], np.float64), following)
-    # Snapshots every 100 steps; the final one is not repeated at the same step.
-    assert [step for _, step in events.snapshots] == [100, 200, 300]
+    # The untrained policy first (step 0), then every 100 steps; the last is not repeated.
+    assert [step for _, step in events.snapshots] == [0, 100, 200, 300]
 
 
 @pytest.mark.parametrize("algo", sorted(CASES))

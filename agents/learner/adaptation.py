@@ -1,0 +1,152 @@
+"""What an agent does when it notices its world changed: its strategy.
+
+- ``lifelong`` (the default): remember the best policy of the context that just ended, try
+  every remembered policy and every peer's latest snapshot against the current one on a few
+  sandbox episodes, adopt the best if it clearly beats the current one, keep learning from
+  there. A world that comes back is met with the policy that mastered it: no relearning.
+- ``finetune``: keep training the one policy (what plain SB3 does); the drift is only counted.
+- ``scratch``: start over: fresh random weights, optimiser, replay buffer and schedules.
+
+The *sandbox* is a second instance of the agent's own world in its current conditions (the
+same device parameters and the same point of the drift schedule), a digital twin of the
+device: candidates are tried there so that the learner's own episode and rollout are not
+disturbed. Its steps are counted as ``adaptation_steps`` and reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+
+from agents.bus.arrays import Tensor
+from agents.bus.schemas import Lineage
+from agents.exceptions import ConfigError, IncompatiblePolicy
+from agents.learner.snapshots import load_tensors
+from agents.worlds import PolicyController, play_episodes
+
+__all__ = [
+    "Candidate",
+    "Strategy",
+    "Trial",
+    "choose",
+    "reinitialise",
+    "reset_optimizers",
+    "try_candidates",
+]
+
+log = logging.getLogger(__name__)
+
+
+class Strategy(StrEnum):
+    LIFELONG = "lifelong"
+    FINETUNE = "finetune"
+    SCRATCH = "scratch"
+
+    @classmethod
+    def parse(cls, value: str) -> Strategy:
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(s.value for s in cls)
+            msg = f"unknown strategy {value!r}: choose one of {choices}"
+            raise ConfigError(msg) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A policy worth trying: ``current``, ``library:<context>`` or ``peer:<agent>@v<n>``."""
+
+    label: str
+    tensors: list[Tensor]
+    context: int | None = None
+    lineage: Lineage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    candidate: Candidate
+    score: float
+
+
+@dataclass(slots=True)
+class TrialRun:
+    trials: list[Trial] = field(default_factory=list)
+    steps: int = 0
+
+
+def try_candidates(
+    candidates: list[Candidate],
+    *,
+    sandbox: gym.Env[Any, Any],
+    scratch_policy: BasePolicy,
+    episodes: int,
+    seed: int,
+) -> TrialRun:
+    """Play each candidate for ``episodes`` episodes on the sandbox, on the same seeds.
+
+    Same seeds for every candidate make it a paired comparison: the differences are the
+    policies', not the weather's. A candidate that does not fit the network is skipped.
+    """
+    run = TrialRun()
+    seeds = [seed + i for i in range(episodes)]
+    for candidate in candidates:
+        try:
+            load_tensors(scratch_policy, candidate.tensors)
+        except IncompatiblePolicy as exc:
+            log.info("skipping %s: %s", candidate.label, exc)
+            continue
+        score = play_episodes(PolicyController(scratch_policy), sandbox, seeds=seeds, metrics={})
+        run.trials.append(Trial(candidate, float(np.mean(score.returns))))
+        run.steps += sum(score.lengths)
+    return run
+
+
+def choose(trials: list[Trial], *, margin: float = 0.02) -> Trial | None:
+    """The best trial if it beats the current policy's by more than ``margin`` (relative).
+
+    The margin keeps the agent from swapping policies on noise. Returns None to keep the
+    current policy.
+    """
+    current = next((t for t in trials if t.candidate.label == "current"), None)
+    if current is None or len(trials) < 2:  # noqa: PLR2004 - current plus one other
+        return None
+    best = max(trials, key=lambda t: t.score)
+    if best is current:
+        return None
+    needed = current.score + margin * max(abs(current.score), 1e-6)
+    return best if best.score > needed else None
+
+
+def reset_optimizers(policy: BasePolicy) -> None:
+    """New optimiser state for new weights: old moment estimates belong to the old ones."""
+    for module in policy.modules():
+        optimizer = getattr(module, "optimizer", None)
+        if isinstance(optimizer, torch.optim.Optimizer):
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            fresh = type(optimizer)(params, **optimizer.defaults)
+            for group, old in zip(fresh.param_groups, optimizer.param_groups, strict=True):
+                group["lr"] = old["lr"]
+            setattr(module, "optimizer", fresh)  # noqa: B010 - torch types it as a submodule
+
+
+def reinitialise(model: BaseAlgorithm, make_policy: Callable[[], BasePolicy]) -> None:
+    """Start over in place: fresh random weights, optimisers and (off-policy) replay buffer.
+
+    The objects stay the same (SB3 holds references to them mid-rollout); their contents are
+    replaced.
+    """
+    fresh = make_policy()
+    model.policy.load_state_dict(fresh.state_dict())
+    reset_optimizers(model.policy)
+    if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
+        model.replay_buffer.reset()

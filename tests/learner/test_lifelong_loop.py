@@ -1,0 +1,177 @@
+"""What the agent does on a detected drift, per strategy, with real worlds and networks.
+
+A hand-built CartPole balancer (a linear rule on pole angle and angular velocity, written
+into the PPO network's weights) stands in for a policy learned in one regime; its mirror
+image is what works once the motor is wired backwards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import DQN
+
+from agents.bus.arrays import Tensor
+from agents.bus.schemas import PolicySnapshot, SpaceSpec
+from agents.learner.adaptation import Strategy
+from agents.learner.envs import DriftPlan
+from agents.learner.learner import Learner, LearnerConfig, _LifelongLoop
+from agents.learner.library import LibraryEntry, PolicyLibrary
+from agents.learner.peers import PeerSnapshots
+from agents.learner.snapshots import load_tensors, policy_tensors
+from tests import factories
+from tests.learner.test_learner import Recorder
+
+ARCH = {"n_steps": 64, "batch_size": 32, "n_epochs": 1}
+
+
+def learner(
+    tmp_path: Path, *, strategy: Strategy, regime: str = "earth", algo: str = "ppo"
+) -> tuple[Learner, Recorder]:
+    events = Recorder()
+    config = LearnerConfig(
+        env_id="CartPole-v1", algo=algo, seed=0, strategy=strategy, checkpoint_dir=tmp_path,
+        hyperparams=ARCH if algo == "ppo" else {"learning_starts": 10, "buffer_size": 1000},
+        drift=DriftPlan(((regime, 10_000),)), adapt_episodes=2,
+    )  # fmt: skip
+    return Learner(config, events), events
+
+
+def balancer(learner: Learner, *, mirrored: bool = False) -> list[Tensor]:
+    """Weights that push the cart toward the side the pole falls to (or away, mirrored)."""
+    state = {k: torch.zeros_like(v) for k, v in learner.model.policy.state_dict().items()}
+    state["mlp_extractor.policy_net.0.weight"][0] = torch.tensor([0.0, 0.0, 10.0, 2.0])
+    state["mlp_extractor.policy_net.2.weight"][0, 0] = 10.0
+    sign = -1.0 if mirrored else 1.0
+    state["action_net.weight"][0, 0] = -10.0 * sign
+    state["action_net.weight"][1, 0] = 10.0 * sign
+    policy = learner.fresh_policy()
+    policy.load_state_dict(state)
+    return policy_tensors(policy)
+
+
+def entry(context: int, tensors: list[Tensor]) -> LibraryEntry:
+    return LibraryEntry(context=context, tensors=tensors, score=400.0, step=1000)
+
+
+def test_lifelong_adopts_the_remembered_policy_that_fits_the_world(tmp_path: Path) -> None:
+    agent, events = learner(tmp_path, strategy=Strategy.LIFELONG, regime="reversed_motor")
+    agent.library.store(entry(1, balancer(agent)))
+    agent.library.store(entry(2, balancer(agent, mirrored=True)))
+    agent.context = 3
+    _LifelongLoop(agent).adapt()
+    (adaptation,) = events.adaptations
+    # With the motor reversed, only the mirrored balancer keeps the pole up.
+    assert adaptation.chosen == "library:2"
+    assert adaptation.scores["library:2"] > 150
+    assert adaptation.scores["library:1"] < 50
+    assert agent.context == 2  # back in the context that rule was learned in
+    assert adaptation.sandbox_steps > 0
+    current = policy_tensors(agent.model.policy)
+    assert [t.data for t in current] == [t.data for t in balancer(agent, mirrored=True)]
+
+
+def test_lifelong_keeps_its_policy_when_nothing_remembered_is_better(tmp_path: Path) -> None:
+    agent, events = learner(tmp_path, strategy=Strategy.LIFELONG)
+    load_tensors(agent.model.policy, balancer(agent))
+    agent.library.store(entry(1, balancer(agent, mirrored=True)))  # useless on earth
+    before = policy_tensors(agent.model.policy)
+    _LifelongLoop(agent).adapt()
+    (adaptation,) = events.adaptations
+    assert adaptation.chosen == "current"
+    assert agent.context == 2  # a new context
+    assert [t.data for t in policy_tensors(agent.model.policy)] == [t.data for t in before]
+
+
+def test_lifelong_tries_peers_snapshots_and_records_the_lineage(tmp_path: Path) -> None:
+    agent, events = learner(tmp_path, strategy=Strategy.LIFELONG)
+    peers = PeerSnapshots(
+        env_id="CartPole-v1", algo="ppo", obs_space=agent.obs_spec,
+        action_space=agent.action_spec, arch=agent.arch, own_id="me",
+    )  # fmt: skip
+    good = balancer(agent)
+    snapshot = PolicySnapshot(
+        schema=1, agent="teacher", version=7, step=9000, algo="ppo", env_id="CartPole-v1",
+        obs_space=agent.obs_spec, action_space=agent.action_spec, arch=agent.arch,
+        tensors=good, digest="",
+    )  # fmt: skip
+    assert peers.offer(snapshot)
+    agent.peers = peers
+    _LifelongLoop(agent).adapt()
+    assert events.adaptations[0].chosen == "peer:teacher@v7"
+    assert agent.lineage is not None
+    assert (agent.lineage.agent, agent.lineage.version) == ("teacher", 7)
+
+
+def test_peers_that_do_not_fit_are_ignored() -> None:
+    box = factories.BOX4
+    peers = PeerSnapshots(
+        env_id="CartPole-v1", algo="ppo", obs_space=box, action_space=factories.DISCRETE2,
+        arch=factories.snapshot().arch, own_id="me",
+    )  # fmt: skip
+    assert peers.offer(factories.snapshot(agent="a1", version=2))
+    assert not peers.offer(factories.snapshot(agent="a1", version=1))  # older
+    assert not peers.offer(factories.snapshot(agent="me", version=9))  # ourselves
+    other_space = SpaceSpec(kind="discrete", shape=[], dtype="int64", n=3)
+    assert not peers.offer(
+        msgspec.structs.replace(factories.snapshot("a2"), action_space=other_space)
+    )
+    assert not peers.offer(msgspec.structs.replace(factories.snapshot("a3"), algo="dqn"))
+    assert [p.agent for p in peers.latest()] == ["a1"]
+    assert peers.ignored == 3  # an older version is not 'ignored', just not newer
+
+
+def test_finetune_only_counts_the_drift(tmp_path: Path) -> None:
+    agent, events = learner(tmp_path, strategy=Strategy.FINETUNE)
+    before = policy_tensors(agent.model.policy)
+    _LifelongLoop(agent).adapt()
+    assert events.adaptations[0].chosen == "current"
+    assert events.adaptations[0].scores == {}
+    assert agent.adaptations == 0
+    assert [t.data for t in policy_tensors(agent.model.policy)] == [t.data for t in before]
+
+
+def test_scratch_starts_over_weights_buffer_and_exploration(tmp_path: Path) -> None:
+    agent, events = learner(tmp_path, strategy=Strategy.SCRATCH, algo="dqn")
+    agent.model.learn(300)
+    assert isinstance(agent.model, DQN)
+    assert agent.model.replay_buffer is not None
+    assert agent.model.replay_buffer.size() > 0
+    before = policy_tensors(agent.model.policy)
+    agent.model.num_timesteps = 50_000  # far past exploration_steps: epsilon at its floor
+    assert agent.model.exploration_schedule(1.0) == pytest.approx(0.05)
+    _LifelongLoop(agent).adapt()
+    assert events.adaptations[0].chosen == "scratch"
+    assert agent.model.replay_buffer.size() == 0
+    after = policy_tensors(agent.model.policy)
+    assert any(a.data != b.data for a, b in zip(after, before, strict=True))
+    assert agent.model.exploration_schedule(1.0) == pytest.approx(1.0)  # explores again
+
+
+def test_the_library_survives_a_restart(tmp_path: Path) -> None:
+    agent, _ = learner(tmp_path, strategy=Strategy.LIFELONG)
+    agent.library.store(entry(4, balancer(agent)))
+    agent.context = 5
+    agent.drift_events = 3
+    agent.checkpoint()
+    again, _ = learner(tmp_path, strategy=Strategy.LIFELONG)
+    assert list(again.library.entries) == [4]
+    assert again.context == 5
+    assert again.drift_events == 3
+    stored = again.library.get(4)
+    assert stored is not None
+    assert [t.data for t in stored.tensors] == [t.data for t in balancer(agent)]
+
+
+def test_library_keeps_one_policy_per_context_and_drops_the_oldest() -> None:
+    library = PolicyLibrary(capacity=2)
+    weights = [Tensor("w", "float32", [1], np.zeros(1, np.float32).tobytes())]
+    library.store(LibraryEntry(context=1, tensors=weights, score=1.0, step=10))
+    library.store(LibraryEntry(context=1, tensors=weights, score=2.0, step=20))
+    library.store(LibraryEntry(context=2, tensors=weights, score=3.0, step=30))
+    library.store(LibraryEntry(context=3, tensors=weights, score=4.0, step=40))
+    assert sorted(library.entries) == [2, 3]
