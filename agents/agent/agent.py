@@ -220,7 +220,7 @@ class Agent:
 
         bus.enqueue_counted(EXPERIENCE_SEQ, build, qos=DELIVERY[Kind.EXPERIENCE].qos)
 
-    def on_snapshot(self, tensors: list[Tensor], step: int) -> None:
+    def on_snapshot(self, tensors: list[Tensor], step: int, regime: str) -> None:
         learner, bus = self.learner, self.bus
         if learner is None or bus is None:
             return
@@ -242,7 +242,7 @@ class Agent:
                 hyperparams=learner.hyperparams,
                 lineage=learner.lineage,
                 regimes=learner.regimes,
-                regime=learner.current_regime,
+                regime=regime,
                 tensors=tensors,
                 digest=digest,
             )
@@ -407,8 +407,8 @@ class _LoopEvents:
     def experience(self, batch: ExperienceColumns, step: int) -> None:
         self.loop.call_soon_threadsafe(self.agent.on_experience, batch, step)
 
-    def snapshot(self, tensors: list[Tensor], step: int) -> None:
-        self.loop.call_soon_threadsafe(self.agent.on_snapshot, tensors, step)
+    def snapshot(self, tensors: list[Tensor], step: int, regime: str) -> None:
+        self.loop.call_soon_threadsafe(self.agent.on_snapshot, tensors, step, regime)
 
     def episode(self, episode_return: float, length: int, step: int, regime: str) -> None:
         self.loop.call_soon_threadsafe(self.agent.on_episode, episode_return, length, step, regime)

@@ -237,6 +237,7 @@ class Evaluation(Message, tag="evaluation"):
     regimes: list[RegimeScore] = []
     baseline: str = ""
     baseline_return: float | None = None
+    train_regime: str = ""
 
 
 class LeaderboardEntry(_Struct):

@@ -245,6 +245,7 @@ class Coordinator:
             ],
             baseline=result.baseline,
             baseline_return=result.baseline_mean,
+            train_regime=snapshot.regime,
         )
         self.registry.on_evaluation(evaluation)
         self.history.record_evaluation(evaluation)

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from agents.bus.codec import REJECT_REASONS
 from agents.bus.topics import Kind
+from agents.coordinator.lifelong import LifelongReport
 from agents.coordinator.registry import AgentRecord
 
 if TYPE_CHECKING:
@@ -51,6 +52,30 @@ _PER_AGENT: tuple[tuple[str, bool, str, Getter], ...] = (
     ("society_agent_experience_batches_received", True,
      "Experience batches received from the agent, after de-duplication.",
      lambda r: r.experience_batches_received),
+    ("society_agent_drift_events", True, "Drifts the agent detected in its own returns.",
+     lambda r: r.drift_events),
+    ("society_agent_adaptations", True,
+     "Times the agent changed its policy because of a drift (adopted one, or started over).",
+     lambda r: r.adaptations),
+)  # fmt: skip
+
+#: The L2M metrics of each agent, on normalised scores: (name, help, value from the report).
+_LIFELONG: tuple[tuple[str, str, Callable[[LifelongReport], float | None]], ...] = (
+    ("society_lifelong_performance_maintenance",
+     "Mean change of a regime's score since its most recent training (negative: forgetting).",
+     lambda r: r.performance_maintenance.mrlep.mean),
+    ("society_lifelong_forward_transfer",
+     "Mean change of a not-yet-trained regime's score across another regime's training.",
+     lambda r: r.forward_transfer_mean.difference),
+    ("society_lifelong_backward_transfer",
+     "Mean change of a trained regime's score across another regime's training.",
+     lambda r: r.backward_transfer_mean.difference),
+    ("society_lifelong_relative_performance",
+     "Score over the agent's life relative to the baseline controller (1: baseline level).",
+     lambda r: r.relative_to_baseline.lifetime.mean),
+    ("society_lifelong_forgetting",
+     "Continual World forgetting: score at the end of a regime's training minus score now.",
+     lambda r: r.forgetting.mean),
 )  # fmt: skip
 
 
@@ -65,6 +90,7 @@ class SocietyCollector(Collector):
         yield self._agents_by_state()
         yield from self._per_agent(records)
         yield from self._per_regime(records)
+        yield from self._lifelong(records)
         yield from self._messages()
         yield from self._evaluation_and_bus()
 
@@ -128,6 +154,27 @@ class SocietyCollector(Collector):
                 if score.baseline_return is not None:
                     baseline_return.add_metric([record.id, score.regime], score.baseline_return)
         yield from (agent_return, baseline_return, regime_now)
+
+    def _lifelong(self, records: list[AgentRecord]) -> Iterator[Metric]:
+        reports = [(r.id, r.lifelong) for r in records if r.lifelong is not None]
+        for name, documentation, getter in _LIFELONG:
+            family = GaugeMetricFamily(name, documentation, labels=["agent"])
+            for agent, report in reports:
+                value = getter(report)
+                if value is not None:
+                    family.add_metric([agent], value)
+            yield family
+        recovery = GaugeMetricFamily(
+            "society_lifelong_recovery_steps",
+            "Mean agent steps to regain the previous regime's terminal score after a drift, "
+            "to a regime seen before (known) or not (new).",
+            labels=["agent", "regime_kind"],
+        )
+        for agent, report in reports:
+            for kind, summary in (("known", report.recovery_known), ("new", report.recovery_new)):
+                if summary.mean_steps is not None:
+                    recovery.add_metric([agent, kind], summary.mean_steps)
+        yield recovery
 
     def _messages(self) -> Iterator[Metric]:
         stats = self.coordinator.inbox.stats

@@ -7,11 +7,21 @@ Prometheus collector and the summary read it.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 from agents.bus.schemas import Evaluation, PolicySnapshot, RegimeScore, Status, Telemetry
+from agents.coordinator.lifelong import (
+    EpisodePoint,
+    EvalPoint,
+    LifelongReport,
+    lifelong_report,
+    normalise,
+)
 
-__all__ = ["AgentRecord", "EvaluationPoint", "Registry"]
+__all__ = ["AgentRecord", "EvaluationPoint", "Registry", "lifelong_metrics"]
+
+_MAX_EPISODES = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,17 +35,20 @@ class EvaluationPoint:
     regimes: tuple[RegimeScore, ...] = ()
     baseline: str = ""
     baseline_return: float | None = None
+    train_regime: str = ""
 
     def as_summary(self) -> dict[str, object]:
         return {
             "version": self.version,
             "step": self.step,
+            "train_regime": self.train_regime,
             "mean_return": self.mean_return,
             "baseline_return": self.baseline_return,
             "regimes": {
                 score.regime: {
                     "mean_return": score.mean_return,
                     "baseline_return": score.baseline_return,
+                    "random_return": score.random_return,
                     "metrics": score.metrics,
                     "baseline_metrics": score.baseline_metrics,
                 }
@@ -65,7 +78,18 @@ class AgentRecord:
     latest_snapshot_step: int = 0
     outbox_pending: int = 0
     regime: str = ""
+    strategy: str = ""
+    drift_events: int = 0
+    adaptations: int = 0
+    context: int = 0
     evaluations: list[EvaluationPoint] = field(default_factory=list)
+    #: Training episodes as (step, regime, return), for recovery times. Bounded: a lifelong
+    #: agent's history is not.
+    episode_log: deque[tuple[int, str, float]] = field(
+        default_factory=lambda: deque(maxlen=_MAX_EPISODES)
+    )
+    #: The lifelong metrics, recomputed after every evaluation.
+    lifelong: LifelongReport | None = None
 
     @property
     def last_eval_return(self) -> float | None:
@@ -101,8 +125,45 @@ class AgentRecord:
             "last_eval_return": self.last_eval_return,
             "baseline": self.baseline,
             "baseline_eval_return": self.baseline_eval_return,
+            "strategy": self.strategy,
+            "drift_events": self.drift_events,
+            "adaptations": self.adaptations,
+            "lifelong": self.lifelong.as_dict() if self.lifelong is not None else None,
             "evaluations": [e.as_summary() for e in self.evaluations],
         }
+
+
+def lifelong_metrics(record: AgentRecord) -> LifelongReport:
+    """The agent's L2M metrics on normalised scores (0: a random controller, 1: the baseline).
+
+    Each regime is normalised with the references of its latest evaluation; a regime without
+    both references keeps raw returns.
+    """
+    references: dict[str, tuple[float, float]] = {}
+    for point in record.evaluations:
+        for score in point.regimes:
+            if score.random_return is not None and score.baseline_return is not None:
+                references[score.regime] = (score.random_return, score.baseline_return)
+
+    def scale(regime: str, value: float) -> float:
+        if regime in references:
+            random, baseline = references[regime]
+            return normalise(value, random, baseline)
+        return value
+
+    evals = [
+        EvalPoint(
+            step=point.step,
+            train_regime=point.train_regime,
+            scores={s.regime: scale(s.regime, s.mean_return) for s in point.regimes},
+        )
+        for point in record.evaluations
+    ]
+    episodes = [
+        EpisodePoint(step=step, regime=regime, value=scale(regime, value))
+        for step, regime, value in record.episode_log
+    ]
+    return lifelong_report(evals, episodes)
 
 
 class Registry:
@@ -138,6 +199,15 @@ class Registry:
         record.snapshots_published = telemetry.snapshots_published
         record.outbox_pending = telemetry.outbox_pending
         record.regime = telemetry.regime
+        record.strategy = telemetry.strategy
+        record.drift_events = telemetry.drift_events
+        record.adaptations = telemetry.adaptations
+        record.context = telemetry.context
+        if len(telemetry.episode_steps) == len(telemetry.episode_returns):
+            regimes = telemetry.episode_regimes or [telemetry.regime] * len(telemetry.episode_steps)
+            record.episode_log.extend(
+                zip(telemetry.episode_steps, regimes, telemetry.episode_returns, strict=True)
+            )
         return record
 
     def on_experience(self, agent: str) -> None:
@@ -165,8 +235,10 @@ class Registry:
                 regimes=tuple(evaluation.regimes),
                 baseline=evaluation.baseline,
                 baseline_return=evaluation.baseline_return,
+                train_regime=evaluation.train_regime,
             )
         )
+        record.lifelong = lifelong_metrics(record)
         return record
 
     def counts_by_state(self) -> dict[str, int]:

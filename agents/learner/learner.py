@@ -130,7 +130,7 @@ class LearnerEvents(Protocol):
 
     def experience(self, batch: ExperienceColumns, step: int) -> None: ...
 
-    def snapshot(self, tensors: list[Tensor], step: int) -> None: ...
+    def snapshot(self, tensors: list[Tensor], step: int, regime: str) -> None: ...
 
     def episode(self, episode_return: float, length: int, step: int, regime: str) -> None: ...
 
@@ -352,6 +352,7 @@ class _LifelongLoop(BaseCallback):
         self.context_episodes = 0
         self.context_best: LibraryEntry | None = None
         self.drift_pending = False
+        self.training_regime = learner.current_regime
 
     # -- after every environment step ------------------------------------------------------
 
@@ -384,6 +385,13 @@ class _LifelongLoop(BaseCallback):
         )
         if batch is not None:
             self.learner.events.experience(batch, step)
+        regime = str(info.get("regime", ""))
+        if regime and regime != self.training_regime:
+            # The world just changed (this step began a new episode in a new regime). The
+            # weights have not been trained since: a snapshot now closes the old regime's
+            # training block exactly, which is what the lifelong metrics need.
+            self.publish_snapshot(step, self.training_regime)
+            self.training_regime = regime
         if done and "episode" in info:
             episode = info["episode"]
             self.evaluate(float(episode["r"]), int(episode["l"]), step, str(info.get("regime", "")))
@@ -426,8 +434,10 @@ class _LifelongLoop(BaseCallback):
             self.next_checkpoint = _next_multiple(step, config.checkpoint_every)
             learner.checkpoint()
 
-    def publish_snapshot(self, step: int) -> None:
-        self.learner.events.snapshot(policy_tensors(self.learner.model.policy), step)
+    def publish_snapshot(self, step: int, regime: str | None = None) -> None:
+        learner = self.learner
+        regime = self.training_regime if regime is None else regime
+        learner.events.snapshot(policy_tensors(learner.model.policy), step, regime)
         self.last_snapshot_step = step
 
     # -- between rollouts -------------------------------------------------------------------
@@ -449,18 +459,24 @@ class _LifelongLoop(BaseCallback):
         if strategy is Strategy.LIFELONG:
             if self.context_best is not None:
                 learner.library.store(self.context_best)
-            run = try_candidates(
-                self._candidates(),
-                sandbox=make_env(
-                    learner.config.env_id,
-                    learner.config.env_kwargs,
-                    drift=learner.config.drift,
-                    lifetime_step=step,
-                ),
-                scratch_policy=learner.fresh_policy(),
-                episodes=learner.config.adapt_episodes,
-                seed=learner.config.seed * 1_000_003 + learner.drift_events * 101,
+            sandbox = make_env(
+                learner.config.env_id,
+                learner.config.env_kwargs,
+                drift=learner.config.drift,
+                lifetime_step=step,
             )
+            try:
+                run = try_candidates(
+                    self._candidates(),
+                    sandbox=sandbox,
+                    scratch_policy=learner.fresh_policy(),
+                    episodes=learner.config.adapt_episodes,
+                    seed=learner.config.seed * 1_000_003 + learner.drift_events * 101,
+                )
+            finally:
+                sandbox.close()
+            if getattr(learner.env.unwrapped, "single_instance", False):
+                self._restart_episode()
             sandbox_steps = run.steps
             scores = {trial.candidate.label: trial.score for trial in run.trials}
             winner = choose(run.trials)
@@ -488,6 +504,13 @@ class _LifelongLoop(BaseCallback):
         learner.events.adapted(
             Adaptation(step, strategy.value, chosen, scores, new_context, sandbox_steps)
         )
+
+    def _restart_episode(self) -> None:
+        """Start a new training episode: the sandbox took over a one-per-process simulator."""
+        model = self.learner.model
+        assert model.env is not None
+        model._last_obs = model.env.reset()  # type: ignore[assignment]  # noqa: SLF001
+        model._last_episode_starts = np.ones((model.env.num_envs,), dtype=bool)  # noqa: SLF001
 
     def _candidates(self) -> list[Candidate]:
         learner = self.learner

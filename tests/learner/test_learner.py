@@ -29,14 +29,16 @@ class Recorder:
     def __init__(self) -> None:
         self.batches: list[tuple[ExperienceColumns, int]] = []
         self.snapshots: list[tuple[list[Tensor], int]] = []
+        self.snapshot_regimes: list[str] = []
         self.episodes: list[tuple[float, int, int, str]] = []
         self.adaptations: list[Adaptation] = []
 
     def experience(self, batch: ExperienceColumns, step: int) -> None:
         self.batches.append((batch, step))
 
-    def snapshot(self, tensors: list[Tensor], step: int) -> None:
+    def snapshot(self, tensors: list[Tensor], step: int, regime: str) -> None:
         self.snapshots.append((tensors, step))
+        self.snapshot_regimes.append(regime)
 
     def episode(self, episode_return: float, length: int, step: int, regime: str) -> None:
         self.episodes.append((episode_return, length, step, regime))

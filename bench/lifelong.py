@@ -1,0 +1,344 @@
+"""Lifelong against finetune against scratch, on worlds that come back to an earlier regime.
+
+Each run is one agent's learner (stable-baselines3 PPO, one torch thread, the scenario's
+hyperparameters) living through a schedule A -> B -> A. Every snapshot (every
+``--snapshot-every`` steps and at each regime change) is evaluated on every regime with the
+coordinator's own evaluation code, and the L2M metrics are computed with the coordinator's
+own module (``agents.coordinator.lifelong``) from those evaluations and the training episodes.
+
+Scores are normalised: CartPole's as return / 500 (its maximum: its PD baseline is useless
+with the motor reversed, so baseline-normalisation would divide by nothing); the device
+world's between a random controller (0) and its baseline controller (1).
+
+Targets (issue 4): recovery after the drift back to the known regime >= 3x faster than
+``finetune``; performance maintenance no worse than -0.10 (normalised); recovery after the
+drift to the new regime no slower than ``finetune``. A lifelong agent's sandbox steps (the
+episodes it plays to try remembered policies) are added to its recovery steps.
+
+    python bench/lifelong.py [--seeds 0 1 2] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import machine, replace_section, write_result
+
+STRATEGIES = ("lifelong", "finetune", "scratch")
+
+
+@dataclass(frozen=True)
+class Setting:
+    scenario: str
+    phases: tuple[tuple[str, int], ...]
+    snapshot_every: int
+    eval_episodes: int
+    normalisation: str  # "max500" or "baseline"
+
+
+SETTINGS = {
+    "cartpole": Setting(
+        "cartpole",
+        (("earth", 20_000), ("reversed_motor", 20_000), ("earth", 20_000)),
+        snapshot_every=5_000,
+        eval_episodes=5,
+        normalisation="max500",
+    ),
+    "traffic": Setting(
+        "traffic",
+        (("weekday", 30_000), ("reversed", 30_000), ("weekday", 30_000)),
+        snapshot_every=10_000,
+        eval_episodes=3,
+        normalisation="baseline",
+    ),
+}
+
+
+@dataclass
+class _Events:
+    episodes: list[tuple[int, str, float]] = field(default_factory=list)
+    snapshots: list[tuple[list[Any], int, str]] = field(default_factory=list)
+    adaptations: list[dict[str, Any]] = field(default_factory=list)
+
+    def experience(self, batch: Any, step: int) -> None:
+        pass
+
+    def snapshot(self, tensors: list[Any], step: int, regime: str) -> None:
+        self.snapshots.append((tensors, step, regime))
+
+    def episode(self, episode_return: float, length: int, step: int, regime: str) -> None:  # noqa: ARG002
+        self.episodes.append((step, regime, episode_return))
+
+    def adapted(self, adaptation: Any) -> None:
+        self.adaptations.append(
+            {"step": adaptation.step, "chosen": adaptation.chosen,
+             "sandbox_steps": adaptation.sandbox_steps}
+        )  # fmt: skip
+
+
+def one_run(name: str, strategy: str, seed: int, scale: float = 1.0) -> dict[str, Any]:
+    """One agent's life under one strategy. Runs in a worker process."""
+    from agents.bus.codec import encode
+    from agents.bus.schemas import SCHEMA_VERSION, PolicySnapshot
+    from agents.bus.signing import tensor_digest
+    from agents.coordinator.evaluation import EvaluationRequest, evaluate_snapshot
+    from agents.coordinator.lifelong import EpisodePoint, EvalPoint, lifelong_report, normalise
+    from agents.learner.adaptation import Strategy
+    from agents.learner.algorithms import get_algorithm
+    from agents.learner.envs import DriftPlan
+    from agents.learner.learner import Learner, LearnerConfig, limit_torch_threads
+    from agents.learner.snapshots import make_arch
+    from agents.scenarios import load_scenario
+    from agents.worlds import device_params
+
+    limit_torch_threads()
+    base = SETTINGS[name]
+    setting = Setting(
+        base.scenario,
+        tuple((regime, max(1, int(steps * scale))) for regime, steps in base.phases),
+        max(1, int(base.snapshot_every * scale)),
+        base.eval_episodes,
+        base.normalisation,
+    )
+    scenario = load_scenario(setting.scenario)
+    spec = get_algorithm(scenario.learner.algo)
+    env_kwargs = (
+        device_params(scenario.world.env, scenario.society.seed, 0)
+        if scenario.world.heterogeneous
+        else dict(scenario.world.kwargs)
+    )
+    budget = sum(steps for _, steps in setting.phases)
+    events = _Events()
+    learner = Learner(
+        LearnerConfig(
+            env_id=scenario.world.env, algo=spec.name, env_kwargs=env_kwargs,
+            hyperparams=scenario.learner.hyperparams,
+            arch=make_arch(spec, net_arch=scenario.learner.policy.net_arch,
+                           activation=scenario.learner.policy.activation),
+            seed=seed, budget_steps=budget, snapshot_every=setting.snapshot_every,
+            experience_batch=10_000, checkpoint_every=10**9,
+            drift=DriftPlan(setting.phases), strategy=Strategy(strategy),
+        ),
+        events,
+    )  # fmt: skip
+    started = time.perf_counter()
+    learner.run()
+    learn_seconds = time.perf_counter() - started
+    evaluations: list[tuple[int, str, dict[str, float]]] = []
+    references: dict[str, tuple[float, float]] = {}
+    for tensors, step, regime in events.snapshots:
+        snapshot = PolicySnapshot(
+            schema=SCHEMA_VERSION, agent="bench", version=len(evaluations) + 1, step=step,
+            algo=spec.name, env_id=scenario.world.env, obs_space=learner.obs_spec,
+            action_space=learner.action_spec, arch=learner.arch, tensors=tensors,
+            digest=tensor_digest(tensors), env_kwargs=env_kwargs, regimes=learner.regimes,
+            regime=regime,
+        )  # fmt: skip
+        result = evaluate_snapshot(
+            EvaluationRequest(encode(snapshot), episodes=setting.eval_episodes, seed=10_000)
+        )
+        if result.error_reason is not None:
+            raise RuntimeError(result.error_detail)
+        for regime_result in result.regimes:
+            if regime_result.random_mean is not None and regime_result.baseline_mean is not None:
+                references[regime_result.regime] = (
+                    regime_result.random_mean,
+                    regime_result.baseline_mean,
+                )
+        evaluations.append((step, regime, {r.regime: r.mean for r in result.regimes}))
+
+    def normalised(regime: str, value: float) -> float:
+        if setting.normalisation == "max500":
+            return value / 500.0
+        random, baseline = references[regime]
+        return normalise(value, random, baseline)
+
+    report = lifelong_report(
+        [
+            EvalPoint(s, r, {k: normalised(k, v) for k, v in scores.items()})
+            for s, r, scores in evaluations
+        ],
+        [EpisodePoint(s, r, normalised(r, v)) for s, r, v in events.episodes],
+    )
+    recoveries = _recoveries(report, setting, events.adaptations)
+    return {
+        "setting": name,
+        "strategy": strategy,
+        "seed": seed,
+        "learn_seconds": round(learn_seconds, 1),
+        "drift_events": learner.drift_events,
+        "adaptations": events.adaptations,
+        "recoveries": recoveries,
+        "performance_maintenance": report.performance_maintenance.mrlep.mean,
+        "forgetting": report.forgetting.mean,
+        "final_scores": {k: normalised(k, v) for k, v in evaluations[-1][2].items()},
+        "report": report.as_dict(),
+    }
+
+
+def _recoveries(report: Any, setting: Setting, adaptations: list[dict[str, Any]]) -> list[Any]:
+    """Each drift's recovery, with the sandbox steps spent in that block added."""
+    boundaries = [0]
+    for _, steps in setting.phases:
+        boundaries.append(boundaries[-1] + steps)
+    sandbox_by_block: dict[int, int] = {}
+    for adaptation in adaptations:
+        block = sum(adaptation["step"] >= b for b in boundaries[1:])
+        sandbox_by_block[block] = sandbox_by_block.get(block, 0) + adaptation["sandbox_steps"]
+    recoveries = []
+    for index, recovery in enumerate(report.recovery, start=1):
+        steps = recovery.steps if recovery.recovered else recovery.block_steps
+        sandbox = sandbox_by_block.get(index, 0)
+        recoveries.append(
+            {"regime": recovery.regime, "known": recovery.known, "recovered": recovery.recovered,
+             "steps": steps, "sandbox_steps": sandbox, "steps_with_sandbox": (steps or 0) + sandbox}
+        )  # fmt: skip
+    return recoveries
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per setting and strategy: medians over seeds of the figures the targets are about."""
+    table: dict[str, Any] = {}
+    for run in runs:
+        cell = table.setdefault(run["setting"], {}).setdefault(
+            run["strategy"], {"known": [], "new": [], "pm": [], "forgetting": []}
+        )
+        for recovery in run["recoveries"]:
+            cell["known" if recovery["known"] else "new"].append(recovery["steps_with_sandbox"])
+        if run["performance_maintenance"] is not None:
+            cell["pm"].append(run["performance_maintenance"])
+        if run["forgetting"] is not None:
+            cell["forgetting"].append(run["forgetting"])
+    for cells in table.values():
+        for cell in cells.values():
+            for key in ("known", "new", "pm", "forgetting"):
+                values = cell[key]
+                cell[f"{key}_median"] = statistics.median(values) if values else None
+    return table
+
+
+def targets(table: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for setting, cells in table.items():
+        life, fine = cells.get("lifelong"), cells.get("finetune")
+        if not life or not fine:
+            continue
+        known_ratio = (
+            fine["known_median"] / max(life["known_median"], 1)
+            if life["known_median"] is not None and fine["known_median"] is not None
+            else None
+        )
+        out[setting] = {
+            "recovery_known_speedup": known_ratio,
+            "recovery_known_met": known_ratio is not None and known_ratio >= 3.0,
+            "performance_maintenance": life["pm_median"],
+            "performance_maintenance_met": life["pm_median"] is not None
+            and life["pm_median"] >= -0.10,
+            "recovery_new_met": life["new_median"] is not None
+            and fine["new_median"] is not None
+            and life["new_median"] <= fine["new_median"],
+        }
+    return out
+
+
+def write_table(result: dict[str, Any]) -> None:
+    m = result["machine"]
+    command = (
+        f"Command: `{result['command']}` ({m['date']}, {result['seconds']:.0f} s; "
+        f"{m['cores']} cores, {m['cpu']}, torch {m['torch']}, commit {m['commit']})."
+    )
+    note = (
+        "Medians over seeds; recovery in agent steps (lifelong: plus its sandbox steps); "
+        "scores normalised (see the script's docstring)."
+    )
+    header = (
+        "| world | strategy | recovery, back to known regime | recovery, new regime | "
+        "performance maintenance | forgetting (Continual World) |"
+    )
+    lines = [command, "", note, "", header, "|---|---|---|---|---|---|"]
+    for setting, cells in result["table"].items():
+        for strategy in STRATEGIES:
+            cell = cells.get(strategy)
+            if cell is None:
+                continue
+            lines.append(
+                f"| {setting} | {strategy} | {_fmt(cell['known_median'], 0)} | "
+                f"{_fmt(cell['new_median'], 0)} | {_fmt(cell['pm_median'], 3)} | "
+                f"{_fmt(cell['forgetting_median'], 3)} |"
+            )
+    targets_header = (
+        "| world | known-regime speed-up vs finetune (>= 3) | PM >= -0.10 | "
+        "new-regime recovery no slower |"
+    )
+    lines += ["", targets_header, "|---|---|---|---|"]
+    for setting, target in result["targets"].items():
+        lines.append(
+            f"| {setting} | {_fmt(target['recovery_known_speedup'], 1)}x "
+            f"({'met' if target['recovery_known_met'] else 'not met'}) | "
+            f"{_fmt(target['performance_maintenance'], 3)} "
+            f"({'met' if target['performance_maintenance_met'] else 'not met'}) | "
+            f"{'met' if target['recovery_new_met'] else 'not met'} |"
+        )
+    replace_section("lifelong", "\n".join(lines))
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--scale", type=float, default=1.0, help="scale every phase (smoke runs)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    jobs = [(s, strategy, seed, args.scale) for s in args.settings for strategy in STRATEGIES
+            for seed in args.seeds]  # fmt: skip
+    runs = []
+    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(one_run, *job): job for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            run = future.result()
+            runs.append(run)
+            print(
+                f"{run['setting']} {run['strategy']} seed {run['seed']}: recoveries "
+                f"{[(r['regime'], r['steps_with_sandbox']) for r in run['recoveries']]}, "
+                f"PM {run['performance_maintenance']}, drifts {run['drift_events']}",
+                flush=True,
+            )
+    table = summarise(runs)
+    result = {
+        "benchmark": "lifelong",
+        "command": (
+            f"python bench/lifelong.py --settings {' '.join(args.settings)} "
+            f"--seeds {' '.join(map(str, args.seeds))}"
+        ),
+        "machine": machine(),
+        "seconds": time.perf_counter() - started,
+        "table": table,
+        "targets": targets(table),
+        "runs": sorted(runs, key=lambda r: (r["setting"], r["strategy"], r["seed"])),
+    }
+    if args.scale != 1.0:
+        print(json.dumps(result["targets"], indent=2))
+        return  # a smoke run: no results recorded
+    write_result("lifelong", result)
+    write_table(result)
+    print(json.dumps(result["targets"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
