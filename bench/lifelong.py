@@ -68,14 +68,14 @@ SETTINGS = {
 @dataclass
 class _Events:
     episodes: list[tuple[int, str, float]] = field(default_factory=list)
-    snapshots: list[tuple[list[Any], int, str]] = field(default_factory=list)
+    snapshots: list[Any] = field(default_factory=list)
     adaptations: list[dict[str, Any]] = field(default_factory=list)
 
     def experience(self, batch: Any, step: int) -> None:
         pass
 
-    def snapshot(self, tensors: list[Any], step: int, regime: str) -> None:
-        self.snapshots.append((tensors, step, regime))
+    def snapshot(self, state: Any) -> None:
+        self.snapshots.append(state)
 
     def episode(self, episode_return: float, length: int, step: int, regime: str) -> None:  # noqa: ARG002
         self.episodes.append((step, regime, episode_return))
@@ -90,7 +90,7 @@ class _Events:
 def one_run(name: str, strategy: str, seed: int, scale: float = 1.0) -> dict[str, Any]:
     """One agent's life under one strategy. Runs in a worker process."""
     from agents.bus.codec import encode
-    from agents.bus.schemas import SCHEMA_VERSION, PolicySnapshot
+    from agents.bus.schemas import SCHEMA_VERSION, LibraryPolicy, PolicySnapshot
     from agents.bus.signing import tensor_digest
     from agents.coordinator.evaluation import EvaluationRequest, evaluate_snapshot
     from agents.coordinator.lifelong import EpisodePoint, EvalPoint, lifelong_report, normalise
@@ -137,13 +137,18 @@ def one_run(name: str, strategy: str, seed: int, scale: float = 1.0) -> dict[str
     learn_seconds = time.perf_counter() - started
     evaluations: list[tuple[int, str, dict[str, float]]] = []
     references: dict[str, tuple[float, float]] = {}
-    for tensors, step, regime in events.snapshots:
+    for state in events.snapshots:
+        library = [
+            LibraryPolicy(context=e.context, score=e.score, tensors=e.tensors,
+                          digest=tensor_digest(e.tensors))
+            for e in state.library
+        ]  # fmt: skip
         snapshot = PolicySnapshot(
-            schema=SCHEMA_VERSION, agent="bench", version=len(evaluations) + 1, step=step,
+            schema=SCHEMA_VERSION, agent="bench", version=len(evaluations) + 1, step=state.step,
             algo=spec.name, env_id=scenario.world.env, obs_space=learner.obs_spec,
-            action_space=learner.action_spec, arch=learner.arch, tensors=tensors,
-            digest=tensor_digest(tensors), env_kwargs=env_kwargs, regimes=learner.regimes,
-            regime=regime,
+            action_space=learner.action_spec, arch=learner.arch, tensors=state.tensors,
+            digest=tensor_digest(state.tensors), env_kwargs=env_kwargs, regimes=learner.regimes,
+            regime=state.regime, library=library,
         )  # fmt: skip
         result = evaluate_snapshot(
             EvaluationRequest(encode(snapshot), episodes=setting.eval_episodes, seed=10_000)
@@ -156,7 +161,10 @@ def one_run(name: str, strategy: str, seed: int, scale: float = 1.0) -> dict[str
                     regime_result.random_mean,
                     regime_result.baseline_mean,
                 )
-        evaluations.append((step, regime, {r.regime: r.mean for r in result.regimes}))
+        recalled = {
+            r.regime: r.recall_mean if r.recall_mean is not None else r.mean for r in result.regimes
+        }
+        evaluations.append((state.step, state.regime, recalled))
 
     def normalised(regime: str, value: float) -> float:
         if setting.normalisation == "max500":

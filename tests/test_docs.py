@@ -21,6 +21,7 @@ STRUCTS: list[type[msgspec.Struct]] = [
     schemas.Lineage,
     schemas.RegimeScore,
     schemas.RegimeSpec,
+    schemas.LibraryPolicy,
     schemas.LeaderboardEntry,
     arrays.Array,
     arrays.Tensor,

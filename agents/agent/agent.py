@@ -16,8 +16,11 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from agents.bus.arrays import Tensor, to_wire
+import msgspec
+
+from agents.bus.arrays import Array, from_wire, to_wire
 from agents.bus.client import BusClient
 from agents.bus.codec import encode
 from agents.bus.inbox import Inbox
@@ -26,6 +29,8 @@ from agents.bus.schemas import (
     SCHEMA_VERSION,
     Directive,
     ExperienceBatch,
+    LibraryPolicy,
+    Lineage,
     Message,
     PolicySnapshot,
     Status,
@@ -34,14 +39,17 @@ from agents.bus.schemas import (
 from agents.bus.signing import tensor_digest
 from agents.bus.topics import DELIVERY, Kind, TopicRef, Topics, validate_name
 from agents.bus.transport import Connection, ConnectOptions, Transport, WillMessage
-from agents.learner.adaptation import Strategy
+from agents.exceptions import ConfigError
 from agents.learner.experience import ExperienceColumns
-from agents.learner.learner import Adaptation, Learner, LearnerConfig
+from agents.learner.learner import Adaptation, Adoption, Learner, LearnerConfig, PolicyState
 from agents.learner.peers import PeerSnapshots
 
 __all__ = ["Agent", "AgentConfig", "AgentReport"]
 
 log = logging.getLogger(__name__)
+
+#: What an agent can share with (and take in from) its peers.
+SHARE_KINDS = frozenset({"experience", "snapshots", "evolution"})
 
 EXPERIENCE_SEQ = "experience_seq"
 POLICY_VERSION = "policy_version"
@@ -57,10 +65,21 @@ class AgentConfig:
     telemetry_interval: float = 2.0
     keepalive: int = 15
     flush_timeout: float = 30.0
+    #: ``experience``: off-policy learners take in peers' transitions; ``snapshots``: peers'
+    #: snapshots are candidates when the world changes; ``evolution``: obey the coordinator's
+    #: adopt/mutate directives. Sharing is two-way: what is not shared is not taken either.
+    shares: frozenset[str] = SHARE_KINDS
+    #: For an isolated control twin, the agent it is the twin of (it shares nothing).
+    twin_of: str = ""
 
     def __post_init__(self) -> None:
         validate_name(self.agent_id, "agent id")
         validate_name(self.society, "society name")
+        unknown = self.shares - SHARE_KINDS
+        if unknown:
+            kinds = ", ".join(sorted(SHARE_KINDS))
+            msg = f"unknown share kind {min(unknown)!r}: use {kinds} or none"
+            raise ConfigError(msg)
 
 
 @dataclass(slots=True)
@@ -98,7 +117,9 @@ class Agent:
         self.transport = transport
         self.topics = Topics(config.society)
         self.id = config.agent_id
-        self.inbox = Inbox(self.topics, self._on_message, kinds={Kind.DIRECTIVE, Kind.POLICY})
+        self.inbox = Inbox(
+            self.topics, self._on_message, kinds={Kind.DIRECTIVE, Kind.POLICY, Kind.EXPERIENCE}
+        )
         self.learner: Learner | None = None
         self.bus: BusClient | None = None
         self._stop_requested = False
@@ -122,14 +143,16 @@ class Agent:
         learner_config = replace(config.learner, checkpoint_dir=config.data_dir / "checkpoint")
         self.learner = await asyncio.to_thread(Learner, learner_config, _LoopEvents(loop, self))
         learner = self.learner
-        if learner.config.strategy is Strategy.LIFELONG:
-            # Peers' snapshots of the same world are candidates when our world changes.
+        if self.config.shares & {"snapshots", "evolution"}:
+            # Peers' snapshots of the same world: candidates when our world changes, and what
+            # the coordinator's adopt directives name.
             self.peers = PeerSnapshots(
                 env_id=learner.config.env_id, algo=learner.spec.name,
                 obs_space=learner.obs_spec, action_space=learner.action_spec,
                 arch=learner.arch, own_id=self.id,
             )  # fmt: skip
-            learner.peers = self.peers
+            if "snapshots" in self.config.shares:
+                learner.peers = self.peers
         log.info(
             "agent %s: %s on %s%s",
             self.id,
@@ -152,6 +175,8 @@ class Agent:
         subscriptions = [(self.topics.agent(self.id, Kind.DIRECTIVE), DELIVERY[Kind.DIRECTIVE].qos)]
         if self.peers is not None:
             subscriptions.append((self.topics.agents_filter(Kind.POLICY), 1))
+        if self.takes_experience:
+            subscriptions.append((self.topics.agents_filter(Kind.EXPERIENCE), 1))
         try:
             async with BusClient(
                 self.transport,
@@ -215,44 +240,60 @@ class Agent:
                 rewards=to_wire(batch.rewards),
                 terminated=to_wire(batch.terminated),
                 truncated=to_wire(batch.truncated),
+                shared="experience" in self.config.shares,
             )
             return topic, encode(message)
 
         bus.enqueue_counted(EXPERIENCE_SEQ, build, qos=DELIVERY[Kind.EXPERIENCE].qos)
 
-    def on_snapshot(self, tensors: list[Tensor], step: int, regime: str) -> None:
+    def on_snapshot(self, state: PolicyState) -> None:
         learner, bus = self.learner, self.bus
         if learner is None or bus is None:
             return
         topic = self.topics.agent(self.id, Kind.POLICY)
-        digest = tensor_digest(tensors)
+        digest = tensor_digest(state.tensors)
+        library = [
+            LibraryPolicy(
+                context=entry.context,
+                score=entry.score,
+                tensors=entry.tensors,
+                digest=tensor_digest(entry.tensors),
+            )
+            for entry in state.library
+        ]
 
         def build(version: int) -> tuple[str, bytes]:
             message = PolicySnapshot(
                 schema=SCHEMA_VERSION,
                 agent=self.id,
                 version=version,
-                step=step,
+                step=state.step,
                 algo=learner.spec.name,
                 env_id=learner.config.env_id,
                 env_kwargs=dict(learner.config.env_kwargs),
                 obs_space=learner.obs_spec,
                 action_space=learner.action_spec,
                 arch=learner.arch,
-                hyperparams=learner.hyperparams,
-                lineage=learner.lineage,
+                hyperparams=state.hyperparams,
+                lineage=state.lineage,
                 regimes=learner.regimes,
-                regime=regime,
-                tensors=tensors,
+                regime=state.regime,
+                tensors=state.tensors,
                 digest=digest,
+                shared=self.shares_snapshots,
+                library=library,
             )
-            return topic, encode(message)
+            try:
+                return topic, encode(message)
+            except ConfigError:
+                # Too large with the library (big networks): publish the policy alone.
+                return topic, encode(msgspec.structs.replace(message, library=[]))
 
         delivery = DELIVERY[Kind.POLICY]
         version = bus.enqueue_counted(
             POLICY_VERSION, build, qos=delivery.qos, retain=delivery.retain
         )
-        log.info("snapshot v%d at step %d", version, step)
+        log.info("snapshot v%d at step %d", version, state.step)
 
     def on_episode(
         self,
@@ -294,18 +335,62 @@ class Agent:
             retain=delivery.retain,
         )
 
+    @property
+    def shares_snapshots(self) -> bool:
+        return bool(self.config.shares & {"snapshots", "evolution"})
+
+    @property
+    def takes_experience(self) -> bool:
+        learner = self.learner
+        return "experience" in self.config.shares and learner is not None and learner.off_policy
+
     async def _on_message(self, ref: TopicRef, message: Message) -> None:
+        if ref.agent == self.id and not isinstance(message, Directive):
+            return  # our own snapshots and batches, echoed by the broker
         if isinstance(message, PolicySnapshot):
-            if self.peers is not None and ref.agent != self.id:
+            if self.peers is not None and message.shared:
                 self.peers.offer(message)
+        elif isinstance(message, ExperienceBatch):
+            self._take_experience(message)
+        elif isinstance(message, Directive) and ref.agent == self.id:
+            self._obey(message)
+
+    def _take_experience(self, batch: ExperienceBatch) -> None:
+        learner = self.learner
+        if learner is None or not self.takes_experience or not batch.shared:
             return
-        if ref.agent != self.id or not isinstance(message, Directive):
+        if (
+            batch.env_id != learner.config.env_id
+            or batch.obs_space != learner.obs_spec
+            or batch.action_space != learner.action_spec
+        ):
+            return  # another world: not ours to learn from
+        learner.offer_experience(columns_from_wire(batch))
+
+    def _obey(self, directive: Directive) -> None:
+        learner = self.learner
+        if learner is None:
             return
-        if message.action == "snapshot" and self.learner is not None:
-            log.info("directive %s: publishing a snapshot", message.id)
-            self.learner.request_snapshot()
-        else:
-            log.info("directive %s (%s) is not handled by this agent", message.id, message.action)
+        if directive.action == "snapshot":
+            log.info("directive %s: publishing a snapshot", directive.id)
+            learner.request_snapshot()
+            return
+        if "evolution" not in self.config.shares:
+            log.info("directive %s ignored: no evolution for this agent", directive.id)
+            return
+        tensors = None
+        lineage = None
+        if directive.action == "adopt":
+            source = directive.source
+            peer = self.peers.get(source.agent) if self.peers is not None and source else None
+            if source is None or peer is None or peer.version < source.version:
+                log.warning("directive %s: no snapshot of %s to adopt", directive.id, source)
+                return
+            tensors = peer.tensors
+            lineage = Lineage(agent=peer.agent, version=peer.version)
+        learner.request_adoption(
+            Adoption(tensors, lineage, dict(directive.hyperparams), f"directive {directive.id}")
+        )
 
     async def _stop_if_refused(self, bus: BusClient) -> None:
         """Stop when the broker refuses our credentials: it will keep refusing them."""
@@ -341,6 +426,9 @@ class Agent:
             adaptations=learner.adaptations,
             context=learner.context,
             strategy=learner.config.strategy.value,
+            shares=sorted(self.config.shares),
+            twin_of=self.config.twin_of,
+            peer_transitions=learner.peer_transitions,
             experience_batches_published=self._delivered(outbox, Kind.EXPERIENCE, EXPERIENCE_SEQ),
             snapshots_published=self._delivered(outbox, Kind.POLICY, POLICY_VERSION),
             snapshot_version=outbox.counter(POLICY_VERSION),
@@ -397,6 +485,22 @@ class Agent:
         temporary.replace(path)
 
 
+def columns_from_wire(batch: ExperienceBatch) -> ExperienceColumns:
+    """A received (validated) batch as numpy columns; the arrays view the payload's bytes."""
+
+    def column(array: Array) -> Any:
+        return from_wire(array.dtype, array.shape, array.data, require_finite=False)
+
+    return ExperienceColumns(
+        obs=column(batch.obs),
+        next_obs=column(batch.next_obs),
+        actions=column(batch.actions),
+        rewards=column(batch.rewards),
+        terminated=column(batch.terminated),
+        truncated=column(batch.truncated),
+    )
+
+
 class _LoopEvents:
     """Learner events, handed from the learner's thread to the event loop."""
 
@@ -407,8 +511,8 @@ class _LoopEvents:
     def experience(self, batch: ExperienceColumns, step: int) -> None:
         self.loop.call_soon_threadsafe(self.agent.on_experience, batch, step)
 
-    def snapshot(self, tensors: list[Tensor], step: int, regime: str) -> None:
-        self.loop.call_soon_threadsafe(self.agent.on_snapshot, tensors, step, regime)
+    def snapshot(self, state: PolicyState) -> None:
+        self.loop.call_soon_threadsafe(self.agent.on_snapshot, state)
 
     def episode(self, episode_return: float, length: int, step: int, regime: str) -> None:
         self.loop.call_soon_threadsafe(self.agent.on_episode, episode_return, length, step, regime)

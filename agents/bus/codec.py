@@ -31,6 +31,7 @@ from agents.bus.schemas import (
     ExperienceBatch,
     HyperValue,
     Leaderboard,
+    LibraryPolicy,
     Message,
     PolicySnapshot,
     SpaceSpec,
@@ -275,6 +276,18 @@ def _check_policy(message: Message) -> None:
         _scalars(regime.params, f"regime {regime.name}")
     if tensor_digest(message.tensors) != message.digest:
         raise MessageRejected("digest", "tensors do not match the SHA-256 digest")
+    for remembered in message.library:
+        _check_library_policy(remembered)
+
+
+def _check_library_policy(remembered: LibraryPolicy) -> None:
+    _finite(remembered.score, "library score")
+    if not 1 <= len(remembered.tensors) <= _MAX_TENSORS:
+        raise MessageRejected("invalid", f"library policy of {len(remembered.tensors)} tensors")
+    for tensor in remembered.tensors:
+        from_wire(tensor.dtype, tensor.shape, tensor.data, what=f"library {tensor.name!r}")
+    if tensor_digest(remembered.tensors) != remembered.digest:
+        raise MessageRejected("digest", "a library policy does not match its digest")
 
 
 def _check_telemetry(message: Message) -> None:
@@ -320,7 +333,7 @@ def _check_evaluation(message: Message) -> None:
         _finite(message.baseline_return, "baseline_return")
     for score in message.regimes:
         _finite(score.mean_return, "regimes.mean_return")
-        for reference in (score.baseline_return, score.random_return):
+        for reference in (score.baseline_return, score.random_return, score.recall_return):
             if reference is not None:
                 _finite(reference, "regimes reference return")
         for key, value in (*score.metrics.items(), *score.baseline_metrics.items()):

@@ -24,6 +24,7 @@ __all__ = [
     "HyperValue",
     "Leaderboard",
     "LeaderboardEntry",
+    "LibraryPolicy",
     "Lineage",
     "Message",
     "PolicyArch",
@@ -102,6 +103,18 @@ class RegimeSpec(_Struct):
     params: dict[str, HyperValue] = {}
 
 
+class LibraryPolicy(_Struct):
+    """A policy an agent remembers for a context it lived through (see the agent's library).
+
+    ``digest`` is the SHA-256 of ``tensors`` in the same framing as a snapshot's.
+    """
+
+    context: int
+    score: float
+    tensors: list[Tensor]
+    digest: str
+
+
 class Status(Message, tag="status"):
     """An agent's presence, retained. The Last Will carries the same struct with ``offline``.
 
@@ -139,6 +152,7 @@ class ExperienceBatch(Message, tag="experience"):
     rewards: Array
     terminated: Array
     truncated: Array
+    shared: bool = True
 
 
 class PolicySnapshot(Message, tag="policy"):
@@ -164,6 +178,8 @@ class PolicySnapshot(Message, tag="policy"):
     lineage: Lineage | None = None
     regimes: list[RegimeSpec] = []
     regime: str = ""
+    shared: bool = True
+    library: list[LibraryPolicy] = []
     signature: str | None = None
 
 
@@ -190,6 +206,9 @@ class Telemetry(Message, tag="telemetry"):
     context: int = 0
     strategy: str = ""
     regime: str = ""
+    shares: list[str] = []
+    twin_of: str = ""
+    peer_transitions: int = 0
     messages_rejected: dict[str, int] = {}
 
 
@@ -218,6 +237,8 @@ class RegimeScore(_Struct):
     metrics: dict[str, float] = {}
     baseline_metrics: dict[str, float] = {}
     random_return: float | None = None
+    recall_return: float | None = None
+    recall_from: str = ""
 
 
 class Evaluation(Message, tag="evaluation"):

@@ -240,6 +240,8 @@ class Coordinator:
                     metrics=regime.metrics,
                     baseline_metrics=regime.baseline_metrics,
                     random_return=regime.random_mean,
+                    recall_return=regime.recall_mean,
+                    recall_from=regime.recall_from,
                 )
                 for regime in result.regimes
             ],

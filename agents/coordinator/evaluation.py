@@ -65,6 +65,9 @@ class RegimeResult:
     baseline_metrics: dict[str, float] = field(default_factory=dict)
     #: A uniformly random controller on the same worlds: the floor for normalised scores.
     random_returns: list[float] | None = None
+    #: With a library: the returns of the policy the agent would recall here, and which.
+    recall_returns: list[float] | None = None
+    recall_from: str = ""
 
     @property
     def mean(self) -> float:
@@ -73,6 +76,10 @@ class RegimeResult:
     @property
     def random_mean(self) -> float | None:
         return float(np.mean(self.random_returns)) if self.random_returns else None
+
+    @property
+    def recall_mean(self) -> float | None:
+        return float(np.mean(self.recall_returns)) if self.recall_returns else None
 
     @property
     def baseline_mean(self) -> float | None:
@@ -217,6 +224,9 @@ def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
                     raise IncompatiblePolicy(msg)
                 policy = build_policy(spec, snapshot.arch, env.observation_space, env.action_space)
                 load_tensors(policy, snapshot.tensors)
+                recaller = build_policy(
+                    spec, snapshot.arch, env.observation_space, env.action_space
+                )
             score = play_episodes(
                 PolicyController(policy), env, seeds=seeds, metrics=keys,
                 max_steps=request.max_episode_steps,
@@ -225,6 +235,10 @@ def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
             baseline_returns: list[float] | None = None
             baseline_metrics: dict[str, float] = {}
             limit = request.max_episode_steps
+            recall_from, recall_returns = _recall(
+                snapshot, recaller, env, score.returns, seeds=seeds, seed=request.seed,
+                max_steps=limit,
+            )  # fmt: skip
             if baseline:
                 baseline_returns, baseline_metrics = _reference(
                     baseline, BASELINES[snapshot.env_id][baseline], env,
@@ -244,9 +258,58 @@ def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
                 baseline_returns=baseline_returns,
                 baseline_metrics=baseline_metrics,
                 random_returns=random_returns,
+                recall_returns=recall_returns,
+                recall_from=recall_from,
             )
         )
     return results, baseline
+
+
+#: The selection episode's seed is offset from the evaluation seeds, so the policy is chosen
+#: on an episode it is not then scored on.
+_RECALL_SEED_OFFSET = 7919
+
+
+def _recall(
+    snapshot: Any,
+    recaller: Any,
+    env: gym.Env[Any, Any],
+    current_returns: Any,
+    *,
+    seeds: list[int],
+    seed: int,
+    max_steps: int,
+) -> tuple[str, list[float] | None]:
+    """What the agent would do here with its library: try each policy once, keep the best.
+
+    Mirrors the agent's own recall after a drift (its sandbox trials), on one selection
+    episode whose seed is not an evaluation seed; the chosen policy is then scored on the
+    evaluation seeds. Without a library there is nothing to recall: ``("", None)``.
+    """
+    from agents.learner.snapshots import load_tensors  # noqa: PLC0415
+    from agents.worlds import PolicyController, play_episodes  # noqa: PLC0415
+
+    if not snapshot.library:
+        return "", None
+    candidates = [("current", snapshot.tensors)] + [
+        (f"library:{entry.context}", entry.tensors) for entry in snapshot.library
+    ]
+    selection = [seed + _RECALL_SEED_OFFSET]
+    best_label, best_score = "current", -math.inf
+    for label, tensors in candidates:
+        load_tensors(recaller, tensors)
+        played = play_episodes(
+            PolicyController(recaller), env, seeds=selection, metrics={}, max_steps=max_steps
+        )
+        if played.returns[0] > best_score:
+            best_label, best_score = label, played.returns[0]
+    if best_label == "current":
+        return best_label, list(current_returns)
+    load_tensors(recaller, dict(candidates)[best_label])
+    chosen = play_episodes(
+        PolicyController(recaller), env, seeds=seeds, metrics={}, max_steps=max_steps
+    )
+    return best_label, list(chosen.returns)
 
 
 def _means(metrics: Any) -> dict[str, float]:

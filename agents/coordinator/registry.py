@@ -49,6 +49,8 @@ class EvaluationPoint:
                     "mean_return": score.mean_return,
                     "baseline_return": score.baseline_return,
                     "random_return": score.random_return,
+                    "recall_return": score.recall_return,
+                    "recall_from": score.recall_from,
                     "metrics": score.metrics,
                     "baseline_metrics": score.baseline_metrics,
                 }
@@ -151,11 +153,13 @@ def lifelong_metrics(record: AgentRecord) -> LifelongReport:
             return normalise(value, random, baseline)
         return value
 
+    # A lifelong agent's score on a regime is what it achieves there after recalling its best
+    # remembered policy, which it does by itself when that regime comes back.
     evals = [
         EvalPoint(
             step=point.step,
             train_regime=point.train_regime,
-            scores={s.regime: scale(s.regime, s.mean_return) for s in point.regimes},
+            scores={s.regime: scale(s.regime, _recalled(s)) for s in point.regimes},
         )
         for point in record.evaluations
     ]
@@ -164,6 +168,10 @@ def lifelong_metrics(record: AgentRecord) -> LifelongReport:
         for step, regime, value in record.episode_log
     ]
     return lifelong_report(evals, episodes)
+
+
+def _recalled(score: RegimeScore) -> float:
+    return score.recall_return if score.recall_return is not None else score.mean_return
 
 
 class Registry:

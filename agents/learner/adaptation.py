@@ -38,6 +38,7 @@ __all__ = [
     "Candidate",
     "Strategy",
     "Trial",
+    "TrialRun",
     "choose",
     "reinitialise",
     "reset_optimizers",

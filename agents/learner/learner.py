@@ -26,16 +26,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
@@ -48,6 +50,7 @@ from agents.bus.schemas import HyperValue, Lineage, PolicyArch, SpaceSpec
 from agents.learner.adaptation import (
     Candidate,
     Strategy,
+    TrialRun,
     choose,
     reinitialise,
     reset_optimizers,
@@ -55,7 +58,7 @@ from agents.learner.adaptation import (
 )
 from agents.learner.algorithms import AlgorithmSpec, get_algorithm, parse_hyperparams
 from agents.learner.checkpoint import CheckpointInfo, CheckpointStore
-from agents.learner.drift_detector import PageHinkley
+from agents.learner.drift_detector import DropDetector
 from agents.learner.envs import DriftPlan, make_env
 from agents.learner.experience import ExperienceColumns, ExperienceRecorder
 from agents.learner.library import LibraryEntry, PolicyLibrary
@@ -75,14 +78,37 @@ from agents.learner.snapshots import (
 from agents.learner.spaces import describe_space
 from agents.worlds import DriftWrapper
 
-__all__ = ["Adaptation", "Learner", "LearnerConfig", "LearnerEvents", "limit_torch_threads"]
+__all__ = [
+    "MUTABLE_HYPERPARAMS",
+    "Adaptation",
+    "Adoption",
+    "Learner",
+    "LearnerConfig",
+    "LearnerEvents",
+    "PolicyState",
+    "limit_torch_threads",
+]
 
 log = logging.getLogger(__name__)
 
 #: Episodes over which the current context's performance is judged.
 _WINDOW = 20
+#: Hyperparameters a directive may change during an agent's life (population-based training).
+MUTABLE_HYPERPARAMS = frozenset(
+    {"learning_rate", "ent_coef", "clip_range", "vf_coef", "gamma", "gae_lambda", "tau"}
+)
+
 #: Episodes that must have finished in a context before its policy is worth remembering.
 _MIN_EPISODES_TO_REMEMBER = 5
+#: A drop is confirmed when the current policy scores this much (relative) below the best.
+_CONFIRM_DROP = 0.10
+#: Episodes without alarms after an alarm the sandbox did not confirm.
+_SNOOZE_EPISODES = 10
+
+
+def _confirmed(best: float, current: float) -> bool:
+    """Whether ``current`` is clearly below ``best``: by ``_CONFIRM_DROP`` of its size."""
+    return current < best - _CONFIRM_DROP * max(abs(best), 1e-6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +137,30 @@ class LearnerConfig:
     adapt_episodes: int = 3
     #: Policies remembered, one per context.
     library_capacity: int = 8
+    #: Off-policy learners: the largest share of the replay buffer's intake from peers.
+    peer_fraction: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyState:
+    """What a snapshot publishes, captured in the learner's thread between steps."""
+
+    tensors: list[Tensor]
+    step: int
+    regime: str
+    lineage: Lineage | None
+    hyperparams: dict[str, HyperValue]
+    library: list[LibraryEntry]
+
+
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """Weights (or only hyperparameters) to take on between rollouts, and where from."""
+
+    tensors: list[Tensor] | None
+    lineage: Lineage | None
+    hyperparams: dict[str, HyperValue]
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +180,7 @@ class LearnerEvents(Protocol):
 
     def experience(self, batch: ExperienceColumns, step: int) -> None: ...
 
-    def snapshot(self, tensors: list[Tensor], step: int, regime: str) -> None: ...
+    def snapshot(self, state: PolicyState) -> None: ...
 
     def episode(self, episode_return: float, length: int, step: int, regime: str) -> None: ...
 
@@ -175,7 +225,8 @@ class Learner:
         self.action_spec: SpaceSpec = describe_space(self.env.action_space)
         self.peers = peers
         self.library = PolicyLibrary(config.library_capacity)
-        self.detector = PageHinkley()
+        self.detector = DropDetector()
+        self.false_alarms = 0
         self.episodes = 0
         self.context = 1
         self.drift_events = 0
@@ -188,6 +239,12 @@ class Learner:
         self.model = self._load_or_build(saved)
         self._stop = threading.Event()
         self._snapshot_requested = threading.Event()
+        self._adoption: Adoption | None = None
+        self._adoption_lock = threading.Lock()
+        self._peer_batches: queue.Queue[ExperienceColumns] = queue.Queue(maxsize=64)
+        self.peer_transitions = 0
+        self.own_transitions = 0
+        self.adoptions = 0
         self._rate = _Rate(self.model.num_timesteps)
 
     # --- construction ----------------------------------------------------------------------
@@ -245,6 +302,48 @@ class Learner:
 
     def request_snapshot(self) -> None:
         self._snapshot_requested.set()
+
+    def request_adoption(self, adoption: Adoption) -> None:
+        """Take on ``adoption`` between the next two rollouts (a later request replaces it)."""
+        with self._adoption_lock:
+            self._adoption = adoption
+
+    def take_adoption(self) -> Adoption | None:
+        with self._adoption_lock:
+            adoption, self._adoption = self._adoption, None
+        return adoption
+
+    def offer_experience(self, batch: ExperienceColumns) -> bool:
+        """A peer's transitions for the replay buffer (off-policy learners only).
+
+        Returns False when the learner cannot take them: on-policy, or its intake is full.
+        """
+        if not self.off_policy:
+            return False
+        try:
+            self._peer_batches.put_nowait(batch)
+        except queue.Full:
+            return False
+        return True
+
+    def apply_hyperparams(self, changes: Mapping[str, HyperValue]) -> dict[str, HyperValue]:
+        """Change the hyperparameters that can change mid-life; returns those applied."""
+        applied = {k: v for k, v in changes.items() if k in MUTABLE_HYPERPARAMS}
+        applied = {k: v for k, v in applied.items() if k in self.spec.accepted_keys}
+        if not applied:
+            return {}
+        self.hyperparams.update(parse_hyperparams(self.spec, applied))
+        model: Any = self.model
+        for key, value in applied.items():
+            if key in {"ent_coef", "vf_coef", "gamma", "gae_lambda", "tau"} and hasattr(model, key):
+                setattr(model, key, value)
+                buffer = getattr(model, "rollout_buffer", None)
+                if key in {"gamma", "gae_lambda"} and buffer is not None:
+                    setattr(buffer, key, value)
+        if "learning_rate" in applied:
+            model.learning_rate = applied["learning_rate"]
+        install_lifelong_schedules(self.model, self.hyperparams, self.schedule_origin)
+        return applied
 
     @property
     def step(self) -> int:
@@ -360,6 +459,9 @@ class _LifelongLoop(BaseCallback):
         learner = self.learner
         step = learner.step
         self.collect(step)
+        learner.own_transitions += 1
+        if learner.off_policy and not learner._peer_batches.empty():  # noqa: SLF001
+            self.take_in_peers()
         learner._rate.update(step)  # noqa: SLF001 - the loop is part of the learner
         self.update(step)
         return not learner._should_stop()  # noqa: SLF001
@@ -414,11 +516,10 @@ class _LifelongLoop(BaseCallback):
                 step=step,
                 lineage=learner.lineage,
             )
-        if learner.detector.update(episode_return):
-            learner.drift_events += 1
+        if not self.drift_pending and learner.detector.update(episode_return):
             self.drift_pending = True
             log.info(
-                "drift detected at step %d (context %d, recent mean %.2f)",
+                "returns dropped at step %d (context %d, recent mean %.2f)",
                 step, learner.context, window_mean,
             )  # fmt: skip
 
@@ -436,56 +537,106 @@ class _LifelongLoop(BaseCallback):
 
     def publish_snapshot(self, step: int, regime: str | None = None) -> None:
         learner = self.learner
-        regime = self.training_regime if regime is None else regime
-        learner.events.snapshot(policy_tensors(learner.model.policy), step, regime)
+        learner.events.snapshot(
+            PolicyState(
+                tensors=policy_tensors(learner.model.policy),
+                step=step,
+                regime=self.training_regime if regime is None else regime,
+                lineage=learner.lineage,
+                hyperparams=dict(learner.hyperparams),
+                library=list(learner.library.entries.values()),
+            )
+        )
         self.last_snapshot_step = step
 
     # -- between rollouts -------------------------------------------------------------------
 
     def _on_rollout_start(self) -> None:
+        adoption = self.learner.take_adoption()
+        if adoption is not None:
+            self.adopt(adoption)
         if self.drift_pending:
             self.drift_pending = False
             self.adapt()
 
+    def adopt(self, adoption: Adoption) -> None:
+        """Take on a peer's weights and/or new hyperparameters (a coordinator's directive)."""
+        learner = self.learner
+        if adoption.tensors is not None:
+            load_tensors(learner.model.policy, adoption.tensors)
+            reset_optimizers(learner.model.policy)
+            learner.lineage = adoption.lineage
+            learner.adoptions += 1
+        applied = learner.apply_hyperparams(adoption.hyperparams)
+        log.info(
+            "adopted %s (%s), hyperparameters %s",
+            adoption.lineage or "own weights", adoption.reason, applied,
+        )  # fmt: skip
+        # The context's best so far was another policy's: judge the new one afresh.
+        self.recent.clear()
+        self.context_episodes = 0
+        self.context_best = None
+        learner.detector.reset()
+
+    def take_in_peers(self) -> None:
+        """Add peers' transitions to the replay buffer, up to the configured share."""
+        learner = self.learner
+        model = learner.model
+        if not isinstance(model, OffPolicyAlgorithm) or model.replay_buffer is None:
+            return
+        fraction = learner.config.peer_fraction
+        allowed = fraction / max(1e-9, 1.0 - fraction) * learner.own_transitions
+        while learner.peer_transitions < allowed:
+            try:
+                batch = learner._peer_batches.get_nowait()  # noqa: SLF001
+            except queue.Empty:
+                return
+            add_to_replay_buffer(model, batch)
+            learner.peer_transitions += len(batch)
+
     def adapt(self) -> None:
-        """Act on a detected drift according to the strategy, then start a new context."""
+        """Act on a drop of the returns according to the strategy.
+
+        First the drop is confirmed on the sandbox: the current policy, played there, must
+        score clearly below the best this context had (``confirm_drop``). A drop that is not
+        confirmed is a false alarm (learning noise, an unlucky run): nothing changes and the
+        detector is snoozed. A confirmed drift ends the context: ``lifelong`` remembers the
+        context's best policy and adopts the best of its library and its peers' snapshots,
+        ``scratch`` starts over, ``finetune`` carries on.
+        """
         learner = self.learner
         strategy = learner.config.strategy
         step = learner.step
-        scores: dict[str, float] = {}
+        if strategy is Strategy.FINETUNE:
+            self._new_context(Adaptation(step, strategy.value, "current", {}, 0, 0))
+            return
+        run = self._on_sandbox(lambda: [Candidate("current", policy_tensors(learner.model.policy))])
+        current = run.trials[0].score if run.trials else None
+        best = self.context_best
+        if best is not None and current is not None and not _confirmed(best.score, current):
+            learner.false_alarms += 1
+            learner.adaptation_steps += run.steps
+            learner.detector.snooze(_SNOOZE_EPISODES)
+            log.info("drop not confirmed on the sandbox (%.2f vs best %.2f)", current, best.score)
+            return
         chosen = "current"
-        sandbox_steps = 0
-        new_context = max([learner.context, *learner.library.entries]) + 1
+        scores = {trial.candidate.label: trial.score for trial in run.trials}
+        context = max([learner.context, *learner.library.entries]) + 1
         if strategy is Strategy.LIFELONG:
-            if self.context_best is not None:
-                learner.library.store(self.context_best)
-            sandbox = make_env(
-                learner.config.env_id,
-                learner.config.env_kwargs,
-                drift=learner.config.drift,
-                lifetime_step=step,
-            )
-            try:
-                run = try_candidates(
-                    self._candidates(),
-                    sandbox=sandbox,
-                    scratch_policy=learner.fresh_policy(),
-                    episodes=learner.config.adapt_episodes,
-                    seed=learner.config.seed * 1_000_003 + learner.drift_events * 101,
-                )
-            finally:
-                sandbox.close()
-            if getattr(learner.env.unwrapped, "single_instance", False):
-                self._restart_episode()
-            sandbox_steps = run.steps
-            scores = {trial.candidate.label: trial.score for trial in run.trials}
-            winner = choose(run.trials)
+            if best is not None:
+                learner.library.store(best)
+            others = self._on_sandbox(self._candidates)
+            run.steps += others.steps
+            trials = run.trials + others.trials
+            scores.update({trial.candidate.label: trial.score for trial in others.trials})
+            winner = choose(trials)
             if winner is not None:
                 load_tensors(learner.model.policy, winner.candidate.tensors)
                 reset_optimizers(learner.model.policy)
                 chosen = winner.candidate.label
                 if winner.candidate.context is not None:
-                    new_context = winner.candidate.context  # a known world came back
+                    context = winner.candidate.context  # a known world came back
+                    learner.library.touch(context, step)
                 if winner.candidate.lineage is not None:
                     learner.lineage = winner.candidate.lineage
         elif strategy is Strategy.SCRATCH:
@@ -494,16 +645,45 @@ class _LifelongLoop(BaseCallback):
             learner.lineage = None
             chosen = "scratch"
         learner.adaptations += chosen != "current"
-        learner.adaptation_steps += sandbox_steps
-        learner.context = new_context
+        learner.adaptation_steps += run.steps
+        self._new_context(Adaptation(step, strategy.value, chosen, scores, context, run.steps))
+
+    def _new_context(self, adaptation: Adaptation) -> None:
+        learner = self.learner
+        learner.drift_events += 1
+        learner.context = adaptation.context or learner.context + 1
         learner.detector.reset()
         self.recent.clear()
         self.context_episodes = 0
         self.context_best = None
-        log.info("adapted at step %d (%s): %s -> context %d", step, strategy, chosen, new_context)
-        learner.events.adapted(
-            Adaptation(step, strategy.value, chosen, scores, new_context, sandbox_steps)
+        log.info(
+            "drift at step %d (%s): %s -> context %d",
+            adaptation.step, adaptation.strategy, adaptation.chosen, learner.context,
+        )  # fmt: skip
+        learner.events.adapted(replace(adaptation, context=learner.context))
+
+    def _on_sandbox(self, candidates: Callable[[], list[Candidate]]) -> TrialRun:
+        """Play candidates on a fresh sandbox twin of the device, in its current conditions."""
+        learner = self.learner
+        sandbox = make_env(
+            learner.config.env_id,
+            learner.config.env_kwargs,
+            drift=learner.config.drift,
+            lifetime_step=learner.step,
         )
+        try:
+            run = try_candidates(
+                candidates(),
+                sandbox=sandbox,
+                scratch_policy=learner.fresh_policy(),
+                episodes=learner.config.adapt_episodes,
+                seed=learner.config.seed * 1_000_003 + learner.drift_events * 101,
+            )
+        finally:
+            sandbox.close()
+        if getattr(learner.env.unwrapped, "single_instance", False):
+            self._restart_episode()
+        return run
 
     def _restart_episode(self) -> None:
         """Start a new training episode: the sandbox took over a one-per-process simulator."""
@@ -514,7 +694,6 @@ class _LifelongLoop(BaseCallback):
 
     def _candidates(self) -> list[Candidate]:
         learner = self.learner
-        current = Candidate("current", policy_tensors(learner.model.policy))
         remembered = [
             Candidate(f"library:{entry.context}", entry.tensors, entry.context, entry.lineage)
             for entry in learner.library.entries.values()
@@ -527,12 +706,34 @@ class _LifelongLoop(BaseCallback):
             )
             for peer in (learner.peers.latest() if learner.peers is not None else [])
         ]
-        return [current, *remembered, *peers]
+        return [*remembered, *peers]
 
     def flush_experience(self) -> None:
         batch = self.recorder.drain()
         if batch is not None:
             self.learner.events.experience(batch, self.learner.step)
+
+
+def add_to_replay_buffer(model: OffPolicyAlgorithm, batch: ExperienceColumns) -> None:
+    """Store transitions in SB3's replay buffer as if they had been collected here.
+
+    Actions travel in the environment's units; SB3 stores Box actions scaled to [-1, 1].
+    A truncated episode end is passed as a timeout, so SB3 still bootstraps through it.
+    """
+    buffer = model.replay_buffer
+    assert buffer is not None
+    actions = np.asarray(batch.actions)
+    if isinstance(model.action_space, spaces.Box):
+        actions = model.policy.scale_action(actions.astype(np.float32))
+    for i in range(len(batch)):
+        buffer.add(
+            np.asarray(batch.obs[i : i + 1]),
+            np.asarray(batch.next_obs[i : i + 1]),
+            actions[i : i + 1],
+            np.asarray(batch.rewards[i : i + 1], dtype=np.float32),
+            np.asarray([bool(batch.terminated[i]) or bool(batch.truncated[i])]),
+            [{"TimeLimit.truncated": bool(batch.truncated[i])}],
+        )
 
 
 def _next_multiple(step: int, every: int) -> int:

@@ -43,7 +43,7 @@ _FORMAT = 1
 
 @dataclass
 class PolicyLibrary:
-    """At most ``capacity`` policies, one per context; the oldest is dropped first."""
+    """At most ``capacity`` policies, one per context; the least recently used goes first."""
 
     capacity: int = 8
 
@@ -62,6 +62,12 @@ class PolicyLibrary:
 
     def get(self, context: int) -> LibraryEntry | None:
         return self.entries.get(context)
+
+    def touch(self, context: int, step: int) -> None:
+        """Mark ``context``'s policy as just used: the least recently used goes first."""
+        entry = self.entries.get(context)
+        if entry is not None:
+            entry.step = step
 
     def save(self, path: Path) -> None:
         """Write atomically (new file, then rename)."""

@@ -67,3 +67,7 @@ class PeerSnapshots:
     def latest(self) -> list[PeerPolicy]:
         with self._lock:
             return list(self._latest.values())
+
+    def get(self, agent: str) -> PeerPolicy | None:
+        with self._lock:
+            return self._latest.get(agent)

@@ -1,17 +1,18 @@
 """The drift detector's false alarms and detection delay, measured on seeded data.
 
-These are the figures docs/architecture.md quotes; the assertions bound them with margin.
+The figures in the comments are what these streams gave (docs/architecture.md quotes them);
+the assertions bound them with a margin.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from agents.learner.drift_detector import PageHinkley
+from agents.learner.drift_detector import DropDetector
 
 
 def alarms(stream: np.ndarray) -> list[int]:
-    detector = PageHinkley()
+    detector = DropDetector()
     found = []
     for index, value in enumerate(stream):
         if detector.update(float(value)):
@@ -28,8 +29,7 @@ def test_false_alarm_rate_on_a_stationary_world() -> None:
         stream = rng.normal(100.0, 10.0, 5_000)
         false_alarms += len(alarms(stream))
         episodes += stream.size
-    rate_per_1000 = 1000 * false_alarms / episodes
-    assert rate_per_1000 <= 0.1  # measured: 0.01 per 1,000 episodes
+    assert 1000 * false_alarms / episodes <= 0.1  # measured: 0 in 100,000 episodes
 
 
 def test_no_alarm_while_returns_rise_as_the_agent_learns() -> None:
@@ -39,7 +39,18 @@ def test_no_alarm_while_returns_rise_as_the_agent_learns() -> None:
         t = np.arange(2_000)
         curve = np.minimum(500.0, 20.0 + 480.0 * t / 300.0) + rng.normal(0.0, 40.0, t.size)
         total += len(alarms(np.clip(curve, 0.0, 500.0)))
-    assert total / 20 <= 0.25  # measured: 0.05 alarms per 2,000 learning episodes
+    assert total / 20 <= 0.5  # measured: 0.1 alarms per 2,000 learning episodes
+
+
+def test_few_alarms_on_heavy_tailed_returns_of_a_good_policy() -> None:
+    # CartPole-like: 70 % of episodes at the 500 cap, the rest anywhere from 50 to 400.
+    rng = np.random.default_rng(9)
+    total = 0
+    for _ in range(20):
+        stream = np.where(rng.random(2_000) < 0.7, 500.0, rng.uniform(50.0, 400.0, 2_000))
+        total += len(alarms(stream))
+    # measured: 1.7 per 2,000 episodes; each costs the agent a short sandbox confirmation.
+    assert total / 20 <= 4
 
 
 def detection_delays(drop_in_sigmas: float, runs: int = 50) -> list[int | None]:
@@ -53,19 +64,41 @@ def detection_delays(drop_in_sigmas: float, runs: int = 50) -> list[int | None]:
     return delays
 
 
+def median(delays: list[int | None]) -> float:
+    return float(np.median([d for d in delays if d is not None]))
+
+
 def test_detection_delay_after_a_real_drop() -> None:
     big = detection_delays(5.0)
     assert None not in big
-    assert float(np.median([d for d in big if d is not None])) <= 3  # measured: 2 episodes
+    assert median(big) <= 3  # measured: 1 episode
     medium = detection_delays(2.0)
     assert None not in medium
-    assert float(np.median([d for d in medium if d is not None])) <= 10  # measured: 7
-    small = detection_delays(1.0)
-    assert sum(d is None for d in small) <= 10  # a one-sigma drop is mostly caught too
+    assert median(medium) <= 12  # measured: 8 episodes
+
+
+def test_a_collapse_after_a_drift_is_seen_within_a_few_episodes() -> None:
+    rng = np.random.default_rng(10)
+    delays: list[int | None] = []
+    for _ in range(50):
+        good = np.where(rng.random(100) < 0.7, 500.0, rng.uniform(50.0, 400.0, 100))
+        stream = np.concatenate([good, rng.normal(10.0, 2.0, 100)])
+        detector = DropDetector()
+        late = None
+        for index, value in enumerate(stream):
+            if detector.update(float(value)):
+                if index < 100:
+                    detector.snooze(5)  # the agent's sandbox would not confirm it
+                    continue
+                late = index - 100
+                break
+        delays.append(late)
+    assert None not in delays
+    assert median(delays) <= 4  # measured: 2 episodes
 
 
 def test_a_stream_stuck_at_a_constant_does_not_alarm_on_a_tiny_dip() -> None:
-    detector = PageHinkley()
+    detector = DropDetector()
     for _ in range(100):
         assert not detector.update(500.0)
     assert not detector.update(490.0)  # 2 % below: within the floor of the scale

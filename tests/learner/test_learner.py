@@ -13,7 +13,7 @@ from agents.bus.arrays import Tensor
 from agents.exceptions import ConfigError, IncompatiblePolicy
 from agents.learner.algorithms import get_algorithm, parse_hyperparams
 from agents.learner.experience import ExperienceColumns
-from agents.learner.learner import Adaptation, Learner, LearnerConfig
+from agents.learner.learner import Adaptation, Learner, LearnerConfig, PolicyState
 from agents.learner.snapshots import build_policy, load_tensors, make_arch, parse_net_arch
 
 # Small networks and early learning so each case takes a second or two.
@@ -30,15 +30,17 @@ class Recorder:
         self.batches: list[tuple[ExperienceColumns, int]] = []
         self.snapshots: list[tuple[list[Tensor], int]] = []
         self.snapshot_regimes: list[str] = []
+        self.states: list[PolicyState] = []
         self.episodes: list[tuple[float, int, int, str]] = []
         self.adaptations: list[Adaptation] = []
 
     def experience(self, batch: ExperienceColumns, step: int) -> None:
         self.batches.append((batch, step))
 
-    def snapshot(self, tensors: list[Tensor], step: int, regime: str) -> None:
-        self.snapshots.append((tensors, step))
-        self.snapshot_regimes.append(regime)
+    def snapshot(self, state: PolicyState) -> None:
+        self.snapshots.append((state.tensors, state.step))
+        self.snapshot_regimes.append(state.regime)
+        self.states.append(state)
 
     def episode(self, episode_return: float, length: int, step: int, regime: str) -> None:
         self.episodes.append((episode_return, length, step, regime))
