@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from agents.agent.agent import AgentConfig
+from agents.agent.agent import SHARE_KINDS, AgentConfig
 from agents.bus.schemas import HyperValue
 from agents.learner.adaptation import Strategy
 from agents.learner.algorithms import get_algorithm, parse_hyperparams
@@ -86,7 +86,16 @@ def agent_config(args: argparse.Namespace) -> AgentConfig:
         strategy=Strategy.parse(
             args.strategy or (learner_section.strategy if learner_section else "lifelong")
         ),
+        peer_fraction=args.peer_fraction if args.peer_fraction is not None else 0.5,
     )
+    if args.twin_of:
+        shares: frozenset[str] = frozenset()  # a control twin shares and takes nothing
+    elif args.share is not None:
+        shares = args.share
+    elif learner_section is not None:
+        shares = frozenset(learner_section.shares)
+    else:
+        shares = SHARE_KINDS
     data_dir = Path(args.data_dir) if args.data_dir else Path("society-data/agents") / args.id
     return AgentConfig(
         agent_id=args.id,
@@ -94,6 +103,8 @@ def agent_config(args: argparse.Namespace) -> AgentConfig:
         learner=learner,
         data_dir=data_dir,
         telemetry_interval=args.telemetry_interval,
+        shares=shares,
+        twin_of=args.twin_of or "",
     )
 
 

@@ -66,6 +66,10 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         eval_seed=args.eval_seed,
         eval_workers=args.eval_workers,
         allowed_envs=frozenset(args.allow_env or ()),
+        threshold=args.threshold,
+        threshold_normalised=bool(args.threshold_normalised),
+        evolution_interval=args.evolution_interval,
+        evolution_quantile=args.evolution_quantile,
     )
     coordinator = Coordinator(config, MqttTransport(args.broker))
     log.info("coordinator of society %s, broker %s", args.society, args.broker)

@@ -179,6 +179,46 @@ def existing_file(text: str) -> Path:
     return path
 
 
+SHARE_KINDS = ("experience", "snapshots", "evolution")
+
+
+def share_kinds(text: str) -> frozenset[str]:
+    """``experience,snapshots,evolution``, ``all`` or ``none``."""
+    lowered = text.strip().lower()
+    if lowered == "none":
+        return frozenset()
+    if lowered == "all":
+        return frozenset(SHARE_KINDS)
+    kinds = frozenset(part.strip() for part in lowered.split(",") if part.strip())
+    unknown = kinds - set(SHARE_KINDS)
+    if unknown or not kinds:
+        msg = f"expected some of {','.join(SHARE_KINDS)}, or all, or none; got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return kinds
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        msg = f"must be 0 or more, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        msg = f"must be a fraction in [0, 1), got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def key_value(text: str) -> tuple[str, HyperValue]:
     """``key=value``; the value becomes a bool, int or float when it reads as one."""
     key, sep, raw = text.partition("=")

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import re
 import socket
+from typing import Any
 
 from agents.cli.options import (
     SocietyParser,
     broker_url,
     existing_file,
+    fraction,
     key_value,
     name,
+    non_negative_float,
     non_negative_int,
     port,
     positive_float,
     positive_int,
+    share_kinds,
 )
 
 __all__ = ["build_parser", "default_agent_id"]
@@ -63,6 +67,16 @@ def _bus(parser: SocietyParser) -> None:
     )
 
 
+def _share(parser: SocietyParser) -> None:
+    parser.option(
+        "--share",
+        env="SOCIETY_SHARE",
+        type=share_kinds,
+        help="what agents share and take in from peers: experience,snapshots,evolution, all "
+        "or none (default: the scenario's, else all)",
+    )
+
+
 def _strategy(parser: SocietyParser) -> None:
     parser.option(
         "--strategy",
@@ -104,6 +118,15 @@ def _learner(parser: SocietyParser) -> None:
     )
     parser.option("--algo", env="SOCIETY_ALGO", help="ppo, a2c, dqn or sac")
     _strategy(parser)
+    _share(parser)
+    parser.option(
+        "--peer-fraction", env="SOCIETY_PEER_FRACTION", type=fraction,
+        help="off-policy learners: the largest share of replay intake from peers (default 0.5)",
+    )  # fmt: skip
+    parser.option(
+        "--twin-of", env="SOCIETY_TWIN_OF", type=name,
+        help="run as the isolated control twin of this agent (implies --share none)",
+    )  # fmt: skip
     parser.option(
         "--hp",
         env="SOCIETY_HYPERPARAMS",
@@ -148,6 +171,15 @@ def build_parser() -> SocietyParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    _run_command(commands)
+    _agent_command(commands)
+    _coordinator_command(commands)
+    _broker_command(commands)
+    _scenarios_command(commands)
+    return parser
+
+
+def _run_command(commands: Any) -> None:
     run = commands.add_parser(
         "run", help="run a whole society on this machine (broker, coordinator, agents)"
     )
@@ -189,6 +221,10 @@ def build_parser() -> SocietyParser:
         help="use this broker instead of starting one",
     )
     _strategy(run)
+    _share(run)
+    run.option("--twins", default=False, action="store_const", const=True,
+               help="add an isolated twin (same world and seed, sharing nothing) per agent, "
+               "to measure the gain from sharing")  # fmt: skip
     run.option(
         "--broker-kind",
         default="auto",
@@ -230,6 +266,8 @@ def build_parser() -> SocietyParser:
     )
     _common(run)
 
+
+def _agent_command(commands: Any) -> None:
     agent = commands.add_parser("agent", help="run one agent (container entrypoint)")
     agent.set_defaults(subparser=agent)
     agent.option(
@@ -260,6 +298,8 @@ def build_parser() -> SocietyParser:
     )
     _common(agent)
 
+
+def _coordinator_command(commands: Any) -> None:
     coordinator = commands.add_parser(
         "coordinator", help="run the coordinator (container entrypoint)"
     )
@@ -300,6 +340,34 @@ def build_parser() -> SocietyParser:
         help="evaluation worker processes",
     )
     coordinator.option(
+        "--threshold",
+        env="SOCIETY_THRESHOLD",
+        type=float,
+        help="evaluation return that counts as learned (for the sharing gain)",
+    )
+    coordinator.option(
+        "--evolution-interval",
+        env="SOCIETY_EVOLUTION_INTERVAL",
+        type=non_negative_float,
+        default=0.0,
+        help="seconds between generations of population-based training (0: off)",
+    )
+    coordinator.option(
+        "--threshold-normalised",
+        env="SOCIETY_THRESHOLD_NORMALISED",
+        default=False,
+        action="store_const",
+        const=True,
+        help="read --threshold as a normalised score (0 random, 1 baseline)",
+    )
+    coordinator.option(
+        "--evolution-quantile",
+        env="SOCIETY_EVOLUTION_QUANTILE",
+        type=fraction,
+        default=0.25,
+        help="share of a niche that exploits, and is exploited",
+    )
+    coordinator.option(
         "--allow-env",
         env="SOCIETY_ALLOW_ENVS",
         action="append",
@@ -314,6 +382,8 @@ def build_parser() -> SocietyParser:
     )
     _common(coordinator)
 
+
+def _broker_command(commands: Any) -> None:
     broker = commands.add_parser("broker", help="run a development broker (container entrypoint)")
     broker.set_defaults(subparser=broker)
     broker.option(
@@ -335,7 +405,8 @@ def build_parser() -> SocietyParser:
     )
     _common(broker)
 
+
+def _scenarios_command(commands: Any) -> None:
     scenarios = commands.add_parser("scenarios", help="list the built-in scenarios")
     scenarios.set_defaults(subparser=scenarios)
     _common(scenarios)
-    return parser

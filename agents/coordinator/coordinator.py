@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +28,12 @@ from agents.bus.inbox import Inbox
 from agents.bus.outbox import Outbox
 from agents.bus.schemas import (
     SCHEMA_VERSION,
+    Directive,
     Evaluation,
     ExperienceBatch,
     Leaderboard,
     LeaderboardEntry,
+    Lineage,
     Message,
     PolicySnapshot,
     RegimeScore,
@@ -44,9 +48,11 @@ from agents.coordinator.evaluation import (
     evaluate_snapshot,
     make_pool,
 )
+from agents.coordinator.evolution import Member, Order, plan_generation
 from agents.coordinator.history import History
 from agents.coordinator.metrics import register_metrics
 from agents.coordinator.registry import Registry
+from agents.coordinator.sharing import SharingGain, sharing_gain
 from agents.exceptions import MessageRejected
 
 __all__ = ["Coordinator", "CoordinatorConfig"]
@@ -67,6 +73,13 @@ class CoordinatorConfig:
     eval_workers: int = 1
     allowed_envs: frozenset[str] = field(default_factory=frozenset)
     keepalive: int = 15
+    #: Seconds between generations of population-based training; 0 turns evolution off.
+    evolution_interval: float = 0.0
+    evolution_quantile: float = 0.25
+    #: The evaluation return that counts as "learned", for the sharing gain (None: not set).
+    threshold: float | None = None
+    threshold_normalised: bool = False
+    seed: int = 0
 
     @property
     def client_id(self) -> str:
@@ -91,6 +104,8 @@ class Coordinator:
         self.metrics_port: int | None = None
         self.evaluations_done = 0
         self.evaluation_failures = 0
+        self.directives_sent = 0
+        self._rng = random.Random(config.seed)  # noqa: S311 - evolution, not cryptography
         self.bus: BusClient | None = None
         self.history = History(None)
         self._queue: asyncio.Queue[PolicySnapshot] = asyncio.Queue()
@@ -141,6 +156,8 @@ class Coordinator:
                     asyncio.create_task(self._evaluation_worker())
                     for _ in range(config.eval_workers)
                 ]
+                if config.evolution_interval > 0:
+                    workers.append(asyncio.create_task(self._evolution_loop()))
                 try:
                     await self._stop.wait()
                 finally:
@@ -162,10 +179,23 @@ class Coordinator:
         self.history.close()
         return summary
 
+    def sharing(self) -> SharingGain | None:
+        if self.config.threshold is None:
+            return None
+        return sharing_gain(
+            self.registry.agents,
+            self.config.threshold,
+            normalised=self.config.threshold_normalised,
+        )
+
     def summary(self) -> dict[str, Any]:
         stats = self.inbox.stats
+        gain = self.sharing()
         return {
             "society": self.config.society,
+            "sharing": gain.as_dict() if gain is not None else None,
+            "evolution_directives": self.directives_sent,
+            "lineage": self.history.lineage(),
             "snapshots_evaluated": self.evaluations_done,
             "evaluation_failures": self.evaluation_failures,
             "messages_received": sum(stats.received.values()),
@@ -196,6 +226,63 @@ class Coordinator:
             self._queue.put_nowait(message)
         else:
             log.debug("ignoring %s on %s", type(message).__name__, ref)
+
+    # --- evolution ------------------------------------------------------------------------
+
+    async def _evolution_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.evolution_interval)
+            self.evolve()
+
+    def evolve(self) -> list[Order]:
+        """One generation: order the bottom of each niche to adopt from its top, perturbed."""
+        members = [
+            Member(
+                agent=record.id,
+                niche=f"{record.env_id}/{record.algo}",
+                score=record.evaluations[-1].mean_return,
+                version=record.evaluations[-1].version,
+                hyperparams=record.hyperparams,
+            )
+            for record in self.registry.agents.values()
+            if record.evaluations
+            and "evolution" in record.shares
+            and not record.twin_of
+            and record.state == "online"
+            # judged only on a snapshot published after its last directive
+            and record.evaluations[-1].version > record.directed_at_version
+        ]
+        orders = plan_generation(members, quantile=self.config.evolution_quantile, rng=self._rng)
+        for order in orders:
+            self._direct(order)
+        return orders
+
+    def _direct(self, order: Order) -> None:
+        directive = Directive(
+            schema=SCHEMA_VERSION,
+            id=f"evo-{uuid.uuid4().hex[:12]}",
+            agent=order.agent,
+            action="adopt",
+            ts=time.time(),
+            source=Lineage(agent=order.source, version=order.version),
+            hyperparams=order.hyperparams,
+        )
+        record = self.registry.get(order.agent)
+        record.directed_at_version = record.latest_version
+        self.directives_sent += 1
+        self.history.record_directive(directive)
+        log.info(
+            "evolution: %s adopts %s v%d with %s",
+            order.agent, order.source, order.version, order.hyperparams,
+        )  # fmt: skip
+        if self.bus is not None:
+            delivery = DELIVERY[Kind.DIRECTIVE]
+            self.bus.enqueue(
+                self.topics.agent(order.agent, Kind.DIRECTIVE),
+                encode(directive),
+                qos=delivery.qos,
+                retain=delivery.retain,
+            )
 
     # --- evaluation -----------------------------------------------------------------------
 

@@ -7,11 +7,12 @@ loop; SQLite in WAL mode takes them in microseconds.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from agents._sqlite import open_database
-from agents.bus.schemas import Evaluation, PolicySnapshot, Telemetry
+from agents.bus.schemas import Directive, Evaluation, PolicySnapshot, Telemetry
 
 __all__ = ["History"]
 
@@ -32,6 +33,10 @@ CREATE TABLE IF NOT EXISTS snapshots (
 CREATE TABLE IF NOT EXISTS telemetry (
     agent TEXT NOT NULL, ts REAL NOT NULL, env_steps INTEGER NOT NULL,
     steps_per_second REAL NOT NULL, episodes INTEGER NOT NULL, mean_return REAL
+);
+CREATE TABLE IF NOT EXISTS directives (
+    id TEXT PRIMARY KEY, ts REAL NOT NULL, agent TEXT NOT NULL, action TEXT NOT NULL,
+    source_agent TEXT, source_version INTEGER, hyperparams TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS presence (
     agent TEXT NOT NULL, ts REAL NOT NULL, state TEXT NOT NULL
@@ -93,6 +98,40 @@ class History:
                 sum(returns) / len(returns) if returns else None,
             ),
         )
+
+    def record_directive(self, directive: Directive) -> None:
+        source = directive.source
+        self._db.execute(
+            "INSERT OR IGNORE INTO directives VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                directive.id,
+                directive.ts,
+                directive.agent,
+                directive.action,
+                source.agent if source else None,
+                source.version if source else None,
+                json.dumps(directive.hyperparams, sort_keys=True),
+            ),
+        )
+
+    def lineage(self) -> list[dict[str, object]]:
+        """Every adoption seen in a snapshot: who took whose weights, from which version."""
+        rows = self._db.execute(
+            "SELECT agent, version, step, lineage_agent, lineage_version FROM snapshots "
+            "WHERE lineage_agent IS NOT NULL ORDER BY received_ts"
+        ).fetchall()
+        seen: set[tuple[str, str, int]] = set()
+        table: list[dict[str, object]] = []
+        for agent, version, step, source, source_version in rows:
+            key = (agent, source, source_version)
+            if key in seen:
+                continue
+            seen.add(key)
+            table.append(
+                {"agent": agent, "version": version, "step": step,
+                 "from_agent": source, "from_version": source_version}
+            )  # fmt: skip
+        return table
 
     def record_presence(self, agent: str, state: str) -> None:
         self._db.execute("INSERT INTO presence VALUES (?, ?, ?)", (agent, time.time(), state))

@@ -57,6 +57,10 @@ _PER_AGENT: tuple[tuple[str, bool, str, Getter], ...] = (
     ("society_agent_adaptations", True,
      "Times the agent changed its policy because of a drift (adopted one, or started over).",
      lambda r: r.adaptations),
+    ("society_adoptions", True, "Times the agent took on a peer's weights (its lineage changed).",
+     lambda r: r.adoptions),
+    ("society_agent_peer_transitions", True,
+     "Peers' transitions the agent added to its replay buffer.", lambda r: r.peer_transitions),
 )  # fmt: skip
 
 #: The L2M metrics of each agent, on normalised scores: (name, help, value from the report).
@@ -198,6 +202,29 @@ class SocietyCollector(Collector):
 
     def _evaluation_and_bus(self) -> Iterator[Metric]:
         coordinator = self.coordinator
+        yield CounterMetricFamily(
+            "society_evolution_directives", "Adopt directives sent by population-based training.",
+            value=coordinator.directives_sent,
+        )  # fmt: skip
+        gain = coordinator.sharing()
+        ratio = GaugeMetricFamily(
+            "society_sharing_gain_ratio",
+            "Steps to the threshold of the isolated twins over those of the sharing agents.",
+        )
+        steps = GaugeMetricFamily(
+            "society_agent_steps_to_threshold",
+            "Agent steps at the first snapshot evaluated at or above the threshold.",
+            labels=["agent"],
+        )
+        if gain is not None:
+            if gain.ratio is not None:
+                ratio.add_metric([], gain.ratio)
+            for pair in gain.pairs:
+                for agent, value in ((pair.agent, pair.agent_steps), (pair.twin, pair.twin_steps)):
+                    if value is not None:
+                        steps.add_metric([agent], value)
+        yield ratio
+        yield steps
         yield CounterMetricFamily(
             "society_snapshot_evaluations", "Snapshots evaluated.",
             value=coordinator.evaluations_done,

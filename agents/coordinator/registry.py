@@ -10,7 +10,15 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from agents.bus.schemas import Evaluation, PolicySnapshot, RegimeScore, Status, Telemetry
+from agents.bus.schemas import (
+    Evaluation,
+    HyperValue,
+    Lineage,
+    PolicySnapshot,
+    RegimeScore,
+    Status,
+    Telemetry,
+)
 from agents.coordinator.lifelong import (
     EpisodePoint,
     EvalPoint,
@@ -84,6 +92,15 @@ class AgentRecord:
     drift_events: int = 0
     adaptations: int = 0
     context: int = 0
+    shares: tuple[str, ...] = ()
+    twin_of: str = ""
+    peer_transitions: int = 0
+    #: The latest snapshot's hyperparameters and lineage; adoptions seen in the lineage.
+    hyperparams: dict[str, HyperValue] = field(default_factory=dict)
+    lineage: Lineage | None = None
+    adoptions: int = 0
+    #: The snapshot version the agent had when evolution last gave it a directive.
+    directed_at_version: int = -1
     evaluations: list[EvaluationPoint] = field(default_factory=list)
     #: Training episodes as (step, regime, return), for recovery times. Bounded: a lifelong
     #: agent's history is not.
@@ -128,6 +145,13 @@ class AgentRecord:
             "baseline": self.baseline,
             "baseline_eval_return": self.baseline_eval_return,
             "strategy": self.strategy,
+            "shares": list(self.shares),
+            "twin_of": self.twin_of,
+            "peer_transitions": self.peer_transitions,
+            "adoptions": self.adoptions,
+            "lineage": None
+            if self.lineage is None
+            else {"agent": self.lineage.agent, "version": self.lineage.version},
             "drift_events": self.drift_events,
             "adaptations": self.adaptations,
             "lifelong": self.lifelong.as_dict() if self.lifelong is not None else None,
@@ -211,6 +235,9 @@ class Registry:
         record.drift_events = telemetry.drift_events
         record.adaptations = telemetry.adaptations
         record.context = telemetry.context
+        record.shares = tuple(telemetry.shares)
+        record.twin_of = telemetry.twin_of
+        record.peer_transitions = telemetry.peer_transitions
         if len(telemetry.episode_steps) == len(telemetry.episode_returns):
             regimes = telemetry.episode_regimes or [telemetry.regime] * len(telemetry.episode_steps)
             record.episode_log.extend(
@@ -229,6 +256,10 @@ class Registry:
         if snapshot.version > record.latest_version:
             record.latest_version = snapshot.version
             record.latest_snapshot_step = snapshot.step
+            record.hyperparams = dict(snapshot.hyperparams)
+            if snapshot.lineage is not None and snapshot.lineage != record.lineage:
+                record.adoptions += 1
+            record.lineage = snapshot.lineage
         record.env_steps = max(record.env_steps, snapshot.step)
         return record
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agents.bus.topics import validate_name
@@ -45,6 +45,8 @@ class AgentPlan:
     seed: int
     #: Set when the scenario gives each member its own device parameters.
     device_index: int | None = None
+    #: For an isolated control twin: the agent it is the twin of.
+    twin_of: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class RunPlan:
     log_level: str
     json_logs: bool
     strategy: str | None = None
+    shares: frozenset[str] | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunPlan:
@@ -83,7 +86,7 @@ class RunPlan:
         society = args.society or validate_name(scenario.name, "scenario name")
         count = args.agents or scenario.society.agents
         seed = args.seed if args.seed is not None else scenario.society.seed
-        agents = tuple(
+        sharing = tuple(
             AgentPlan(
                 id=f"{society}-{index}",
                 env_id=scenario.world.env,
@@ -93,6 +96,12 @@ class RunPlan:
             )
             for index in range(count)
         )
+        twins = tuple(
+            replace(agent, id=f"{agent.id}-twin", twin_of=agent.id)
+            for agent in sharing
+            if args.twins or scenario.society.twins
+        )
+        agents = sharing + twins
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out_dir = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-{stamp}"
         return cls(
@@ -111,4 +120,5 @@ class RunPlan:
             log_level=str(args.log_level).upper(),
             json_logs=bool(args.json_logs),
             strategy=args.strategy,
+            shares=args.share,
         )

@@ -213,14 +213,33 @@ class Orchestrator:
             "--metrics-host", "127.0.0.1",
             "--eval-episodes", str(plan.scenario.evaluation.episodes),
             "--eval-seed", str(plan.scenario.evaluation.seed),
+            *self._evolution_args(),
             "--data-dir", str(plan.out_dir / "coordinator"),
             *self._common_args(),
         ]  # fmt: skip
+
+    def _evolution_args(self) -> list[str]:
+        scenario = self.plan.scenario
+        args = [
+            "--evolution-interval", str(scenario.evolution.interval),
+            "--evolution-quantile", str(scenario.evolution.quantile),
+        ]  # fmt: skip
+        if scenario.evaluation.threshold is not None:
+            args += ["--threshold", str(scenario.evaluation.threshold)]
+            if scenario.evaluation.threshold_normalised:
+                args.append("--threshold-normalised")
+        return args
 
     def _agent_args(self, agent: AgentPlan, url: BrokerUrl) -> list[str]:
         plan = self.plan
         device = [] if agent.device_index is None else ["--device-index", str(agent.device_index)]
         strategy = ["--strategy", plan.strategy] if plan.strategy else []
+        if agent.twin_of:
+            sharing = ["--twin-of", agent.twin_of]
+        elif plan.shares is not None:
+            sharing = ["--share", ",".join(sorted(plan.shares)) or "none"]
+        else:
+            sharing = []
         return [
             "agent",
             "--id", agent.id,
@@ -232,6 +251,7 @@ class Orchestrator:
             "--data-dir", str(plan.out_dir / "agents" / agent.id),
             *device,
             *strategy,
+            *sharing,
             *self._common_args(),
         ]  # fmt: skip
 

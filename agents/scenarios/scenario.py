@@ -29,6 +29,8 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class SocietySection(_Section):
     agents: int = 3
+    #: Add an isolated control twin per agent (measures the gain from sharing).
+    twins: bool = False
     #: Environment steps each agent trains before it stops (0: until stopped).
     steps: int = 30_000
     seed: int = 0
@@ -64,6 +66,10 @@ class LearnerSection(_Section):
     algo: str = "ppo"
     #: What an agent does on a detected drift: lifelong, finetune or scratch.
     strategy: str = "lifelong"
+    #: What agents share and take in: experience, snapshots, evolution.
+    shares: list[str] = msgspec.field(
+        default_factory=lambda: ["experience", "snapshots", "evolution"]
+    )
     hyperparams: dict[str, HyperValue] = {}
     policy: PolicySection = msgspec.field(default_factory=PolicySection)
     snapshot_every: int = 5_000
@@ -74,6 +80,17 @@ class LearnerSection(_Section):
 class EvaluationSection(_Section):
     episodes: int = 5
     seed: int = 10_000
+    #: The evaluation return that counts as learned (steps to it measure the sharing gain).
+    threshold: float | None = None
+    #: Read ``threshold`` as a normalised score (0: random controller, 1: baseline).
+    threshold_normalised: bool = False
+
+
+class EvolutionSection(_Section):
+    """Population-based training by the coordinator; ``interval`` 0 turns it off."""
+
+    interval: float = 0.0
+    quantile: float = 0.25
 
 
 class Scenario(_Section):
@@ -86,6 +103,7 @@ class Scenario(_Section):
     learner: LearnerSection = msgspec.field(default_factory=LearnerSection)
     evaluation: EvaluationSection = msgspec.field(default_factory=EvaluationSection)
     drift: DriftSection | None = None
+    evolution: EvolutionSection = msgspec.field(default_factory=EvolutionSection)
 
     def check(self, origin: str) -> Scenario:
         """Range checks msgspec's types cannot express; raises :class:`ConfigError`."""
@@ -100,6 +118,10 @@ class Scenario(_Section):
             if value < 1:
                 msg = f"scenario {origin}: {name} must be >= 1, got {value}"
                 raise ConfigError(msg)
+        unknown = set(self.learner.shares) - {"experience", "snapshots", "evolution"}
+        if unknown:
+            msg = f"scenario {origin}: learner.shares has unknown kind {min(unknown)!r}"
+            raise ConfigError(msg)
         if self.learner.strategy not in {"lifelong", "finetune", "scratch"}:
             msg = (
                 f"scenario {origin}: learner.strategy must be lifelong, finetune or scratch, "

@@ -179,3 +179,27 @@ def test_a_drifting_device_scenario_reports_the_baseline_per_regime(tmp_path: Pa
             assert "total_waiting_time" in regime["baseline_metrics"]
     # Two intersections of their own: the same controller scores differently on each.
     assert first["baseline_eval_return"] != second["baseline_eval_return"]
+
+
+def test_twins_measure_the_gain_from_sharing(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = subprocess.run(
+        society("run", "--scenario", "cartpole", "--agents", "2", "--twins", "--steps", "1000",
+                "--out", str(out), "--quiet"),
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    by_id = {agent["id"]: agent for agent in summary["agents"]}
+    assert set(by_id) == {"cartpole-0", "cartpole-1", "cartpole-0-twin", "cartpole-1-twin"}
+    twin = by_id["cartpole-0-twin"]
+    assert twin["twin_of"] == "cartpole-0"
+    assert twin["shares"] == []
+    assert twin["seed"] == by_id["cartpole-0"]["seed"]
+    assert sorted(by_id["cartpole-0"]["shares"]) == ["evolution", "experience", "snapshots"]
+    sharing = summary["sharing"]
+    assert sharing["threshold"] == 475.0
+    assert [(p["agent"], p["twin"]) for p in sharing["pairs"]] == [
+        ("cartpole-0", "cartpole-0-twin"),
+        ("cartpole-1", "cartpole-1-twin"),
+    ]

@@ -1,0 +1,123 @@
+"""The society's gain from sharing: steps to a threshold, twins against sharing agents.
+
+``society run --twins`` gives every sharing agent an isolated twin: same world, same device,
+same seed, sharing nothing. An agent's *steps to threshold* is the step of its first
+snapshot whose evaluation (its own current policy, not a recall) reaches the scenario's
+``evaluation.threshold``: a mean return, or with ``threshold_normalised`` a mean normalised
+score (0: a random controller, 1: the world's baseline), for worlds whose devices differ. The
+gain is the twins' steps divided by the sharing agents', per pair
+and in total (sums over pairs). A twin that never reached the threshold counts with the steps
+it took so far, and the gain is then a lower bound (``at_least``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from agents.coordinator.lifelong import normalise
+from agents.coordinator.registry import AgentRecord, EvaluationPoint
+
+__all__ = ["PairGain", "SharingGain", "score", "sharing_gain", "steps_to_threshold"]
+
+
+@dataclass(frozen=True, slots=True)
+class PairGain:
+    agent: str
+    twin: str
+    agent_steps: int | None
+    twin_steps: int | None
+    twin_steps_so_far: int
+
+    @property
+    def ratio(self) -> float | None:
+        twin = self.twin_steps if self.twin_steps is not None else self.twin_steps_so_far
+        if self.agent_steps is None or self.agent_steps <= 0:
+            return None
+        return twin / self.agent_steps
+
+
+@dataclass(frozen=True, slots=True)
+class SharingGain:
+    threshold: float
+    pairs: tuple[PairGain, ...]
+
+    @property
+    def ratio(self) -> float | None:
+        """Total twin steps over total sharing steps, over pairs whose sharer reached it."""
+        done = [p for p in self.pairs if p.agent_steps]
+        if not done:
+            return None
+        agent_total = sum(p.agent_steps or 0 for p in done)
+        twin_total = sum(p.twin_steps if p.twin_steps is not None else p.twin_steps_so_far
+                         for p in done)  # fmt: skip
+        return twin_total / agent_total
+
+    @property
+    def at_least(self) -> bool:
+        """True when some twin has not reached the threshold yet: the ratio is a lower bound."""
+        return any(p.twin_steps is None for p in self.pairs if p.agent_steps)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "threshold": self.threshold,
+            "ratio": self.ratio,
+            "ratio_is_lower_bound": self.at_least,
+            "pairs": [
+                {
+                    "agent": p.agent,
+                    "twin": p.twin,
+                    "agent_steps_to_threshold": p.agent_steps,
+                    "twin_steps_to_threshold": p.twin_steps,
+                    "twin_steps_so_far": p.twin_steps_so_far,
+                    "ratio": p.ratio,
+                }
+                for p in self.pairs
+            ],
+        }
+
+
+def score(point: EvaluationPoint, *, normalised: bool) -> float:
+    """An evaluation's mean return, or its mean normalised score (0 random, 1 baseline)."""
+    if not normalised:
+        return point.mean_return
+    values = [
+        normalise(s.mean_return, s.random_return, s.baseline_return)
+        if s.random_return is not None and s.baseline_return is not None
+        else s.mean_return
+        for s in point.regimes
+    ]
+    return sum(values) / len(values) if values else point.mean_return
+
+
+def steps_to_threshold(
+    record: AgentRecord, threshold: float, *, normalised: bool = False
+) -> int | None:
+    for point in sorted(record.evaluations, key=lambda e: e.step):
+        if score(point, normalised=normalised) >= threshold:
+            return point.step
+    return None
+
+
+def sharing_gain(
+    records: Mapping[str, AgentRecord] | Iterable[AgentRecord],
+    threshold: float,
+    *,
+    normalised: bool = False,
+) -> SharingGain:
+    by_id = records if isinstance(records, Mapping) else {r.id: r for r in records}
+    pairs = []
+    for twin in by_id.values():
+        agent = by_id.get(twin.twin_of) if twin.twin_of else None
+        if agent is None:
+            continue
+        pairs.append(
+            PairGain(
+                agent=agent.id,
+                twin=twin.id,
+                agent_steps=steps_to_threshold(agent, threshold, normalised=normalised),
+                twin_steps=steps_to_threshold(twin, threshold, normalised=normalised),
+                twin_steps_so_far=twin.env_steps,
+            )
+        )
+    return SharingGain(threshold, tuple(sorted(pairs, key=lambda p: p.agent)))

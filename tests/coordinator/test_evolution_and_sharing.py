@@ -1,0 +1,105 @@
+"""Population-based training orders, and the gain from sharing against isolated twins."""
+
+from __future__ import annotations
+
+import random
+
+import msgspec
+import pytest
+
+from agents.bus.schemas import Lineage, RegimeScore
+from agents.coordinator.evolution import RESAMPLE_RANGES, Member, plan_generation
+from agents.coordinator.registry import AgentRecord, EvaluationPoint, Registry
+from agents.coordinator.sharing import sharing_gain, steps_to_threshold
+from tests import factories
+
+
+def member(agent: str, score: float, niche: str = "CartPole-v1/ppo") -> Member:
+    return Member(agent, niche, score, version=3, hyperparams={"learning_rate": 1e-3})
+
+
+def test_the_bottom_of_each_niche_adopts_from_its_top() -> None:
+    members = [member(f"a{i}", float(i)) for i in range(8)]  # a7 best, a0 worst
+    members += [member("lonely", 0.0, niche="Pendulum-v1/sac")]  # a niche of one: nothing
+    orders = plan_generation(members, quantile=0.25, rng=random.Random(0))
+    assert sorted(o.agent for o in orders) == ["a0", "a1"]  # bottom 2 of 8
+    assert {o.source for o in orders} <= {"a6", "a7"}  # top 2 of 8
+    for order in orders:
+        assert order.version == 3
+        rate = order.hyperparams["learning_rate"]
+        assert isinstance(rate, float)
+        low, high = RESAMPLE_RANGES["learning_rate"]
+        assert low <= rate <= high
+
+
+def test_perturbation_multiplies_by_a_factor_without_resampling() -> None:
+    orders = plan_generation(
+        [member("good", 10.0), member("bad", 1.0)],
+        quantile=0.5, factors=(2.0,), resample_probability=0.0, rng=random.Random(1),
+    )  # fmt: skip
+    (order,) = orders
+    assert order.agent == "bad"
+    assert order.source == "good"
+    assert order.hyperparams == {"learning_rate": pytest.approx(2e-3)}
+
+
+def test_a_tie_orders_nothing() -> None:
+    assert plan_generation([member("x", 5.0), member("y", 5.0)], rng=random.Random(0)) == []
+
+
+def record(
+    agent: str, steps_and_returns: list[tuple[int, float]], twin_of: str = ""
+) -> AgentRecord:
+    rec = AgentRecord(id=agent, twin_of=twin_of, env_steps=steps_and_returns[-1][0])
+    rec.evaluations = [
+        EvaluationPoint(version=i + 1, step=step, mean_return=ret, std_return=0.0)
+        for i, (step, ret) in enumerate(steps_and_returns)
+    ]
+    return rec
+
+
+def test_sharing_gain_is_twin_steps_over_sharing_steps() -> None:
+    records = [
+        record("a", [(1000, 100.0), (2000, 480.0), (3000, 500.0)]),
+        record("a-twin", [(1000, 50.0), (2000, 200.0), (4000, 490.0)], twin_of="a"),
+        record("b", [(1000, 476.0)]),
+        record("b-twin", [(1000, 20.0), (6000, 300.0)], twin_of="b"),  # never reached it
+    ]
+    gain = sharing_gain(records, 475.0)
+    assert steps_to_threshold(records[0], 475.0) == 2000
+    pairs = {p.agent: p for p in gain.pairs}
+    assert pairs["a"].ratio == pytest.approx(4000 / 2000)
+    assert pairs["b"].twin_steps is None
+    assert pairs["b"].ratio == pytest.approx(6000 / 1000)  # a lower bound: steps so far
+    assert gain.ratio == pytest.approx((4000 + 6000) / (2000 + 1000))
+    assert gain.at_least
+    assert gain.as_dict()["ratio_is_lower_bound"] is True
+
+
+def test_normalised_threshold_uses_random_and_baseline_references() -> None:
+    rec = record("a", [(1000, 0.0)])
+    rec.evaluations = [
+        EvaluationPoint(
+            version=1, step=1000, mean_return=-40.0, std_return=0.0,
+            regimes=(RegimeScore(regime="r", mean_return=-40.0, baseline_return=-40.0,
+                                 random_return=-100.0),),
+        )
+    ]  # fmt: skip
+    assert steps_to_threshold(rec, 1.0, normalised=True) == 1000
+    assert steps_to_threshold(rec, 1.0, normalised=False) is None
+
+
+def test_adoptions_are_counted_from_lineage_changes() -> None:
+    registry = Registry()
+    snapshot = factories.snapshot(agent="a1", version=1)
+    registry.on_snapshot(msgspec.structs.replace(snapshot, lineage=None))
+    registry.on_snapshot(
+        msgspec.structs.replace(snapshot, version=2, lineage=Lineage(agent="a7", version=4))
+    )
+    registry.on_snapshot(
+        msgspec.structs.replace(snapshot, version=3, lineage=Lineage(agent="a7", version=4))
+    )
+    registry.on_snapshot(
+        msgspec.structs.replace(snapshot, version=4, lineage=Lineage(agent="a2", version=9))
+    )
+    assert registry.agents["a1"].adoptions == 2

@@ -1,0 +1,100 @@
+"""Sharing through a real broker: experience into peers' buffers, directives, twins."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agents.agent.agent import Agent, AgentConfig
+from agents.broker.managed import ManagedBroker
+from agents.bus.mqtt import MqttTransport
+from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
+from agents.coordinator.evolution import Order
+from agents.learner.learner import LearnerConfig
+from tests.coordinator.test_society_on_mosquitto import eventually
+
+DQN_SMALL = {"learning_starts": 50, "buffer_size": 5000, "exploration_steps": 500}
+
+
+def dqn_agent(
+    broker: ManagedBroker, tmp_path: Path, agent_id: str, *, steps: int, twin_of: str = ""
+) -> Agent:
+    config = AgentConfig(
+        agent_id=agent_id,
+        society="s",
+        learner=LearnerConfig(
+            env_id="CartPole-v1", algo="dqn", hyperparams=DQN_SMALL, budget_steps=steps,
+            experience_batch=50, snapshot_every=200, seed=len(agent_id),
+        ),
+        data_dir=tmp_path / agent_id,
+        telemetry_interval=0.2,
+        shares=frozenset() if twin_of else frozenset({"experience", "snapshots", "evolution"}),
+        twin_of=twin_of,
+    )  # fmt: skip
+    return Agent(config, MqttTransport(broker.url))
+
+
+async def test_experience_flows_between_sharing_agents_and_never_from_a_twin(
+    mosquitto: ManagedBroker, tmp_path: Path
+) -> None:
+    sharer = dqn_agent(mosquitto, tmp_path, "a0", steps=0)
+    twin = dqn_agent(mosquitto, tmp_path, "a0-twin", steps=0, twin_of="a0")
+    running = [asyncio.create_task(agent.run()) for agent in (sharer, twin)]
+    try:
+        await eventually(lambda: all(a.learner and a.learner.step > 800 for a in (sharer, twin)))
+        # The twin publishes (for evaluation) but marks its batches as not shared.
+        assert sharer.learner is not None
+        assert twin.learner is not None
+        assert sharer.learner.peer_transitions == 0
+        assert twin.learner.peer_transitions == 0
+        partner = dqn_agent(mosquitto, tmp_path, "a1", steps=0)
+        running.append(asyncio.create_task(partner.run()))
+        await eventually(lambda: sharer.learner is not None and sharer.learner.peer_transitions > 0)
+        assert twin.learner.peer_transitions == 0  # takes nothing either
+    finally:
+        for agent in (sharer, twin, *([partner] if "partner" in locals() else [])):
+            agent.stop()
+        await asyncio.wait_for(asyncio.gather(*running), 60)
+
+
+async def test_a_directive_makes_an_agent_adopt_a_peers_snapshot(
+    mosquitto: ManagedBroker, tmp_path: Path
+) -> None:
+    coordinator = Coordinator(
+        CoordinatorConfig(society="s", data_dir=tmp_path / "coordinator", eval_episodes=1),
+        MqttTransport(mosquitto.url),
+        metrics_registry=CollectorRegistry(),
+    )
+    serving = asyncio.create_task(coordinator.run())
+    pupil = dqn_agent(mosquitto, tmp_path, "pupil", steps=0)
+    teacher = dqn_agent(mosquitto, tmp_path, "teacher", steps=0)
+    running = [asyncio.create_task(agent.run()) for agent in (pupil, teacher)]
+    try:
+        await eventually(
+            lambda: (
+                coordinator.registry.get("teacher").latest_version >= 2
+                and pupil.peers is not None
+                and pupil.peers.get("teacher") is not None
+            ),
+            timeout=60,
+        )
+        version = coordinator.registry.get("teacher").latest_version
+        coordinator._direct(Order("pupil", "teacher", version, {"learning_rate": 5e-4}))
+        await eventually(lambda: pupil.learner is not None and pupil.learner.adoptions == 1)
+        assert pupil.learner is not None
+        assert pupil.learner.lineage is not None
+        assert pupil.learner.lineage.agent == "teacher"
+        assert pupil.learner.hyperparams["learning_rate"] == pytest.approx(5e-4)
+        # Its next snapshot says so, and the coordinator counts the adoption.
+        await eventually(lambda: coordinator.registry.get("pupil").adoptions == 1, timeout=60)
+        assert coordinator.directives_sent == 1
+    finally:
+        for agent in (pupil, teacher):
+            agent.stop()
+        await asyncio.wait_for(asyncio.gather(*running), 60)
+        coordinator.stop()
+    summary = await asyncio.wait_for(serving, 30)
+    assert {"agent": "pupil", "from_agent": "teacher"}.items() <= summary["lineage"][0].items()

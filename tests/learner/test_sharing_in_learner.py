@@ -1,0 +1,106 @@
+"""Peers' experience in the replay buffer, and adopting a peer's policy, in the learner."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from stable_baselines3 import DQN, PPO, SAC
+
+from agents.bus.schemas import Lineage
+from agents.learner.experience import ExperienceColumns
+from agents.learner.learner import Adoption, Learner, LearnerConfig, _LifelongLoop
+from agents.learner.snapshots import policy_tensors
+from tests.learner.test_learner import Recorder
+
+
+def peer_batch(rows: int, obs_dim: int, action: np.ndarray, reward: float) -> ExperienceColumns:
+    rng = np.random.default_rng(0)
+    return ExperienceColumns(
+        obs=rng.standard_normal((rows, obs_dim)).astype(np.float32),
+        next_obs=rng.standard_normal((rows, obs_dim)).astype(np.float32),
+        actions=np.repeat(action[None], rows, axis=0),
+        rewards=np.full(rows, reward, dtype=np.float32),
+        terminated=np.zeros(rows, dtype=bool),
+        truncated=np.zeros(rows, dtype=bool),
+    )
+
+
+def dqn(peer_fraction: float) -> Learner:
+    config = LearnerConfig(
+        env_id="CartPole-v1", algo="dqn", budget_steps=300, seed=0, peer_fraction=peer_fraction,
+        hyperparams={"learning_starts": 50, "buffer_size": 5000},
+    )  # fmt: skip
+    return Learner(config, Recorder())
+
+
+def test_off_policy_learners_add_peers_transitions_up_to_their_share() -> None:
+    learner = dqn(peer_fraction=0.5)
+    for _ in range(4):
+        assert learner.offer_experience(peer_batch(100, 4, np.array(1), reward=7.0))
+    learner.run()
+    model = learner.model
+    assert isinstance(model, DQN)
+    assert model.replay_buffer is not None
+    # Half the intake at most: 300 own transitions admit up to 300 from peers, by batches.
+    assert learner.peer_transitions == 300
+    # (SB3 stores a transition after the callback: the one that hit the budget is not kept.)
+    assert model.replay_buffer.size() == 299 + 300
+    rewards = model.replay_buffer.rewards[: model.replay_buffer.size()]
+    assert int((rewards == 7.0).sum()) == 300  # the peers' transitions, as they were sent
+
+
+def test_a_small_share_admits_little() -> None:
+    learner = dqn(peer_fraction=0.1)
+    for _ in range(4):
+        learner.offer_experience(peer_batch(10, 4, np.array(0), reward=7.0))
+    learner.run()
+    # 300 own steps at a tenth admit about 33 peer transitions: here 4 batches of 10 = 40.
+    assert learner.peer_transitions <= 0.1 / 0.9 * 300 + 10
+
+
+def test_box_actions_are_stored_the_way_sb3_stores_them() -> None:
+    config = LearnerConfig(
+        env_id="Pendulum-v1", algo="sac", budget_steps=60, seed=0,
+        hyperparams={"learning_starts": 1000, "buffer_size": 1000},
+    )  # fmt: skip
+    learner = Learner(config, Recorder())
+    learner.offer_experience(peer_batch(5, 3, np.array([2.0], dtype=np.float32), reward=7.0))
+    learner.run()
+    model = learner.model
+    assert isinstance(model, SAC)
+    assert model.replay_buffer is not None
+    stored = model.replay_buffer.actions[: model.replay_buffer.size()]
+    peers = stored[model.replay_buffer.rewards[: model.replay_buffer.size()] == 7.0]
+    np.testing.assert_allclose(peers, 1.0)  # 2.0, the top of Pendulum's range, scaled to 1
+
+
+def test_on_policy_learners_never_take_peers_transitions() -> None:
+    learner = Learner(LearnerConfig(env_id="CartPole-v1", algo="ppo"), Recorder())
+    assert not learner.offer_experience(peer_batch(10, 4, np.array(1), reward=1.0))
+
+
+def test_adopting_a_peers_policy_and_mutated_hyperparameters() -> None:
+    config = LearnerConfig(
+        env_id="CartPole-v1", algo="ppo", seed=0,
+        hyperparams={"n_steps": 64, "batch_size": 32, "learning_rate": 3e-4},
+    )  # fmt: skip
+    learner = Learner(config, Recorder())
+    peer = Learner(LearnerConfig(env_id="CartPole-v1", algo="ppo", seed=99), Recorder())
+    theirs = policy_tensors(peer.model.policy)
+    assert [t.data for t in policy_tensors(learner.model.policy)] != [t.data for t in theirs]
+    adoption = Adoption(
+        tensors=theirs,
+        lineage=Lineage(agent="peer", version=7),
+        hyperparams={"learning_rate": 1e-4, "ent_coef": 0.01, "n_steps": 4096},
+        reason="test",
+    )
+    _LifelongLoop(learner).adopt(adoption)
+    model = learner.model
+    assert isinstance(model, PPO)
+    assert [t.data for t in policy_tensors(model.policy)] == [t.data for t in theirs]
+    assert learner.lineage == Lineage(agent="peer", version=7)
+    assert learner.adoptions == 1
+    assert model.lr_schedule(1.0) == pytest.approx(1e-4)
+    assert model.ent_coef == pytest.approx(0.01)
+    assert model.n_steps == 64  # not a hyperparameter that can change mid-life
+    assert learner.hyperparams["learning_rate"] == pytest.approx(1e-4)
