@@ -158,6 +158,7 @@ class Coordinator:
                 ]
                 if config.evolution_interval > 0:
                     workers.append(asyncio.create_task(self._evolution_loop()))
+                workers.append(asyncio.create_task(self._health_loop()))
                 try:
                     await self._stop.wait()
                 finally:
@@ -171,6 +172,7 @@ class Coordinator:
                 server.shutdown()
                 server.server_close()
             outbox.close()
+        self.record_health()
         summary = self.summary()
         if data_dir is not None:
             path = data_dir / "coordinator.json"
@@ -226,6 +228,23 @@ class Coordinator:
             self._queue.put_nowait(message)
         else:
             log.debug("ignoring %s on %s", type(message).__name__, ref)
+
+    async def _health_loop(self, interval: float = 5.0) -> None:
+        while True:
+            self.record_health()
+            await asyncio.sleep(interval)
+
+    def record_health(self) -> None:
+        stats = self.inbox.stats
+        bus = self.bus_stats
+        self.history.record_bus_health(
+            connected=bus is not None and bus.connected_since is not None,
+            received=sum(stats.received.values()),
+            rejected=sum(stats.rejected.values()),
+            duplicates=sum(stats.duplicates.values()),
+            reconnects=bus.connection_losses if bus is not None else 0,
+            evaluation_backlog=self.evaluation_backlog,
+        )
 
     # --- evolution ------------------------------------------------------------------------
 

@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS directives (
     id TEXT PRIMARY KEY, ts REAL NOT NULL, agent TEXT NOT NULL, action TEXT NOT NULL,
     source_agent TEXT, source_version INTEGER, hyperparams TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS bus_health (
+    ts REAL NOT NULL, connected INTEGER NOT NULL, received INTEGER NOT NULL,
+    rejected INTEGER NOT NULL, duplicates INTEGER NOT NULL, reconnects INTEGER NOT NULL,
+    evaluation_backlog INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS presence (
     agent TEXT NOT NULL, ts REAL NOT NULL, state TEXT NOT NULL
 );
@@ -132,6 +137,17 @@ class History:
                  "from_agent": source, "from_version": source_version}
             )  # fmt: skip
         return table
+
+    def record_bus_health(
+        self, *, connected: bool, received: int, rejected: int, duplicates: int,
+        reconnects: int, evaluation_backlog: int,
+    ) -> None:  # fmt: skip
+        """A sample of the bus's health (cumulative counts), for the report's time series."""
+        self._db.execute(
+            "INSERT INTO bus_health VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), int(connected), received, rejected, duplicates, reconnects,
+             evaluation_backlog),
+        )  # fmt: skip
 
     def record_presence(self, agent: str, state: str) -> None:
         self._db.execute("INSERT INTO presence VALUES (?, ?, ?)", (agent, time.time(), state))
