@@ -36,7 +36,7 @@ from agents.bus.schemas import (
     Status,
     Telemetry,
 )
-from agents.bus.signing import tensor_digest
+from agents.bus.signing import sign, tensor_digest
 from agents.bus.topics import DELIVERY, Kind, TopicRef, Topics, validate_name
 from agents.bus.transport import Connection, ConnectOptions, Transport, WillMessage
 from agents.exceptions import ConfigError
@@ -71,6 +71,8 @@ class AgentConfig:
     shares: frozenset[str] = SHARE_KINDS
     #: For an isolated control twin, the agent it is the twin of (it shares nothing).
     twin_of: str = ""
+    #: The society's key: sign snapshots, require signed directives and peers' snapshots.
+    society_key: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         validate_name(self.agent_id, "agent id")
@@ -118,7 +120,10 @@ class Agent:
         self.topics = Topics(config.society)
         self.id = config.agent_id
         self.inbox = Inbox(
-            self.topics, self._on_message, kinds={Kind.DIRECTIVE, Kind.POLICY, Kind.EXPERIENCE}
+            self.topics,
+            self._on_message,
+            kinds={Kind.DIRECTIVE, Kind.POLICY, Kind.EXPERIENCE},
+            key=config.society_key,
         )
         self.learner: Learner | None = None
         self.bus: BusClient | None = None
@@ -283,6 +288,8 @@ class Agent:
                 shared=self.shares_snapshots,
                 library=library,
             )
+            if self.config.society_key is not None:
+                message = sign(message, self.config.society_key)
             try:
                 return topic, encode(message)
             except ConfigError:

@@ -62,6 +62,7 @@ REJECT_REASONS: Final = (
     "shape",
     "non_finite",
     "digest",
+    "signature",
     "invalid",
     "incompatible",
     "topic",

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from agents.bus.codec import decode
-from agents.bus.schemas import ExperienceBatch, Message, PolicySnapshot
+from agents.bus.schemas import Directive, ExperienceBatch, Message, PolicySnapshot
+from agents.bus.signing import verify
 from agents.bus.topics import Kind, TopicRef, Topics
 from agents.bus.transport import RawMessage
 from agents.exceptions import MessageRejected
@@ -80,6 +81,7 @@ class Inbox:
         handler: called with each accepted message and its parsed topic.
         kinds: the kinds this process wants; others are ignored without counting.
         dedupe: de-duplicate experience by (agent, seq) and snapshots by (agent, version).
+        key: the society's key: snapshots and directives must carry its HMAC signature.
     """
 
     def __init__(
@@ -89,11 +91,13 @@ class Inbox:
         *,
         kinds: Iterable[Kind] | None = None,
         dedupe: bool = True,
+        key: bytes | None = None,
     ) -> None:
         self.topics = topics
         self.handler = handler
         self.kinds = set(kinds) if kinds is not None else set(Kind)
         self.dedupe = dedupe
+        self.key = key
         self.stats = InboxStats()
         self.streams: dict[tuple[Kind, str], SeqTracker] = {}
         self._logged: set[tuple[str, str]] = set()
@@ -108,6 +112,8 @@ class Inbox:
         try:
             message = decode(ref.kind, raw.payload)
             self._check_sender(ref, message)
+            if self.key is not None and isinstance(message, PolicySnapshot | Directive):
+                verify(message, self.key)
         except MessageRejected as exc:
             self._reject(raw.topic, exc)
             return

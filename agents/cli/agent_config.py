@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agents.agent.agent import SHARE_KINDS, AgentConfig
 from agents.bus.schemas import HyperValue
+from agents.cli.options import society_key
 from agents.learner.adaptation import Strategy
 from agents.learner.algorithms import get_algorithm, parse_hyperparams
 from agents.learner.envs import DriftPlan, parse_drift
@@ -105,6 +106,7 @@ def agent_config(args: argparse.Namespace) -> AgentConfig:
         telemetry_interval=args.telemetry_interval,
         shares=shares,
         twin_of=args.twin_of or "",
+        society_key=society_key(args.society_key_file),
     )
 
 

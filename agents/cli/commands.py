@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agents.cli.options import society_key
 from agents.exceptions import ConfigError
 
 __all__ = ["cmd_agent", "cmd_broker", "cmd_coordinator", "cmd_scenarios", "run_until_signal"]
@@ -68,6 +69,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         allowed_envs=frozenset(args.allow_env or ()),
         threshold=args.threshold,
         threshold_normalised=bool(args.threshold_normalised),
+        society_key=society_key(args.society_key_file),
         evolution_interval=args.evolution_interval,
         evolution_quantile=args.evolution_quantile,
     )

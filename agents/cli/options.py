@@ -248,6 +248,21 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(msg) from None
 
 
+def society_key(path: Path | None) -> bytes | None:
+    """The society's key: from ``--society-key-file``, else ``SOCIETY_KEY``, else none.
+
+    Never a plain flag: a secret on a command line is visible to every user of the machine.
+    """
+    if path is not None:
+        key = path.read_bytes().strip()
+    else:
+        key = os.environ.get("SOCIETY_KEY", "").encode()
+    if path is not None and not key:
+        msg = f"--society-key-file {path}: the file is empty"
+        raise ConfigError(msg)
+    return key or None
+
+
 def die(message: str, code: int = 2) -> NoReturn:
     sys.stderr.write(f"society: error: {message}\n")
     raise SystemExit(code)

@@ -77,6 +77,16 @@ def _share(parser: SocietyParser) -> None:
     )
 
 
+def _key(parser: SocietyParser) -> None:
+    parser.option(
+        "--society-key-file",
+        env="SOCIETY_KEY_FILE",
+        type=existing_file,
+        help="file holding the society's key: snapshots and directives are signed and "
+        "checked (or set SOCIETY_KEY)",
+    )
+
+
 def _strategy(parser: SocietyParser) -> None:
     parser.option(
         "--strategy",
@@ -117,6 +127,7 @@ def _learner(parser: SocietyParser) -> None:
         help="start the drift schedule over at its end",
     )
     parser.option("--algo", env="SOCIETY_ALGO", help="ppo, a2c, dqn or sac")
+    _key(parser)
     _strategy(parser)
     _share(parser)
     parser.option(
@@ -222,6 +233,7 @@ def _run_command(commands: Any) -> None:
     )
     _strategy(run)
     _share(run)
+    _key(run)
     run.option("--twins", default=False, action="store_const", const=True,
                help="add an isolated twin (same world and seed, sharing nothing) per agent, "
                "to measure the gain from sharing")  # fmt: skip
@@ -352,6 +364,7 @@ def _coordinator_command(commands: Any) -> None:
         default=0.0,
         help="seconds between generations of population-based training (0: off)",
     )
+    _key(coordinator)
     coordinator.option(
         "--threshold-normalised",
         env="SOCIETY_THRESHOLD_NORMALISED",

@@ -40,6 +40,7 @@ from agents.bus.schemas import (
     Status,
     Telemetry,
 )
+from agents.bus.signing import sign
 from agents.bus.topics import DELIVERY, Kind, TopicRef, Topics
 from agents.bus.transport import ConnectOptions, Transport
 from agents.coordinator.evaluation import (
@@ -80,6 +81,8 @@ class CoordinatorConfig:
     threshold: float | None = None
     threshold_normalised: bool = False
     seed: int = 0
+    #: The society's key: sign directives, require signed snapshots.
+    society_key: bytes | None = field(default=None, repr=False)
 
     @property
     def client_id(self) -> str:
@@ -98,7 +101,7 @@ class Coordinator:
         self.transport = transport
         self.topics = Topics(config.society)
         self.registry = Registry()
-        self.inbox = Inbox(self.topics, self._on_message, kinds=_SUBSCRIBED)
+        self.inbox = Inbox(self.topics, self._on_message, kinds=_SUBSCRIBED, key=config.society_key)
         self.metrics_registry = metrics_registry or CollectorRegistry()
         self.evaluation_seconds: Histogram = register_metrics(self, self.metrics_registry)
         self.metrics_port: int | None = None
@@ -286,6 +289,8 @@ class Coordinator:
             source=Lineage(agent=order.source, version=order.version),
             hyperparams=order.hyperparams,
         )
+        if self.config.society_key is not None:
+            directive = sign(directive, self.config.society_key)
         record = self.registry.get(order.agent)
         record.directed_at_version = record.latest_version
         self.directives_sent += 1

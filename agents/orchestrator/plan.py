@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agents.bus.topics import validate_name
 from agents.bus.url import BrokerUrl
+from agents.cli.options import society_key
 from agents.exceptions import ConfigError
 from agents.learner.algorithms import get_algorithm
 from agents.learner.envs import DriftPlan
@@ -68,6 +69,7 @@ class RunPlan:
     json_logs: bool
     strategy: str | None = None
     shares: frozenset[str] | None = None
+    society_key: bytes | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunPlan:
@@ -121,4 +123,5 @@ class RunPlan:
             json_logs=bool(args.json_logs),
             strategy=args.strategy,
             shares=args.share,
+            society_key=society_key(args.society_key_file),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -56,8 +57,13 @@ class Child:
             return await self.waiter
 
 
-async def spawn(name: str, arguments: list[str], log_path: Path) -> Child:
-    """Start ``python -m agents <arguments>`` with output going to ``log_path``."""
+async def spawn(
+    name: str, arguments: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> Child:
+    """Start ``python -m agents <arguments>`` with output going to ``log_path``.
+
+    ``env`` adds to this process's environment (secrets go there, never on command lines).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:
         process = await asyncio.create_subprocess_exec(
@@ -70,5 +76,6 @@ async def spawn(name: str, arguments: list[str], log_path: Path) -> Child:
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=die_with_parent,
+            env={**os.environ, **(env or {})},
         )
     return Child(name=name, process=process, log_path=log_path)

@@ -123,14 +123,19 @@ class Orchestrator:
         )
         async with observer:
             await observer.wait_connected(timeout=30.0)
+            secrets = {"SOCIETY_KEY": plan.society_key.decode()} if plan.society_key else {}
             self.coordinator = await spawn(
-                "coordinator", self._coordinator_args(url), plan.out_dir / "logs/coordinator.log"
+                "coordinator",
+                self._coordinator_args(url),
+                plan.out_dir / "logs/coordinator.log",
+                env=secrets,
             )
             for agent in plan.agents:
                 self.agents[agent.id] = await spawn(
                     agent.id,
                     self._agent_args(agent, url),
                     plan.out_dir / f"logs/{agent.id}.log",
+                    env=secrets,
                 )
             with LiveDisplay(self.state, title=f"society {plan.society}", quiet=plan.quiet) as show:
                 reason = await self._wait_for_agents(show)
