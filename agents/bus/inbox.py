@@ -123,6 +123,11 @@ class Inbox:
             return
         await self.handler(ref, message)
 
+    def remember(self, kind: Kind, agent: str, number: int) -> None:
+        """Mark ``(agent, number)`` of ``kind`` as seen (state restored after a restart)."""
+        tracker = self.streams.setdefault((kind, agent), SeqTracker(floor=0))
+        tracker.add(number)
+
     def count_rejection(self, topic: str, exc: MessageRejected) -> None:
         """Count a rejection found later by the handler (say, incompatible spaces)."""
         self._reject(topic, exc)

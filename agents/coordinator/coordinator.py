@@ -133,6 +133,7 @@ class Coordinator:
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
             self.history = History(data_dir / "history.sqlite")
+            self._restore()
         outbox = Outbox(data_dir / "outbox.sqlite" if data_dir is not None else None)
         self._pool = make_pool(config.eval_workers)
         server = None
@@ -193,6 +194,47 @@ class Coordinator:
             normalised=self.config.threshold_normalised,
         )
 
+    def _restore(self) -> None:
+        """Pick up where a previous coordinator of this data folder left off.
+
+        The registry comes back from the history (evaluations, snapshots, experience received,
+        training episodes) and the de-duplication state with it, so messages the broker
+        delivers again (retained snapshots, a persistent session's queue) are not counted or
+        evaluated twice. Presence comes back from the retained statuses on subscribing.
+        """
+        registry = self.registry
+        for (
+            agent,
+            version,
+            step,
+            algo,
+            env_id,
+            lineage,
+            hyperparams,
+        ) in self.history.snapshot_rows():
+            registry.restore_snapshot(
+                agent, version, step=step, algo=algo, env_id=env_id, lineage=lineage,
+                hyperparams=hyperparams,
+            )  # fmt: skip
+            self.inbox.remember(Kind.POLICY, agent, version)
+        for agent, seq in self.history.experience_seen():
+            registry.on_experience(agent)
+            self.inbox.remember(Kind.EXPERIENCE, agent, seq)
+        for agent, step, regime, value in self.history.episode_rows():
+            registry.get(agent).episode_log.append((step, regime, value))
+        evaluations = self.history.evaluations_messages()
+        for evaluation in evaluations:
+            registry.on_evaluation(evaluation)
+        self.evaluations_done = len(evaluations)
+        self.directives_sent = self.history.directives_count()
+        for snapshot in self.history.pending():
+            self._queue.put_nowait(snapshot)  # received before the restart, not yet evaluated
+        if registry.agents:
+            log.info(
+                "restored %d agents, %d evaluations from the history",
+                len(registry.agents), len(evaluations),
+            )  # fmt: skip
+
     def summary(self) -> dict[str, Any]:
         stats = self.inbox.stats
         gain = self.sharing()
@@ -225,9 +267,11 @@ class Coordinator:
             self.history.record_telemetry(message)
         elif isinstance(message, ExperienceBatch):
             self.registry.on_experience(message.agent)
+            self.history.record_experience(message.agent, message.seq)
         elif isinstance(message, PolicySnapshot):
             self.registry.on_snapshot(message)
             self.history.record_snapshot(message)
+            self.history.add_pending(message)
             self._queue.put_nowait(message)
         else:
             log.debug("ignoring %s on %s", type(message).__name__, ref)
@@ -324,6 +368,7 @@ class Coordinator:
             self._record(snapshot, result)
 
     def _record(self, snapshot: PolicySnapshot, result: EvaluationResult) -> None:
+        self.history.remove_pending(snapshot.agent, snapshot.version)
         topic = self.topics.agent(snapshot.agent, Kind.POLICY)
         if result.error_reason is not None:
             self.evaluation_failures += 1

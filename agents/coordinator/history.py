@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from agents._sqlite import open_database
-from agents.bus.schemas import Directive, Evaluation, PolicySnapshot, Telemetry
+from agents.bus.codec import decode_as, encode
+from agents.bus.schemas import Directive, Evaluation, Lineage, PolicySnapshot, Telemetry
 
 __all__ = ["History"]
 
@@ -22,13 +24,25 @@ CREATE TABLE IF NOT EXISTS evaluations (
     env_id TEXT NOT NULL, algo TEXT NOT NULL,
     mean_return REAL NOT NULL, std_return REAL NOT NULL, episodes INTEGER NOT NULL,
     seconds REAL NOT NULL, ts REAL NOT NULL,
+    message BLOB NOT NULL,
     PRIMARY KEY (agent, version)
 );
 CREATE TABLE IF NOT EXISTS snapshots (
     agent TEXT NOT NULL, version INTEGER NOT NULL, step INTEGER NOT NULL,
     algo TEXT NOT NULL, env_id TEXT NOT NULL, digest TEXT NOT NULL,
     lineage_agent TEXT, lineage_version INTEGER, received_ts REAL NOT NULL,
+    hyperparams TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (agent, version)
+);
+CREATE TABLE IF NOT EXISTS pending_evaluations (
+    agent TEXT NOT NULL, version INTEGER NOT NULL, payload BLOB NOT NULL,
+    PRIMARY KEY (agent, version)
+);
+CREATE TABLE IF NOT EXISTS experience_seen (
+    agent TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (agent, seq)
+);
+CREATE TABLE IF NOT EXISTS episodes (
+    agent TEXT NOT NULL, step INTEGER NOT NULL, regime TEXT NOT NULL, value REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS telemetry (
     agent TEXT NOT NULL, ts REAL NOT NULL, env_steps INTEGER NOT NULL,
@@ -58,7 +72,7 @@ class History:
 
     def record_evaluation(self, evaluation: Evaluation) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 evaluation.agent,
                 evaluation.version,
@@ -70,13 +84,14 @@ class History:
                 evaluation.episodes,
                 evaluation.seconds,
                 evaluation.ts,
+                encode(evaluation),
             ),
         )
 
     def record_snapshot(self, snapshot: PolicySnapshot) -> None:
         lineage = snapshot.lineage
         self._db.execute(
-            "INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 snapshot.agent,
                 snapshot.version,
@@ -87,10 +102,43 @@ class History:
                 lineage.agent if lineage else None,
                 lineage.version if lineage else None,
                 time.time(),
+                json.dumps(snapshot.hyperparams, sort_keys=True),
             ),
         )
 
+    def add_pending(self, snapshot: PolicySnapshot) -> None:
+        """Keep a received snapshot until it is evaluated: a restart must not skip it."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO pending_evaluations VALUES (?, ?, ?)",
+            (snapshot.agent, snapshot.version, encode(snapshot)),
+        )
+
+    def remove_pending(self, agent: str, version: int) -> None:
+        self._db.execute(
+            "DELETE FROM pending_evaluations WHERE agent = ? AND version = ?", (agent, version)
+        )
+
+    def pending(self) -> list[PolicySnapshot]:
+        rows = self._db.execute(
+            "SELECT payload FROM pending_evaluations ORDER BY agent, version"
+        ).fetchall()
+        return [decode_as(PolicySnapshot, bytes(row[0])) for row in rows]
+
+    def record_experience(self, agent: str, seq: int) -> None:
+        self._db.execute("INSERT OR IGNORE INTO experience_seen VALUES (?, ?)", (agent, seq))
+
     def record_telemetry(self, telemetry: Telemetry) -> None:
+        if len(telemetry.episode_steps) == len(telemetry.episode_returns):
+            regimes = telemetry.episode_regimes or [telemetry.regime] * len(telemetry.episode_steps)
+            self._db.executemany(
+                "INSERT INTO episodes VALUES (?, ?, ?, ?)",
+                [
+                    (telemetry.agent, step, regime, value)
+                    for step, regime, value in zip(
+                        telemetry.episode_steps, regimes, telemetry.episode_returns, strict=True
+                    )
+                ],
+            )
         returns = telemetry.episode_returns
         self._db.execute(
             "INSERT INTO telemetry VALUES (?, ?, ?, ?, ?, ?)",
@@ -148,6 +196,33 @@ class History:
             (time.time(), int(connected), received, rejected, duplicates, reconnects,
              evaluation_backlog),
         )  # fmt: skip
+
+    # --- reading back, for a restarted coordinator -----------------------------------------
+
+    def evaluations_messages(self) -> list[Evaluation]:
+        rows = self._db.execute("SELECT message FROM evaluations ORDER BY ts").fetchall()
+        return [decode_as(Evaluation, bytes(row[0])) for row in rows]
+
+    def snapshot_rows(self) -> list[tuple[str, int, int, str, str, Lineage | None, dict[str, Any]]]:
+        rows = self._db.execute(
+            "SELECT agent, version, step, algo, env_id, lineage_agent, lineage_version, "
+            "hyperparams FROM snapshots ORDER BY agent, version"
+        ).fetchall()
+        return [
+            (a, v, s, algo, env, Lineage(agent=la, version=lv) if la else None, json.loads(hp))
+            for a, v, s, algo, env, la, lv, hp in rows
+        ]
+
+    def experience_seen(self) -> list[tuple[str, int]]:
+        rows = self._db.execute("SELECT agent, seq FROM experience_seen ORDER BY agent, seq")
+        return [(str(a), int(s)) for a, s in rows.fetchall()]
+
+    def episode_rows(self) -> list[tuple[str, int, str, float]]:
+        rows = self._db.execute("SELECT agent, step, regime, value FROM episodes ORDER BY rowid")
+        return [(str(a), int(s), str(r), float(v)) for a, s, r, v in rows.fetchall()]
+
+    def directives_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM directives").fetchone()[0])
 
     def record_presence(self, agent: str, state: str) -> None:
         self._db.execute("INSERT INTO presence VALUES (?, ?, ?)", (agent, time.time(), state))

@@ -263,6 +263,30 @@ class Registry:
         record.env_steps = max(record.env_steps, snapshot.step)
         return record
 
+    def restore_snapshot(
+        self,
+        agent: str,
+        version: int,
+        *,
+        step: int,
+        algo: str,
+        env_id: str,
+        lineage: Lineage | None,
+        hyperparams: dict[str, HyperValue],
+    ) -> None:
+        """A snapshot received before a restart, from the history."""
+        record = self.get(agent)
+        record.snapshots_received += 1
+        record.algo, record.env_id = algo, env_id
+        if version > record.latest_version:
+            record.latest_version = version
+            record.latest_snapshot_step = step
+            record.hyperparams = dict(hyperparams)
+            if lineage is not None and lineage != record.lineage:
+                record.adoptions += 1
+            record.lineage = lineage
+        record.env_steps = max(record.env_steps, step)
+
     def on_evaluation(self, evaluation: Evaluation) -> AgentRecord:
         record = self.get(evaluation.agent)
         record.evaluations.append(
