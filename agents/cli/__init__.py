@@ -11,6 +11,8 @@ from agents.cli.commands import cmd_agent, cmd_broker, cmd_coordinator, cmd_scen
 from agents.cli.options import parse_args
 from agents.cli.parser import build_parser
 from agents.exceptions import ConfigError, SocietyError
+from agents.inspect import cmd_inspect
+from agents.report import cmd_report
 
 __all__ = ["main"]
 
@@ -19,6 +21,8 @@ _COMMANDS: Final[dict[str, Callable[..., int]]] = {
     "coordinator": cmd_coordinator,
     "broker": cmd_broker,
     "scenarios": cmd_scenarios,
+    "report": cmd_report,
+    "inspect": cmd_inspect,
 }
 
 

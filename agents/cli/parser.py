@@ -187,6 +187,8 @@ def build_parser() -> SocietyParser:
     _coordinator_command(commands)
     _broker_command(commands)
     _scenarios_command(commands)
+    _report_command(commands)
+    _inspect_command(commands)
     return parser
 
 
@@ -423,3 +425,44 @@ def _scenarios_command(commands: Any) -> None:
     scenarios = commands.add_parser("scenarios", help="list the built-in scenarios")
     scenarios.set_defaults(subparser=scenarios)
     _common(scenarios)
+
+
+def _report_command(commands: Any) -> None:
+    report = commands.add_parser(
+        "report", help="render a run folder's report (report.html and figures/) again"
+    )
+    report.set_defaults(subparser=report)
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a run folder of `society run`")
+    _common(report)
+
+
+def _inspect_command(commands: Any) -> None:
+    from agents.inspect import parse_kinds  # noqa: PLC0415 - the inspector's own value type
+
+    inspect = commands.add_parser(
+        "inspect", help="tail the bus: print every message, decoded and checked"
+    )
+    inspect.set_defaults(subparser=inspect)
+    inspect.option(
+        "--broker",
+        env="SOCIETY_BROKER",
+        type=broker_url,
+        default=broker_url(DEFAULT_BROKER),
+        help="broker URL, mqtt://[user:password@]host[:port] or mqtts://...",
+    )
+    inspect.option(
+        "--society", env="SOCIETY_NAME", type=name, help="only this society (default: all)"
+    )
+    inspect.option("--json", default=False, action="store_const", const=True,
+                   help="one JSON object per message (JSON lines) instead of a table")  # fmt: skip
+    inspect.option("--kinds", type=parse_kinds,
+                   help="only these kinds, e.g. policy,evaluation (default: all)")  # fmt: skip
+    inspect.option("--count", type=positive_int, help="stop after N messages")
+    inspect.option("--duration", type=positive_float, help="stop after this many seconds")
+    inspect.option(
+        "--connect-timeout",
+        type=positive_float,
+        default=10.0,
+        help="seconds to wait for the broker before giving up",
+    )
+    _common(inspect)

@@ -11,14 +11,15 @@ the one the lifelong-learning idea names, in this order::
         update    publish a snapshot every `snapshot_every` steps     -> events.snapshot
                   and write a checkpoint every `checkpoint_every` steps
         stop?     the budget is reached or stop() was called
-      between rollouts (loop._on_rollout_start), when a drift was detected:
+      when a drift was detected (or a directive arrived), learn() is ended there, and:
         adapt     per the strategy: try the library and the peers' snapshots on the
                   sandbox and adopt the best (lifelong), start over (scratch), or carry on
                   (finetune)                                          -> events.adapted
+      then learn() again, until the budget or stop()
     last experience batch, checkpoint, final snapshot
 
 SB3's own ``train()`` between rollouts is the *train* step. Weights change only in this
-thread and only between rollouts (``_on_rollout_start``), never in the middle of one.
+thread and only between ``learn()`` calls (``between_rollouts``), never inside one.
 Nothing here touches the network; ``events`` is how results leave the thread.
 """
 
@@ -308,6 +309,9 @@ class Learner:
         with self._adoption_lock:
             self._adoption = adoption
 
+    def has_adoption(self) -> bool:
+        return self._adoption is not None
+
     def take_adoption(self) -> Adoption | None:
         with self._adoption_lock:
             adoption, self._adoption = self._adoption, None
@@ -378,13 +382,17 @@ class Learner:
         loop = _LifelongLoop(self)
         if self.step == 0 and self.resumed_from_step is None:
             loop.publish_snapshot(0)
-        if not self._budget_reached():
+        while not self._should_stop():
+            # learn() returns when the loop asks: to stop, or to act on a drift or a directive
+            # at once (the rollout under way is dropped, its steps were lived all the same).
+            # Calling it again is safe: no schedule depends on its progress (schedules.py).
             self.model.learn(
                 total_timesteps=LIFELONG_HORIZON,
                 callback=loop,
                 reset_num_timesteps=False,
                 progress_bar=False,
             )
+            loop.between_rollouts()
         loop.flush_experience()
         self.checkpoint()
         if loop.last_snapshot_step != self.step:
@@ -464,6 +472,8 @@ class _LifelongLoop(BaseCallback):
             self.take_in_peers()
         learner._rate.update(step)  # noqa: SLF001 - the loop is part of the learner
         self.update(step)
+        if self.drift_pending or learner.has_adoption():
+            return False  # end this learn() call: weights change between calls, never inside
         return not learner._should_stop()  # noqa: SLF001
 
     def collect(self, step: int) -> None:
@@ -551,7 +561,8 @@ class _LifelongLoop(BaseCallback):
 
     # -- between rollouts -------------------------------------------------------------------
 
-    def _on_rollout_start(self) -> None:
+    def between_rollouts(self) -> None:
+        """Take on a directive's adoption and act on a detected drift, if any is pending."""
         adoption = self.learner.take_adoption()
         if adoption is not None:
             self.adopt(adoption)

@@ -41,6 +41,7 @@ from agents.orchestrator.live import LiveDisplay, LiveState
 from agents.orchestrator.plan import AgentPlan, RunPlan
 from agents.orchestrator.processes import Child, spawn
 from agents.orchestrator.summary import build_summary
+from agents.report import render_after_run
 
 __all__ = ["Orchestrator", "cmd_run"]
 
@@ -87,6 +88,7 @@ class Orchestrator:
         summary = build_summary(self, status=status, reason=reason)
         path = plan.out_dir / "summary.json"
         path.write_text(json.dumps(summary, indent=2))
+        render_after_run(plan.out_dir)  # report.html; a failure is logged, never raised
         if status == "completed":
             best = [a["best_eval_return"] for a in summary["agents"] if a["best_eval_return"]]
             print(  # noqa: T201 - the run's one-line result
