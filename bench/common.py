@@ -13,7 +13,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
 
 
 def machine() -> dict[str, Any]:
@@ -52,13 +51,12 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     return path
 
 
-def replace_section(name: str, body: str) -> None:
-    """Replace the text between ``<!-- bench:NAME -->`` markers in docs/benchmarks.md."""
-    text = BENCHMARKS_MD.read_text()
+def replace_section(name: str, body: str, doc: str = "benchmarks.md") -> None:
+    """Replace the text between ``<!-- bench:NAME -->`` markers in ``docs/{doc}``."""
+    path = ROOT / "docs" / doc
+    text = path.read_text()
     pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(<!-- /bench:{name} -->)", re.DOTALL)
     if not pattern.search(text):
-        msg = f"docs/benchmarks.md has no <!-- bench:{name} --> section"
+        msg = f"docs/{doc} has no <!-- bench:{name} --> section"
         raise SystemExit(msg)
-    BENCHMARKS_MD.write_text(
-        pattern.sub(lambda m: m.group(1) + body.rstrip() + "\n" + m.group(2), text)
-    )
+    path.write_text(pattern.sub(lambda m: m.group(1) + body.rstrip() + "\n" + m.group(2), text))

@@ -40,6 +40,7 @@ from agents.bus.signing import sign, tensor_digest
 from agents.bus.topics import DELIVERY, Kind, TopicRef, Topics, validate_name
 from agents.bus.transport import Connection, ConnectOptions, Transport, WillMessage
 from agents.exceptions import ConfigError
+from agents.integrations import home_assistant as ha
 from agents.learner.experience import ExperienceColumns
 from agents.learner.learner import Adaptation, Adoption, Learner, LearnerConfig, PolicyState
 from agents.learner.peers import PeerSnapshots
@@ -73,6 +74,8 @@ class AgentConfig:
     twin_of: str = ""
     #: The society's key: sign snapshots, require signed directives and peers' snapshots.
     society_key: bytes | None = field(default=None, repr=False)
+    #: Show the device in Home Assistant (MQTT discovery; thermostats only).
+    home_assistant: bool = False
 
     def __post_init__(self) -> None:
         validate_name(self.agent_id, "agent id")
@@ -81,6 +84,10 @@ class AgentConfig:
         if unknown:
             kinds = ", ".join(sorted(SHARE_KINDS))
             msg = f"unknown share kind {min(unknown)!r}: use {kinds} or none"
+            raise ConfigError(msg)
+        if self.home_assistant and self.learner.env_id not in ha.THERMOSTAT_ENV_IDS:
+            worlds = ", ".join(sorted(ha.THERMOSTAT_ENV_IDS))
+            msg = f"Home Assistant shows thermostats only ({worlds}), not {self.learner.env_id}"
             raise ConfigError(msg)
 
 
@@ -213,6 +220,10 @@ class Agent:
                         "%d messages not yet acknowledged; they stay in the outbox for next time",
                         outbox.pending(),
                     )
+                if config.home_assistant:
+                    await self._publish_ha(
+                        bus, ha.availability_message(config.society, self.id, online=False)
+                    )
                 await bus.publish_now(
                     status_topic, encode(self._status("offline")), qos=1, retain=True
                 )
@@ -341,6 +352,33 @@ class Agent:
             qos=delivery.qos,
             retain=delivery.retain,
         )
+        if self.config.home_assistant:
+            society = self.config.society
+            for message in [
+                *ha.discovery_messages(society, self.id),
+                ha.availability_message(society, self.id, online=True),
+            ]:
+                await connection.publish(
+                    message.topic, message.payload, qos=message.qos, retain=message.retain
+                )
+
+    async def _publish_ha(self, bus: BusClient, message: ha.HaMessage) -> None:
+        await bus.publish_now(
+            message.topic, message.payload, qos=message.qos, retain=message.retain
+        )
+
+    async def _send_ha_state(self, bus: BusClient, learner: Learner) -> None:
+        """The device's latest state for Home Assistant, at the telemetry pace (not per step)."""
+        latest = learner.latest_step
+        if latest is None:
+            return
+        obs, info = latest
+        try:
+            message = ha.state_message(self.config.society, self.id, info, obs)
+        except (KeyError, ValueError) as exc:
+            log.warning("no Home Assistant state this time: %s", exc)
+            return
+        await self._publish_ha(bus, message)
 
     @property
     def shares_snapshots(self) -> bool:
@@ -450,6 +488,8 @@ class Agent:
             qos=delivery.qos,
             retain=delivery.retain,
         )
+        if self.config.home_assistant:
+            await self._send_ha_state(bus, learner)
 
     def _delivered(self, outbox: Outbox, kind: Kind, counter: str) -> int:
         """Messages of ``kind`` the broker acknowledged, over the agent's whole life."""

@@ -11,21 +11,41 @@ import logging
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
 from agents.bus.transport import Connection, ConnectOptions, RawMessage
 from agents.bus.url import BrokerUrl
-from agents.exceptions import BusAuthError, BusConnectionError
+from agents.exceptions import BusAuthError, BusConnectionError, ConfigError
 
-__all__ = ["MqttTransport"]
+__all__ = ["MqttTransport", "TlsFiles"]
 
 log = logging.getLogger(__name__)
 
 # CONNACK codes meaning "your credentials are not accepted": MQTT 3.1.1 codes 4 and 5, and the
 # MQTT 5 reason codes paho maps them to (134 bad user name or password, 135 not authorized).
 _AUTH_REFUSED = {4, 5, 134, 135}
+
+
+class _SocketErrorsAreDebug(logging.Filter):
+    """paho logs a lost connection at ERROR; ``BusClient`` already reports it as a warning.
+
+    A broker restart is an expected event in a society's life: one line about it is enough.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "on socket" in record.getMessage():
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return _paho_log.isEnabledFor(logging.DEBUG)
+        return True
+
+
+#: paho's own messages, under the project's logger tree.
+_paho_log = logging.getLogger("agents.bus.paho")
+_paho_log.addFilter(_SocketErrorsAreDebug())
 
 
 class _AiomqttConnection:
@@ -44,12 +64,47 @@ class _AiomqttConnection:
             yield RawMessage(str(message.topic), bytes(message.payload), bool(message.retain))
 
 
-class MqttTransport:
-    """Connects to one broker with aiomqtt. ``timeout`` bounds every broker round trip."""
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """Certificates for ``mqtts://``.
 
-    def __init__(self, url: BrokerUrl, *, timeout: float = 10.0) -> None:
+    The CA that signed the broker's certificate (else the system's trust store) and, for
+    brokers that identify clients by certificate, ours.
+    """
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def context(self) -> ssl.SSLContext:
+        """A verifying client context; a file that cannot be read is a ``ConfigError``."""
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+            if self.cert_file is not None:
+                context.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            msg = f"TLS files ({self}): {exc}"
+            raise ConfigError(msg) from None
+        if self.cert_file is None and self.key_file is not None:
+            msg = "a TLS key file needs its certificate file"
+            raise ConfigError(msg)
+        return context
+
+
+class MqttTransport:
+    """Connects to one broker with aiomqtt. ``timeout`` bounds every broker round trip.
+
+    For ``mqtts://`` URLs the broker's certificate is verified against ``tls.ca_file`` (or the
+    system's trust store), and ``tls.cert_file``/``key_file`` are presented when given.
+    """
+
+    def __init__(
+        self, url: BrokerUrl, *, timeout: float = 10.0, tls: TlsFiles | None = None
+    ) -> None:
         self.url = url
         self.timeout = timeout
+        self.tls = tls or TlsFiles()
+        self._tls_context = self.tls.context() if url.tls else None
 
     @asynccontextmanager
     async def connect(self, options: ConnectOptions) -> AsyncIterator[Connection]:
@@ -68,8 +123,9 @@ class MqttTransport:
             clean_session=options.clean_session,
             keepalive=options.keepalive,
             timeout=self.timeout,
-            tls_context=ssl.create_default_context() if self.url.tls else None,
+            tls_context=self._tls_context,
             protocol=aiomqtt.ProtocolVersion.V311,
+            logger=_paho_log,
         )
         try:
             async with client:

@@ -13,6 +13,8 @@ from pathlib import Path
 from agents.agent.agent import SHARE_KINDS, AgentConfig
 from agents.bus.schemas import HyperValue
 from agents.cli.options import society_key
+from agents.exceptions import ConfigError
+from agents.integrations import home_assistant as ha
 from agents.learner.adaptation import Strategy
 from agents.learner.algorithms import get_algorithm, parse_hyperparams
 from agents.learner.envs import DriftPlan, parse_drift
@@ -98,6 +100,9 @@ def agent_config(args: argparse.Namespace) -> AgentConfig:
     else:
         shares = SHARE_KINDS
     data_dir = Path(args.data_dir) if args.data_dir else Path("society-data/agents") / args.id
+    if args.home_assistant and env_id not in ha.THERMOSTAT_ENV_IDS:
+        msg = f"--home-assistant: only thermostat agents appear in Home Assistant, not {env_id}"
+        raise ConfigError(msg)
     return AgentConfig(
         agent_id=args.id,
         society=args.society,
@@ -107,6 +112,7 @@ def agent_config(args: argparse.Namespace) -> AgentConfig:
         shares=shares,
         twin_of=args.twin_of or "",
         society_key=society_key(args.society_key_file),
+        home_assistant=bool(args.home_assistant),
     )
 
 

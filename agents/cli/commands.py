@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agents.cli.options import society_key
+from agents.cli.options import society_key, tls_files
 from agents.exceptions import ConfigError
 
 __all__ = ["cmd_agent", "cmd_broker", "cmd_coordinator", "cmd_scenarios", "run_until_signal"]
@@ -42,7 +42,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from agents.bus.mqtt import MqttTransport  # noqa: PLC0415
     from agents.cli.agent_config import agent_config  # noqa: PLC0415
 
-    agent = Agent(agent_config(args), MqttTransport(args.broker))
+    agent = Agent(agent_config(args), MqttTransport(args.broker, tls=tls_files(args)))
     report = asyncio.run(run_until_signal(agent.run(), agent.stop))
     log.info(
         "agent %s stopped at step %d (%s), %d snapshots",
@@ -72,8 +72,9 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         society_key=society_key(args.society_key_file),
         evolution_interval=args.evolution_interval,
         evolution_quantile=args.evolution_quantile,
+        home_assistant=bool(args.home_assistant),
     )
-    coordinator = Coordinator(config, MqttTransport(args.broker))
+    coordinator = Coordinator(config, MqttTransport(args.broker, tls=tls_files(args)))
     log.info("coordinator of society %s, broker %s", args.society, args.broker)
     summary = asyncio.run(run_until_signal(coordinator.run(), coordinator.stop))
     log.info(

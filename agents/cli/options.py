@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from agents.bus.mqtt import TlsFiles
 from agents.bus.schemas import HyperValue
 from agents.bus.topics import validate_name
 from agents.bus.url import BrokerUrl, parse_broker_url
@@ -261,6 +262,13 @@ def society_key(path: Path | None) -> bytes | None:
         msg = f"--society-key-file {path}: the file is empty"
         raise ConfigError(msg)
     return key or None
+
+
+def tls_files(args: argparse.Namespace) -> TlsFiles:
+    """The ``--tls-*`` options of a command that talks to a broker."""
+    if args.tls_key is not None and args.tls_cert is None:
+        die("--tls-key needs --tls-cert")
+    return TlsFiles(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
 
 
 def die(message: str, code: int = 2) -> NoReturn:

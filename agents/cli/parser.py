@@ -65,6 +65,26 @@ def _bus(parser: SocietyParser) -> None:
         default=broker_url(DEFAULT_BROKER),
         help="broker URL, mqtt://[user:password@]host[:port] or mqtts://...",
     )
+    _tls(parser)
+
+
+def _tls(parser: SocietyParser) -> None:
+    parser.option(
+        "--tls-ca",
+        env="SOCIETY_TLS_CA",
+        type=existing_file,
+        help="CA certificate (PEM) the broker's certificate is checked against, for mqtts:// "
+        "(default: the system's trust store)",
+    )
+    parser.option(
+        "--tls-cert",
+        env="SOCIETY_TLS_CERT",
+        type=existing_file,
+        help="client certificate (PEM) to present, for brokers that identify clients by it",
+    )
+    parser.option(
+        "--tls-key", env="SOCIETY_TLS_KEY", type=existing_file, help="the client certificate's key"
+    )
 
 
 def _share(parser: SocietyParser) -> None:
@@ -310,7 +330,19 @@ def _agent_command(commands: Any) -> None:
         env="SOCIETY_DATA_DIR",
         help="checkpoints and outbox (default: society-data/agents/<id>)",
     )
+    _home_assistant(agent, "show this thermostat in Home Assistant (MQTT discovery)")
     _common(agent)
+
+
+def _home_assistant(parser: SocietyParser, help_text: str) -> None:
+    parser.option(
+        "--home-assistant",
+        env="SOCIETY_HOME_ASSISTANT",
+        default=False,
+        action="store_const",
+        const=True,
+        help=help_text,
+    )
 
 
 def _coordinator_command(commands: Any) -> None:
@@ -374,6 +406,10 @@ def _coordinator_command(commands: Any) -> None:
         action="store_const",
         const=True,
         help="read --threshold as a normalised score (0 random, 1 baseline)",
+    )
+    _home_assistant(
+        coordinator,
+        "mark thermostat agents that die offline in Home Assistant (docs/deployment.md)",
     )
     coordinator.option(
         "--evolution-quantile",
@@ -450,6 +486,7 @@ def _inspect_command(commands: Any) -> None:
         default=broker_url(DEFAULT_BROKER),
         help="broker URL, mqtt://[user:password@]host[:port] or mqtts://...",
     )
+    _tls(inspect)
     inspect.option(
         "--society", env="SOCIETY_NAME", type=name, help="only this society (default: all)"
     )

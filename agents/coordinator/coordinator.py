@@ -55,6 +55,7 @@ from agents.coordinator.metrics import register_metrics
 from agents.coordinator.registry import Registry
 from agents.coordinator.sharing import SharingGain, sharing_gain
 from agents.exceptions import MessageRejected
+from agents.integrations import home_assistant as ha
 
 __all__ = ["Coordinator", "CoordinatorConfig"]
 
@@ -83,6 +84,9 @@ class CoordinatorConfig:
     seed: int = 0
     #: The society's key: sign directives, require signed snapshots.
     society_key: bytes | None = field(default=None, repr=False)
+    #: Mark thermostat agents that die ``offline`` in Home Assistant (their Last Will is
+    #: MessagePack, which Home Assistant cannot read).
+    home_assistant: bool = False
 
     @property
     def client_id(self) -> str:
@@ -262,6 +266,8 @@ class Coordinator:
             if record.state != before:
                 log.info("agent %s is %s", record.id, record.state)
                 self.history.record_presence(record.id, record.state)
+                if record.state == "offline":
+                    await self._home_assistant_offline(message)
         elif isinstance(message, Telemetry):
             self.registry.on_telemetry(message)
             self.history.record_telemetry(message)
@@ -275,6 +281,15 @@ class Coordinator:
             self._queue.put_nowait(message)
         else:
             log.debug("ignoring %s on %s", type(message).__name__, ref)
+
+    async def _home_assistant_offline(self, status: Status) -> None:
+        if not self.config.home_assistant or status.env_id not in ha.THERMOSTAT_ENV_IDS:
+            return
+        message = ha.availability_message(self.config.society, status.agent, online=False)
+        if self.bus is not None:
+            await self.bus.publish_now(
+                message.topic, message.payload, qos=message.qos, retain=message.retain
+            )
 
     async def _health_loop(self, interval: float = 5.0) -> None:
         while True:

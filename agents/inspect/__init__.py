@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from agents.cli.options import tls_files
 from agents.inspect.command import InspectOptions, inspect_bus
 from agents.inspect.decoding import KINDS, parse_kinds
 
@@ -20,6 +21,7 @@ __all__ = ["KINDS", "cmd_inspect", "parse_kinds"]
 def cmd_inspect(args: argparse.Namespace) -> int:
     options = InspectOptions(
         broker=args.broker,
+        tls=tls_files(args),
         society=args.society,
         json_lines=bool(args.json),
         kinds=args.kinds,

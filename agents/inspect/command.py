@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from agents.bus.client import BusClient
-from agents.bus.mqtt import MqttTransport
+from agents.bus.mqtt import MqttTransport, TlsFiles
 from agents.bus.topics import ROOT
 from agents.bus.transport import ConnectOptions, RawMessage
 from agents.bus.url import BrokerUrl
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class InspectOptions:
     broker: BrokerUrl
+    tls: TlsFiles | None = None
     society: str | None = None
     json_lines: bool = False
     kinds: frozenset[str] | None = None
@@ -67,7 +68,7 @@ async def inspect_bus(options: InspectOptions, out: TextIO = sys.stdout) -> int:
 
     subscription = topic_filter(options.society)
     client = BusClient(
-        MqttTransport(options.broker),
+        MqttTransport(options.broker, tls=options.tls),
         ConnectOptions(client_id=f"society-inspect-{secrets.token_hex(6)}", clean_session=True),
         subscriptions=[(subscription, 1)],
         handler=handle,

@@ -246,6 +246,9 @@ class Learner:
         self.peer_transitions = 0
         self.own_transitions = 0
         self.adoptions = 0
+        #: The latest step's observation and ``info``, for showing the device (Home Assistant).
+        #: Replaced whole from the learner's thread; readers get one consistent pair.
+        self.latest_step: tuple[np.ndarray[Any, Any], dict[str, Any]] | None = None
         self._rate = _Rate(self.model.num_timesteps)
 
     # --- construction ----------------------------------------------------------------------
@@ -495,6 +498,7 @@ class _LifelongLoop(BaseCallback):
             terminated=done and not truncated,
             truncated=truncated,
         )
+        self.learner.latest_step = (next_obs, info)
         if batch is not None:
             self.learner.events.experience(batch, step)
         regime = str(info.get("regime", ""))
@@ -645,9 +649,17 @@ class _LifelongLoop(BaseCallback):
                 load_tensors(learner.model.policy, winner.candidate.tensors)
                 reset_optimizers(learner.model.policy)
                 chosen = winner.candidate.label
-                if winner.candidate.context is not None:
-                    context = winner.candidate.context  # a known world came back
+                remembered = (
+                    None
+                    if winner.candidate.context is None
+                    else learner.library.get(winner.candidate.context)
+                )
+                if remembered is not None and not _confirmed(remembered.score, winner.score):
+                    # It does here what it did in its own context: that world came back.
+                    context = remembered.context
                     learner.library.touch(context, step)
+                # Otherwise the winner is only a head start in a new world: its context's
+                # entry stays as it was, so the world it was learned in can still be recalled.
                 if winner.candidate.lineage is not None:
                     learner.lineage = winner.candidate.lineage
         elif strategy is Strategy.SCRATCH:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from agents.broker.managed import ManagedBroker
 from agents.bus.client import Backoff, BusClient
 from agents.bus.codec import encode
 from agents.bus.inbox import Inbox
-from agents.bus.mqtt import MqttTransport
+from agents.bus.mqtt import MqttTransport, _paho_log
 from agents.bus.schemas import ExperienceBatch, Message, PolicySnapshot, Status
 from agents.bus.topics import Kind, TopicRef, Topics
 from agents.bus.transport import ConnectOptions
@@ -240,3 +241,15 @@ def test_no_broker_process_outlives_its_owner(tmp_path: Path) -> None:
 
         time.sleep(0.05)
     pytest.fail("the broker outlived its owner")
+
+
+def test_a_lost_socket_is_not_logged_as_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    """paho reports a broker restart at ERROR; the bus client's warning says it already."""
+    with caplog.at_level(logging.INFO, logger="agents"):
+        _paho_log.error("failed to receive on socket: [Errno 104] Connection reset by peer")
+        _paho_log.error("something else went wrong")
+    assert [r.getMessage() for r in caplog.records] == ["something else went wrong"]
+    with caplog.at_level(logging.DEBUG, logger="agents"):
+        caplog.clear()
+        _paho_log.error("failed to receive on socket: [Errno 32] Broken pipe")
+    assert [r.levelname for r in caplog.records] == ["DEBUG"]

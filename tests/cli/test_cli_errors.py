@@ -35,6 +35,10 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
         (["broker", "--kind", "rabbit"], "--kind"),
         (["frobnicate"], "frobnicate"),
         (["agent", "--no-such-flag"], "--no-such-flag"),
+        (["agent", "--tls-ca", "/no/such/ca.pem"], "--tls-ca"),
+        (["coordinator", "--tls-key", "pyproject.toml"], "--tls-key"),
+        (["inspect", "--tls-cert", "/no/such/cert.pem"], "--tls-cert"),
+        (["agent", "--env", "CartPole-v1", "--home-assistant"], "--home-assistant"),
     ],
 )
 def test_bad_flag_is_one_line_naming_it(

@@ -75,6 +75,25 @@ def test_lifelong_adopts_the_remembered_policy_that_fits_the_world(tmp_path: Pat
     assert [t.data for t in current] == [t.data for t in balancer(agent, mirrored=True)]
 
 
+def test_a_remembered_policy_that_is_only_a_head_start_does_not_take_over_its_context(
+    tmp_path: Path,
+) -> None:
+    agent, events = learner(tmp_path, strategy=Strategy.LIFELONG, regime="reversed_motor")
+    mirrored = balancer(agent, mirrored=True)
+    # It wins on the sandbox, but far below what it scored where it was learned.
+    agent.library.store(LibraryEntry(context=2, tensors=mirrored, score=10_000.0, step=1000))
+    agent.context = 3
+    _LifelongLoop(agent).adapt()
+    (adaptation,) = events.adaptations
+    assert adaptation.chosen == "library:2"
+    assert agent.context == 4  # a new world, not context 2 come back
+    assert [t.data for t in policy_tensors(agent.model.policy)] == [t.data for t in mirrored]
+    kept = agent.library.get(2)
+    assert kept is not None
+    assert kept.score == 10_000.0
+    assert kept.step == 1000  # not touched: it was not recalled
+
+
 def test_lifelong_keeps_its_policy_when_nothing_remembered_is_better(tmp_path: Path) -> None:
     agent, events = learner(tmp_path, strategy=Strategy.LIFELONG)
     load_tensors(agent.model.policy, balancer(agent))
