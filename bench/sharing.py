@@ -8,7 +8,7 @@ agent steps to the first snapshot evaluated at the threshold, and the best final
 Targets (issue 5): the sharing agents reach the threshold with at least 1.5x fewer per-agent
 steps than their twins, and the society's best final evaluation is at least the twins' best.
 
-    python bench/sharing.py [--settings cartpole traffic] [--seeds 0 1 2]
+    python bench/sharing.py [--settings cartpole traffic] [--seeds 0 1 2] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 SETTINGS = {"cartpole": "cartpole-sharing.toml", "traffic": "traffic-sharing.toml"}
 
 
-def one_run(setting: str, seed: int) -> dict[str, Any]:
+def one_run(setting: str, seed: int, keep: Path | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "run"
+        out = (keep / f"{setting}-{seed}") if keep else Path(folder) / "run"
         started = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "agents", "run", "--config", str(SCENARIOS / SETTINGS[setting]),
@@ -69,12 +69,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--keep", type=Path, help="keep each run folder under this folder")
     args = parser.parse_args()
     started = time.perf_counter()
     runs = []
     for setting in args.settings:
         for seed in args.seeds:
-            run = one_run(setting, seed)
+            run = one_run(setting, seed, args.keep)
             runs.append(run)
             print(json.dumps({k: v for k, v in run.items() if k != "pairs"}), flush=True)
     command = (

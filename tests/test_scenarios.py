@@ -30,6 +30,17 @@ def test_builtin_scenario_is_complete(name: str) -> None:
         assert specs
 
 
+BENCH_SCENARIOS = sorted((Path(__file__).parents[1] / "bench" / "scenarios").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", BENCH_SCENARIOS, ids=lambda p: p.stem)
+def test_the_benchmark_scenarios_load(path: Path) -> None:
+    scenario = load_scenario(str(path))
+    assert scenario.name == path.stem
+    assert scenario.evaluation.threshold is not None  # the sharing gain needs one
+    assert scenario.evolution is not None
+
+
 def test_the_issue_scenarios_exist_and_drift() -> None:
     for name in ("cartpole", "smart-home", "traffic"):
         scenario = load_scenario(name)

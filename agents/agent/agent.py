@@ -114,6 +114,8 @@ class AgentReport:
     drift_events: int = 0
     adaptations: int = 0
     adaptation_steps: int = 0
+    adoptions: int = 0
+    adoptions_declined: int = 0
     context: int = 0
     stopped_by: str = "budget"
 
@@ -521,6 +523,8 @@ class Agent:
             drift_events=learner.drift_events,
             adaptations=learner.adaptations,
             adaptation_steps=learner.adaptation_steps,
+            adoptions=learner.adoptions,
+            adoptions_declined=learner.adoptions_declined,
             context=learner.context,
             stopped_by="signal" if self._stop_requested else "budget",
         )

@@ -140,6 +140,9 @@ class LearnerConfig:
     library_capacity: int = 8
     #: Off-policy learners: the largest share of the replay buffer's intake from peers.
     peer_fraction: float = 0.5
+    #: Play a directive's weights on the sandbox first and decline them when they do clearly
+    #: worse on this device than the current policy.
+    check_adoptions: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +249,8 @@ class Learner:
         self.peer_transitions = 0
         self.own_transitions = 0
         self.adoptions = 0
+        #: Adopt directives whose weights did clearly worse on this agent's sandbox.
+        self.adoptions_declined = 0
         #: The latest step's observation and ``info``, for showing the device (Home Assistant).
         #: Replaced whole from the learner's thread; readers get one consistent pair.
         self.latest_step: tuple[np.ndarray[Any, Any], dict[str, Any]] | None = None
@@ -575,13 +580,23 @@ class _LifelongLoop(BaseCallback):
             self.adapt()
 
     def adopt(self, adoption: Adoption) -> None:
-        """Take on a peer's weights and/or new hyperparameters (a coordinator's directive)."""
+        """Take on a peer's weights and/or new hyperparameters (a coordinator's directive).
+
+        The coordinator ranked the peer's snapshot on the peer's own device; this agent's
+        device may differ (another intersection, another house). So the weights are first
+        played against the current policy on the sandbox, and declined when they do clearly
+        worse here; the new hyperparameters (the exploring half of the directive) apply anyway.
+        """
         learner = self.learner
-        if adoption.tensors is not None:
+        check = learner.config.check_adoptions
+        if adoption.tensors is not None and (not check or self._fits_here(adoption.tensors)):
             load_tensors(learner.model.policy, adoption.tensors)
             reset_optimizers(learner.model.policy)
             learner.lineage = adoption.lineage
             learner.adoptions += 1
+        elif adoption.tensors is not None:
+            learner.adoptions_declined += 1
+            log.info("declined %s's weights: clearly worse on this device", adoption.lineage)
         applied = learner.apply_hyperparams(adoption.hyperparams)
         log.info(
             "adopted %s (%s), hyperparameters %s",
@@ -592,6 +607,20 @@ class _LifelongLoop(BaseCallback):
         self.context_episodes = 0
         self.context_best = None
         learner.detector.reset()
+
+    def _fits_here(self, tensors: list[Tensor]) -> bool:
+        learner = self.learner
+        run = self._on_sandbox(
+            lambda: [
+                Candidate("current", policy_tensors(learner.model.policy)),
+                Candidate("peer", tensors),
+            ]
+        )
+        learner.adaptation_steps += run.steps
+        scores = {trial.candidate.label: trial.score for trial in run.trials}
+        if "peer" not in scores:
+            return False  # it does not even fit the network
+        return not _confirmed(scores["current"], scores["peer"])
 
     def take_in_peers(self) -> None:
         """Add peers' transitions to the replay buffer, up to the configured share."""

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from stable_baselines3 import DQN, PPO, SAC
 
-from agents.bus.schemas import Lineage
+from agents.bus.schemas import HyperValue, Lineage
 from agents.learner.experience import ExperienceColumns
 from agents.learner.learner import Adoption, Learner, LearnerConfig, _LifelongLoop
-from agents.learner.snapshots import policy_tensors
+from agents.learner.snapshots import load_tensors, policy_tensors
 from tests.learner.test_learner import Recorder
+from tests.learner.test_lifelong_loop import balancer
 
 
 def peer_batch(rows: int, obs_dim: int, action: np.ndarray, reward: float) -> ExperienceColumns:
@@ -79,28 +80,49 @@ def test_on_policy_learners_never_take_peers_transitions() -> None:
     assert not learner.offer_experience(peer_batch(10, 4, np.array(1), reward=1.0))
 
 
-def test_adopting_a_peers_policy_and_mutated_hyperparameters() -> None:
+def ppo_learner() -> Learner:
     config = LearnerConfig(
         env_id="CartPole-v1", algo="ppo", seed=0,
         hyperparams={"n_steps": 64, "batch_size": 32, "learning_rate": 3e-4},
     )  # fmt: skip
-    learner = Learner(config, Recorder())
-    peer = Learner(LearnerConfig(env_id="CartPole-v1", algo="ppo", seed=99), Recorder())
-    theirs = policy_tensors(peer.model.policy)
-    assert [t.data for t in policy_tensors(learner.model.policy)] != [t.data for t in theirs]
+    return Learner(config, Recorder())
+
+
+MUTATED: dict[str, HyperValue] = {"learning_rate": 1e-4, "ent_coef": 0.01, "n_steps": 4096}
+
+
+def test_adopting_a_peers_policy_and_mutated_hyperparameters() -> None:
+    learner = ppo_learner()
+    theirs = balancer(learner)  # keeps the pole up; our fresh network does not
     adoption = Adoption(
-        tensors=theirs,
-        lineage=Lineage(agent="peer", version=7),
-        hyperparams={"learning_rate": 1e-4, "ent_coef": 0.01, "n_steps": 4096},
+        tensors=theirs, lineage=Lineage(agent="peer", version=7), hyperparams=MUTATED,
         reason="test",
-    )
+    )  # fmt: skip
     _LifelongLoop(learner).adopt(adoption)
     model = learner.model
     assert isinstance(model, PPO)
     assert [t.data for t in policy_tensors(model.policy)] == [t.data for t in theirs]
     assert learner.lineage == Lineage(agent="peer", version=7)
-    assert learner.adoptions == 1
+    assert (learner.adoptions, learner.adoptions_declined) == (1, 0)
     assert model.lr_schedule(1.0) == pytest.approx(1e-4)
     assert model.ent_coef == pytest.approx(0.01)
     assert model.n_steps == 64  # not a hyperparameter that can change mid-life
     assert learner.hyperparams["learning_rate"] == pytest.approx(1e-4)
+
+
+def test_weights_that_do_clearly_worse_on_this_device_are_declined() -> None:
+    learner = ppo_learner()
+    ours = balancer(learner)
+    load_tensors(learner.model.policy, ours)
+    # The mirrored rule pushes the cart the wrong way: fine for a reversed motor, not here.
+    adoption = Adoption(
+        tensors=balancer(learner, mirrored=True), lineage=Lineage(agent="peer", version=3),
+        hyperparams=MUTATED, reason="test",
+    )  # fmt: skip
+    steps_before = learner.adaptation_steps
+    _LifelongLoop(learner).adopt(adoption)
+    assert [t.data for t in policy_tensors(learner.model.policy)] == [t.data for t in ours]
+    assert (learner.adoptions, learner.adoptions_declined) == (0, 1)
+    assert learner.lineage is None
+    assert learner.adaptation_steps > steps_before  # the trial is counted
+    assert learner.hyperparams["learning_rate"] == pytest.approx(1e-4)  # exploring goes on
