@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agents.broker.managed import ManagedBroker, find_mosquitto
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A command run in-process sets up logging to that test's stderr; undo it afterwards.
+
+    Otherwise later tests log into a capture stream pytest has closed ("Logging error").
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

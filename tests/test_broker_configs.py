@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from agents.broker.mosquitto_conf import (
     MAX_PACKET_SIZE,
     MAX_QUEUED_BYTES,
@@ -38,8 +40,10 @@ def test_generated_config_raises_the_limits_that_lose_messages(tmp_path: Path) -
     assert re.fullmatch(r"\w[\w.-]*", generated["user"])
 
 
-def test_development_config_has_the_same_limits(tmp_path: Path) -> None:
-    dev = options((ROOT / "broker" / "mosquitto.dev.conf").read_text())
+@pytest.mark.parametrize("config", ["mosquitto.dev.conf", "mosquitto.conf"])
+def test_the_shipped_configs_have_the_managed_brokers_limits(config: str, tmp_path: Path) -> None:
+    """The limits that keep acknowledged messages from being dropped are the same everywhere."""
+    shipped = options((ROOT / "broker" / config).read_text())
     generated = options(MosquittoSettings(port=1883, data_dir=tmp_path).render())
     same = (
         "max_queued_messages",
@@ -50,4 +54,4 @@ def test_development_config_has_the_same_limits(tmp_path: Path) -> None:
         "persistent_client_expiration",
     )
     for key in same:
-        assert dev[key] == generated[key], key
+        assert shipped[key] == generated[key], key

@@ -223,9 +223,10 @@ class Agent:
                         outbox.pending(),
                     )
                 if config.home_assistant:
-                    await self._publish_ha(
-                        bus, ha.availability_message(config.society, self.id, online=False)
-                    )
+                    # A clean exit retires the device: its entities go (the Last Will only
+                    # marks them unavailable); the next start announces them again.
+                    for message in ha.removal_messages(config.society, self.id):
+                        await self._publish_ha(bus, message)
                 await bus.publish_now(
                     status_topic, encode(self._status("offline")), qos=1, retain=True
                 )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 from aiomqtt.exceptions import MqttConnectError
 
 from agents.bus.transport import Connection, ConnectOptions, RawMessage
@@ -48,9 +49,25 @@ _paho_log = logging.getLogger("agents.bus.paho")
 _paho_log.addFilter(_SocketErrorsAreDebug())
 
 
+def _paho_client(client: aiomqtt.Client) -> mqtt.Client:
+    # aiomqtt has no option for manual acknowledgement; paho's (manual_ack_set, ack) is it.
+    return client._client  # noqa: SLF001
+
+
 class _AiomqttConnection:
+    """One aiomqtt client, acknowledging each QoS 1 message only once it has been handled.
+
+    paho acknowledges a QoS 1 message the moment it arrives, before aiomqtt's queue hands it
+    to us: a process stopped or killed with messages in that queue would lose them, though the
+    broker counts them delivered. With manual acknowledgement the PUBACK goes out when the
+    consumer asks for the next message, i.e. after its handler returned; a message whose
+    handler never finished stays in the broker's session and is delivered again (as a
+    duplicate, which the inbox recognises) on the next connection.
+    """
+
     def __init__(self, client: aiomqtt.Client) -> None:
         self._client = client
+        self._paho = _paho_client(client)
 
     async def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
         await self._client.publish(topic, payload, qos=qos, retain=retain)
@@ -62,6 +79,8 @@ class _AiomqttConnection:
         async for message in self._client.messages:
             # paho hands over received payloads as bytes; the wider type is for publishing.
             yield RawMessage(str(message.topic), bytes(message.payload), bool(message.retain))
+            if message.qos > 0:
+                self._paho.ack(message.mid, message.qos)  # handled: the broker may forget it
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +146,8 @@ class MqttTransport:
             protocol=aiomqtt.ProtocolVersion.V311,
             logger=_paho_log,
         )
+        # Before connecting: a persistent session's queue may arrive with the CONNACK.
+        _paho_client(client).manual_ack_set(on=True)
         try:
             async with client:
                 yield _AiomqttConnection(client)

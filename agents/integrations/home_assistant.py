@@ -257,11 +257,11 @@ def discovery_messages(society: str, agent: str, **options: Any) -> list[HaMessa
 def removal_messages(
     society: str, agent: str, *, prefix: str = DISCOVERY_PREFIX
 ) -> list[HaMessage]:
-    """Empty retained configs: Home Assistant removes the entities (an agent retired for good).
+    """Empty retained configs: Home Assistant removes the entities. Sent on a clean exit.
 
-    Also clears the retained state and marks the device offline. An agent that only stops
-    for a while should publish :func:`availability_message` ``offline`` instead, so that its
-    entities, and their history, stay.
+    Also clears the retained state and marks the device offline. Home Assistant keeps the
+    recorded history by ``unique_id``, so a restarted agent's entities come back with it. A
+    killed agent's Last Will (relayed by the coordinator) only marks them unavailable.
     """
     removals = [HaMessage(topic, b"") for topic in discovery_configs(society, agent, prefix=prefix)]
     return [

@@ -242,32 +242,6 @@ def test_the_broker_runs_the_production_configuration(compose: dict[str, Any]) -
     assert settings["persistence_location"].rstrip("/") in mounts, "persistence on a volume"
 
 
-def test_the_production_broker_has_the_managed_brokers_limits(tmp_path: Path) -> None:
-    """The limits that keep acknowledged messages from being dropped are the same everywhere."""
-    from agents.broker.mosquitto_conf import MosquittoSettings
-
-    def options(text: str) -> dict[str, str]:
-        found = {}
-        for raw in text.splitlines():
-            line = raw.split("#", 1)[0].strip()
-            if line:
-                key, _, value = line.partition(" ")
-                found[key] = value.strip()
-        return found
-
-    production = options((ROOT / "broker" / "mosquitto.conf").read_text())
-    generated = options(MosquittoSettings(port=1883, data_dir=tmp_path).render())
-    for key in (
-        "max_queued_messages",
-        "max_queued_bytes",
-        "max_packet_size",
-        "max_inflight_messages",
-        "persistence",
-        "persistent_client_expiration",
-    ):
-        assert production[key] == generated[key], key
-
-
 def test_mounted_files_exist(compose: dict[str, Any]) -> None:
     for name, service in services(compose).items():
         for volume in service.get("volumes", []):

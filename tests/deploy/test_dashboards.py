@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.broker.managed import ManagedBroker
@@ -29,8 +28,8 @@ from agents.bus.codec import encode
 from agents.bus.mqtt import MqttTransport
 from agents.bus.topics import Kind, Topics
 from agents.bus.transport import ConnectOptions
-from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
 from tests import factories
+from tests.deploy.live import connected_coordinator
 
 ROOT = Path(__file__).parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "society.json"
@@ -112,20 +111,9 @@ def alert_queries() -> list[tuple[str, str]]:
 @pytest.fixture
 async def scrape(mosquitto: ManagedBroker, tmp_path: Path) -> AsyncIterator[str]:
     """The /metrics page of a live coordinator that has heard from one agent."""
-    coordinator = Coordinator(
-        CoordinatorConfig(
-            society="s", data_dir=tmp_path / "coordinator", metrics_port=0, eval_episodes=1
-        ),
-        MqttTransport(mosquitto.url),
-        metrics_registry=CollectorRegistry(),
-    )
-    task = asyncio.create_task(coordinator.run())
-    try:
+    async with connected_coordinator(mosquitto, tmp_path / "coordinator") as coordinator:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 20
-        while coordinator.bus is None or not coordinator.bus.connected.is_set():
-            assert loop.time() < deadline, "the coordinator did not connect"
-            await asyncio.sleep(0.02)
         topics = Topics("s")
         transport = MqttTransport(mosquitto.url)
         async with transport.connect(ConnectOptions("a0", clean_session=True)) as agent:
@@ -145,9 +133,6 @@ async def scrape(mosquitto: ManagedBroker, tmp_path: Path) -> AsyncIterator[str]
             lambda: urllib.request.urlopen(url, timeout=5).read().decode()
         )
         yield body
-    finally:
-        coordinator.stop()
-        await asyncio.wait_for(task, 30)
 
 
 def test_the_name_extraction_sees_metrics_and_only_metrics() -> None:

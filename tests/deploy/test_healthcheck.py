@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 
 from agents._process import free_port
 from agents.broker.managed import ManagedBroker
@@ -25,9 +24,9 @@ from agents.bus.mqtt import MqttTransport
 from agents.bus.topics import Kind, Topics
 from agents.bus.transport import ConnectOptions
 from agents.bus.url import BrokerUrl
-from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
 from tests import factories
 from tests.deploy.broker_setup import ProductionBroker
+from tests.deploy.live import connected_coordinator
 
 ROOT = Path(__file__).parents[2]
 TOPICS = Topics("s")
@@ -100,18 +99,10 @@ async def test_agent_healthcheck(production_broker: ProductionBroker) -> None:
 
 
 async def test_coordinator_healthcheck(mosquitto: ManagedBroker, tmp_path: Path) -> None:
-    coordinator = Coordinator(
-        CoordinatorConfig(society="s", data_dir=tmp_path, metrics_port=0),
-        MqttTransport(mosquitto.url),
-        metrics_registry=CollectorRegistry(),
-    )
-    task = asyncio.create_task(coordinator.run())
-    try:
+    async with connected_coordinator(mosquitto, tmp_path) as coordinator:
+        assert coordinator.bus is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 20
-        while coordinator.bus is None or not coordinator.bus.connected.is_set():
-            assert loop.time() < deadline
-            await asyncio.sleep(0.02)
         env = {"SOCIETY_METRICS_PORT": str(coordinator.metrics_port)}
         assert await healthcheck("coordinator", env) == (0, "")
         mosquitto.kill()  # the coordinator loses the broker
@@ -121,9 +112,6 @@ async def test_coordinator_healthcheck(mosquitto: ManagedBroker, tmp_path: Path)
         code, message = await healthcheck("coordinator", env)
         assert code == 1
         assert "not connected to the broker" in message
-    finally:
-        coordinator.stop()
-        await asyncio.wait_for(task, 30)
     code, message = await healthcheck("coordinator", {"SOCIETY_METRICS_PORT": str(free_port())})
     assert code == 1
     assert "unhealthy: coordinator:" in message

@@ -85,6 +85,16 @@ async def test_a_thermostat_agent_announces_itself_reports_state_and_says_goodby
         agent.stop()
         await asyncio.wait_for(running, 60)
     await eventually(lambda: seen.last.get(availability) == b"offline")
+    # A clean exit removes the entities: empty retained configs, and the state cleared.
+    await eventually(lambda: all(seen.last[t] == b"" for t in configs))
+    assert seen.last[state] == b""
+    following.cancel()
+    later = Retained()  # and the broker no longer hands the configs to anyone joining
+    ready = asyncio.Event()
+    following = asyncio.create_task(later.follow(mosquitto, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    await eventually(lambda: availability in later.last)  # retained offline: still there
+    assert not configs & set(later.last)
     following.cancel()
 
 
