@@ -14,9 +14,15 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 
+#: Name: script and arguments, in the order they run (about 1.5 hours in all on 2 cores, the
+#: 30-minute soak the longest).
 BENCHMARKS: dict[str, list[str]] = {
-    "throughput": ["throughput.py", "--steps", "20000", "--repeats", "3"],
-    "worlds": ["worlds_bench.py"],
+    "throughput": ["throughput.py", "--steps", "20000", "--repeats", "3"],  # issue 2
+    "worlds": ["worlds_bench.py"],  # issue 3
+    "lifelong": ["lifelong.py", "--settings", "cartpole", "traffic", "--seeds", "0", "1", "2"],
+    "sharing": ["sharing.py", "--settings", "cartpole", "traffic", "--seeds", "0", "1", "2"],
+    "soak": ["soak.py"],  # issue 6: docs/reliability.md
+    "scaling": ["scaling.py"],  # issue 7: docs/scaling.md
 }
 
 

@@ -215,26 +215,29 @@ class Agent:
                 if bus.fatal is not None:
                     raise bus.fatal
                 learning_seconds = time.monotonic() - started
-                await self._send_telemetry()
-                delivered = await bus.flush(config.flush_timeout)
-                if not delivered:
-                    log.warning(
-                        "%d messages not yet acknowledged; they stay in the outbox for next time",
-                        outbox.pending(),
-                    )
-                if config.home_assistant:
-                    # A clean exit retires the device: its entities go (the Last Will only
-                    # marks them unavailable); the next start announces them again.
-                    for message in ha.removal_messages(config.society, self.id):
-                        await self._publish_ha(bus, message)
-                await bus.publish_now(
-                    status_topic, encode(self._status("offline")), qos=1, retain=True
-                )
+                await self._say_goodbye(bus, outbox)
                 report = self._report(outbox, start_step, learning_seconds)
         finally:
             outbox.close()
         self._write_report(report)
         return report
+
+    async def _say_goodbye(self, bus: BusClient, outbox: Outbox) -> None:
+        """A clean exit: the last telemetry, the outbox drained if it can be, then offline."""
+        config = self.config
+        await self._send_telemetry()
+        if not await bus.flush(config.flush_timeout):
+            log.warning(
+                "%d messages not yet acknowledged; they stay in the outbox for next time",
+                outbox.pending(),
+            )
+        if config.home_assistant:
+            # A clean exit retires the device: its entities go (the Last Will only marks them
+            # unavailable); the next start announces them again.
+            for message in ha.removal_messages(config.society, self.id):
+                await self._publish_ha(bus, message)
+        status_topic = self.topics.agent(self.id, Kind.STATUS)
+        await bus.publish_now(status_topic, encode(self._status("offline")), qos=1, retain=True)
 
     # --- what the learner produced, on the event loop -------------------------------------------
 
