@@ -19,7 +19,16 @@ BENCH = Path(__file__).resolve().parent
 BENCHMARKS: dict[str, list[str]] = {
     "throughput": ["throughput.py", "--steps", "20000", "--repeats", "3"],  # issue 2
     "worlds": ["worlds_bench.py"],  # issue 3
-    "lifelong": ["lifelong.py", "--settings", "cartpole", "traffic", "--seeds", "0", "1", "2"],
+    "lifelong": [  # issue 4
+        "lifelong.py",
+        "--settings",
+        "cartpole",
+        "traffic",
+        "smart-home",
+        "--seeds",
+        *map(str, range(6)),
+    ],
+    # issue 5
     "sharing": ["sharing.py", "--settings", "cartpole", "traffic", "--seeds", "0", "1", "2"],
     "soak": ["soak.py"],  # issue 6: docs/reliability.md
     "scaling": ["scaling.py"],  # issue 7: docs/scaling.md
