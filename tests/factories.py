@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from agents.bus.schemas import (
     Leaderboard,
     LeaderboardEntry,
     Lineage,
+    Message,
     PolicyArch,
     PolicySnapshot,
     SpaceSpec,
@@ -22,6 +24,7 @@ from agents.bus.schemas import (
     Telemetry,
 )
 from agents.bus.signing import tensor_digest
+from agents.bus.topics import Kind
 
 BOX4 = SpaceSpec(
     kind="box",
@@ -112,3 +115,15 @@ def leaderboard() -> Leaderboard:
         agent="a0", env_id="CartPole-v1", algo="ppo", version=1, step=1000, eval_return=100.0
     )
     return Leaderboard(schema=SCHEMA_VERSION, ts=time.time(), entries=[entry])
+
+
+#: A valid message of every kind, by the kind whose topics carry it.
+BY_KIND: dict[Kind, Callable[[], Message]] = {
+    Kind.STATUS: status,
+    Kind.EXPERIENCE: experience,
+    Kind.POLICY: snapshot,
+    Kind.TELEMETRY: telemetry,
+    Kind.DIRECTIVE: directive,
+    Kind.EVALUATION: evaluation,
+    Kind.LEADERBOARD: leaderboard,
+}

@@ -29,15 +29,6 @@ from tests import factories
 from tests.learner.test_learner import Recorder
 
 TOPICS = Topics("s")
-VALID: dict[Kind, Any] = {
-    Kind.STATUS: factories.status,
-    Kind.EXPERIENCE: factories.experience,
-    Kind.POLICY: factories.snapshot,
-    Kind.TELEMETRY: factories.telemetry,
-    Kind.DIRECTIVE: factories.directive,
-    Kind.EVALUATION: factories.evaluation,
-    Kind.LEADERBOARD: factories.leaderboard,
-}
 AGENT_KINDS = [Kind.STATUS, Kind.EXPERIENCE, Kind.POLICY, Kind.TELEMETRY, Kind.DIRECTIVE]
 SMALL_INTS = st.integers(min_value=-(2**63), max_value=2**64 - 1)
 ODD_VALUES = st.one_of(
@@ -90,7 +81,7 @@ def poison(draw: st.DrawFn, kind: Kind, data: dict[str, Any]) -> None:
 def hostile(draw: st.DrawFn) -> tuple[Kind, bytes]:
     """A payload for a topic the agents and the coordinator read, broken in one way."""
     kind = draw(st.sampled_from(AGENT_KINDS))
-    valid = VALID[kind]()
+    valid = factories.BY_KIND[kind]()
     payload = encode(valid)
     how = draw(st.sampled_from(
         ["random", "truncated", "oversized", "schema_version", "field", "array", "non_finite",

@@ -54,7 +54,11 @@ class Connection(Protocol):
         """Subscribe and wait for the broker's SUBACK."""
 
     def messages(self) -> AsyncIterator[RawMessage]:
-        """Incoming messages, until the connection ends."""
+        """Incoming messages, until the connection ends.
+
+        A message counts as handled when the consumer asks for the next one; a transport with
+        acknowledgements (MQTT) acknowledges it then, not on arrival.
+        """
 
 
 class Transport(Protocol):

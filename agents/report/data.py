@@ -26,24 +26,12 @@ from agents.report.records import (
     AgentData,
     Block,
     EvalRecord,
-    HealthSample,
     RegimeResult,
     RunData,
-    TrainingSample,
 )
 from agents.report.values import as_float, as_int, as_list, as_mapping, as_str
 
-__all__ = [
-    "Adoption",
-    "AgentData",
-    "Block",
-    "EvalRecord",
-    "HealthSample",
-    "RegimeResult",
-    "RunData",
-    "TrainingSample",
-    "load_run",
-]
+__all__ = ["load_run"]
 
 
 def load_run(folder: Path) -> RunData:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from agents.report.data import RunData, load_run
+from agents.report.data import load_run
 from agents.report.figures import bus_health_figure, evaluation_figure, sharing_figure
 from agents.report.html import RenderedFigure, build_html
 from agents.report.lineage import lineage_figure
+from agents.report.records import RunData
 
 __all__ = ["FIGURES_DIR", "REPORT_FILE", "render_report"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -15,16 +14,6 @@ from agents.bus.schemas import SCHEMA_VERSION, Message, PolicySnapshot
 from agents.bus.topics import Kind
 from agents.exceptions import ConfigError, MessageRejected
 from tests import factories
-
-VALID: dict[Kind, Callable[[], Message]] = {
-    Kind.STATUS: factories.status,
-    Kind.EXPERIENCE: factories.experience,
-    Kind.POLICY: factories.snapshot,
-    Kind.TELEMETRY: factories.telemetry,
-    Kind.DIRECTIVE: factories.directive,
-    Kind.EVALUATION: factories.evaluation,
-    Kind.LEADERBOARD: factories.leaderboard,
-}
 
 
 def as_dict(message: Message) -> dict[str, Any]:
@@ -46,7 +35,7 @@ def reason(kind: Kind, payload: bytes) -> str:
 
 @pytest.mark.parametrize("kind", list(Kind))
 def test_every_kind_round_trips(kind: Kind) -> None:
-    message = VALID[kind]()
+    message = factories.BY_KIND[kind]()
     payload = encode(message)
     assert decode(kind, payload) == message
     assert kind_of(message) is kind
@@ -59,7 +48,7 @@ def test_every_kind_round_trips(kind: Kind) -> None:
 @pytest.mark.parametrize("kind", list(Kind))
 def test_wrong_kind_for_topic_is_a_schema_error(kind: Kind) -> None:
     other = Kind.STATUS if kind is not Kind.STATUS else Kind.TELEMETRY
-    assert reason(kind, encode(VALID[other]())) == "schema"
+    assert reason(kind, encode(factories.BY_KIND[other]())) == "schema"
 
 
 def test_decode_as_narrows_the_type() -> None:

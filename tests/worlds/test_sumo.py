@@ -41,6 +41,7 @@ from agents.worlds.sumo import (
     SumoTrafficSignal,
     route_file_text,
 )
+from tests.worlds.test_worlds_envs import same
 
 SHORT: dict[str, Any] = {"episode_s": 300}  # 60 steps of 5 s
 
@@ -57,16 +58,6 @@ def env() -> Iterator[SumoTrafficSignal]:
 def rollout(env: gym.Env[Any, Any], seed: int, actions: list[int]) -> list[tuple[Any, ...]]:
     obs, info = env.reset(seed=seed)
     return [(obs, info), *(env.step(np.int64(action)) for action in actions)]
-
-
-def same(a: object, b: object) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
-    return a == b
 
 
 def play(env: gym.Env[Any, Any], seed: int) -> dict[str, Any]:
