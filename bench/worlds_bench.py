@@ -25,8 +25,6 @@ import argparse
 import concurrent.futures
 import datetime as dt
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -52,6 +50,10 @@ from agents.worlds import (
     run_controller,
     world_class,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import machine, replace_section
 
 RAW_TARGET = 50_000
 
@@ -81,7 +83,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     TRAFFIC_ID: {
         "regime": "weekday",
-        "steps": 500_000,
+        "steps": 1_000_000,
         "quick_steps": 60_000,
         "n_envs": 8,
         "ppo": {"n_steps": 256, "batch_size": 256, "n_epochs": 10, "gamma": 0.99},
@@ -102,25 +104,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def machine_info() -> dict[str, Any]:
-    """What the figures were measured on."""
-    model = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    """What the figures were measured on (``bench.common.machine``) and the learning stack."""
     return {
-        "processor": platform.processor(),
-        "cpu_model": model,
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "system": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
+        **machine(),
         "numpy": np.__version__,
         "gymnasium": gymnasium.__version__,
         "stable_baselines3": stable_baselines3.__version__,
-        "torch": torch.__version__,
     }
 
 
@@ -318,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         runs.sort(key=lambda r: int(r["train_seed"]))
 
     report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        # The script as the repository names it, wherever it was started from (make bench
+        # passes an absolute path).
+        "command": " ".join(["python", "bench/worlds_bench.py", *sys.argv[1:]]),
         "started": started.isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - t0, 1),
         "machine": machine_info(),
@@ -359,15 +350,12 @@ def summarise(learned: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[s
 
 def write_tables(report: dict[str, Any]) -> None:
     """The issue's targets, met or not, in docs/benchmarks.md (details stay in worlds.md)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench.common import replace_section
-
-    machine = report["machine"]
+    measured_on = report["machine"]
     lines = [
         (
             f"Command: `{report['command']}` ({report['started'][:10]}, "
-            f"{report['duration_s']:.0f} s; {machine['cpus']} cores, {machine['cpu_model']}, "
-            f"torch {machine['torch']})."
+            f"{report['duration_s']:.0f} s; {measured_on['cores']} cores, {measured_on['cpu']}, "
+            f"torch {measured_on['torch']}, commit {measured_on['commit']})."
         ),
         "",
         "| world | raw steps/s | target | met |",
