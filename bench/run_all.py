@@ -29,7 +29,11 @@ BENCHMARKS: dict[str, list[str]] = {
         *map(str, range(6)),
     ],
     # issue 5
-    "sharing": ["sharing.py", "--settings", "cartpole", "traffic", "--seeds", "0", "1", "2"],
+    "sharing": [
+        "sharing.py",
+        *("--settings", "cartpole-dqn", "traffic-dqn"),
+        *("--seeds", "0", "1", "2"),
+    ],
     "soak": ["soak.py"],  # issue 6: docs/reliability.md
     "scaling": ["scaling.py"],  # issue 7: docs/scaling.md
 }

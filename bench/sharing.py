@@ -1,14 +1,16 @@
 """Sharing agents against their isolated twins, whole societies on this machine.
 
 Each run is ``society run --twins`` on a benchmark scenario (``bench/scenarios/``): 4 sharing
-agents (snapshots and population-based evolution; PPO takes in no experience) and 4 twins on
-the same worlds and seeds sharing nothing. From each run's ``summary.json``: per pair, the
-agent steps to the first snapshot evaluated at the threshold, and the best final evaluations.
+agents and 4 twins on the same worlds and seeds sharing nothing. ``cartpole-dqn`` and
+``traffic-dqn`` (the default): DQN agents taking in each other's experience. ``cartpole-ppo``
+and ``traffic-ppo``: PPO agents sharing snapshots under the coordinator's population-based
+training (PPO takes in no experience). From each run's ``summary.json``: per pair, the agent
+steps to the first snapshot evaluated at the threshold, and the best final evaluations.
 
 Targets (issue 5): the sharing agents reach the threshold with at least 1.5x fewer per-agent
 steps than their twins, and the society's best final evaluation is at least the twins' best.
 
-    python bench/sharing.py [--settings cartpole traffic] [--seeds 0 1 2] [--keep DIR]
+    python bench/sharing.py [--settings cartpole-dqn traffic-dqn] [--seeds 0 1 2] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -25,10 +27,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, replace_section, write_result
+from bench.common import RESULTS, machine, replace_section, write_result
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
-SETTINGS = {"cartpole": "cartpole-sharing.toml", "traffic": "traffic-sharing.toml"}
+SETTINGS = {
+    "cartpole-dqn": "cartpole-dqn-sharing.toml",
+    "traffic-dqn": "traffic-dqn-sharing.toml",
+    "traffic-dqn-mixed": "traffic-dqn-mixed-sharing.toml",
+    "cartpole-ppo": "cartpole-sharing.toml",
+    "traffic-ppo": "traffic-sharing.toml",
+}
+#: The issue's worlds with DQN agents sharing experience; the PPO societies (snapshots and
+#: population-based training, no experience) are there to compare with.
+DEFAULT = ("cartpole-dqn", "traffic-dqn", "traffic-dqn-mixed")
 
 
 def one_run(setting: str, seed: int, keep: Path | None) -> dict[str, Any]:
@@ -67,12 +78,22 @@ def one_run(setting: str, seed: int, keep: Path | None) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--settings", nargs="*", default=list(DEFAULT), choices=list(SETTINGS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--keep", type=Path, help="keep each run folder under this folder")
+    parser.add_argument(
+        "--add", action="store_true",
+        help="keep the last results of the other settings; this run replaces its own settings'",
+    )  # fmt: skip
     args = parser.parse_args()
     started = time.perf_counter()
-    runs = []
+    runs: list[dict[str, Any]] = []
+    sessions: list[dict[str, Any]] = []
+    if args.add:
+        last = json.loads((RESULTS / "sharing.json").read_text())
+        runs = [r for r in last["runs"] if r["setting"] not in args.settings]
+        kept = {r["setting"] for r in runs}
+        sessions = [s for s in last["sessions"] if kept & set(s["settings"])]
     for setting in args.settings:
         for seed in args.seeds:
             run = one_run(setting, seed, args.keep)
@@ -82,22 +103,28 @@ def main() -> None:
         f"python bench/sharing.py --settings {' '.join(args.settings)} "
         f"--seeds {' '.join(map(str, args.seeds))}"
     )
-    result = {
-        "benchmark": "sharing",
-        "command": command,
-        "machine": machine(),
-        "seconds": time.perf_counter() - started,
-        "runs": runs,
-    }
+    sessions.append(
+        {
+            "command": command,
+            "settings": list(args.settings),
+            "machine": machine(),
+            "seconds": time.perf_counter() - started,
+        }
+    )
+    result = {"benchmark": "sharing", "sessions": sessions, "runs": runs}
     write_result("sharing", result)
     write_table(result)
 
 
 def write_table(result: dict[str, Any]) -> None:
-    m = result["machine"]
-    lines = [
-        f"Command: `{result['command']}` ({m['date']}, {result['seconds']:.0f} s; "
-        f"{m['cores']} cores, {m['cpu']}, torch {m['torch']}, commit {m['commit']}).",
+    lines = []
+    for session in result["sessions"]:
+        m = session["machine"]
+        lines.append(
+            f"Command: `{session['command']}` ({m['date']}, {session['seconds']:.0f} s; "
+            f"{m['cores']} cores, {m['cpu']}, torch {m['torch']}, commit {m['commit']})."
+        )
+    lines += [
         "",
         "| world | seed | steps-to-threshold gain (twins / sharing) | best final, sharing | "
         "best final, twins | adoptions | directives |",

@@ -109,3 +109,25 @@ def test_drift_on_any_env_id(tmp_path: Path) -> None:
                    "--data-dir", str(tmp_path))  # fmt: skip
     with pytest.raises(ConfigError, match="unknown regime 'earth'"):
         agent_config(bad)
+
+
+def test_the_learner_section_reaches_the_agent(tmp_path: Path) -> None:
+    path = tmp_path / "share.toml"
+    path.write_text(
+        'name = "share"\n[world]\nenv = "CartPole-v1"\n'
+        '[learner]\nalgo = "dqn"\npeer_fraction = 0.75\njudge_against_baseline = true\n'
+    )
+    config = agent_config(run_args("agent", "--scenario", str(path), "--data-dir", str(tmp_path)))
+    assert (config.learner.peer_fraction, config.learner.judge_against_baseline) == (0.75, True)
+    flag = run_args("agent", "--scenario", str(path), "--peer-fraction", "0.2",
+                    "--data-dir", str(tmp_path))  # fmt: skip
+    assert agent_config(flag).learner.peer_fraction == 0.2
+    # The default: as much from peers as from itself; judged on returns.
+    plain = agent_config(run_args("agent", "--scenario", "cartpole", "--data-dir", str(tmp_path)))
+    assert (plain.learner.peer_fraction, plain.learner.judge_against_baseline) == (0.5, False)
+    assert load_scenario("smart-home").learner.judge_against_baseline
+    path.write_text(
+        'name = "share"\n[world]\nenv = "CartPole-v1"\n[learner]\npeer_fraction = 1.0\n'
+    )
+    with pytest.raises(ConfigError, match=r"learner.peer_fraction must be in \[0, 1\)"):
+        load_scenario(str(path))

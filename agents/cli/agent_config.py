@@ -20,7 +20,7 @@ from agents.learner.algorithms import get_algorithm, parse_hyperparams
 from agents.learner.envs import DriftPlan, parse_drift
 from agents.learner.learner import LearnerConfig
 from agents.learner.snapshots import make_arch, parse_net_arch
-from agents.scenarios import Scenario, load_scenario
+from agents.scenarios import LearnerSection, Scenario, load_scenario
 from agents.worlds import device_params
 
 __all__ = ["agent_config"]
@@ -89,7 +89,9 @@ def agent_config(args: argparse.Namespace) -> AgentConfig:
         strategy=Strategy.parse(
             args.strategy or (learner_section.strategy if learner_section else "lifelong")
         ),
-        peer_fraction=args.peer_fraction if args.peer_fraction is not None else 0.5,
+        peer_fraction=_peer_fraction(args, learner_section),
+        judge_against_baseline=learner_section is not None
+        and learner_section.judge_against_baseline,
     )
     if args.twin_of:
         shares: frozenset[str] = frozenset()  # a control twin shares and takes nothing
@@ -114,6 +116,15 @@ def agent_config(args: argparse.Namespace) -> AgentConfig:
         society_key=society_key(args.society_key_file),
         home_assistant=bool(args.home_assistant),
     )
+
+
+def _peer_fraction(args: argparse.Namespace, section: LearnerSection | None) -> float:
+    """``--peer-fraction``, else the scenario's ``learner.peer_fraction``, else 0.5."""
+    if args.peer_fraction is not None:
+        return float(args.peer_fraction)
+    if section is not None and section.peer_fraction is not None:
+        return section.peer_fraction
+    return 0.5
 
 
 def drift_plan(

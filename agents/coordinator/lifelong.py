@@ -176,6 +176,12 @@ class Recovery:
     it (l2metrics' count) and ``steps`` the agent steps they took, from the block's start; both
     are ``None`` if the block never got there. ``ongoing`` marks the last block, which may still
     recover.
+
+    For a regime trained before (``known``), ``regime_reference`` is the terminal performance
+    of its latest earlier block, and ``regime_episodes``/``regime_steps`` count the way back to
+    *that*: l2metrics' reference compares with whatever regime came just before, which says
+    little when regimes differ in scale (a winter day costs more than a summer day). This
+    second reference is ours, reported beside l2metrics'; ``None`` for new regimes.
     """
 
     regime: str
@@ -189,6 +195,13 @@ class Recovery:
     block_episodes: int
     block_steps: int
     ongoing: bool
+    regime_reference: float | None = None
+    regime_episodes: int | None = None
+    regime_steps: int | None = None
+
+    @property
+    def regime_recovered(self) -> bool:
+        return self.regime_episodes is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -625,21 +638,31 @@ def transfer_means(transfers: Iterable[Transfer], *, first_per_pair: bool) -> Tr
 # Recovery time (l2metrics recovery_time.py)
 
 
+def _reaching(tl: _Timeline, block: int, reference: float | None) -> tuple[int | None, int | None]:
+    """Episodes and steps from ``block``'s start until its smoothed curve reached ``reference``."""
+    current, run, curve = tl.blocks[block], tl.runs[block], tl.curves[block]
+    reached = np.flatnonzero(curve >= reference) if reference is not None else np.array([])
+    if not reached.size:
+        return None, None
+    episodes = int(reached[0])
+    start_of_episode = run[episodes - 1].step if episodes > 0 else current.start_step
+    return episodes, start_of_episode - current.start_step
+
+
 def _recovery(tl: _Timeline, block: int, *, known: bool) -> Recovery:
     current, previous = tl.blocks[block], tl.blocks[block - 1]
-    run, curve = tl.runs[block], tl.curves[block]
     reference = tl.terminal(block - 1)
-    reached = np.flatnonzero(curve >= reference) if reference is not None else np.array([])
-    episodes = int(reached[0]) if reached.size else None
-    steps = None
-    if episodes is not None:
-        start_of_episode = run[episodes - 1].step if episodes > 0 else current.start_step
-        steps = start_of_episode - current.start_step
+    episodes, steps = _reaching(tl, block, reference)
+    earlier = [i for i in tl.blocks_of(current.regime) if i < block]
+    regime_reference = tl.terminal(earlier[-1]) if known and earlier else None
+    regime_episodes, regime_steps = _reaching(tl, block, regime_reference)
     return Recovery(
         regime=current.regime, previous_regime=previous.regime, known=known,
         start_step=current.start_step, reference=reference, recovered=episodes is not None,
-        episodes=episodes, steps=steps, block_episodes=len(run),
+        episodes=episodes, steps=steps, block_episodes=len(tl.runs[block]),
         block_steps=current.end_step - current.start_step, ongoing=block == len(tl.blocks) - 1,
+        regime_reference=regime_reference, regime_episodes=regime_episodes,
+        regime_steps=regime_steps,
     )  # fmt: skip
 
 

@@ -33,6 +33,7 @@ from agents.bus.schemas import Lineage
 from agents.exceptions import ConfigError, IncompatiblePolicy
 from agents.learner.snapshots import load_tensors
 from agents.worlds import PolicyController, play_episodes
+from agents.worlds.shadow import BASELINE_RETURN
 
 __all__ = [
     "Candidate",
@@ -92,12 +93,17 @@ def try_candidates(
     scratch_policy: BasePolicy,
     episodes: int,
     seed: int,
+    against_baseline: bool = False,
 ) -> TrialRun:
     """Play each candidate for ``episodes`` episodes on the sandbox, on the same seeds.
 
     Same seeds for every candidate make it a paired comparison: the differences are the
     policies', not the weather's. A candidate that does not fit the network is skipped.
+    ``against_baseline`` (a sandbox built with ``shadow_baseline``): a candidate's score is
+    its mean advantage over the baseline on the same episodes, the scale the agent judges its
+    training episodes on.
     """
+    metrics = {"baseline": BASELINE_RETURN} if against_baseline else {}
     run = TrialRun()
     seeds = [seed + i for i in range(episodes)]
     for candidate in candidates:
@@ -106,8 +112,13 @@ def try_candidates(
         except IncompatiblePolicy as exc:
             log.info("skipping %s: %s", candidate.label, exc)
             continue
-        score = play_episodes(PolicyController(scratch_policy), sandbox, seeds=seeds, metrics={})
-        run.trials.append(Trial(candidate, float(np.mean(score.returns))))
+        score = play_episodes(
+            PolicyController(scratch_policy), sandbox, seeds=seeds, metrics=metrics
+        )
+        values = np.asarray(score.returns)
+        if against_baseline:
+            values = values - np.asarray(score.metrics["baseline"])
+        run.trials.append(Trial(candidate, float(np.mean(values))))
         run.steps += sum(score.lengths)
     return run
 

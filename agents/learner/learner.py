@@ -39,11 +39,13 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from gymnasium import spaces
+from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.bus.arrays import Tensor
@@ -78,6 +80,7 @@ from agents.learner.snapshots import (
 )
 from agents.learner.spaces import describe_space
 from agents.worlds import DriftWrapper
+from agents.worlds.shadow import BASELINE_RETURN
 
 __all__ = [
     "MUTABLE_HYPERPARAMS",
@@ -143,6 +146,11 @@ class LearnerConfig:
     #: Play a directive's weights on the sandbox first and decline them when they do clearly
     #: worse on this device than the current policy.
     check_adoptions: bool = True
+    #: Judge each episode by its advantage over the world's baseline controller on the same
+    #: episode (return minus the baseline's, played on a copy of the device) instead of by its
+    #: return: for worlds whose returns follow the weather more than the policy, where a cold
+    #: spell would otherwise look like drift (:mod:`agents.worlds.shadow`).
+    judge_against_baseline: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +231,7 @@ class Learner:
             config.env_kwargs,
             drift=config.drift,
             lifetime_step=saved.step if saved is not None else 0,
+            shadow_baseline=config.judge_against_baseline,
         )
         self.regimes = config.drift.specs(config.env_id) if config.drift is not None else []
         self.obs_spec: SpaceSpec = describe_space(self.env.observation_space)
@@ -468,6 +477,16 @@ class _LifelongLoop(BaseCallback):
         self.context_best: LibraryEntry | None = None
         self.drift_pending = False
         self.training_regime = learner.current_regime
+        # Off-policy: how often and how much it trains, as configured (not read from the model:
+        # a checkpoint keeps the last value _on_rollout_end set).
+        train_freq, gradient_steps = (
+            learner.hyperparams.get("train_freq"),
+            learner.hyperparams.get("gradient_steps"),
+        )
+        self.train_freq = train_freq if isinstance(train_freq, int) else 0
+        self.gradient_steps = gradient_steps if isinstance(gradient_steps, int) else 0
+        target = learner.hyperparams.get("target_update_interval")
+        self.target_update_interval = target if isinstance(target, int) else 0
 
     # -- after every environment step ------------------------------------------------------
 
@@ -514,15 +533,25 @@ class _LifelongLoop(BaseCallback):
             self.publish_snapshot(step, self.training_regime)
             self.training_regime = regime
         if done and "episode" in info:
-            episode = info["episode"]
-            self.evaluate(float(episode["r"]), int(episode["l"]), step, str(info.get("regime", "")))
+            episode_return = float(info["episode"]["r"])
+            score = episode_return
+            if self.learner.config.judge_against_baseline and BASELINE_RETURN in info:
+                score -= float(info[BASELINE_RETURN])
+            regime = str(info.get("regime", ""))
+            self.evaluate(episode_return, score, int(info["episode"]["l"]), step, regime)
 
-    def evaluate(self, episode_return: float, length: int, step: int, regime: str) -> None:
-        """Judge the agent on its own recent episodes: remember its best, watch for drift."""
+    def evaluate(
+        self, episode_return: float, score: float, length: int, step: int, regime: str
+    ) -> None:
+        """Judge the agent on its own recent episodes: remember its best, watch for drift.
+
+        ``score`` is what the agent is judged by: the return, or its advantage over the
+        baseline on the same episode (``judge_against_baseline``).
+        """
         learner = self.learner
         learner.episodes += 1
         learner.events.episode(episode_return, length, step, regime)
-        self.recent.append(episode_return)
+        self.recent.append(score)
         self.context_episodes += 1
         window_mean = float(np.mean(self.recent))
         if self.context_episodes >= _MIN_EPISODES_TO_REMEMBER and (
@@ -535,7 +564,7 @@ class _LifelongLoop(BaseCallback):
                 step=step,
                 lineage=learner.lineage,
             )
-        if not self.drift_pending and learner.detector.update(episode_return):
+        if not self.drift_pending and learner.detector.update(score):
             self.drift_pending = True
             log.info(
                 "returns dropped at step %d (context %d, recent mean %.2f)",
@@ -638,6 +667,33 @@ class _LifelongLoop(BaseCallback):
             add_to_replay_buffer(model, batch)
             learner.peer_transitions += len(batch)
 
+    def _on_rollout_end(self) -> None:
+        """Off-policy: train in proportion to everything the replay buffer took in.
+
+        SB3 trains ``gradient_steps`` every ``train_freq`` of the agent's own steps. An agent
+        that also takes in peers' transitions keeps the same number of updates per transition
+        received, as a distributed learner does for its actors (Horgan et al., "Distributed
+        Prioritized Experience Replay", 2018): shared experience then means learning from the
+        society's data, not diluting one's own with it. It trains as often as its intake
+        says (``train_freq`` times its own share of the intake), in bursts of the configured
+        size: DQN refreshes its target network only between bursts, so a burst four times
+        longer would chase a stale target four times as long. DQN's target refresh interval,
+        also counted in own steps, shrinks the same way. Without peers nothing changes.
+        """
+        model = self.learner.model
+        own, peer = self.learner.own_transitions, self.learner.peer_transitions
+        if not isinstance(model, OffPolicyAlgorithm) or self.train_freq < 1 or not peer:
+            return
+        share = own / (own + peer)
+        every = max(1, round(self.train_freq * share))
+        # SB3 annotates the constructor argument's type; after setup it holds a TrainFreq.
+        model.train_freq = TrainFreq(every, TrainFrequencyUnit.STEP)  # type: ignore[assignment]
+        if self.gradient_steps < 0:  # SB3's -1, one update per step collected: keep per own step
+            model.gradient_steps = self.train_freq
+        if isinstance(model, DQN) and self.target_update_interval > 0:
+            # Counted in own steps too: as many updates between two target refreshes as alone.
+            model.target_update_interval = max(1, round(self.target_update_interval * share))
+
     def adapt(self) -> None:
         """Act on a drop of the returns according to the strategy.
 
@@ -722,6 +778,7 @@ class _LifelongLoop(BaseCallback):
             learner.config.env_kwargs,
             drift=learner.config.drift,
             lifetime_step=learner.step,
+            shadow_baseline=learner.config.judge_against_baseline,
         )
         try:
             run = try_candidates(
@@ -730,6 +787,7 @@ class _LifelongLoop(BaseCallback):
                 scratch_policy=learner.fresh_policy(),
                 episodes=learner.config.adapt_episodes,
                 seed=learner.config.seed * 1_000_003 + learner.drift_events * 101,
+                against_baseline=learner.config.judge_against_baseline,
             )
         finally:
             sandbox.close()

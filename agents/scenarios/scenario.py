@@ -75,6 +75,26 @@ class LearnerSection(_Section):
     snapshot_every: int = 5_000
     experience_batch: int = 256
     checkpoint_every: int = 10_000
+    #: Judge episodes by their advantage over the world's baseline on the same episode.
+    judge_against_baseline: bool = False
+    #: Off-policy learners: the largest share of the replay buffer's intake from peers.
+    peer_fraction: float | None = None
+
+    def check(self, origin: str) -> None:
+        unknown = set(self.shares) - {"experience", "snapshots", "evolution"}
+        if unknown:
+            msg = f"scenario {origin}: learner.shares has unknown kind {min(unknown)!r}"
+            raise ConfigError(msg)
+        if self.strategy not in {"lifelong", "finetune", "scratch"}:
+            msg = (
+                f"scenario {origin}: learner.strategy must be lifelong, finetune or scratch, "
+                f"got {self.strategy!r}"
+            )
+            raise ConfigError(msg)
+        fraction = self.peer_fraction
+        if fraction is not None and not 0.0 <= fraction < 1.0:
+            msg = f"scenario {origin}: learner.peer_fraction must be in [0, 1), got {fraction}"
+            raise ConfigError(msg)
 
 
 class EvaluationSection(_Section):
@@ -118,16 +138,7 @@ class Scenario(_Section):
             if value < 1:
                 msg = f"scenario {origin}: {name} must be >= 1, got {value}"
                 raise ConfigError(msg)
-        unknown = set(self.learner.shares) - {"experience", "snapshots", "evolution"}
-        if unknown:
-            msg = f"scenario {origin}: learner.shares has unknown kind {min(unknown)!r}"
-            raise ConfigError(msg)
-        if self.learner.strategy not in {"lifelong", "finetune", "scratch"}:
-            msg = (
-                f"scenario {origin}: learner.strategy must be lifelong, finetune or scratch, "
-                f"got {self.learner.strategy!r}"
-            )
-            raise ConfigError(msg)
+        self.learner.check(origin)
         if self.society.steps < 0:
             msg = f"scenario {origin}: society.steps must be >= 0, got {self.society.steps}"
             raise ConfigError(msg)

@@ -343,6 +343,23 @@ def test_a_block_that_never_recovers_reports_none_and_its_length() -> None:
     assert recovery_summary([first, second], known=False).mean_steps is None
 
 
+def test_a_known_regime_also_measures_the_way_back_to_its_own_earlier_level() -> None:
+    # Winter (A) scores 0.6 at its end, summer (B) ends at 0.9: a winter never reaches
+    # summer's 0.9 (l2metrics' reference), but winter's own 0.6 is reached at the second
+    # episode of the second winter: 1 episode before it, steps 60 -> 75 = 15.
+    episodes = [
+        EpisodePoint(20, "A", 0.4), EpisodePoint(30, "A", 0.6),
+        EpisodePoint(45, "B", 0.5), EpisodePoint(60, "B", 0.9),
+        EpisodePoint(75, "A", 0.3), EpisodePoint(90, "A", 0.65), EpisodePoint(99, "A", 0.7),
+    ]  # fmt: skip
+    new, known = recovery_times(episodes, window=1)
+    assert (new.regime_reference, new.regime_episodes, new.regime_steps) == (None, None, None)
+    assert not new.regime_recovered
+    assert (known.reference, known.recovered) == (0.9, False)
+    assert known.regime_reference == approx(0.6)
+    assert (known.regime_episodes, known.regime_steps, known.regime_recovered) == (1, 15, True)
+
+
 def test_an_ongoing_block_that_has_not_recovered_is_left_out_of_the_summary() -> None:
     episodes = [EpisodePoint(10, "A", 1.0), EpisodePoint(20, "B", 0.2)]
     [rec] = recovery_times(episodes, window=1)

@@ -79,3 +79,26 @@ def test_parse_drift(text: str, expected: tuple[tuple[str, int], ...]) -> None:
 def test_parse_drift_refuses_nonsense(text: str) -> None:
     with pytest.raises(ConfigError, match="invalid drift"):
         parse_drift(text)
+
+
+def test_judged_against_the_baseline_the_learner_scores_its_advantage() -> None:
+    def run(judge: bool) -> tuple[list[float], list[float]]:
+        config = LearnerConfig(
+            env_id="society/Thermostat-v0", algo="ppo", hyperparams=SMALL, budget_steps=96 * 4,
+            seed=0, snapshot_every=10_000, judge_against_baseline=judge,
+        )  # fmt: skip
+        events = Recorder()
+        learner = Learner(config, events)
+        learner.run()
+        return [e[0] for e in events.episodes], list(learner.detector.history)
+
+    plain_returns, plain_scores = run(judge=False)
+    returns, scores = run(judge=True)
+    # The copy of the house changes nothing the agent lives: same episodes, same returns.
+    assert returns == plain_returns
+    assert plain_scores == plain_returns
+    # Judged against the programmable thermostat: return minus its (negative) return that day.
+    advantages = [s - r for r, s in zip(returns, scores, strict=True)]
+    assert len(advantages) == 4
+    assert all(a > 0 for a in advantages)
+    assert len(set(advantages)) == 4  # a different day, a different baseline cost

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from stable_baselines3 import DQN, PPO, SAC
+from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
 
 from agents.bus.schemas import HyperValue, Lineage
 from agents.learner.experience import ExperienceColumns
@@ -48,6 +49,28 @@ def test_off_policy_learners_add_peers_transitions_up_to_their_share() -> None:
     assert model.replay_buffer.size() == 299 + 300
     rewards = model.replay_buffer.rewards[: model.replay_buffer.size()]
     assert int((rewards == 7.0).sum()) == 300  # the peers' transitions, as they were sent
+
+
+def test_peers_transitions_add_updates_in_proportion() -> None:
+    alone, sharing = dqn(peer_fraction=0.5), dqn(peer_fraction=0.5)
+    for _ in range(4):
+        sharing.offer_experience(peer_batch(100, 4, np.array(1), reward=7.0))
+    alone.run()
+    sharing.run()
+    assert isinstance(alone.model, DQN)
+    assert isinstance(sharing.model, DQN)
+    # SB3's default: one update per 4 own steps after learning_starts (50): about 62 of them.
+    # Twice the intake (300 own + 300 peers') gives about twice the updates.
+    updates_alone, updates_sharing = alone.model._n_updates, sharing.model._n_updates
+    assert 55 <= updates_alone <= 65
+    assert updates_sharing >= 1.8 * updates_alone
+    # ...more often, not longer, and with the target network refreshed twice as often too.
+    # (SB3 annotates train_freq as its constructor argument; after setup it is a TrainFreq.)
+    frequencies: list[object] = [alone.model.train_freq, sharing.model.train_freq]
+    step = TrainFrequencyUnit.STEP
+    assert frequencies == [TrainFreq(4, step), TrainFreq(2, step)]
+    assert alone.model.target_update_interval == 10_000  # SB3's default
+    assert 4_800 <= sharing.model.target_update_interval <= 5_200
 
 
 def test_a_small_share_admits_little() -> None:

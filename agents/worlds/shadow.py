@@ -1,0 +1,95 @@
+"""The baseline controller's return on the very episode the agent just played.
+
+A thermostat's daily cost follows the weather: a cold spell raises it whatever the policy, and
+cold spells last days. An agent that judges itself on raw returns then takes a run of cold
+days for a change of its world. What the policy contributes is its return *relative to what
+the controller people use today got on the same day*. :class:`BaselineShadow` measures that:
+at every reset it copies the device just before the episode is drawn (the same parameters,
+the same random generator state), so the copy plays the identical episode (weather,
+occupancy, prices) with the world's primary baseline controller, step for step beside the
+agent. At the episode's last step ``info[BASELINE_RETURN]`` holds the baseline's return, and
+the agent's *advantage* that day is its return minus that.
+
+This holds for worlds whose randomness does not depend on the actions taken: every built-in
+world draws its exogenous conditions (at reset, or each step in an order the actions do not
+change), and whose episodes have a fixed length (the baseline's return is summed over the
+agent's episode). The copy doubles the simulation's cost, not the agent's steps: it is a
+digital twin kept for judging, its transitions are never learned from.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, SupportsFloat, TypeVar
+
+import gymnasium as gym
+
+from agents.exceptions import ConfigError
+from agents.worlds.baselines import PRIMARY_BASELINE, make_baseline
+
+__all__ = ["BASELINE_RETURN", "BaselineShadow"]
+
+ObsT = TypeVar("ObsT")
+ActT = TypeVar("ActT")
+
+BASELINE_RETURN = "baseline_return"
+"""``info`` key, at an episode's last step: the baseline controller's return on that episode."""
+
+
+class BaselineShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
+    """Play the world's primary baseline on a copy of every episode (module docstring).
+
+    Args:
+        env: the world (the drift wrapper, if any, goes outside this one, so a regime applied
+            at reset is in force before the copy is taken).
+        env_id: the world's id, naming its baseline in :data:`PRIMARY_BASELINE`.
+
+    Raises:
+        ConfigError: the world has no baseline controller.
+    """
+
+    def __init__(self, env: gym.Env[ObsT, ActT], env_id: str) -> None:
+        super().__init__(env)
+        name = PRIMARY_BASELINE.get(env_id)
+        if name is None:
+            msg = f"{env_id} has no baseline controller to judge episodes against"
+            raise ConfigError(msg)
+        self.controller = make_baseline(env_id, name, env)
+        self._twin: gym.Env[ObsT, ActT] | None = None
+        self._twin_obs: ObsT | None = None
+        self._twin_done = False
+        self._twin_return = 0.0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[ObsT, dict[str, Any]]:
+        if self._twin is not None:
+            self._twin.close()
+        # Copied before either resets: same parameters, same generator state, same episode.
+        self._twin = copy.deepcopy(self.env)
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._twin_obs, _ = self._twin.reset(seed=seed, options=options)
+        self._twin_done = False
+        self._twin_return = 0.0
+        self.controller.reset()
+        return obs, info
+
+    def step(self, action: ActT) -> tuple[ObsT, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        twin = self._twin
+        if twin is not None and not self._twin_done and self._twin_obs is not None:
+            twin_obs, twin_reward, twin_end, twin_cut, _ = twin.step(
+                self.controller.act(self._twin_obs)  # type: ignore[arg-type]
+            )
+            self._twin_obs = twin_obs
+            self._twin_return += float(twin_reward)
+            self._twin_done = twin_end or twin_cut
+        if terminated or truncated:
+            info[BASELINE_RETURN] = self._twin_return
+        return obs, reward, terminated, truncated, info
+
+    def close(self) -> None:
+        if self._twin is not None:
+            self._twin.close()
+            self._twin = None
+        super().close()

@@ -1,0 +1,70 @@
+"""The baseline's return on the agent's own episode: a copy of the device plays it alongside."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from agents.exceptions import ConfigError
+from agents.learner.envs import DriftPlan, make_env
+from agents.worlds import PRIMARY_BASELINE, WORLD_IDS, make_baseline
+from agents.worlds.shadow import BASELINE_RETURN, BaselineShadow
+
+
+def play(env: gym.Env[Any, Any], act: Any, episodes: int) -> list[tuple[float, float]]:
+    """(return, baseline return) of consecutive episodes, the generator left to run on."""
+    out = []
+    for _ in range(episodes):
+        obs, _ = env.reset()
+        total, done, info = 0.0, False, dict[str, Any]()
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(act(obs))
+            total += float(reward)
+            done = terminated or truncated
+        out.append((total, float(info[BASELINE_RETURN])))
+    return out
+
+
+@pytest.mark.parametrize("env_id", WORLD_IDS)
+def test_the_baseline_playing_itself_scores_exactly_its_own_return(env_id: str) -> None:
+    # Equal only if the copy plays the very same episodes: weather, demand, prices.
+    env = make_env(env_id, shadow_baseline=True)
+    env.reset(seed=3)
+    controller = make_baseline(env_id, PRIMARY_BASELINE[env_id], env)
+    results = play(env, controller.act, episodes=4)
+    returns = [r for r, _ in results]
+    assert len(set(returns)) == len(returns)  # four different episodes...
+    assert [b for _, b in results] == returns  # ...each matched exactly
+
+
+@pytest.mark.parametrize("env_id", WORLD_IDS)
+def test_the_baseline_return_does_not_depend_on_the_agent(env_id: str) -> None:
+    lazy, busy = make_env(env_id, shadow_baseline=True), make_env(env_id, shadow_baseline=True)
+    lazy.reset(seed=5)
+    busy.reset(seed=5)
+    busy.action_space.seed(0)
+    idle = np.zeros(lazy.action_space.shape, dtype=np.int64) if lazy.action_space.shape else 0
+    first = play(lazy, lambda _: idle, episodes=2)
+    second = play(busy, lambda _: busy.action_space.sample(), episodes=2)
+    assert [r for r, _ in first] != [r for r, _ in second]  # the agents played differently...
+    assert [b for _, b in first] == [b for _, b in second]  # ...the baseline did not
+
+
+def test_the_copy_follows_the_drift_into_a_new_regime() -> None:
+    # The drift wrapper applies summer at the reset after step 96: the copy must be in summer
+    # too, or the baseline would be scored on a winter day.
+    env_id = "society/Thermostat-v0"
+    env = make_env(env_id, shadow_baseline=True, drift=DriftPlan((("winter", 96), ("summer", 96))))
+    env.reset(seed=1)
+    controller = make_baseline(env_id, PRIMARY_BASELINE[env_id], env)
+    winter, summer = play(env, controller.act, episodes=2)
+    assert winter[0] == winter[1]
+    assert summer[0] == summer[1]
+
+
+def test_a_world_without_a_baseline_is_refused() -> None:
+    with pytest.raises(ConfigError, match="no baseline controller"):
+        BaselineShadow(gym.make("Pendulum-v1"), "Pendulum-v1")
