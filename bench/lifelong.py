@@ -13,7 +13,9 @@ world's between a random controller (0) and its baseline controller (1).
 Targets (issue 4): recovery after the drift back to the known regime >= 3x faster than
 ``finetune``; performance maintenance no worse than -0.10 (normalised); recovery after the
 drift to the new regime no slower than ``finetune``. A lifelong agent's sandbox steps (the
-episodes it plays to try remembered policies) are added to its recovery steps.
+episodes it plays to try remembered policies) are added to its recovery steps. Recovery back
+to the known regime is counted to that regime's own earlier level (the table also shows
+l2metrics' count, to the previous block's level, which a winter after a summer may never reach).
 
     python bench/lifelong.py [--settings cartpole traffic smart-home] [--seeds 0 1 2 3 4 5]
 """

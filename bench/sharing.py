@@ -27,6 +27,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agents.bus.schemas import RegimeScore
+from agents.coordinator.registry import AgentRecord, EvaluationPoint
+from agents.coordinator.sharing import SharingGain, sharing_gain
+from agents.scenarios import load_scenario
 from bench.common import RESULTS, machine, replace_section, write_result
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
@@ -45,18 +49,37 @@ DEFAULT = ("cartpole-dqn", "traffic-dqn", "traffic-dqn-mixed")
 def one_run(setting: str, seed: int, keep: Path | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         out = (keep / f"{setting}-{seed}") if keep else Path(folder) / "run"
-        started = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "agents", "run", "--config", str(SCENARIOS / SETTINGS[setting]),
              "--twins", "--seed", str(seed * 100), "--out", str(out), "--quiet",
              "--eval-timeout", "600"],
             check=True,
         )  # fmt: skip
-        summary = json.loads((out / "summary.json").read_text())
-    sharing = summary["sharing"]
-    agents = summary["agents"]
-    sharers = [a for a in agents if not a["twin_of"]]
-    twins = [a for a in agents if a["twin_of"]]
+        return score_run(setting, seed, json.loads((out / "summary.json").read_text()))
+
+
+def score_run(setting: str, seed: int, summary: dict[str, Any]) -> dict[str, Any]:
+    """The figures of one run, from its ``summary.json``: the evaluations every agent had.
+
+    The gain is computed twice with the coordinator's own code: to the first evaluation at
+    the threshold, and to the first time the mean of ``evaluation.threshold_window``
+    evaluations in a row reached it (the scenario's measure; see
+    ``agents.coordinator.sharing.steps_to_threshold``).
+    """
+    scenario = load_scenario(str(SCENARIOS / SETTINGS[setting]))
+    evaluation = scenario.evaluation
+    assert evaluation.threshold is not None  # every benchmark scenario has one (a test checks)
+    records = [_record(agent) for agent in summary["agents"]]
+
+    def gain(window: int) -> SharingGain:
+        return sharing_gain(
+            records, evaluation.threshold or 0.0,
+            normalised=evaluation.threshold_normalised, window=window,
+        )  # fmt: skip
+
+    held, touched = gain(evaluation.threshold_window), gain(1)
+    sharers = [a for a in summary["agents"] if not a["twin_of"]]
+    twins = [a for a in summary["agents"] if a["twin_of"]]
 
     def best(group: list[dict[str, Any]]) -> float | None:
         finals = [float(a["last_eval_return"]) for a in group if a["last_eval_return"] is not None]
@@ -65,10 +88,13 @@ def one_run(setting: str, seed: int, keep: Path | None) -> dict[str, Any]:
     return {
         "setting": setting,
         "seed": seed,
-        "seconds": round(time.perf_counter() - started, 1),
-        "ratio": sharing["ratio"],
-        "ratio_is_lower_bound": sharing["ratio_is_lower_bound"],
-        "pairs": sharing["pairs"],
+        "seconds": summary["duration_seconds"],
+        "window": evaluation.threshold_window,
+        "ratio": held.ratio,
+        "ratio_is_lower_bound": held.at_least,
+        "pairs": held.as_dict()["pairs"],
+        "ratio_first_touch": touched.ratio,
+        "ratio_first_touch_is_lower_bound": touched.at_least,
         "best_final_sharing": best(sharers),
         "best_final_twins": best(twins),
         "adoptions": sum(a["adoptions"] for a in sharers),
@@ -76,11 +102,31 @@ def one_run(setting: str, seed: int, keep: Path | None) -> dict[str, Any]:
     }
 
 
+def _record(agent: dict[str, Any]) -> AgentRecord:
+    record = AgentRecord(id=agent["id"], env_steps=agent["env_steps"], twin_of=agent["twin_of"])
+    record.evaluations = [
+        EvaluationPoint(
+            version=e["version"], step=e["step"], mean_return=e["mean_return"], std_return=0.0,
+            regimes=tuple(
+                RegimeScore(regime=name, mean_return=r["mean_return"],
+                            baseline_return=r["baseline_return"], random_return=r["random_return"])
+                for name, r in e["regimes"].items()
+            ),
+        )
+        for e in agent["evaluations"]
+    ]  # fmt: skip
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="*", default=list(DEFAULT), choices=list(SETTINGS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--keep", type=Path, help="keep each run folder under this folder")
+    parser.add_argument(
+        "--rescore", type=Path, metavar="DIR",
+        help="score the run folders a --keep DIR kept (SETTING-SEED) instead of running",
+    )  # fmt: skip
     parser.add_argument(
         "--add", action="store_true",
         help="keep the last results of the other settings; this run replaces its own settings'",
@@ -96,13 +142,21 @@ def main() -> None:
         sessions = [s for s in last["sessions"] if kept & set(s["settings"])]
     for setting in args.settings:
         for seed in args.seeds:
-            run = one_run(setting, seed, args.keep)
+            if args.rescore:
+                summary = json.loads(
+                    (args.rescore / f"{setting}-{seed}" / "summary.json").read_text()
+                )
+                run = score_run(setting, seed, summary)
+            else:
+                run = one_run(setting, seed, args.keep)
             runs.append(run)
             print(json.dumps({k: v for k, v in run.items() if k != "pairs"}), flush=True)
     command = (
         f"python bench/sharing.py --settings {' '.join(args.settings)} "
         f"--seeds {' '.join(map(str, args.seeds))}"
     )
+    if args.rescore:
+        command += " --rescore KEPT  # re-scored: the runs were kept by --keep KEPT"
     sessions.append(
         {
             "command": command,
@@ -126,20 +180,23 @@ def write_table(result: dict[str, Any]) -> None:
         )
     lines += [
         "",
-        "| world | seed | steps-to-threshold gain (twins / sharing) | best final, sharing | "
+        "| world | seed | gain (twins / sharing), threshold held over *window* evaluations | "
+        "window | gain to the first evaluation at the threshold | best final, sharing | "
         "best final, twins | adoptions | directives |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     by_setting: dict[str, list[dict[str, Any]]] = {}
     for run in result["runs"]:
         by_setting.setdefault(run["setting"], []).append(run)
-        ratio = "-" if run["ratio"] is None else f"{run['ratio']:.2f}"
-        if run["ratio_is_lower_bound"] and run["ratio"] is not None:
-            ratio = f">= {ratio}"
+        held = _ratio(run["ratio"], bound=run["ratio_is_lower_bound"])
+        touched = _ratio(
+            run.get("ratio_first_touch", run["ratio"]),
+            bound=run.get("ratio_first_touch_is_lower_bound", run["ratio_is_lower_bound"]),
+        )
         lines.append(
-            f"| {run['setting']} | {run['seed']} | {ratio} | {_fmt(run['best_final_sharing'])} | "
-            f"{_fmt(run['best_final_twins'])} | {run['adoptions']} | "
-            f"{run['evolution_directives']} |"
+            f"| {run['setting']} | {run['seed']} | {held} | {run.get('window', 1)} | {touched} | "
+            f"{_fmt(run['best_final_sharing'])} | {_fmt(run['best_final_twins'])} | "
+            f"{run['adoptions']} | {run['evolution_directives']} |"
         )
     lines += ["", "| world | median gain (>= 1.5) | best final sharing >= twins (every seed) |",
               "|---|---|---|"]  # fmt: skip
@@ -157,6 +214,12 @@ def write_table(result: dict[str, Any]) -> None:
             f"{'met' if best_ok else 'not met'} |"
         )
     replace_section("sharing", "\n".join(lines))
+
+
+def _ratio(value: float | None, *, bound: bool) -> str:
+    if value is None:
+        return "-"
+    return f">= {value:.2f}" if bound else f"{value:.2f}"
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from agents.bus.url import BrokerUrl
 from agents.cli.agent_config import agent_config
 from agents.cli.options import parse_args
 from agents.cli.parser import build_parser
 from agents.exceptions import ConfigError
 from agents.learner.envs import DriftPlan
 from agents.orchestrator.plan import RunPlan, check_requirements
+from agents.orchestrator.run import Orchestrator
 from agents.scenarios import builtin_scenarios, load_scenario
 from agents.worlds import device_params
 
@@ -131,3 +133,15 @@ def test_the_learner_section_reaches_the_agent(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"learner.peer_fraction must be in \[0, 1\)"):
         load_scenario(str(path))
+
+
+def test_the_scenarios_threshold_reaches_the_coordinator(tmp_path: Path) -> None:
+    config = Path(__file__).parents[1] / "bench" / "scenarios" / "traffic-dqn-sharing.toml"
+    plan = RunPlan.from_args(
+        run_args("run", "--config", str(config), "--twins", "--out", str(tmp_path))
+    )
+    argv = Orchestrator(plan)._coordinator_args(BrokerUrl("127.0.0.1", 1883))
+    args = run_args(*argv)
+    assert (args.threshold, args.threshold_normalised, args.threshold_window) == (0.9, True, 3)
+    plain = RunPlan.from_args(run_args("run", "--scenario", "cartpole", "--out", str(tmp_path)))
+    assert run_args(*Orchestrator(plain)._coordinator_args(BrokerUrl("h", 1))).threshold_window == 1

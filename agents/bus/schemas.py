@@ -10,7 +10,7 @@ Bump :data:`SCHEMA_VERSION` on any change that an old reader would misread.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -39,6 +39,10 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 #: A hyperparameter value: plain scalars only, so anything can read it and nothing executes.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+"""An integer field: what SQLite, numpy and every other reader store in 64 bits. MessagePack
+carries up to 2**64 - 1; a larger value is refused at decoding, not deep in a handler."""
+
 HyperValue = bool | int | float | str
 
 
@@ -49,7 +53,7 @@ class _Struct(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class Message(_Struct, tag_field="kind"):
     """Base of every top-level message. ``schema`` is required in every message."""
 
-    schema: int
+    schema: Int64
 
 
 class SpaceSpec(_Struct):
@@ -65,8 +69,8 @@ class SpaceSpec(_Struct):
     dtype: str
     low: Array | None = None
     high: Array | None = None
-    n: int | None = None
-    start: int = 0
+    n: Int64 | None = None
+    start: Int64 = 0
     nvec: list[int] | None = None
 
 
@@ -74,7 +78,7 @@ class Lineage(_Struct):
     """Where a policy came from: the agent and snapshot version it was adopted from."""
 
     agent: str
-    version: int
+    version: Int64
 
 
 class PolicyArch(_Struct):
@@ -109,7 +113,7 @@ class LibraryPolicy(_Struct):
     ``digest`` is the SHA-256 of ``tensors`` in the same framing as a snapshot's.
     """
 
-    context: int
+    context: Int64
     score: float
     tensors: list[Tensor]
     digest: str
@@ -127,7 +131,7 @@ class Status(Message, tag="status"):
     ts: float
     env_id: str = ""
     algo: str = ""
-    pid: int = 0
+    pid: Int64 = 0
 
 
 class ExperienceBatch(Message, tag="experience"):
@@ -141,11 +145,11 @@ class ExperienceBatch(Message, tag="experience"):
     """
 
     agent: str
-    seq: int
+    seq: Int64
     env_id: str
     obs_space: SpaceSpec
     action_space: SpaceSpec
-    agent_step: int
+    agent_step: Int64
     obs: Array
     next_obs: Array
     actions: Array
@@ -164,8 +168,8 @@ class PolicySnapshot(Message, tag="policy"):
     """
 
     agent: str
-    version: int
-    step: int
+    version: Int64
+    step: Int64
     algo: str
     env_id: str
     obs_space: SpaceSpec
@@ -190,25 +194,25 @@ class Telemetry(Message, tag="telemetry"):
     ts: float
     env_id: str
     algo: str
-    env_steps: int
+    env_steps: Int64
     steps_per_second: float
-    episodes: int
-    experience_batches_published: int
-    snapshots_published: int
-    snapshot_version: int
-    budget_steps: int = 0
+    episodes: Int64
+    experience_batches_published: Int64
+    snapshots_published: Int64
+    snapshot_version: Int64
+    budget_steps: Int64 = 0
     episode_returns: list[float] = []
     episode_steps: list[int] = []
     episode_regimes: list[str] = []
-    outbox_pending: int = 0
-    drift_events: int = 0
-    adaptations: int = 0
-    context: int = 0
+    outbox_pending: Int64 = 0
+    drift_events: Int64 = 0
+    adaptations: Int64 = 0
+    context: Int64 = 0
     strategy: str = ""
     regime: str = ""
     shares: list[str] = []
     twin_of: str = ""
-    peer_transitions: int = 0
+    peer_transitions: Int64 = 0
     messages_rejected: dict[str, int] = {}
 
 
@@ -245,13 +249,13 @@ class Evaluation(Message, tag="evaluation"):
     """The coordinator's evaluation of one snapshot on fixed-seed evaluation worlds."""
 
     agent: str
-    version: int
-    step: int
+    version: Int64
+    step: Int64
     env_id: str
     algo: str
     mean_return: float
     std_return: float
-    episodes: int
+    episodes: Int64
     seeds: list[int]
     seconds: float
     ts: float
@@ -265,8 +269,8 @@ class LeaderboardEntry(_Struct):
     agent: str
     env_id: str
     algo: str
-    version: int
-    step: int
+    version: Int64
+    step: Int64
     eval_return: float
 
 

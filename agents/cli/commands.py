@@ -69,6 +69,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         allowed_envs=frozenset(args.allow_env or ()),
         threshold=args.threshold,
         threshold_normalised=bool(args.threshold_normalised),
+        threshold_window=args.threshold_window,
         society_key=society_key(args.society_key_file),
         evolution_interval=args.evolution_interval,
         evolution_quantile=args.evolution_quantile,

@@ -407,6 +407,13 @@ def _coordinator_command(commands: Any) -> None:
         const=True,
         help="read --threshold as a normalised score (0 random, 1 baseline)",
     )
+    coordinator.option(
+        "--threshold-window",
+        env="SOCIETY_THRESHOLD_WINDOW",
+        type=positive_int,
+        default=1,
+        help="evaluations in a row whose mean must reach --threshold (default 1)",
+    )
     _home_assistant(
         coordinator,
         "mark thermostat agents that die offline in Home Assistant (docs/deployment.md)",

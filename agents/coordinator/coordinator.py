@@ -81,6 +81,7 @@ class CoordinatorConfig:
     #: The evaluation return that counts as "learned", for the sharing gain (None: not set).
     threshold: float | None = None
     threshold_normalised: bool = False
+    threshold_window: int = 1
     seed: int = 0
     #: The society's key: sign directives, require signed snapshots.
     society_key: bytes | None = field(default=None, repr=False)
@@ -196,6 +197,7 @@ class Coordinator:
             self.registry.agents,
             self.config.threshold,
             normalised=self.config.threshold_normalised,
+            window=self.config.threshold_window,
         )
 
     def _restore(self) -> None:

@@ -213,7 +213,7 @@ class SocietyCollector(Collector):
         )
         steps = GaugeMetricFamily(
             "society_agent_steps_to_threshold",
-            "Agent steps at the first snapshot evaluated at or above the threshold.",
+            "Agent steps at the first snapshot whose evaluations reached the threshold.",
             labels=["agent"],
         )
         if gain is not None:

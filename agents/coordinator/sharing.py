@@ -4,7 +4,8 @@
 same seed, sharing nothing. An agent's *steps to threshold* is the step of its first
 snapshot whose evaluation (its own current policy, not a recall) reaches the scenario's
 ``evaluation.threshold``: a mean return, or with ``threshold_normalised`` a mean normalised
-score (0: a random controller, 1: the world's baseline), for worlds whose devices differ. The
+score (0: a random controller, 1: the world's baseline), for worlds whose devices differ;
+with ``threshold_window`` the mean of that many evaluations in a row. The
 gain is the twins' steps divided by the sharing agents', per pair
 and in total (sums over pairs). A twin that never reached the threshold counts with the steps
 it took so far, and the gain is then a lower bound (``at_least``).
@@ -41,6 +42,7 @@ class PairGain:
 class SharingGain:
     threshold: float
     pairs: tuple[PairGain, ...]
+    window: int = 1
 
     @property
     def ratio(self) -> float | None:
@@ -61,6 +63,7 @@ class SharingGain:
     def as_dict(self) -> dict[str, object]:
         return {
             "threshold": self.threshold,
+            "threshold_window": self.window,
             "ratio": self.ratio,
             "ratio_is_lower_bound": self.at_least,
             "pairs": [
@@ -91,10 +94,21 @@ def score(point: EvaluationPoint, *, normalised: bool) -> float:
 
 
 def steps_to_threshold(
-    record: AgentRecord, threshold: float, *, normalised: bool = False
+    record: AgentRecord, threshold: float, *, normalised: bool = False, window: int = 1
 ) -> int | None:
+    """The step of the first snapshot where the last ``window`` evaluations' mean reached it.
+
+    The mean is over that snapshot's evaluation and the ``window - 1`` before it.
+
+    ``window`` 1 takes the first evaluation at the threshold. A learner whose evaluations jump
+    (DQN: 500, then 110, then 500) may touch the threshold long before it holds it; a window of
+    a few evaluations counts when it got there and stayed, as l2metrics smooths its curves.
+    """
+    scores: list[float] = []
     for point in sorted(record.evaluations, key=lambda e: e.step):
-        if score(point, normalised=normalised) >= threshold:
+        scores.append(score(point, normalised=normalised))
+        recent = scores[-window:]
+        if len(recent) == window and sum(recent) / window >= threshold:
             return point.step
     return None
 
@@ -104,8 +118,13 @@ def sharing_gain(
     threshold: float,
     *,
     normalised: bool = False,
+    window: int = 1,
 ) -> SharingGain:
     by_id = records if isinstance(records, Mapping) else {r.id: r for r in records}
+
+    def reached(record: AgentRecord) -> int | None:
+        return steps_to_threshold(record, threshold, normalised=normalised, window=window)
+
     pairs = []
     for twin in by_id.values():
         agent = by_id.get(twin.twin_of) if twin.twin_of else None
@@ -115,9 +134,9 @@ def sharing_gain(
             PairGain(
                 agent=agent.id,
                 twin=twin.id,
-                agent_steps=steps_to_threshold(agent, threshold, normalised=normalised),
-                twin_steps=steps_to_threshold(twin, threshold, normalised=normalised),
+                agent_steps=reached(agent),
+                twin_steps=reached(twin),
                 twin_steps_so_far=twin.env_steps,
             )
         )
-    return SharingGain(threshold, tuple(sorted(pairs, key=lambda p: p.agent)))
+    return SharingGain(threshold, tuple(sorted(pairs, key=lambda p: p.agent)), window)

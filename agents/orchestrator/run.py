@@ -235,6 +235,7 @@ class Orchestrator:
             args += ["--threshold", str(scenario.evaluation.threshold)]
             if scenario.evaluation.threshold_normalised:
                 args.append("--threshold-normalised")
+            args += ["--threshold-window", str(scenario.evaluation.threshold_window)]
         return args
 
     def _agent_args(self, agent: AgentPlan, url: BrokerUrl) -> list[str]:

@@ -104,6 +104,8 @@ class EvaluationSection(_Section):
     threshold: float | None = None
     #: Read ``threshold`` as a normalised score (0: random controller, 1: baseline).
     threshold_normalised: bool = False
+    #: Evaluations in a row whose mean must reach the threshold (1: the first one that does).
+    threshold_window: int = 1
 
 
 class EvolutionSection(_Section):
@@ -133,6 +135,7 @@ class Scenario(_Section):
             "learner.experience_batch": self.learner.experience_batch,
             "learner.checkpoint_every": self.learner.checkpoint_every,
             "evaluation.episodes": self.evaluation.episodes,
+            "evaluation.threshold_window": self.evaluation.threshold_window,
         }
         for name, value in positive.items():
             if value < 1:

@@ -98,6 +98,15 @@ def test_wrong_type_is_a_schema_error() -> None:
     assert reason(Kind.EXPERIENCE, pack(data)) == "schema"
 
 
+def test_an_integer_beyond_64_bits_signed_is_a_schema_error() -> None:
+    # MessagePack carries up to 2**64 - 1; SQLite (the coordinator's history) stores 2**63 - 1.
+    data = as_dict(factories.experience())
+    data["seq"] = 2**63 - 1
+    decode(Kind.EXPERIENCE, pack(data))
+    data["seq"] = 2**63
+    assert reason(Kind.EXPERIENCE, pack(data)) == "schema"
+
+
 def test_other_schema_version_is_named_as_such() -> None:
     data = as_dict(factories.status())
     data["schema"] = SCHEMA_VERSION + 1

@@ -76,6 +76,21 @@ def test_sharing_gain_is_twin_steps_over_sharing_steps() -> None:
     assert gain.as_dict()["ratio_is_lower_bound"] is True
 
 
+def test_a_window_counts_when_the_threshold_was_held_not_touched() -> None:
+    # A lucky 500 at 2000, back to 120, then held from 5000 on: the mean of three in a row
+    # first reaches 475 at 7000 (500, 490, 480 -> 490).
+    rec = record("a", [(1000, 100.0), (2000, 500.0), (3000, 120.0), (4000, 300.0),
+                       (5000, 500.0), (6000, 490.0), (7000, 480.0)])  # fmt: skip
+    assert steps_to_threshold(rec, 475.0) == 2000
+    assert steps_to_threshold(rec, 475.0, window=3) == 7000
+    assert steps_to_threshold(rec, 475.0, window=8) is None  # never that many evaluations
+    twin = record("a-twin", [(1000, 480.0), (2000, 100.0), (3000, 480.0)], twin_of="a")
+    gain = sharing_gain([rec, twin], 475.0, window=3)
+    assert gain.pairs[0].agent_steps == 7000
+    assert gain.pairs[0].twin_steps is None
+    assert gain.as_dict()["threshold_window"] == 3
+
+
 def test_normalised_threshold_uses_random_and_baseline_references() -> None:
     rec = record("a", [(1000, 0.0)])
     rec.evaluations = [
