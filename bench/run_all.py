@@ -31,7 +31,7 @@ BENCHMARKS: dict[str, list[str]] = {
     # issue 5
     "sharing": [
         "sharing.py",
-        *("--settings", "cartpole-dqn", "traffic-dqn"),
+        *("--settings", "cartpole-dqn", "traffic-dqn", "traffic-dqn-mixed"),
         *("--seeds", "0", "1", "2"),
     ],
     "soak": ["soak.py"],  # issue 6: docs/reliability.md
