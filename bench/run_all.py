@@ -21,12 +21,8 @@ BENCHMARKS: dict[str, list[str]] = {
     "worlds": ["worlds_bench.py"],  # issue 3
     "lifelong": [  # issue 4
         "lifelong.py",
-        "--settings",
-        "cartpole",
-        "traffic",
-        "smart-home",
-        "--seeds",
-        *map(str, range(6)),
+        *("--settings", "cartpole", "traffic", "smart-home"),
+        *("--seeds", *map(str, range(6))),
     ],
     # issue 5
     "sharing": [

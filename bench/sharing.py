@@ -68,14 +68,13 @@ def score_run(setting: str, seed: int, summary: dict[str, Any]) -> dict[str, Any
     """
     scenario = load_scenario(str(SCENARIOS / SETTINGS[setting]))
     evaluation = scenario.evaluation
-    assert evaluation.threshold is not None  # every benchmark scenario has one (a test checks)
+    threshold = evaluation.threshold
+    assert threshold is not None  # every benchmark scenario has one (a test checks)
     records = [_record(agent) for agent in summary["agents"]]
 
     def gain(window: int) -> SharingGain:
-        return sharing_gain(
-            records, evaluation.threshold or 0.0,
-            normalised=evaluation.threshold_normalised, window=window,
-        )  # fmt: skip
+        normalised = evaluation.threshold_normalised
+        return sharing_gain(records, threshold, normalised=normalised, window=window)
 
     held, touched = gain(evaluation.threshold_window), gain(1)
     sharers = [a for a in summary["agents"] if not a["twin_of"]]

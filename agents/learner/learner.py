@@ -478,15 +478,14 @@ class _LifelongLoop(BaseCallback):
         self.drift_pending = False
         self.training_regime = learner.current_regime
         # Off-policy: how often and how much it trains, as configured (not read from the model:
-        # a checkpoint keeps the last value _on_rollout_end set).
-        train_freq, gradient_steps = (
-            learner.hyperparams.get("train_freq"),
-            learner.hyperparams.get("gradient_steps"),
-        )
-        self.train_freq = train_freq if isinstance(train_freq, int) else 0
-        self.gradient_steps = gradient_steps if isinstance(gradient_steps, int) else 0
-        target = learner.hyperparams.get("target_update_interval")
-        self.target_update_interval = target if isinstance(target, int) else 0
+        # a checkpoint keeps the last value _on_rollout_end set); 0 where the algorithm has none.
+        configured = {
+            key: value if isinstance(value := learner.hyperparams.get(key), int) else 0
+            for key in ("train_freq", "gradient_steps", "target_update_interval")
+        }
+        self.train_freq = configured["train_freq"]
+        self.gradient_steps = configured["gradient_steps"]
+        self.target_update_interval = configured["target_update_interval"]
 
     # -- after every environment step ------------------------------------------------------
 
