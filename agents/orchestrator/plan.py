@@ -15,6 +15,7 @@ from agents.exceptions import ConfigError
 from agents.learner.algorithms import get_algorithm
 from agents.learner.envs import DriftPlan
 from agents.scenarios import Scenario, load_scenario
+from agents.worlds import PRIMARY_BASELINE
 
 __all__ = ["AgentPlan", "RunPlan", "check_requirements"]
 
@@ -85,6 +86,12 @@ class RunPlan:
         if scenario.drift is not None:
             drift = scenario.drift
             DriftPlan(tuple(drift.phases), drift.cyclic, drift.regimes).specs(scenario.world.env)
+        if scenario.learner.judge_against_baseline and scenario.world.env not in PRIMARY_BASELINE:
+            msg = (
+                f"scenario {scenario.name}: learner.judge_against_baseline needs a world with a "
+                f"baseline controller; {scenario.world.env} has none"
+            )
+            raise ConfigError(msg)
         society = args.society or validate_name(scenario.name, "scenario name")
         count = args.agents or scenario.society.agents
         seed = args.seed if args.seed is not None else scenario.society.seed

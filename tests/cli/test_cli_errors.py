@@ -32,6 +32,7 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
         (["run", "--config", "/no/such/file.toml"], "--config"),
         (["coordinator", "--metrics-port", "70000"], "--metrics-port"),
         (["coordinator", "--eval-episodes", "0"], "--eval-episodes"),
+        (["coordinator", "--threshold-window", "0"], "--threshold-window"),
         (["broker", "--kind", "rabbit"], "--kind"),
         (["frobnicate"], "frobnicate"),
         (["agent", "--no-such-flag"], "--no-such-flag"),
@@ -111,6 +112,13 @@ def test_bad_scenario_file_names_the_field(
     code, err = run_main(["run", "--config", str(config)], capsys)
     assert code == 2
     assert "algoo" in err
+    config.write_text(
+        'name = "mine"\n[world]\nenv = "Pendulum-v1"\n[learner]\njudge_against_baseline = true\n'
+    )
+    code, err = run_main(["run", "--config", str(config)], capsys)
+    assert code == 2
+    assert "judge_against_baseline" in err
+    assert err.count("\n") == 1
 
 
 def test_console_script_exits_2_from_a_real_process() -> None:

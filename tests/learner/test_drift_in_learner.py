@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gymnasium.envs.classic_control import CartPoleEnv
 
 from agents.exceptions import ConfigError
+from agents.learner.adaptation import Candidate, try_candidates
 from agents.learner.envs import DriftPlan, make_env, parse_drift
 from agents.learner.learner import Learner, LearnerConfig
-from agents.worlds import DriftWrapper
+from agents.learner.snapshots import policy_tensors
+from agents.worlds import PRIMARY_BASELINE, DriftWrapper, make_baseline, play_episodes
 from tests.learner.test_learner import Recorder
 
 SMALL = {"n_steps": 64, "batch_size": 32, "n_epochs": 1}
@@ -102,3 +105,23 @@ def test_judged_against_the_baseline_the_learner_scores_its_advantage() -> None:
     assert len(advantages) == 4
     assert all(a > 0 for a in advantages)
     assert len(set(advantages)) == 4  # a different day, a different baseline cost
+
+
+def test_sandbox_trials_judged_against_the_baseline_score_the_advantage() -> None:
+    config = LearnerConfig(env_id="society/Thermostat-v0", algo="ppo", hyperparams=SMALL, seed=0)
+    learner = Learner(config, Recorder())
+    candidate = [Candidate("current", policy_tensors(learner.model.policy))]
+    seeds = [7, 8, 9]
+
+    def trial(*, against_baseline: bool) -> float:
+        sandbox = make_env(config.env_id, shadow_baseline=against_baseline)
+        run = try_candidates(candidate, sandbox=sandbox, scratch_policy=learner.fresh_policy(),
+                             episodes=3, seed=7, against_baseline=against_baseline)  # fmt: skip
+        return run.trials[0].score
+
+    plain = make_env(config.env_id)
+    baseline = make_baseline(config.env_id, PRIMARY_BASELINE[config.env_id], plain)
+    baseline_mean = float(np.mean(play_episodes(baseline, plain, seeds=seeds, metrics={}).returns))
+    assert trial(against_baseline=True) == pytest.approx(
+        trial(against_baseline=False) - baseline_mean
+    )
