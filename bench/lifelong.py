@@ -64,6 +64,17 @@ SETTINGS = {
         eval_episodes=3,
         normalisation="baseline",
     ),
+    # A maintenance slip crosses the N/S and E/W signal groups, and a later visit fixes it:
+    # the one regime pair of a device world where the policies conflict (as on CartPole).
+    "traffic-crossed": Setting(
+        "traffic",
+        # Long blocks: relearning with the groups crossed took finetune 40,000-65,000 steps,
+        # and relearning the weekday after them more than 45,000 in trial runs.
+        (("weekday", 30_000), ("crossed", 75_000), ("weekday", 90_000)),
+        snapshot_every=10_000,
+        eval_episodes=3,
+        normalisation="baseline",
+    ),
     # Heating in winter, cooling in summer: the seasons ask for opposite actions.
     "smart-home": Setting(
         "smart-home",
@@ -268,17 +279,20 @@ def targets(table: dict[str, Any]) -> dict[str, Any]:
         if not life or not fine:
             continue
         # finetune needing no steps to recover means the drift cost it nothing: no drop, so
-        # there is no speed-up to measure (not a speed-up of zero). Nor is there one when
-        # finetune mostly never got back (its "steps" are then the block's length).
+        # there is no speed-up to measure (not a speed-up of zero). When finetune mostly never
+        # got back, its median "steps" are the block's length, a lower bound of its recovery
+        # time: the ratio is then a lower bound of the speed-up, if lifelong mostly got back
+        # (when neither did, there is nothing to compare).
         no_drop = fine["known_median"] == 0
-        fine_recovered = fine["known_recovered"]
+        fine_recovered, life_recovered = fine["known_recovered"], life["known_recovered"]
         never_back = sum(fine_recovered) * 2 < len(fine_recovered)
+        life_back = sum(life_recovered) * 2 >= len(life_recovered)
         known_ratio = (
             fine["known_median"] / max(life["known_median"], 1)
             if life["known_median"] is not None
             and fine["known_median"]
             and not no_drop
-            and not never_back
+            and (life_back or not never_back)
             else None
         )
         out[setting] = {
@@ -286,6 +300,7 @@ def targets(table: dict[str, Any]) -> dict[str, Any]:
             "finetune_recovered": f"{sum(fine_recovered)} of {len(fine_recovered)}",
             "finetune_mostly_never_recovered": never_back,
             "recovery_known_speedup": known_ratio,
+            "recovery_known_speedup_is_lower_bound": known_ratio is not None and never_back,
             "recovery_known_met": known_ratio is not None and known_ratio >= 3.0,
             "performance_maintenance": life["pm_median"],
             "performance_maintenance_met": life["pm_median"] is not None
@@ -298,11 +313,14 @@ def targets(table: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_table(result: dict[str, Any]) -> None:
-    m = result["machine"]
-    command = (
-        f"Command: `{result['command']}` ({m['date']}, {result['seconds']:.0f} s; "
-        f"{m['cores']} cores, {m['cpu']}, torch {m['torch']}, commit {m['commit']})."
-    )
+    lines = []
+    for session in _sessions(result):
+        m = session["machine"]
+        lines.append(
+            f"Command: `{session['command']}` ({m['date']}, {session['seconds']:.0f} s; "
+            f"{m['cores']} cores, {m['cpu']}, torch {m['torch']}, commit {m['commit']}): "
+            f"the {', '.join(session['settings'])} rows."
+        )
     note = (
         "Medians over seeds; recovery in agent steps (lifelong: plus its sandbox steps); "
         "scores normalised (see the script's docstring)."
@@ -312,7 +330,7 @@ def write_table(result: dict[str, Any]) -> None:
         "same, to the previous block's level (l2metrics) | recovery, new regime | "
         "performance maintenance | forgetting (Continual World) |"
     )
-    lines = [command, "", note, "", header, "|---|---|---|---|---|---|---|"]
+    lines += ["", note, "", header, "|---|---|---|---|---|---|---|"]
     for setting, cells in result["table"].items():
         for strategy in STRATEGIES:
             cell = cells.get(strategy)
@@ -329,16 +347,22 @@ def write_table(result: dict[str, Any]) -> None:
     )
     lines += ["", targets_header, "|---|---|---|---|"]
     for setting, target in result["targets"].items():
+        ratio = target["recovery_known_speedup"]
+        met = "met" if target["recovery_known_met"] else "not met"
         if target.get("finetune_did_not_drop"):
             speedup = "n/a: the return to the known regime cost finetune nothing"
-        elif target.get("finetune_mostly_never_recovered"):
+        elif ratio is None:
             speedup = (
                 f"n/a: finetune got back to the regime's earlier level in "
-                f"{target['finetune_recovered']} runs"
+                f"{target['finetune_recovered']} runs, lifelong in fewer than half"
+            )
+        elif target.get("recovery_known_speedup_is_lower_bound"):
+            speedup = (
+                f">= {_fmt(ratio, 1)}x ({met}; a lower bound: finetune got back in "
+                f"{target['finetune_recovered']} runs)"
             )
         else:
-            met = "met" if target["recovery_known_met"] else "not met"
-            speedup = f"{_fmt(target['recovery_known_speedup'], 1)}x ({met})"
+            speedup = f"{_fmt(ratio, 1)}x ({met})"
         lines.append(
             f"| {setting} | {speedup} | "
             f"{_fmt(target['performance_maintenance'], 3)} "
@@ -361,6 +385,15 @@ def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _sessions(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs' sessions (results written before ``--add`` existed hold one, flat)."""
+    if "sessions" in result:
+        return list(result["sessions"])
+    settings = sorted({run["setting"] for run in result["runs"]})
+    keys = ("command", "machine", "seconds")
+    return [{**{k: result[k] for k in keys}, "settings": settings}]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
@@ -370,18 +403,29 @@ def main() -> None:
     parser.add_argument(
         "--render", action="store_true", help="only rewrite the docs table from the last results"
     )
+    parser.add_argument(
+        "--add", action="store_true",
+        help="keep the last results of the other settings; this run replaces its own settings'",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.render:
         result = json.loads((RESULTS / "lifelong.json").read_text())
-        result["table"] = summarise(result["runs"])
-        result["targets"] = targets(result["table"])
-        write_result("lifelong", result)
-        write_table(result)
+        _finish(result)
         return
     started = time.perf_counter()
+    runs: list[dict[str, Any]] = []
+    sessions: list[dict[str, Any]] = []
+    if args.add:
+        last = json.loads((RESULTS / "lifelong.json").read_text())
+        runs = [r for r in last["runs"] if r["setting"] not in args.settings]
+        kept = {r["setting"] for r in runs}
+        sessions = [
+            {**session, "settings": [s for s in session["settings"] if s in kept]}
+            for session in _sessions(last)
+            if kept & set(session["settings"])
+        ]
     jobs = [(s, strategy, seed, args.scale) for s in args.settings for strategy in STRATEGIES
             for seed in args.seeds]  # fmt: skip
-    runs = []
     with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(one_run, *job): job for job in jobs}
         for future in concurrent.futures.as_completed(futures):
@@ -393,22 +437,32 @@ def main() -> None:
                 f"PM {run['performance_maintenance']}, drifts {run['drift_events']}",
                 flush=True,
             )
-    table = summarise(runs)
-    result = {
-        "benchmark": "lifelong",
-        "command": (
-            f"python bench/lifelong.py --settings {' '.join(args.settings)} "
-            f"--seeds {' '.join(map(str, args.seeds))}"
-        ),
-        "machine": machine(),
-        "seconds": time.perf_counter() - started,
-        "table": table,
-        "targets": targets(table),
-        "runs": sorted(runs, key=lambda r: (r["setting"], r["strategy"], r["seed"])),
-    }
+    sessions.append(
+        {
+            "command": (
+                f"python bench/lifelong.py --settings {' '.join(args.settings)} "
+                f"--seeds {' '.join(map(str, args.seeds))}"
+            ),
+            "settings": list(args.settings),
+            "machine": machine(),
+            "seconds": time.perf_counter() - started,
+        }
+    )
+    result = {"benchmark": "lifelong", "sessions": sessions, "runs": runs}
     if args.scale != 1.0:
-        print(json.dumps(result["targets"], indent=2))
+        print(json.dumps(targets(summarise(runs)), indent=2))
         return  # a smoke run: no results recorded
+    _finish(result)
+
+
+def _finish(result: dict[str, Any]) -> None:
+    """Order the runs, recompute the table and targets, write the results and the docs."""
+    result["sessions"] = _sessions(result)
+    for key in ("command", "machine", "seconds"):
+        result.pop(key, None)
+    result["runs"] = sorted(result["runs"], key=lambda r: (r["setting"], r["strategy"], r["seed"]))
+    result["table"] = summarise(result["runs"])
+    result["targets"] = targets(result["table"])
     write_result("lifelong", result)
     write_table(result)
     print(json.dumps(result["targets"], indent=2))

@@ -1,9 +1,11 @@
 """What an agent does when it notices its world changed: its strategy.
 
 - ``lifelong`` (the default): remember the best policy of the context that just ended, try
-  every remembered policy and every peer's latest snapshot against the current one on a few
-  sandbox episodes, adopt the best if it clearly beats the current one, keep learning from
-  there. A world that comes back is met with the policy that mastered it: no relearning.
+  every remembered policy, every peer's latest snapshot and an untrained network (``fresh``)
+  against the current one on a few sandbox episodes, adopt the best if it clearly beats the
+  current one, keep learning from there. A world that comes back is met with the policy that
+  mastered it: no relearning. A world where untrained weights do better than everything the
+  agent knows is one where its knowledge misleads it: it starts over, as ``scratch`` would.
 - ``finetune``: keep training the one policy (what plain SB3 does); the drift is only counted.
 - ``scratch``: start over: fresh random weights, optimiser, replay buffer and schedules.
 
@@ -36,6 +38,7 @@ from agents.worlds import PolicyController, play_episodes
 from agents.worlds.shadow import BASELINE_RETURN
 
 __all__ = [
+    "FRESH",
     "Candidate",
     "Strategy",
     "Trial",
@@ -47,6 +50,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+FRESH = "fresh"
+"""The label of the untrained candidate a lifelong agent tries beside what it remembers."""
 
 
 class Strategy(StrEnum):
@@ -66,7 +73,10 @@ class Strategy(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A policy worth trying: ``current``, ``library:<context>`` or ``peer:<agent>@v<n>``."""
+    """A policy worth trying (``label``).
+
+    ``current``, ``library:<context>``, ``peer:<agent>@v<n>`` or ``fresh`` (untrained weights).
+    """
 
     label: str
     tensors: list[Tensor]

@@ -51,6 +51,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from agents.bus.arrays import Tensor
 from agents.bus.schemas import HyperValue, Lineage, PolicyArch, SpaceSpec
 from agents.learner.adaptation import (
+    FRESH,
     Candidate,
     Strategy,
     TrialRun,
@@ -729,7 +730,12 @@ class _LifelongLoop(BaseCallback):
             trials = run.trials + others.trials
             scores.update({trial.candidate.label: trial.score for trial in others.trials})
             winner = choose(trials)
-            if winner is not None:
+            if winner is not None and winner.candidate.label == FRESH:
+                # Untrained weights play this world better than anything it knows: what it
+                # knows hurts here (negative transfer), so it starts over from those weights.
+                self._start_over(winner.candidate.tensors)
+                chosen = FRESH
+            elif winner is not None:
                 load_tensors(learner.model.policy, winner.candidate.tensors)
                 reset_optimizers(learner.model.policy)
                 chosen = winner.candidate.label
@@ -747,9 +753,7 @@ class _LifelongLoop(BaseCallback):
                 if winner.candidate.lineage is not None:
                     learner.lineage = winner.candidate.lineage
         elif strategy is Strategy.SCRATCH:
-            reinitialise(learner.model, learner.fresh_policy)
-            learner.schedule_origin.step = step
-            learner.lineage = None
+            self._start_over()
             chosen = "scratch"
         learner.adaptations += chosen != "current"
         learner.adaptation_steps += run.steps
@@ -768,6 +772,15 @@ class _LifelongLoop(BaseCallback):
             adaptation.step, adaptation.strategy, adaptation.chosen, learner.context,
         )  # fmt: skip
         learner.events.adapted(replace(adaptation, context=learner.context))
+
+    def _start_over(self, tensors: list[Tensor] | None = None) -> None:
+        """Fresh weights (``tensors`` if given), optimiser, replay buffer and schedules."""
+        learner = self.learner
+        reinitialise(learner.model, learner.fresh_policy)
+        if tensors is not None:
+            load_tensors(learner.model.policy, tensors)
+        learner.schedule_origin.step = learner.step
+        learner.lineage = None
 
     def _on_sandbox(self, candidates: Callable[[], list[Candidate]]) -> TrialRun:
         """Play candidates on a fresh sandbox twin of the device, in its current conditions."""
@@ -815,7 +828,8 @@ class _LifelongLoop(BaseCallback):
             )
             for peer in (learner.peers.latest() if learner.peers is not None else [])
         ]
-        return [*remembered, *peers]
+        fresh = Candidate(FRESH, policy_tensors(learner.fresh_policy()))
+        return [*remembered, *peers, fresh]
 
     def flush_experience(self) -> None:
         batch = self.recorder.drain()

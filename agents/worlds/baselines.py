@@ -203,17 +203,28 @@ class SetpointThermostat:
 
 
 class _PhaseController:
-    """Shared decoding of the traffic observation."""
+    """Shared decoding of the traffic observation.
+
+    The reference controllers are commissioned for the cabinet's wiring as it is: they read
+    which movements each phase action lights (``lit_phases``) when they act, so a regime with
+    crossed signal groups leaves them as good as before. They measure what good control of the
+    intersection achieves; the learning agents are told nothing and must find out.
+    """
 
     def __init__(self, env: gym.Env[Any, Any]) -> None:
         world: TrafficSignal = _unwrapped(env, TrafficSignal)
+        self._world = world
         self.world_params = world.base_params
-        self.phases = world.phases
         self.n_queues = world.n_queues
         self.n_phases = world.n_phases
         self.step_s = world.base_params.step_s
         self.queue_scale = world.base_params.queue_scale
         self.sat_flow = world.sat_flow
+
+    @property
+    def phases(self) -> tuple[tuple[int, ...], ...]:
+        """The movements each phase action lights now (regimes apply at a reset)."""
+        return self._world.lit_phases
 
     def decode(self, obs: NDArray[np.float32]) -> tuple[list[float], int, float]:
         """(queues in vehicles, current phase, seconds of green in the current phase)."""
@@ -239,7 +250,8 @@ class FixedTimePlan(_PhaseController):
 
     Args:
         env: the traffic world.
-        green_s: effective green per phase, seconds; ``None`` for Webster's plan.
+        green_s: effective green per signal group (the movements of ``phases[k]``), seconds;
+            ``None`` for Webster's plan.
     """
 
     def __init__(self, env: gym.Env[Any, Any], *, green_s: Sequence[float] | None = None) -> None:
@@ -261,7 +273,8 @@ class FixedTimePlan(_PhaseController):
         """Effective greens (s) of Webster's plan for the average 07:00-19:00 demand."""
         p = self.world_params
         rates = arrival_rates_per_h(p, np.linspace(7.0, 19.0, 97)).mean(axis=0) / 3600.0
-        ratios = [max(rates[m] / self.sat_flow[m] for m in ph) for ph in self.phases]
+        groups = self._world.phases
+        ratios = [max(rates[m] / self.sat_flow[m] for m in ph) for ph in groups]
         total = min(sum(ratios), 0.9)
         lost = p.lost_time_s * self.n_phases
         cycle = min(max((1.5 * lost + 5.0) / (1.0 - total), 40.0), 150.0)
@@ -273,7 +286,9 @@ class FixedTimePlan(_PhaseController):
         self._elapsed = 0
 
     def act(self, obs: NDArray[np.float32]) -> Any:  # noqa: ARG002 - a fixed plan is blind
-        if self._elapsed >= self.durations[self._phase]:
+        # Durations belong to signal groups; a phase action lights the group its wiring says.
+        group = self._world.phases.index(self.phases[self._phase])
+        if self._elapsed >= self.durations[group]:
             self._phase = (self._phase + 1) % self.n_phases
             self._elapsed = 0
         self._elapsed += 1
@@ -317,14 +332,14 @@ class LongestQueueFirst(_PhaseController):
         if min_green_s < 0:
             raise ConfigError(f"LongestQueueFirst: min_green_s={min_green_s} must be >= 0")
         self.min_green_s = min_green_s
-        self._phase_of = {m: k for k, ph in enumerate(self.phases) for m in ph}
 
     def act(self, obs: NDArray[np.float32]) -> Any:
         queues, phase, in_phase = self.decode(obs)
         if in_phase < self.min_green_s - 1e-6:
             return np.int64(phase)
-        longest = max(range(self.n_queues), key=lambda m: (queues[m], self._phase_of[m] == phase))
-        return np.int64(self._phase_of[longest])
+        phase_of = {m: k for k, ph in enumerate(self.phases) for m in ph}
+        longest = max(range(self.n_queues), key=lambda m: (queues[m], phase_of[m] == phase))
+        return np.int64(phase_of[longest])
 
 
 class ActuatedSignal(_PhaseController):

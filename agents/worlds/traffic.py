@@ -115,6 +115,12 @@ class TrafficParams(WorldParams):
     event_width_h: float = 0.75
     event_mult: float = 0.0
     """Extra demand on the east and west approaches around ``event_peak_h`` (0: no event)."""
+    # A fault of the signal cabinet: a regime parameter.
+    crossed_signals: bool = False
+    """The N/S and E/W signal groups are wired to each other's phases (a maintenance slip):
+    the controller's phase ``k`` lights the movements of phase ``(k + n_phases / 2) mod
+    n_phases``. The observation still shows the phase the controller asked for and the queue
+    that phase would serve, so nothing in one observation reveals the fault."""
     # Observation and reward scales.
     queue_scale: float = 20.0
     """Queues are observed as vehicles / queue_scale (capped at 10)."""
@@ -241,6 +247,17 @@ TRAFFIC_REGIMES: Mapping[str, Regime] = _regimes(
         },
         "a detour makes E/W the main road",
     ),
+    Regime(
+        "crossed",
+        {
+            "demand_scale": 1.0,
+            "morning_mult": 1.0,
+            "evening_mult": 1.0,
+            "event_mult": 0.0,
+            "crossed_signals": True,
+        },
+        "weekday demand, N/S and E/W signal groups wired to each other's phases",
+    ),
 )
 """Demand patterns of the traffic world."""
 
@@ -323,6 +340,11 @@ class TrafficSignal(World[TrafficParams, np.int64]):
         self.sat_flow = tuple(sat)
         """Saturation flow of each queue, vehicles/s (read by the max-pressure baseline)."""
         self._cap_step = [s * p.step_s for s in sat]
+        phases = phase_movements(p.left_turns)
+        shift = len(phases) // 2 if p.crossed_signals else 0
+        self.lit_phases = tuple(phases[(k + shift) % len(phases)] for k in range(len(phases)))
+        """The movements each phase action actually lights (``phases`` unless the signal
+        groups are crossed; read by the reference controllers, never observed)."""
         self._min_green = p.min_green_s - 1e-9
 
     @classmethod
@@ -405,7 +427,7 @@ class TrafficSignal(World[TrafficParams, np.int64]):
             if self._in_phase_s < self._min_green:
                 return self._phase  # the hardware holds the minimum green
             self._lost_left = self.params.lost_time_s
-        for m in self.phases[self._phase]:
+        for m in self.lit_phases[self._phase]:
             self._credit[m] = 0.0
         self._phase = a
         self._in_phase_s = 0.0
@@ -438,7 +460,7 @@ class TrafficSignal(World[TrafficParams, np.int64]):
         served = 0
         if green_s > 0.0:
             frac = green_s / step_s
-            for m in self.phases[a]:
+            for m in self.lit_phases[a]:
                 q = queues[m]
                 cap = self._cap_step[m] * frac + credit[m]
                 d = min(q, math.floor(cap))

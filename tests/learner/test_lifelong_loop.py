@@ -16,7 +16,7 @@ import torch
 from stable_baselines3 import DQN
 
 from agents.bus.arrays import Tensor
-from agents.bus.schemas import PolicySnapshot, SpaceSpec
+from agents.bus.schemas import Lineage, PolicySnapshot, SpaceSpec
 from agents.learner.adaptation import Strategy
 from agents.learner.envs import DriftPlan
 from agents.learner.learner import Learner, LearnerConfig, _LifelongLoop
@@ -52,6 +52,11 @@ def balancer(learner: Learner, *, mirrored: bool = False) -> list[Tensor]:
     policy = learner.fresh_policy()
     policy.load_state_dict(state)
     return policy_tensors(policy)
+
+
+def adopted_from(agent: Learner, lineage: Lineage) -> None:
+    """As if ``agent`` had adopted a peer's weights earlier in its life."""
+    agent.lineage = lineage
 
 
 def entry(context: int, tensors: list[Tensor]) -> LibraryEntry:
@@ -104,6 +109,27 @@ def test_lifelong_keeps_its_policy_when_nothing_remembered_is_better(tmp_path: P
     assert adaptation.chosen == "current"
     assert agent.context == 2  # a new context
     assert [t.data for t in policy_tensors(agent.model.policy)] == [t.data for t in before]
+
+
+def test_lifelong_starts_over_where_what_it_knows_does_worse_than_nothing(
+    tmp_path: Path,
+) -> None:
+    # The balancer, with the motor reversed, throws the pole over faster than untrained
+    # weights let it fall: knowing nothing beats knowing the wrong world.
+    agent, events = learner(tmp_path, strategy=Strategy.LIFELONG, regime="reversed_motor")
+    load_tensors(agent.model.policy, balancer(agent))
+    agent.schedule_origin.step = 0
+    agent.model.num_timesteps = 5000
+    adopted_from(agent, Lineage(agent="teacher", version=3))
+    _LifelongLoop(agent).adapt()
+    (adaptation,) = events.adaptations
+    assert adaptation.chosen == "fresh"
+    assert adaptation.scores["fresh"] > adaptation.scores["current"]
+    after = policy_tensors(agent.model.policy)
+    assert any(a.data != b.data for a, b in zip(after, balancer(agent), strict=True))
+    assert agent.schedule_origin.step == 5000  # schedules start over with the weights
+    assert agent.lineage is None
+    assert agent.adaptations == 1
 
 
 def test_lifelong_tries_peers_snapshots_and_records_the_lineage(tmp_path: Path) -> None:

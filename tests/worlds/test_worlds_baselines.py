@@ -70,6 +70,19 @@ def test_adaptive_signal_beats_fixed_time() -> None:
     assert adaptive.mean("throughput") >= 0.95 * fixed.mean("throughput")
 
 
+@pytest.mark.parametrize("name", baseline_names(TRAFFIC_ID))
+def test_traffic_baselines_are_commissioned_for_crossed_signals(name: str) -> None:
+    # The reference controllers read the wiring, so crossing the signal groups leaves them as
+    # good as before; one that believed the nominal wiring would starve the queues it sees.
+    seeds = tuple(range(20, 28))
+    kwargs = {"start_hour": 7.0}
+    normal = run_controller(BASELINES[TRAFFIC_ID][name], TRAFFIC_ID, seeds=seeds,
+                            regime="weekday", env_kwargs=kwargs)  # fmt: skip
+    crossed = run_controller(BASELINES[TRAFFIC_ID][name], TRAFFIC_ID, seeds=seeds,
+                             regime="crossed", env_kwargs=kwargs)  # fmt: skip
+    assert crossed.mean_return == pytest.approx(normal.mean_return, rel=0.1)
+
+
 def test_fixed_time_plan_is_webster() -> None:
     env = make_world(TRAFFIC_ID)
     plan = FixedTimePlan(env)

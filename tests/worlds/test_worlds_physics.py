@@ -117,6 +117,29 @@ def test_green_phase_drains_its_queue() -> None:
     assert info["throughput"] == 20
 
 
+def test_crossed_signals_light_the_other_group_and_do_not_show_it() -> None:
+    normal = TrafficSignal(lost_time_s=0.0, **NO_ARRIVALS)
+    crossed = TrafficSignal(lost_time_s=0.0, regime="crossed", **NO_ARRIVALS)
+    observed = []
+    for env in (normal, crossed):
+        env.reset(seed=0, options={"phase": 0})
+        env._queues = [10, 0, 10, 0, 10, 0, 10, 0]
+        observed.append(env._obs())
+    # Nothing in the observation tells the wiring: same phase, same "served" queue.
+    np.testing.assert_array_equal(observed[0], observed[1])
+    for _ in range(6):  # 30 s of phase 0
+        q_normal = normal.step(np.int64(0))[4]["queues"]
+        info = crossed.step(np.int64(0))[4]
+    assert q_normal[0] == q_normal[2] == 0  # phase 0 drains N/S through...
+    q = info["queues"]
+    assert q[4] == q[6] == 0  # ...but crossed, it drains E/W through
+    assert q[0] == q[2] == 10
+    assert info["phase"] == 0  # and still reports the phase the controller asked for
+    crossed.set_regime("weekday")
+    crossed.reset(seed=0, options={"phase": 0})
+    assert crossed.lit_phases == normal.lit_phases  # the repair restores the wiring
+
+
 def test_switching_costs_lost_time() -> None:
     env = TrafficSignal(lost_time_s=5.0, **NO_ARRIVALS)
     env.reset(seed=0, options={"phase": 0})
