@@ -14,14 +14,14 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 
-#: Name: script and arguments, in the order they run (about 1.5 hours in all on 2 cores, the
-#: 30-minute soak the longest).
+#: Name: script and arguments, in the order they run (about 2.5 hours in all on 2 cores, the
+#: lifelong benchmark the longest).
 BENCHMARKS: dict[str, list[str]] = {
     "throughput": ["throughput.py", "--steps", "20000", "--repeats", "3"],  # issue 2
     "worlds": ["worlds_bench.py"],  # issue 3
     "lifelong": [  # issue 4
         "lifelong.py",
-        *("--settings", "cartpole", "traffic", "smart-home"),
+        *("--settings", "traffic-crossed", "cartpole", "traffic", "smart-home"),
         *("--seeds", *map(str, range(6))),
     ],
     # issue 5

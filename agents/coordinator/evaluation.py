@@ -268,6 +268,8 @@ def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
 #: The selection episode's seed is offset from the evaluation seeds, so the policy is chosen
 #: on an episode it is not then scored on.
 _RECALL_SEED_OFFSET = 7919
+#: As many selection episodes as an agent's sandbox trials play by default.
+_RECALL_EPISODES = 3
 
 
 def _recall(
@@ -280,11 +282,13 @@ def _recall(
     seed: int,
     max_steps: int,
 ) -> tuple[str, list[float] | None]:
-    """What the agent would do here with its library: try each policy once, keep the best.
+    """What the agent would do here with its library: try each policy, keep the best.
 
-    Mirrors the agent's own recall after a drift (its sandbox trials), on one selection
-    episode whose seed is not an evaluation seed; the chosen policy is then scored on the
-    evaluation seeds. Without a library there is nothing to recall: ``("", None)``.
+    Mirrors the agent's own recall after a drift (its sandbox trials): every candidate plays
+    the same ``_RECALL_EPISODES`` selection episodes, whose seeds are not evaluation seeds, and
+    the best mean is then scored on the evaluation seeds. One selection episode was not
+    enough: a traffic episode that starts at 01:00 hardly tells a policy for the crossed wiring
+    from one for the normal wiring. Without a library there is nothing to recall: ``("", None)``.
     """
     from agents.learner.snapshots import load_tensors  # noqa: PLC0415
     from agents.worlds import PolicyController, play_episodes  # noqa: PLC0415
@@ -294,15 +298,16 @@ def _recall(
     candidates = [("current", snapshot.tensors)] + [
         (f"library:{entry.context}", entry.tensors) for entry in snapshot.library
     ]
-    selection = [seed + _RECALL_SEED_OFFSET]
+    selection = [seed + _RECALL_SEED_OFFSET + i for i in range(_RECALL_EPISODES)]
     best_label, best_score = "current", -math.inf
     for label, tensors in candidates:
         load_tensors(recaller, tensors)
         played = play_episodes(
             PolicyController(recaller), env, seeds=selection, metrics={}, max_steps=max_steps
         )
-        if played.returns[0] > best_score:
-            best_label, best_score = label, played.returns[0]
+        score = float(np.mean(played.returns))
+        if score > best_score:
+            best_label, best_score = label, score
     if best_label == "current":
         return best_label, list(current_returns)
     load_tensors(recaller, dict(candidates)[best_label])

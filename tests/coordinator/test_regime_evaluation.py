@@ -6,15 +6,18 @@ import msgspec
 import pytest
 
 from agents.bus.codec import encode
-from agents.bus.schemas import RegimeSpec
+from agents.bus.schemas import LibraryPolicy, RegimeSpec
+from agents.bus.signing import tensor_digest
 from agents.coordinator.evaluation import (
     DEFAULT_REGIME,
     EvaluationRequest,
     evaluate_snapshot,
 )
 from agents.learner.envs import DriftPlan
+from agents.learner.snapshots import load_tensors
 from agents.worlds import BASELINES, device_params, run_controller
 from tests.coordinator.test_evaluation import learner, snapshot_of
+from tests.learner.test_lifelong_loop import balancer
 
 SEEDS = 3
 
@@ -35,6 +38,25 @@ def test_every_regime_is_evaluated_next_to_the_baseline_on_the_same_seeds() -> N
         )
         assert regime.baseline_returns == list(expected.returns)
     assert result.mean == pytest.approx(sum(r.mean for r in result.regimes) / 2)
+
+
+def test_a_lifelong_snapshot_is_scored_with_the_policy_it_would_recall_on_each_regime() -> None:
+    agent = learner()
+    load_tensors(agent.model.policy, balancer(agent))  # balances with the normal wiring
+    mirrored = balancer(agent, mirrored=True)  # remembered from a reversed-motor context
+    library = [LibraryPolicy(context=1, score=500.0, tensors=mirrored,
+                             digest=tensor_digest(mirrored))]  # fmt: skip
+    regimes = DriftPlan((("earth", 10), ("reversed_motor", 10))).specs("CartPole-v1")
+    snapshot = msgspec.structs.replace(snapshot_of(agent), regimes=regimes, library=library)
+    result = evaluate_snapshot(EvaluationRequest(encode(snapshot), episodes=SEEDS, seed=50))
+    assert result.error_reason is None, result.error_detail
+    earth, reversed_motor = result.regimes
+    assert earth.recall_from == "current"
+    assert earth.recall_mean == earth.mean
+    assert reversed_motor.recall_from == "library:1"
+    assert reversed_motor.mean < 50  # its own policy throws the pole over...
+    assert reversed_motor.recall_mean is not None
+    assert reversed_motor.recall_mean > 150  # ...what it remembers keeps it up
 
 
 def test_a_world_that_does_not_drift_is_evaluated_as_it_is() -> None:
