@@ -362,11 +362,11 @@ def write_table(result: dict[str, Any]) -> None:
             )
         elif target.get("recovery_known_speedup_is_lower_bound"):
             speedup = (
-                f">= {_fmt(ratio, 1)}x ({met}; a lower bound: finetune got back in "
+                f">= {_fmt(ratio, 2)}x ({met}; a lower bound: finetune got back in "
                 f"{target['finetune_recovered']} runs)"
             )
         else:
-            speedup = f"{_fmt(ratio, 1)}x ({met})"
+            speedup = f"{_fmt(ratio, 2)}x ({met})"
         lines.append(
             f"| {setting} | {speedup} | "
             f"{_fmt(target['performance_maintenance'], 3)} "
