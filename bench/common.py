@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -42,6 +43,33 @@ def machine() -> dict[str, Any]:
         "commit": commit or "uncommitted",
         "date": time.strftime("%Y-%m-%d"),
     }
+
+
+def add_keep_others_option(parser: argparse.ArgumentParser) -> None:
+    """``--add``: re-run some settings and keep the last results of the others."""
+    parser.add_argument(
+        "--add", action="store_true",
+        help="keep the last results of the other settings; this run replaces its own settings'",
+    )  # fmt: skip
+
+
+def kept_results(name: str, replaced: list[str]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The last runs of settings not in ``replaced``, and the sessions that produced them.
+
+    Each kept session lists only the settings whose rows it still stands behind.
+    """
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        raise SystemExit(f"--add: no earlier results in {path} to keep")
+    last = json.loads(path.read_text())
+    runs = [r for r in last["runs"] if r["setting"] not in replaced]
+    kept = {r["setting"] for r in runs}
+    sessions = [
+        {**session, "settings": [s for s in session["settings"] if s in kept]}
+        for session in last["sessions"]
+        if kept & set(session["settings"])
+    ]
+    return runs, sessions
 
 
 def write_result(name: str, result: dict[str, Any]) -> Path:

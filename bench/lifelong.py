@@ -39,7 +39,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS, machine, replace_section, write_result
+from bench.common import (
+    RESULTS,
+    add_keep_others_option,
+    kept_results,
+    machine,
+    replace_section,
+    write_result,
+)
 
 STRATEGIES = ("lifelong", "finetune", "scratch")
 
@@ -318,7 +325,7 @@ def targets(table: dict[str, Any]) -> dict[str, Any]:
 
 def write_table(result: dict[str, Any]) -> None:
     lines = []
-    for session in _sessions(result):
+    for session in result["sessions"]:
         m = session["machine"]
         lines.append(
             f"Command: `{session['command']}` ({m['date']}, {session['seconds']:.0f} s; "
@@ -389,15 +396,6 @@ def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def _sessions(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The runs' sessions (results written before ``--add`` existed hold one, flat)."""
-    if "sessions" in result:
-        return list(result["sessions"])
-    settings = sorted({run["setting"] for run in result["runs"]})
-    keys = ("command", "machine", "seconds")
-    return [{**{k: result[k] for k in keys}, "settings": settings}]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
@@ -407,27 +405,14 @@ def main() -> None:
     parser.add_argument(
         "--render", action="store_true", help="only rewrite the docs table from the last results"
     )
-    parser.add_argument(
-        "--add", action="store_true",
-        help="keep the last results of the other settings; this run replaces its own settings'",
-    )  # fmt: skip
+    add_keep_others_option(parser)
     args = parser.parse_args()
     if args.render:
         result = json.loads((RESULTS / "lifelong.json").read_text())
         _finish(result)
         return
     started = time.perf_counter()
-    runs: list[dict[str, Any]] = []
-    sessions: list[dict[str, Any]] = []
-    if args.add:
-        last = json.loads((RESULTS / "lifelong.json").read_text())
-        runs = [r for r in last["runs"] if r["setting"] not in args.settings]
-        kept = {r["setting"] for r in runs}
-        sessions = [
-            {**session, "settings": [s for s in session["settings"] if s in kept]}
-            for session in _sessions(last)
-            if kept & set(session["settings"])
-        ]
+    runs, sessions = kept_results("lifelong", args.settings) if args.add else ([], [])
     jobs = [(s, strategy, seed, args.scale) for s in args.settings for strategy in STRATEGIES
             for seed in args.seeds]  # fmt: skip
     with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
@@ -461,9 +446,6 @@ def main() -> None:
 
 def _finish(result: dict[str, Any]) -> None:
     """Order the runs, recompute the table and targets, write the results and the docs."""
-    result["sessions"] = _sessions(result)
-    for key in ("command", "machine", "seconds"):
-        result.pop(key, None)
     result["runs"] = sorted(result["runs"], key=lambda r: (r["setting"], r["strategy"], r["seed"]))
     result["table"] = summarise(result["runs"])
     result["targets"] = targets(result["table"])

@@ -31,7 +31,13 @@ from agents.bus.schemas import RegimeScore
 from agents.coordinator.registry import AgentRecord, EvaluationPoint
 from agents.coordinator.sharing import SharingGain, sharing_gain
 from agents.scenarios import load_scenario
-from bench.common import RESULTS, machine, replace_section, write_result
+from bench.common import (
+    add_keep_others_option,
+    kept_results,
+    machine,
+    replace_section,
+    write_result,
+)
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 SETTINGS = {
@@ -126,19 +132,10 @@ def main() -> None:
         "--rescore", type=Path, metavar="DIR",
         help="score the run folders a --keep DIR kept (SETTING-SEED) instead of running",
     )  # fmt: skip
-    parser.add_argument(
-        "--add", action="store_true",
-        help="keep the last results of the other settings; this run replaces its own settings'",
-    )  # fmt: skip
+    add_keep_others_option(parser)
     args = parser.parse_args()
     started = time.perf_counter()
-    runs: list[dict[str, Any]] = []
-    sessions: list[dict[str, Any]] = []
-    if args.add:
-        last = json.loads((RESULTS / "sharing.json").read_text())
-        runs = [r for r in last["runs"] if r["setting"] not in args.settings]
-        kept = {r["setting"] for r in runs}
-        sessions = [s for s in last["sessions"] if kept & set(s["settings"])]
+    runs, sessions = kept_results("sharing", args.settings) if args.add else ([], [])
     for setting in args.settings:
         for seed in args.seeds:
             if args.rescore:

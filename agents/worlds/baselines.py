@@ -332,12 +332,17 @@ class LongestQueueFirst(_PhaseController):
         if min_green_s < 0:
             raise ConfigError(f"LongestQueueFirst: min_green_s={min_green_s} must be >= 0")
         self.min_green_s = min_green_s
+        self._wiring: tuple[tuple[int, ...], ...] = ()
+        self._phase_of: dict[int, int] = {}
 
     def act(self, obs: NDArray[np.float32]) -> Any:
         queues, phase, in_phase = self.decode(obs)
         if in_phase < self.min_green_s - 1e-6:
             return np.int64(phase)
-        phase_of = {m: k for k, ph in enumerate(self.phases) for m in ph}
+        if self.phases is not self._wiring:  # a regime rewired the signal groups
+            self._wiring = self.phases
+            self._phase_of = {m: k for k, ph in enumerate(self._wiring) for m in ph}
+        phase_of = self._phase_of
         longest = max(range(self.n_queues), key=lambda m: (queues[m], phase_of[m] == phase))
         return np.int64(phase_of[longest])
 
