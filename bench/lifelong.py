@@ -22,12 +22,14 @@ its recovery time and the speed-up is reported as a lower bound.
 
     python bench/lifelong.py [--settings cartpole traffic-crossed traffic smart-home]
         [--seeds 0 1 2 3 4 5] [--add]
+    python bench/lifelong.py --rescore   # the metrics again, from the runs' raw records
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import gzip
 import json
 import statistics
 import sys
@@ -120,12 +122,17 @@ class _Events:
 
 
 def one_run(name: str, strategy: str, seed: int, scale: float = 1.0) -> dict[str, Any]:
-    """One agent's life under one strategy. Runs in a worker process."""
+    """One agent's life under one strategy, scored. Runs in a worker process."""
+    raw = live(name, strategy, seed, scale)
+    return {**score(name, strategy, seed, raw), "raw": raw}
+
+
+def live(name: str, strategy: str, seed: int, scale: float = 1.0) -> dict[str, Any]:
+    """One agent's life: its episodes, every snapshot's evaluation on every regime (raw)."""
     from agents.bus.codec import encode
     from agents.bus.schemas import SCHEMA_VERSION, LibraryPolicy, PolicySnapshot
     from agents.bus.signing import tensor_digest
     from agents.coordinator.evaluation import EvaluationRequest, evaluate_snapshot
-    from agents.coordinator.lifelong import EpisodePoint, EvalPoint, lifelong_report, normalise
     from agents.learner.adaptation import Strategy
     from agents.learner.algorithms import get_algorithm
     from agents.learner.envs import DriftPlan
@@ -169,7 +176,7 @@ def one_run(name: str, strategy: str, seed: int, scale: float = 1.0) -> dict[str
     learner.run()
     learn_seconds = time.perf_counter() - started
     evaluations: list[tuple[int, str, dict[str, float]]] = []
-    references: dict[str, tuple[float, float]] = {}
+    references: dict[str, tuple[float, float]] = {}  # regime -> (random, baseline) means
     for state in events.snapshots:
         library = [
             LibraryPolicy(context=e.context, score=e.score, tensors=e.tensors,
@@ -198,6 +205,24 @@ def one_run(name: str, strategy: str, seed: int, scale: float = 1.0) -> dict[str
             r.regime: r.recall_mean if r.recall_mean is not None else r.mean for r in result.regimes
         }
         evaluations.append((state.step, state.regime, recalled))
+    return {
+        "phases": [list(phase) for phase in setting.phases],
+        "learn_seconds": round(learn_seconds, 1),
+        "drift_events": learner.drift_events,
+        "adaptations": events.adaptations,
+        "episodes": events.episodes,
+        "evaluations": evaluations,
+        "references": references,
+    }
+
+
+def score(name: str, strategy: str, seed: int, raw: dict[str, Any]) -> dict[str, Any]:
+    """The L2M metrics of one life, from its raw record (so they can be recomputed)."""
+    from agents.coordinator.lifelong import EpisodePoint, EvalPoint, lifelong_report, normalise
+
+    setting = SETTINGS[name]
+    phases = tuple((regime, steps) for regime, steps in raw["phases"])
+    references = raw["references"]
 
     def normalised(regime: str, value: float) -> float:
         if setting.normalisation == "max500":
@@ -205,22 +230,22 @@ def one_run(name: str, strategy: str, seed: int, scale: float = 1.0) -> dict[str
         random, baseline = references[regime]
         return normalise(value, random, baseline)
 
+    evaluations = raw["evaluations"]
     report = lifelong_report(
         [
             EvalPoint(s, r, {k: normalised(k, v) for k, v in scores.items()})
             for s, r, scores in evaluations
         ],
-        [EpisodePoint(s, r, normalised(r, v)) for s, r, v in events.episodes],
+        [EpisodePoint(s, r, normalised(r, v)) for s, r, v in raw["episodes"]],
     )
-    recoveries = _recoveries(report, setting, events.adaptations)
     return {
         "setting": name,
         "strategy": strategy,
         "seed": seed,
-        "learn_seconds": round(learn_seconds, 1),
-        "drift_events": learner.drift_events,
-        "adaptations": events.adaptations,
-        "recoveries": recoveries,
+        "learn_seconds": raw["learn_seconds"],
+        "drift_events": raw["drift_events"],
+        "adaptations": raw["adaptations"],
+        "recoveries": _recoveries(report, phases, raw["adaptations"]),
         "performance_maintenance": report.performance_maintenance.mrlep.mean,
         "forgetting": report.forgetting.mean,
         "final_scores": {k: normalised(k, v) for k, v in evaluations[-1][2].items()},
@@ -228,10 +253,12 @@ def one_run(name: str, strategy: str, seed: int, scale: float = 1.0) -> dict[str
     }
 
 
-def _recoveries(report: Any, setting: Setting, adaptations: list[dict[str, Any]]) -> list[Any]:
+def _recoveries(
+    report: Any, phases: tuple[tuple[str, int], ...], adaptations: list[dict[str, Any]]
+) -> list[Any]:
     """Each drift's recovery, with the sandbox steps spent in that block added."""
     boundaries = [0]
-    for _, steps in setting.phases:
+    for _, steps in phases:
         boundaries.append(boundaries[-1] + steps)
     sandbox_by_block: dict[int, int] = {}
     for adaptation in adaptations:
@@ -332,6 +359,12 @@ def write_table(result: dict[str, Any]) -> None:
             f"{m['cores']} cores, {m['cpu']}, torch {m['torch']}, commit {m['commit']}): "
             f"the {', '.join(session['settings'])} rows."
         )
+    if "rescored" in result:
+        r = result["rescored"]
+        lines.append(
+            f"Re-scored from the runs' raw records (`python bench/lifelong.py --rescore`, "
+            f"{r['date']}, commit {r['commit']}): the metrics of that commit, the runs above."
+        )
     note = (
         "Medians over seeds; recovery in agent steps (lifelong: plus its sandbox steps); "
         "scores normalised (see the script's docstring)."
@@ -405,20 +438,29 @@ def main() -> None:
     parser.add_argument(
         "--render", action="store_true", help="only rewrite the docs table from the last results"
     )
+    parser.add_argument(
+        "--rescore", action="store_true",
+        help=f"recompute every run's metrics from its raw record in {RAW.name}, learn nothing",
+    )  # fmt: skip
     add_keep_others_option(parser)
     args = parser.parse_args()
     if args.render:
         result = json.loads((RESULTS / "lifelong.json").read_text())
         _finish(result)
         return
+    if args.rescore:
+        _rescore()
+        return
     started = time.perf_counter()
     runs, sessions = kept_results("lifelong", args.settings) if args.add else ([], [])
+    raws = {key: raw for key, raw in _read_raw().items() if key[0] not in args.settings}
     jobs = [(s, strategy, seed, args.scale) for s in args.settings for strategy in STRATEGIES
             for seed in args.seeds]  # fmt: skip
     with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(one_run, *job): job for job in jobs}
         for future in concurrent.futures.as_completed(futures):
             run = future.result()
+            raws[run["setting"], run["strategy"], run["seed"]] = run.pop("raw")
             runs.append(run)
             print(
                 f"{run['setting']} {run['strategy']} seed {run['seed']}: recoveries "
@@ -441,6 +483,47 @@ def main() -> None:
     if args.scale != 1.0:
         print(json.dumps(targets(summarise(runs)), indent=2))
         return  # a smoke run: no results recorded
+    _write_raw(raws)
+    _finish(result)
+
+
+#: Every run's episodes and evaluations, so that a change to the metrics can be re-scored
+#: without learning again (``--rescore``); gzipped JSON, keyed "setting/strategy/seed".
+RAW = RESULTS / "lifelong-raw.json.gz"
+
+
+def _read_raw() -> dict[tuple[str, str, int], dict[str, Any]]:
+    if not RAW.exists():
+        return {}
+    stored = json.loads(gzip.decompress(RAW.read_bytes()))
+    return {
+        (setting, strategy, int(seed)): raw
+        for key, raw in stored.items()
+        for setting, strategy, seed in [key.split("/")]
+    }
+
+
+def _write_raw(raws: dict[tuple[str, str, int], dict[str, Any]]) -> None:
+    stored = {f"{s}/{strategy}/{seed}": raw for (s, strategy, seed), raw in sorted(raws.items())}
+    RAW.write_bytes(gzip.compress(json.dumps(stored, separators=(",", ":")).encode(), mtime=0))
+
+
+def _rescore() -> None:
+    """Recompute the metrics of every recorded run from its raw record."""
+    result = json.loads((RESULTS / "lifelong.json").read_text())
+    raws = _read_raw()
+    missing = [
+        f"{r['setting']}/{r['strategy']}/{r['seed']}"
+        for r in result["runs"]
+        if (r["setting"], r["strategy"], r["seed"]) not in raws
+    ]
+    if missing:
+        raise SystemExit(f"--rescore: no raw record in {RAW} for {', '.join(missing)}")
+    result["runs"] = [
+        score(r["setting"], r["strategy"], r["seed"], raws[r["setting"], r["strategy"], r["seed"]])
+        for r in result["runs"]
+    ]
+    result["rescored"] = machine()
     _finish(result)
 
 

@@ -93,7 +93,7 @@ class EvalPoint:
     """One evaluated snapshot: the agent's policy at ``step``, scored on every regime."""
 
     step: int
-    train_regime: str  # regime in force at ``step`` ("" = unknown)
+    train_regime: str  # regime its weights were trained in up to ``step`` ("" = unknown)
     scores: Mapping[str, float]  # regime -> normalised score on that regime
 
 
@@ -172,10 +172,11 @@ class Recovery:
     """How long the agent took, after a regime change, to perform as well as before it.
 
     ``reference`` is the terminal (smoothed) training performance of the previous block.
-    ``episodes`` counts the block's episodes before the first one whose smoothed value reached
-    it (l2metrics' count) and ``steps`` the agent steps they took, from the block's start; both
-    are ``None`` if the block never got there. ``ongoing`` marks the last block, which may still
-    recover.
+    Recovery is at the first episode from which the next ``window`` episodes average at least
+    the reference (a recovery that holds: one lucky episode is not one). ``episodes`` counts the
+    block's episodes before it (l2metrics' count) and ``steps`` the agent steps they took, from
+    the block's start; both are ``None`` if the block never got there. ``ongoing`` marks the
+    last block, which may still recover.
 
     For a regime trained before (``known``), ``regime_reference`` is the terminal performance
     of its latest earlier block, and ``regime_episodes``/``regime_steps`` count the way back to
@@ -374,6 +375,24 @@ def _smooth(values: Sequence[float], window: int) -> _FloatArray:
     return smoothed
 
 
+def _held(values: Sequence[float], window: int) -> _FloatArray:
+    """Forward moving average over full windows: element k is the mean of values k..k+w-1.
+
+    ``w`` is ``window``, or the whole block when it is shorter. Recovery is read off this
+    curve: "recovered at episode k" means the ``w`` episodes from k on averaged at the
+    reference, so a single lucky episode (a night-time traffic episode that any policy plays
+    well) does not count as a recovery. l2metrics' centred window looks ahead too.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    width = min(max(1, window), x.size)
+    if x.size == 0:
+        return x
+    with np.errstate(all="ignore"):
+        sums = np.concatenate(([0.0], np.cumsum(x)))
+        held: _FloatArray = (sums[width:] - sums[:-width]) / width
+    return held
+
+
 def _terminal(smoothed: _FloatArray) -> float | None:
     """Terminal performance: mean of the last tenth (at least one value) of the curve."""
     if smoothed.size == 0:
@@ -388,8 +407,9 @@ def _terminal(smoothed: _FloatArray) -> float | None:
 class _Timeline:
     """Blocks, and the snapshots in step order with the block each was taken in.
 
-    ``runs``, ``curves`` and ``terminals`` hold each block's episodes, their smoothed values and
-    its terminal performance; they are empty when the blocks were found from evaluations.
+    ``runs``, ``curves``, ``held`` and ``terminals`` hold each block's episodes, their trailing
+    and forward (:func:`_held`) smoothed values and its terminal performance; they are empty
+    when the blocks were found from evaluations.
     """
 
     blocks: tuple[TrainingBlock, ...]
@@ -397,6 +417,7 @@ class _Timeline:
     owners: tuple[int, ...]
     closing: Mapping[tuple[int, str], tuple[int, float]]  # (block, regime) -> last test in it
     curves: tuple[_FloatArray, ...]
+    held: tuple[_FloatArray, ...]
     terminals: tuple[float | None, ...]
     runs: tuple[tuple[EpisodePoint, ...], ...]
 
@@ -428,11 +449,19 @@ class _Timeline:
         return sorted(names)
 
 
-def _owner(blocks: Sequence[TrainingBlock], ends: Sequence[int], step: int) -> int:
-    """The block a snapshot at ``step`` was taken in; after the last block: the last block."""
-    if not blocks or step <= blocks[0].start_step:
+def _owner(blocks: Sequence[TrainingBlock], ends: Sequence[int], e: EvalPoint) -> int:
+    """The block a snapshot was taken in; after the last block: the last block.
+
+    By its step, except for the snapshot an agent takes when its world changes: taken at the
+    first step of the new regime, before any training on it, and labelled with the regime its
+    weights were trained in. That label wins: the snapshot closes the block before.
+    """
+    if not blocks or e.step <= blocks[0].start_step:
         return PRE_TRAINING
-    return min(bisect.bisect_left(ends, step), len(blocks) - 1)
+    owner = min(bisect.bisect_left(ends, e.step), len(blocks) - 1)
+    if owner > 0 and blocks[owner].regime != e.train_regime == blocks[owner - 1].regime:
+        return owner - 1
+    return owner
 
 
 def _timeline(
@@ -443,15 +472,16 @@ def _timeline(
     if not blocks:
         blocks, runs = _eval_blocks(ordered), []
     ends = [b.end_step for b in blocks]
-    owners = tuple(_owner(blocks, ends, e.step) for e in ordered)
+    owners = tuple(_owner(blocks, ends, e) for e in ordered)
     closing: dict[tuple[int, str], tuple[int, float]] = {}
     for owner, e in zip(owners, ordered, strict=True):  # the last snapshot of a block wins
         for regime, score in e.scores.items():
             closing[owner, regime] = (e.step, score)
     curves = tuple(_smooth([e.value for e in run], window) for run in runs)
+    held = tuple(_held([e.value for e in run], window) for run in runs)
     terminals = tuple(_terminal(curve) for curve in curves)
     return _Timeline(
-        tuple(blocks), ordered, owners, closing, curves, terminals, tuple(map(tuple, runs))
+        tuple(blocks), ordered, owners, closing, curves, held, terminals, tuple(map(tuple, runs))
     )
 
 
@@ -639,8 +669,8 @@ def transfer_means(transfers: Iterable[Transfer], *, first_per_pair: bool) -> Tr
 
 
 def _reaching(tl: _Timeline, block: int, reference: float | None) -> tuple[int | None, int | None]:
-    """Episodes and steps from ``block``'s start until its smoothed curve reached ``reference``."""
-    current, run, curve = tl.blocks[block], tl.runs[block], tl.curves[block]
+    """Episodes and steps from ``block``'s start until performance held at ``reference``."""
+    current, run, curve = tl.blocks[block], tl.runs[block], tl.held[block]
     reached = np.flatnonzero(curve >= reference) if reference is not None else np.array([])
     if not reached.size:
         return None, None
@@ -685,8 +715,9 @@ def recovery_times(
 
     The reference is the previous block's terminal performance, whatever its regime: our
     regimes are parametric variations of one world, i.e. one l2metrics *task*, and l2metrics
-    compares a block with the task's previous block. Performance is the ``window``-episode
-    trailing mean of the episode values, restarted at each block.
+    compares a block with the task's previous block. The reference is the last tenth of the
+    previous block's ``window``-episode trailing mean; the block has recovered at the first
+    episode from which the mean of the next ``window`` of its episodes reaches it.
     """
     return _recovery_times(_timeline((), episodes, window))
 

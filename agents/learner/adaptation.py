@@ -1,6 +1,7 @@
 """What an agent does when it notices its world changed: its strategy.
 
-- ``lifelong`` (the default): remember the best policy of the context that just ended, try
+- ``lifelong`` (the default): remember the policy the context that just ended had before its
+  returns fell (``library.ContextMemory``), try
   every remembered policy, every peer's latest snapshot and an untrained network (``fresh``)
   against the current one on a few sandbox episodes, adopt the best if it clearly beats the
   current one, keep learning from there. A world that comes back is met with the policy that

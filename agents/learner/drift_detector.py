@@ -44,7 +44,12 @@ class DropDetector:
     quiet: int = 0
 
     def __post_init__(self) -> None:
-        self.history = deque(maxlen=self.reference + max(self.windows))
+        self.history = deque(maxlen=self.history_length)
+
+    @property
+    def history_length(self) -> int:
+        """How many of the latest values the detector keeps (and can date a change within)."""
+        return self.reference + max(self.windows)
 
     def reset(self) -> None:
         """Forget everything: a new context starts (after a confirmed drift)."""
@@ -82,3 +87,24 @@ class DropDetector:
             if drop / (scale * math.sqrt(1 / window + 1 / len(before))) > self.threshold:
                 return True
         return False
+
+    def episodes_since_change(self) -> int:
+        """How many of the latest values came after the drop: the most likely change point.
+
+        The split of the history that best explains it as a drop of the mean, the classic
+        least-squares change-point estimate: the ``k`` maximising
+        ``(mean(before) - mean(last k)) * sqrt(k * n / (k + n))``, ``before`` being up to
+        ``reference`` values before the last ``k`` (at least 5 of them). After an alarm it tells
+        which policies the agent had before its returns began to fall; 0 without enough history.
+        """
+        values = list(self.history)
+        best_k, best_score = 0, 0.0
+        for k in range(1, len(values) - 4):
+            before = values[: len(values) - k][-self.reference :]
+            after = values[len(values) - k :]
+            n = len(before)
+            drop = sum(before) / n - sum(after) / k
+            score = drop * math.sqrt(k * n / (k + n))
+            if score > best_score:
+                best_k, best_score = k, score
+        return best_k

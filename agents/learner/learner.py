@@ -7,7 +7,7 @@ the one the lifelong-learning idea names, in this order::
       after every environment step (loop._on_step):
         collect   the transition into a columnar experience batch     -> events.experience
         evaluate  each finished episode: the drift detector watches the agent's own returns;
-                  the best policy of the current context is remembered -> events.episode
+                  the context's policies worth remembering are kept   -> events.episode
         update    publish a snapshot every `snapshot_every` steps     -> events.snapshot
                   and write a checkpoint every `checkpoint_every` steps
         stop?     the budget is reached or stop() was called
@@ -65,7 +65,7 @@ from agents.learner.checkpoint import CheckpointInfo, CheckpointStore
 from agents.learner.drift_detector import DropDetector
 from agents.learner.envs import DriftPlan, make_env
 from agents.learner.experience import ExperienceColumns, ExperienceRecorder
-from agents.learner.library import LibraryEntry, PolicyLibrary
+from agents.learner.library import ContextMemory, LibraryEntry, PolicyLibrary
 from agents.learner.peers import PeerSnapshots
 from agents.learner.schedules import (
     LIFELONG_HORIZON,
@@ -472,10 +472,11 @@ class _LifelongLoop(BaseCallback):
         self.next_checkpoint = _next_multiple(step, config.checkpoint_every)
         self.action_key = "actions" if learner.off_policy else "clipped_actions"
         self.last_snapshot_step = -1
-        # The current context's recent returns, and its best policy so far.
+        # The current context's recent returns, and its policies worth remembering.
         self.recent: deque[float] = deque(maxlen=_WINDOW)
         self.context_episodes = 0
-        self.context_best: LibraryEntry | None = None
+        self.memory = ContextMemory(horizon=learner.detector.history_length)
+        self.watched_until = 0  # the context's last episode the drift detector was shown
         self.drift_pending = False
         self.training_regime = learner.current_regime
         # Off-policy: how often and how much it trains, as configured (not read from the model:
@@ -554,17 +555,22 @@ class _LifelongLoop(BaseCallback):
         self.recent.append(score)
         self.context_episodes += 1
         window_mean = float(np.mean(self.recent))
-        if self.context_episodes >= _MIN_EPISODES_TO_REMEMBER and (
-            self.context_best is None or window_mean > self.context_best.score
-        ):
-            self.context_best = LibraryEntry(
-                context=learner.context,
-                tensors=policy_tensors(learner.model.policy),
-                score=window_mean,
-                step=step,
-                lineage=learner.lineage,
+        if self.context_episodes >= _MIN_EPISODES_TO_REMEMBER:
+            self.memory.offer(
+                self.context_episodes,
+                self.recent,
+                lambda mean: LibraryEntry(
+                    context=learner.context,
+                    tensors=policy_tensors(learner.model.policy),
+                    score=mean,
+                    step=step,
+                    lineage=learner.lineage,
+                ),
             )
-        if not self.drift_pending and learner.detector.update(score):
+        if self.drift_pending:
+            return
+        self.watched_until = self.context_episodes
+        if learner.detector.update(score):
             self.drift_pending = True
             log.info(
                 "returns dropped at step %d (context %d, recent mean %.2f)",
@@ -634,7 +640,7 @@ class _LifelongLoop(BaseCallback):
         # The context's best so far was another policy's: judge the new one afresh.
         self.recent.clear()
         self.context_episodes = 0
-        self.context_best = None
+        self.memory.clear()
         learner.detector.reset()
 
     def _fits_here(self, tensors: list[Tensor]) -> bool:
@@ -701,8 +707,8 @@ class _LifelongLoop(BaseCallback):
         score clearly below the best this context had (``confirm_drop``). A drop that is not
         confirmed is a false alarm (learning noise, an unlucky run): nothing changes and the
         detector is snoozed. A confirmed drift ends the context: ``lifelong`` remembers the
-        context's best policy and adopts the best of its library and its peers' snapshots,
-        ``scratch`` starts over, ``finetune`` carries on.
+        policy the context had before its returns fell and adopts the best of its library, its
+        peers' snapshots and untrained weights, ``scratch`` starts over, ``finetune`` carries on.
         """
         learner = self.learner
         strategy = learner.config.strategy
@@ -712,19 +718,22 @@ class _LifelongLoop(BaseCallback):
             return
         run = self._on_sandbox(lambda: [Candidate("current", policy_tensors(learner.model.policy))])
         current = run.trials[0].score if run.trials else None
-        best = self.context_best
-        if best is not None and current is not None and not _confirmed(best.score, current):
+        best_score = self.memory.best_score
+        if best_score is not None and current is not None and not _confirmed(best_score, current):
             learner.false_alarms += 1
             learner.adaptation_steps += run.steps
             learner.detector.snooze(_SNOOZE_EPISODES)
-            log.info("drop not confirmed on the sandbox (%.2f vs best %.2f)", current, best.score)
+            log.info("drop not confirmed on the sandbox (%.2f vs best %.2f)", current, best_score)
             return
         chosen = "current"
         scores = {trial.candidate.label: trial.score for trial in run.trials}
         context = max([learner.context, *learner.library.entries]) + 1
         if strategy is Strategy.LIFELONG:
-            if best is not None:
-                learner.library.store(best)
+            # The policy the context had before its returns began to fall (ContextMemory).
+            dropped_at = self.watched_until - learner.detector.episodes_since_change()
+            remembered_here = self.memory.before(dropped_at)
+            if remembered_here is not None:
+                learner.library.store(remembered_here)
             others = self._on_sandbox(self._candidates)
             run.steps += others.steps
             trials = run.trials + others.trials
@@ -766,7 +775,7 @@ class _LifelongLoop(BaseCallback):
         learner.detector.reset()
         self.recent.clear()
         self.context_episodes = 0
-        self.context_best = None
+        self.memory.clear()
         log.info(
             "drift at step %d (%s): %s -> context %d",
             adaptation.step, adaptation.strategy, adaptation.chosen, learner.context,

@@ -1,10 +1,11 @@
 """The agent's memory of past policies, keyed by the context it was learned in.
 
 A *context* is a stretch of the agent's life between two detected drifts; the agent numbers
-them (1, 2, ...). When a drift is detected, the best policy of the context that just ended is
-stored under its number. When a later drift brings the world back to conditions the agent
-already mastered, the policy stored for them scores best on the sandbox and is adopted, and
-the agent continues from there instead of relearning: that is how it does not forget.
+them (1, 2, ...). When a drift is detected, the policy the context that just ended had
+before its returns fell is stored under its number (:class:`ContextMemory` says which). When a
+later drift brings the world back to conditions the agent already mastered, the policy stored
+for them scores best on the sandbox and is adopted, and the agent continues from there
+instead of relearning: that is how it does not forget.
 
 The library is written next to the checkpoint in the project's own format (MessagePack of
 named tensors, like a snapshot), so it survives restarts without pickle.
@@ -12,7 +13,10 @@ named tensors, like a snapshot), so it survives restarts without pickle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
@@ -20,7 +24,7 @@ import msgspec
 from agents.bus.arrays import Tensor
 from agents.bus.schemas import Lineage
 
-__all__ = ["LibraryEntry", "PolicyLibrary"]
+__all__ = ["ContextMemory", "LibraryEntry", "PolicyLibrary"]
 
 
 class LibraryEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -79,3 +83,62 @@ class PolicyLibrary:
     def load(self, path: Path) -> None:
         data = msgspec.msgpack.decode(path.read_bytes(), type=_LibraryFile)
         self.entries = {entry.context: entry for entry in data.entries}
+
+
+@dataclass
+class ContextMemory:
+    """The current context's policies worth remembering, until a drift ends the context.
+
+    Which policy of a context goes into the library? The one with the best window of recent
+    scores is partly the luckiest: with noisy episodes (a traffic episode starting at a quiet
+    or a busy hour) an earlier, weaker policy often has the best window, and the library would
+    keep it over the better one the context ended with (the winner's curse). So, like the
+    one-standard-error rule of model selection (Breiman et al., *Classification and Regression
+    Trees*, 1984), a policy is a candidate when its window is within one standard error of the
+    best window, and the newest candidate wins. But the newest is not wanted once the world
+    has changed: the windows right after a change still hold mostly old scores while the
+    weights already train on the new world. So candidates are kept with the episode they
+    were recorded at, for the last ``horizon`` episodes, and :meth:`before` picks the newest
+    one recorded before the drop began (the detector estimates when).
+    """
+
+    horizon: int
+    best_score: float | None = None
+    best_error: float = 0.0
+    candidates: deque[tuple[int, LibraryEntry]] = field(default_factory=deque)
+
+    def clear(self) -> None:
+        self.best_score, self.best_error = None, 0.0
+        self.candidates.clear()
+
+    def offer(
+        self, episode: int, window: Sequence[float], entry: Callable[[float], LibraryEntry]
+    ) -> None:
+        """After ``episode``: record the policy (``entry(mean)``) if ``window`` makes it one."""
+        mean = math.fsum(window) / len(window)
+        if self.best_score is None or mean > self.best_score:
+            spread = (
+                math.sqrt(math.fsum((v - mean) ** 2 for v in window) / (len(window) - 1))
+                if len(window) > 1
+                else 0.0
+            )
+            self.best_score, self.best_error = mean, spread / math.sqrt(len(window))
+        elif mean < self.best_score - self.best_error:
+            return
+        self.candidates.append((episode, entry(mean)))
+        # Keep those of the last `horizon` episodes, and the newest one older than that.
+        while len(self.candidates) > 1 and self.candidates[1][0] <= episode - self.horizon:
+            self.candidates.popleft()
+
+    def before(self, episode: int) -> LibraryEntry | None:
+        """The newest candidate recorded at or before ``episode``; else the oldest one kept."""
+        chosen = None
+        for recorded, entry in self.candidates:
+            if recorded > episode:
+                break
+            chosen = entry
+        if chosen is None and self.candidates:
+            # Every candidate came after the estimated change: the earliest is the least
+            # touched by the new world.
+            chosen = self.candidates[0][1]
+        return chosen

@@ -318,10 +318,16 @@ def test_recovery_uses_the_smoothed_curve_and_the_last_tenth_as_terminal_value()
     # Raw (window 1): reference 5.0, reached by the lucky second episode of B.
     [raw] = recovery_times(before + after, window=1)
     assert (raw.reference, raw.episodes, raw.steps) == (5.0, 1, 10)
-    # Window 2: A smooths to 1, 2, 4 (reference 4); B to 0, 2.5, 2.5, 2, 4: the fifth episode.
+    # Window 2: A's trailing curve is 1, 2, 4 (reference 4). B's pairs from each episode on
+    # average 2.5, 2.5, 2, 4: it holds the reference from its fourth episode (3 before it,
+    # steps 30 -> 60). The lucky 5.0 alone does not count: the episode after it drops to 0.
     [smooth] = recovery_times(before + after, window=2)
     assert smooth.reference == approx(4.0)
-    assert (smooth.episodes, smooth.steps) == (4, 40)
+    assert (smooth.episodes, smooth.steps) == (3, 30)
+    # A block shorter than the window is judged as a whole: A ends at 3 (its trailing mean of
+    # all three), B's five average 2.6.
+    [short] = recovery_times(before + after, window=6)
+    assert not short.recovered
     # A 20-episode block: terminal = mean of its last two values (a tenth, rounded up).
     long = [EpisodePoint(i + 1, "A", float(i)) for i in range(20)]
     [rec] = recovery_times([*long, EpisodePoint(30, "B", 0.0)], window=1)
@@ -536,3 +542,20 @@ def test_the_report_does_not_depend_on_input_order(
     random.Random(seed).shuffle(shuffled_evals)
     random.Random(seed).shuffle(shuffled_episodes)
     assert lifelong_report(shuffled_evals, shuffled_episodes) == lifelong_report(evals, episodes)
+
+
+def test_the_snapshot_taken_when_the_world_changed_closes_the_block_before() -> None:
+    # A's last episode ends at step 30; the agent's next step is B's first, and there it takes
+    # a snapshot of weights trained on A only, labelled A. It is A's test right after A.
+    episodes = [EpisodePoint(s, "A" if s <= 30 else "B", 0.5) for s in range(10, 70, 10)]
+    evals = [
+        EvalPoint(20, "A", {"A": 0.2}),
+        EvalPoint(31, "A", {"A": 0.8}),
+        EvalPoint(45, "B", {"A": 0.7}),
+        EvalPoint(60, "B", {"A": 0.6}),
+    ]
+    maintenance = performance_maintenance(evals, episodes)
+    assert maintenance.mrlep.per_regime["A"] == approx(-0.15)  # (0.7 - 0.8 + 0.6 - 0.8) / 2
+    # Labelled B, the same snapshot is one of B's: then A's reference is the one at 20.
+    relabelled = [evals[0], EvalPoint(31, "B", {"A": 0.8}), *evals[2:]]
+    assert performance_maintenance(relabelled, episodes).mrlep.per_regime["A"] == approx(0.5)

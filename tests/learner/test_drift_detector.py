@@ -103,3 +103,26 @@ def test_a_stream_stuck_at_a_constant_does_not_alarm_on_a_tiny_dip() -> None:
         assert not detector.update(500.0)
     assert not detector.update(490.0)  # 2 % below: within the floor of the scale
     assert any(detector.update(20.0) for _ in range(3))  # a collapse is seen at once
+
+
+def test_the_change_is_dated_where_the_returns_began_to_fall() -> None:
+    # 40 episodes at the old level, then k at a level 3 sigmas lower: how many of the latest
+    # values does the detector put after the change?
+    rng = np.random.default_rng(11)
+    errors = []
+    for k in (3, 5, 8, 12, 20):
+        for _ in range(20):
+            detector = DropDetector()
+            for value in np.concatenate([rng.normal(100.0, 10.0, 40), rng.normal(70.0, 10.0, k)]):
+                detector.update(float(value))
+            errors.append(detector.episodes_since_change() - k)
+    assert np.median(np.abs(errors)) <= 1  # measured: 0
+    assert np.mean(np.abs(errors) <= 2) >= 0.9  # measured: 0.99 (0.97 within 1)
+
+
+def test_no_history_dates_no_change() -> None:
+    detector = DropDetector()
+    assert detector.episodes_since_change() == 0
+    for value in (100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0):
+        detector.update(value)
+    assert detector.episodes_since_change() == 0  # no drop at any split

@@ -220,3 +220,33 @@ def test_library_keeps_one_policy_per_context_and_drops_the_oldest() -> None:
     library.store(LibraryEntry(context=2, tensors=weights, score=3.0, step=30))
     library.store(LibraryEntry(context=3, tensors=weights, score=4.0, step=40))
     assert sorted(library.entries) == [2, 3]
+
+
+def test_the_library_keeps_the_policy_the_context_ended_with_not_its_luckiest_window(
+    tmp_path: Path,
+) -> None:
+    agent, _ = learner(tmp_path, strategy=Strategy.LIFELONG)
+    loop = _LifelongLoop(agent)
+    earlier, final = balancer(agent), balancer(agent, mirrored=True)
+    after_change = policy_tensors(agent.fresh_policy())
+    lives = [
+        # An earlier policy with a lucky start: its 5-episode window (118) is the best any has.
+        (earlier, [150.0, 70.0] * 5),
+        # The policy the context ended with: as good within the noise (110), and newer.
+        (final, [112.0, 108.0] * 10),
+        # The world changed: the windows still hold mostly old returns for two episodes
+        # (106.5, 102.5: within one standard error of 118) while the weights already train
+        # on the new world.
+        (after_change, [40.0, 30.0, 20.0, 15.0, 10.0]),
+    ]
+    step = 0
+    for tensors, scores in lives:
+        load_tensors(agent.model.policy, tensors)
+        for score in scores:
+            step += 100
+            loop.evaluate(score, score, 100, step, "earth")
+    loop.adapt()
+    stored = agent.library.get(1)
+    assert stored is not None
+    assert [t.data for t in stored.tensors] == [t.data for t in final]
+    assert stored.score == pytest.approx(110.0)
