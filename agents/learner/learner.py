@@ -734,6 +734,12 @@ class _LifelongLoop(BaseCallback):
             remembered_here = self.memory.before(dropped_at)
             if remembered_here is not None:
                 learner.library.store(remembered_here)
+                log.info(
+                    "remembering context %d: its policy at step %d (window %.2f, best %.2f); "
+                    "returns fell after episode %d of %d",
+                    learner.context, remembered_here.step, remembered_here.score,
+                    self.memory.best_score, dropped_at, self.watched_until,
+                )  # fmt: skip
             others = self._on_sandbox(self._candidates)
             run.steps += others.steps
             trials = run.trials + others.trials

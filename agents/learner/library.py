@@ -94,15 +94,16 @@ class ContextMemory:
     or a busy hour) an earlier, weaker policy often has the best window, and the library would
     keep it over the better one the context ended with (the winner's curse). So, like the
     one-standard-error rule of model selection (Breiman et al., *Classification and Regression
-    Trees*, 1984), a policy is a candidate when its window is within one standard error of the
-    best window, and the newest candidate wins. But the newest is not wanted once the world
-    has changed: the windows right after a change still hold mostly old scores while the
-    weights already train on the new world. So candidates are kept with the episode they
-    were recorded at, for the last ``horizon`` episodes, and :meth:`before` picks the newest
-    one recorded before the drop began (the detector estimates when).
+    Trees*, 1984), a policy is a candidate when its window is within ``tolerance`` (1) standard
+    errors of the best window's mean, and the newest candidate wins. But the newest is not
+    wanted once the world has changed: the windows right after a change still hold mostly old
+    scores while the weights already train on the new world. So candidates are kept with the
+    episode they were recorded at, for the last ``horizon`` episodes, and :meth:`before` picks
+    the newest one recorded before the drop began (the detector estimates when).
     """
 
     horizon: int
+    tolerance: float = 1.0
     best_score: float | None = None
     best_error: float = 0.0
     candidates: deque[tuple[int, LibraryEntry]] = field(default_factory=deque)
@@ -123,7 +124,7 @@ class ContextMemory:
                 else 0.0
             )
             self.best_score, self.best_error = mean, spread / math.sqrt(len(window))
-        elif mean < self.best_score - self.best_error:
+        elif mean < self.best_score - self.tolerance * self.best_error:
             return
         self.candidates.append((episode, entry(mean)))
         # Keep those of the last `horizon` episodes, and the newest one older than that.
