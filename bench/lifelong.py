@@ -82,7 +82,11 @@ SETTINGS = {
     "traffic-crossed": Setting(
         "traffic",
         # Long blocks: relearning with the groups crossed took finetune 40,000-65,000 steps,
-        # and relearning the weekday after them more than 45,000 in trial runs.
+        # and relearning the weekday after them more than 45,000 in trial runs. The first
+        # block is short on purpose, though it leaves PPO near the random controller's level
+        # on the weekday: after 90,000 weekday steps (at the baseline's level) no strategy
+        # relearned the crossed wiring within 75,000 (tried at commit 98e7cb4), so the repair
+        # was no drift for anyone and there was nothing to recover or remember.
         (("weekday", 30_000), ("crossed", 75_000), ("weekday", 90_000)),
         snapshot_every=10_000,
         eval_episodes=3,
