@@ -1,12 +1,12 @@
 """What an agent does when it notices its world changed: its strategy.
 
 - ``lifelong`` (the default): remember the policy the context that just ended had before its
-  returns fell (``library.ContextMemory``), try
-  every remembered policy, every peer's latest snapshot and an untrained network (``fresh``)
-  against the current one on a few sandbox episodes, adopt the best if it clearly beats the
-  current one, keep learning from there. A world that comes back is met with the policy that
-  mastered it: no relearning. A world where untrained weights do better than everything the
-  agent knows is one where its knowledge misleads it: it starts over, as ``scratch`` would.
+  returns fell (``library.ContextMemory``), try every remembered policy, every peer's latest
+  snapshot and an untrained network (``fresh``) against the current one on a few sandbox
+  episodes, adopt the best if it clearly beats the current one, keep learning from there. A
+  world that comes back is met with the policy that mastered it: no relearning. A world where
+  untrained weights do better than everything the agent knows is one where its knowledge
+  misleads it: it starts over, as ``scratch`` would.
 - ``finetune``: keep training the one policy (what plain SB3 does); the drift is only counted.
 - ``scratch``: start over: fresh random weights, optimiser, replay buffer and schedules.
 
