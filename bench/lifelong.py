@@ -464,7 +464,7 @@ def main() -> None:
         return
     started = time.perf_counter()
     runs, sessions = kept_results("lifelong", args.settings) if args.add else ([], [])
-    raws = {key: raw for key, raw in _read_raw().items() if key[0] not in args.settings}
+    raws = {key: raw for key, raw in read_raw_records().items() if key[0] not in args.settings}
     jobs = [(s, strategy, seed, args.scale) for s in args.settings for strategy in STRATEGIES
             for seed in args.seeds]  # fmt: skip
     with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
@@ -494,7 +494,7 @@ def main() -> None:
     if args.scale != 1.0:
         print(json.dumps(targets(summarise(runs)), indent=2))
         return  # a smoke run: no results recorded
-    _write_raw(raws)
+    write_raw_records(raws)
     _finish(result)
 
 
@@ -503,7 +503,7 @@ def main() -> None:
 RAW = RESULTS / "lifelong-raw.json.gz"
 
 
-def _read_raw() -> dict[tuple[str, str, int], dict[str, Any]]:
+def read_raw_records() -> dict[tuple[str, str, int], dict[str, Any]]:
     if not RAW.exists():
         return {}
     stored = json.loads(gzip.decompress(RAW.read_bytes()))
@@ -514,7 +514,7 @@ def _read_raw() -> dict[tuple[str, str, int], dict[str, Any]]:
     }
 
 
-def _write_raw(raws: dict[tuple[str, str, int], dict[str, Any]]) -> None:
+def write_raw_records(raws: dict[tuple[str, str, int], dict[str, Any]]) -> None:
     stored = {f"{s}/{strategy}/{seed}": raw for (s, strategy, seed), raw in sorted(raws.items())}
     RAW.write_bytes(gzip.compress(json.dumps(stored, separators=(",", ":")).encode(), mtime=0))
 
@@ -522,7 +522,7 @@ def _write_raw(raws: dict[tuple[str, str, int], dict[str, Any]]) -> None:
 def _rescore() -> None:
     """Recompute the metrics of every recorded run from its raw record."""
     result = json.loads((RESULTS / "lifelong.json").read_text())
-    raws = _read_raw()
+    raws = read_raw_records()
     missing = [
         f"{r['setting']}/{r['strategy']}/{r['seed']}"
         for r in result["runs"]
