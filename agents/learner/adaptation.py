@@ -18,8 +18,10 @@ disturbed. Its steps are counted as ``adaptation_steps`` and reported.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -47,6 +49,7 @@ __all__ = [
     "choose",
     "reinitialise",
     "reset_optimizers",
+    "streams_untouched",
     "try_candidates",
 ]
 
@@ -132,6 +135,26 @@ def try_candidates(
         run.trials.append(Trial(candidate, float(np.mean(values))))
         run.steps += sum(score.lengths)
     return run
+
+
+@contextlib.contextmanager
+def streams_untouched() -> Iterator[None]:
+    """Run the block without moving the global random streams (torch, NumPy, ``random``).
+
+    Trying candidates builds networks (random initial weights) and plays episodes; drawn from
+    the streams the learner trains with, that would make an agent that keeps its policy after
+    a drift learn on differently from one that never looked, and a comparison of strategies
+    on the same seeds would compare luck. Inside the block the streams run on; after it they
+    are where they were.
+    """
+    numpy_state = np.random.get_state()  # noqa: NPY002 - the legacy stream SB3 draws from
+    python_state = random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)  # noqa: NPY002
+            random.setstate(python_state)
 
 
 def choose(trials: list[Trial], *, margin: float = 0.02) -> Trial | None:

@@ -58,6 +58,7 @@ from agents.learner.adaptation import (
     choose,
     reinitialise,
     reset_optimizers,
+    streams_untouched,
     try_candidates,
 )
 from agents.learner.algorithms import AlgorithmSpec, get_algorithm, parse_hyperparams
@@ -798,26 +799,30 @@ class _LifelongLoop(BaseCallback):
         learner.lineage = None
 
     def _on_sandbox(self, candidates: Callable[[], list[Candidate]]) -> TrialRun:
-        """Play candidates on a fresh sandbox twin of the device, in its current conditions."""
+        """Play candidates on a fresh sandbox twin of the device, in its current conditions.
+
+        The learner's random streams are left where they were (``streams_untouched``).
+        """
         learner = self.learner
-        sandbox = make_env(
-            learner.config.env_id,
-            learner.config.env_kwargs,
-            drift=learner.config.drift,
-            lifetime_step=learner.step,
-            shadow_baseline=learner.config.judge_against_baseline,
-        )
-        try:
-            run = try_candidates(
-                candidates(),
-                sandbox=sandbox,
-                scratch_policy=learner.fresh_policy(),
-                episodes=learner.config.adapt_episodes,
-                seed=learner.config.seed * 1_000_003 + learner.drift_events * 101,
-                against_baseline=learner.config.judge_against_baseline,
+        with streams_untouched():
+            sandbox = make_env(
+                learner.config.env_id,
+                learner.config.env_kwargs,
+                drift=learner.config.drift,
+                lifetime_step=learner.step,
+                shadow_baseline=learner.config.judge_against_baseline,
             )
-        finally:
-            sandbox.close()
+            try:
+                run = try_candidates(
+                    candidates(),
+                    sandbox=sandbox,
+                    scratch_policy=learner.fresh_policy(),
+                    episodes=learner.config.adapt_episodes,
+                    seed=learner.config.seed * 1_000_003 + learner.drift_events * 101,
+                    against_baseline=learner.config.judge_against_baseline,
+                )
+            finally:
+                sandbox.close()
         if getattr(learner.env.unwrapped, "single_instance", False):
             self._restart_episode()
         return run

@@ -7,6 +7,7 @@ image is what works once the motor is wired backwards.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import msgspec
@@ -109,6 +110,27 @@ def test_lifelong_keeps_its_policy_when_nothing_remembered_is_better(tmp_path: P
     assert adaptation.chosen == "current"
     assert agent.context == 2  # a new context
     assert [t.data for t in policy_tensors(agent.model.policy)] == [t.data for t in before]
+
+
+def test_trying_candidates_leaves_the_learners_random_streams_where_they_were(
+    tmp_path: Path,
+) -> None:
+    # Untrained weights and a fresh network for the trials are drawn on the sandbox; the agent
+    # keeps its policy, and must then learn on exactly as an agent that never looked.
+    agent, events = learner(tmp_path, strategy=Strategy.LIFELONG)
+    load_tensors(agent.model.policy, balancer(agent))  # nothing beats it on earth
+    torch_state = torch.random.get_rng_state()
+    numpy_state = np.random.get_state(legacy=False)  # noqa: NPY002 - what SB3 draws from
+    python_state = random.getstate()
+    _LifelongLoop(agent).adapt()
+    (adaptation,) = events.adaptations
+    assert (adaptation.chosen, "fresh" in adaptation.scores) == ("current", True)
+    assert adaptation.sandbox_steps > 0
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    numpy_after = np.random.get_state(legacy=False)  # noqa: NPY002
+    assert np.array_equal(numpy_after["state"]["key"], numpy_state["state"]["key"])
+    assert numpy_after["state"]["pos"] == numpy_state["state"]["pos"]
+    assert random.getstate() == python_state
 
 
 def test_lifelong_starts_over_where_what_it_knows_does_worse_than_nothing(
