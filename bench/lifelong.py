@@ -464,7 +464,8 @@ def main() -> None:
         return
     started = time.perf_counter()
     runs, sessions = kept_results("lifelong", args.settings) if args.add else ([], [])
-    raws = {key: raw for key, raw in read_raw_records().items() if key[0] not in args.settings}
+    kept = {(r["setting"], r["strategy"], r["seed"]) for r in runs}
+    raws = {key: raw for key, raw in read_raw_records().items() if key in kept}
     jobs = [(s, strategy, seed, args.scale) for s in args.settings for strategy in STRATEGIES
             for seed in args.seeds]  # fmt: skip
     with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:

@@ -383,14 +383,9 @@ def _held(values: Sequence[float], window: int) -> _FloatArray:
     reference, so a single lucky episode (a night-time traffic episode that any policy plays
     well) does not count as a recovery. l2metrics' centred window looks ahead too.
     """
-    x = np.asarray(values, dtype=np.float64)
-    width = min(max(1, window), x.size)
-    if x.size == 0:
-        return x
-    with np.errstate(all="ignore"):
-        sums = np.concatenate(([0.0], np.cumsum(x)))
-        held: _FloatArray = (sums[width:] - sums[:-width]) / width
-    return held
+    width = min(max(1, window), len(values))
+    # The trailing mean over full windows, read from the window's first episode.
+    return _smooth(values, width)[max(width - 1, 0) :]
 
 
 def _terminal(smoothed: _FloatArray) -> float | None:
