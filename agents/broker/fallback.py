@@ -497,15 +497,6 @@ class FallbackBroker:
         self._server = await asyncio.start_server(self._on_client, self.host, self._requested_port)
         log.info("fallback broker listening on %s:%d", self.host, self.port)
 
-    async def serve_forever(self) -> None:
-        """Serve until :meth:`stop` is called (starting first if needed)."""
-        if self._server is None and not self._stopping:
-            await self.start()
-        try:
-            await self._stopped.wait()
-        finally:
-            await self.stop()
-
     async def stop(self) -> None:
         """Close the listener and every client without publishing wills; idempotent."""
         if self._stopping:
