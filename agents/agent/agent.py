@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from agents._atomic import write_text_atomically
 from agents.bus.arrays import Array, from_wire, to_wire
 from agents.bus.client import BusClient
 from agents.bus.codec import encode
@@ -534,10 +535,9 @@ class Agent:
         )
 
     def _write_report(self, report: AgentReport) -> None:
-        path = self.config.data_dir / "final.json"
-        temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(asdict(report), indent=2))
-        temporary.replace(path)
+        write_text_atomically(
+            self.config.data_dir / "final.json", json.dumps(asdict(report), indent=2)
+        )
 
 
 def columns_from_wire(batch: ExperienceBatch) -> ExperienceColumns:

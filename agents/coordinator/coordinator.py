@@ -22,6 +22,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 
+from agents._atomic import write_text_atomically
 from agents.bus.client import BusClient, BusStats
 from agents.bus.codec import encode
 from agents.bus.inbox import Inbox
@@ -184,9 +185,7 @@ class Coordinator:
         self.record_health()
         summary = self.summary()
         if data_dir is not None:
-            path = data_dir / "coordinator.json"
-            path.with_suffix(".tmp").write_text(json.dumps(summary, indent=2))
-            path.with_suffix(".tmp").replace(path)
+            write_text_atomically(data_dir / "coordinator.json", json.dumps(summary, indent=2))
         self.history.close()
         return summary
 

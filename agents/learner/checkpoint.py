@@ -3,8 +3,8 @@
 A checkpoint is a folder holding the SB3 model file (weights and optimizer state), for
 off-policy learners the replay buffer, and ``checkpoint.json`` naming those files and the
 learner's counters. Files are written under new names first; ``checkpoint.json`` is replaced
-last with a rename (``Path.replace``), which is atomic: a crash at any moment leaves either
-the previous complete checkpoint or the new complete one, never a mix.
+last (:mod:`agents._atomic`: temporary file, fsync, rename), which is atomic: a crash at any
+moment leaves either the previous complete checkpoint or the new complete one, never a mix.
 
 These files are SB3's own format, which pickles some objects. That is acceptable only because
 they never leave this machine: checkpoints are loaded from the agent's own data folder, never
@@ -14,7 +14,6 @@ from the network or a peer (those get :mod:`agents.learner.snapshots`).
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+from agents._atomic import write_atomically, write_text_atomically
 from agents.exceptions import CheckpointError
 from agents.learner.library import PolicyLibrary
 from agents.learner.schedules import SCHEDULE_ATTRIBUTES
@@ -74,18 +74,18 @@ class CheckpointStore:
         step = int(model.num_timesteps)
         stamp = f"{step:012d}-{time.time_ns()}"
         model_file = f"model-{stamp}.zip"
-        model.save(self.directory / model_file, exclude=list(SCHEDULE_ATTRIBUTES))
-        _fsync(self.directory / model_file)
+        write_atomically(
+            self.directory / model_file,
+            lambda path: model.save(path, exclude=list(SCHEDULE_ATTRIBUTES)),
+        )
         replay_file = None
         if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
             replay_file = f"replay-{stamp}.pkl"
-            model.save_replay_buffer(self.directory / replay_file)
-            _fsync(self.directory / replay_file)
+            write_atomically(self.directory / replay_file, model.save_replay_buffer)
         library_file = None
         if library is not None and len(library):
             library_file = f"library-{stamp}.msgpack"
             library.save(self.directory / library_file)
-            _fsync(self.directory / library_file)
         info = CheckpointInfo(
             step=step,
             episodes=episodes,
@@ -96,10 +96,7 @@ class CheckpointStore:
             **(loop_state or {}),
         )
         previous = self.read() if self.exists() else None
-        temporary = self.directory / f"{_MANIFEST}.tmp"
-        temporary.write_text(json.dumps(asdict(info), indent=2))
-        _fsync(temporary)
-        temporary.replace(self.manifest)
+        write_text_atomically(self.manifest, json.dumps(asdict(info), indent=2))
         if previous is not None:
             self._remove(previous, keep=info)
         return info
@@ -122,8 +119,3 @@ class CheckpointStore:
         for name in (old.model_file, old.replay_file, old.library_file):
             if name is not None and name not in kept:
                 (self.directory / name).unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb") as handle:
-        os.fsync(handle.fileno())

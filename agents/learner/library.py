@@ -21,6 +21,7 @@ from pathlib import Path
 
 import msgspec
 
+from agents._atomic import write_bytes_atomically
 from agents.bus.arrays import Tensor
 from agents.bus.schemas import Lineage
 
@@ -76,9 +77,7 @@ class PolicyLibrary:
     def save(self, path: Path) -> None:
         """Write atomically (new file, then rename)."""
         payload = msgspec.msgpack.encode(_LibraryFile(_FORMAT, list(self.entries.values())))
-        temporary = path.with_suffix(path.suffix + ".tmp")
-        temporary.write_bytes(payload)
-        temporary.replace(path)
+        write_bytes_atomically(path, payload)
 
     def load(self, path: Path) -> None:
         data = msgspec.msgpack.decode(path.read_bytes(), type=_LibraryFile)

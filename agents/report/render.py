@@ -14,6 +14,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from agents._atomic import write_text_atomically
 from agents.report.data import load_run
 from agents.report.figures import bus_health_figure, evaluation_figure, sharing_figure
 from agents.report.html import RenderedFigure, build_html
@@ -43,9 +44,7 @@ def render_report(folder: Path) -> Path:
     }
     _remove_stale(figures_dir, {Path(f.href).name for f in rendered.values()})
     path = folder / REPORT_FILE
-    temporary = path.with_suffix(".html.tmp")
-    temporary.write_text(build_html(run, rendered), encoding="utf-8")
-    temporary.replace(path)
+    write_text_atomically(path, build_html(run, rendered))
     return path
 
 
