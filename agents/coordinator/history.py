@@ -3,12 +3,19 @@
 It records what the report and a restarted coordinator need: every evaluation, every snapshot
 received, telemetry samples, and presence changes. Writes are small and happen on the event
 loop; SQLite in WAL mode takes them in microseconds.
+
+This module owns ``history.sqlite``: its schema and every query on it. The coordinator writes
+and reads it back through :class:`History`; the report reads it through :class:`HistoryReader`,
+read-only and defensively (a file from an older build has fewer tables or columns).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +23,7 @@ from agents._sqlite import open_database
 from agents.bus.codec import decode_as, encode
 from agents.bus.schemas import Directive, Evaluation, Lineage, PolicySnapshot, Telemetry
 
-__all__ = ["History"]
+__all__ = ["History", "HistoryReader"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (
@@ -61,6 +68,27 @@ CREATE TABLE IF NOT EXISTS presence (
     agent TEXT NOT NULL, ts REAL NOT NULL, state TEXT NOT NULL
 );
 """
+
+#: Snapshots that name a lineage, oldest first: (agent, version, step, from agent, from version).
+_ADOPTIONS = (
+    "SELECT agent, version, step, lineage_agent, lineage_version FROM snapshots "
+    "WHERE lineage_agent IS NOT NULL ORDER BY received_ts"
+)
+
+Adoption = tuple[str, int, int, str, int]
+"""(agent, version, step, from agent, from version) of the first snapshot after an adoption."""
+
+
+def _first_adoptions(rows: Iterable[tuple[Any, ...]]) -> list[Adoption]:
+    """Each adoption once: an agent's later snapshots repeat the lineage they inherited."""
+    seen: set[tuple[str, str, int]] = set()
+    found: list[Adoption] = []
+    for agent, version, step, source, source_version in rows:
+        key = (str(agent), str(source), int(source_version or 0))
+        if key not in seen:
+            seen.add(key)
+            found.append((key[0], int(version), int(step), key[1], key[2]))
+    return found
 
 
 class History:
@@ -169,22 +197,13 @@ class History:
 
     def lineage(self) -> list[dict[str, object]]:
         """Every adoption seen in a snapshot: who took whose weights, from which version."""
-        rows = self._db.execute(
-            "SELECT agent, version, step, lineage_agent, lineage_version FROM snapshots "
-            "WHERE lineage_agent IS NOT NULL ORDER BY received_ts"
-        ).fetchall()
-        seen: set[tuple[str, str, int]] = set()
-        table: list[dict[str, object]] = []
-        for agent, version, step, source, source_version in rows:
-            key = (agent, source, source_version)
-            if key in seen:
-                continue
-            seen.add(key)
-            table.append(
-                {"agent": agent, "version": version, "step": step,
-                 "from_agent": source, "from_version": source_version}
-            )  # fmt: skip
-        return table
+        return [
+            {"agent": agent, "version": version, "step": step,
+             "from_agent": source, "from_version": source_version}
+            for agent, version, step, source, source_version in _first_adoptions(
+                self._db.execute(_ADOPTIONS).fetchall()
+            )
+        ]  # fmt: skip
 
     def record_bus_health(
         self, *, connected: bool, received: int, rejected: int, duplicates: int,
@@ -232,3 +251,96 @@ class History:
             "SELECT agent, version, step, mean_return FROM evaluations ORDER BY agent, version"
         ).fetchall()
         return [(str(a), int(v), int(s), float(m)) for a, v, s, m in rows]
+
+
+class HistoryReader:
+    """Read-only queries on a ``history.sqlite`` for the report.
+
+    Opened read-only (``mode=ro``), so rendering a report never changes a run. A missing file,
+    table or column reads as empty: histories from older builds have fewer tables, and the
+    report shows what they have. Values come back as stored; the report checks them.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.readable = False
+        if path is not None:
+            with contextlib.suppress(sqlite3.Error), self._connect() as db:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                self.readable = True
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        assert self.path is not None
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def _rows(self, query: str) -> list[tuple[Any, ...]]:
+        if not self.readable:
+            return []
+        try:
+            with self._connect() as db:
+                return list(db.execute(query).fetchall())
+        except sqlite3.Error:
+            return []
+
+    def evaluations(self) -> list[tuple[Any, Any, Any, Any, Any]]:
+        """(agent, version, step, mean return, message or None) of every evaluation.
+
+        Newer histories keep each evaluation message whole (``message``), with per-regime
+        scores; older ones only the overall return.
+        """
+        rows = self._rows("SELECT agent, version, step, mean_return, message FROM evaluations")
+        if rows:
+            return [(a, v, s, m, message) for a, v, s, m, message in rows]
+        return [
+            (a, v, s, m, None)
+            for a, v, s, m in self._rows(
+                "SELECT agent, version, step, mean_return FROM evaluations"
+            )
+        ]
+
+    def episodes(self) -> list[tuple[str, int, str]]:
+        """(agent, step, regime) of every training episode, in order (newer histories)."""
+        return [
+            (str(agent), int(step), str(regime))
+            for agent, step, regime in self._rows(
+                "SELECT agent, step, regime FROM episodes ORDER BY rowid"
+            )
+        ]
+
+    def training(self) -> list[tuple[str, int, Any]]:
+        """(agent, env steps, mean return) of every telemetry sample with a return."""
+        return [
+            (str(agent), int(steps), mean)
+            for agent, steps, mean in self._rows(
+                "SELECT agent, env_steps, mean_return FROM telemetry "
+                "WHERE mean_return IS NOT NULL ORDER BY agent, ts"
+            )
+        ]
+
+    def bus_health(self) -> list[tuple[float, bool, int, int, int, int, int]]:
+        """(ts, connected, received, rejected, duplicates, reconnects, backlog) samples."""
+        return [
+            (float(ts), bool(up), int(rec), int(rej), int(dup), int(rc), int(bl))
+            for ts, up, rec, rej, dup, rc, bl in self._rows(
+                "SELECT ts, connected, received, rejected, duplicates, reconnects, "
+                "evaluation_backlog FROM bus_health ORDER BY ts"
+            )
+        ]
+
+    def adoptions(self) -> list[Adoption]:
+        """Every adoption seen in a snapshot, once, oldest first."""
+        return _first_adoptions(self._rows(_ADOPTIONS))
+
+    def directive_counts(self) -> dict[str, int]:
+        """Directives sent, by action."""
+        return {
+            str(action): int(count)
+            for action, count in self._rows(
+                "SELECT action, count(*) FROM directives GROUP BY action ORDER BY action"
+            )
+        }

@@ -19,15 +19,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agents.exceptions import ConfigError
-from agents.report.history import HistoryReader
+from agents.bus.codec import decode_as
+from agents.bus.schemas import Evaluation
+from agents.coordinator.history import HistoryReader
+from agents.exceptions import ConfigError, SocietyError
 from agents.report.records import (
     Adoption,
     AgentData,
     Block,
     EvalRecord,
+    HealthSample,
     RegimeResult,
     RunData,
+    TrainingSample,
 )
 from agents.report.values import as_float, as_int, as_list, as_mapping, as_str
 
@@ -46,7 +50,7 @@ def load_run(folder: Path) -> RunData:
         summary=summary,
         agents=agents,
         adoptions=adoptions,
-        health=history.health(),
+        health=tuple(HealthSample(*sample) for sample in history.bus_health()),
         directives=history.directive_counts(),
         sharing=as_mapping(summary.get("sharing")),
         has_history=history.readable,
@@ -93,9 +97,11 @@ def _agents(summary: Mapping[str, Any], history: HistoryReader) -> tuple[AgentDa
         e for e in as_list(summary.get("agents")) if isinstance(e, dict) and as_str(e.get("id"))
     ]
     by_id = {as_str(e["id"]): e for e in entries}
-    fallback = history.evaluations()
-    training = history.training()
-    episodes = history.episodes()
+    fallback = _history_evaluations(history)
+    training = _history_training(history)
+    episodes: dict[str, list[tuple[int, str]]] = {}
+    for agent, step, regime in history.episodes():
+        episodes.setdefault(agent, []).append((step, regime))
     ids = list(by_id)
     ids += [a for a in sorted({*fallback, *training, *episodes}) if a not in by_id]
     agents = []
@@ -199,4 +205,50 @@ def _adoptions(summary: Mapping[str, Any], history: HistoryReader) -> tuple[Adop
                     from_version=as_int(entry.get("from_version")) or 0,
                 )
             )
-    return tuple(adoptions) if adoptions else history.adoptions()
+    return tuple(adoptions) if adoptions else tuple(Adoption(*a) for a in history.adoptions())
+
+
+# --- the history's time series --------------------------------------------------------------
+
+
+def _history_evaluations(history: HistoryReader) -> dict[str, list[EvalRecord]]:
+    """Evaluations from the history, for agents the summary does not cover."""
+    table: dict[str, list[EvalRecord]] = {}
+    for agent, version, step, mean, message in history.evaluations():
+        record = _evaluation_message(message)
+        if record is None and (value := as_float(mean)) is not None:
+            record = EvalRecord(int(version), int(step), value)
+        if record is not None:
+            table.setdefault(str(agent), []).append(record)
+    return table
+
+
+def _history_training(history: HistoryReader) -> dict[str, list[TrainingSample]]:
+    table: dict[str, list[TrainingSample]] = {}
+    for agent, steps, mean in history.training():
+        if (value := as_float(mean)) is not None:
+            table.setdefault(agent, []).append(TrainingSample(steps, value))
+    return table
+
+
+def _evaluation_message(blob: object) -> EvalRecord | None:
+    """An evaluation kept whole in the history, checked like anything read from outside."""
+    if not isinstance(blob, bytes):
+        return None
+    try:
+        message = decode_as(Evaluation, blob)
+    except SocietyError:
+        return None
+    return EvalRecord(
+        version=message.version,
+        step=message.step,
+        mean_return=message.mean_return,
+        baseline_return=message.baseline_return,
+        train_regime=message.train_regime,
+        regimes={
+            score.regime: RegimeResult(
+                score.mean_return, score.baseline_return, score.random_return, score.recall_return
+            )
+            for score in message.regimes
+        },
+    )
