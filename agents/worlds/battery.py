@@ -38,13 +38,12 @@ from agents.exceptions import ConfigError
 from agents.worlds.base import (
     ParamValue,
     World,
-    WorldParams,
     ar1_noise,
     check_day_structure,
     check_ranges,
 )
 from agents.worlds.drift import Regime
-from agents.worlds.tariff import TARIFFS, day_prices
+from agents.worlds.tariff import TariffParams, day_prices
 
 __all__ = [
     "BATTERY_REGIMES",
@@ -104,7 +103,7 @@ def battery_obs_layout(forecast_hours: int) -> dict[str, slice]:
 
 
 @dataclass(frozen=True)
-class BatteryParams(WorldParams):
+class BatteryParams(TariffParams):
     """Every parameter of the battery world, with units. Defaults: 10 kWh, 5 kWp, winter."""
 
     # The battery: device parameters.
@@ -131,16 +130,7 @@ class BatteryParams(WorldParams):
     """Clear-sky noon output as a fraction of ``pv_kwp`` (low winter sun)."""
     season_load: float = 1.2
     """Seasonal multiplier on the load (lighting, heating circulation pumps)."""
-    # Tariff: regime parameters.
-    tariff: str = "tou"
-    price_offpeak: float = 0.12
-    price_mid: float = 0.25
-    price_peak: float = 0.40
-    peak_start_h: float = 16.0
-    peak_end_h: float = 20.0
-    offpeak_start_h: float = 22.0
-    offpeak_end_h: float = 7.0
-    price_noise_sd: float = 0.03
+    # Tariff: regime parameters, from TariffParams; exports are paid a flat price.
     feed_in: float = 0.05
     """Price paid for exported energy, $/kWh."""
     stored_value_per_kwh: float = 0.15
@@ -172,17 +162,12 @@ class BatteryParams(WorldParams):
                 "load_noise",
                 "sun_strength",
                 "season_load",
-                "price_offpeak",
-                "price_mid",
-                "price_peak",
-                "price_noise_sd",
                 "feed_in",
                 "stored_value_per_kwh",
             ),
             fractions=("eta_charge", "eta_discharge", "soc_min_frac"),
-            hours=("sunrise_h", "sunset_h", "peak_start_h", "peak_end_h", "offpeak_start_h"),
+            hours=("sunrise_h", "sunset_h"),
         )
-        check_ranges(self, what, hours=("offpeak_end_h",))
         check_day_structure(self, what)
         if self.soc_min_frac >= 1.0:
             raise ConfigError(f"{what}: soc_min_frac={self.soc_min_frac!r} must be < 1")
@@ -190,8 +175,7 @@ class BatteryParams(WorldParams):
             raise ConfigError(
                 f"{what}: sunset_h={self.sunset_h!r} must be after sunrise_h={self.sunrise_h!r}"
             )
-        if self.tariff not in TARIFFS:
-            raise ConfigError(f"{what}: tariff={self.tariff!r} is not one of {TARIFFS}")
+        self.check_tariff(what)
 
 
 _WINTER = {"sunrise_h": 8.0, "sunset_h": 16.5, "sun_strength": 0.35, "season_load": 1.2}

@@ -12,37 +12,52 @@ Three kinds, all in $/kWh and constant within each clock hour:
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+
+from agents.exceptions import ConfigError
+from agents.worlds.base import WorldParams, check_ranges
 
 __all__ = ["TARIFFS", "TariffParams", "day_prices"]
 
 TARIFFS = ("tou", "flat", "dynamic")
 
 
-class TariffParams(Protocol):
-    """The tariff fields a world's parameter dataclass carries."""
+@dataclass(frozen=True)
+class TariffParams(WorldParams):
+    """The tariff fields of a home world's parameters: regime parameters, in $/kWh and hours.
 
-    @property
-    def tariff(self) -> str: ...
-    @property
-    def price_offpeak(self) -> float: ...
-    @property
-    def price_mid(self) -> float: ...
-    @property
-    def price_peak(self) -> float: ...
-    @property
-    def peak_start_h(self) -> float: ...
-    @property
-    def peak_end_h(self) -> float: ...
-    @property
-    def offpeak_start_h(self) -> float: ...
-    @property
-    def offpeak_end_h(self) -> float: ...
-    @property
-    def price_noise_sd(self) -> float: ...
+    The thermostat's and the battery's parameter dataclasses derive from it, so a tariff is
+    the same fields, defaults and checks in both, and a regime sets them by name.
+    """
+
+    tariff: str = "tou"
+    """``tou`` (off-peak / mid / peak), ``flat`` or ``dynamic`` (noisy day-ahead prices)."""
+    price_offpeak: float = 0.12
+    """$/kWh during off-peak hours (night)."""
+    price_mid: float = 0.25
+    """$/kWh outside off-peak and peak hours; the flat tariff's price."""
+    price_peak: float = 0.40
+    """$/kWh during peak hours."""
+    peak_start_h: float = 16.0
+    peak_end_h: float = 20.0
+    offpeak_start_h: float = 22.0
+    offpeak_end_h: float = 7.0
+    price_noise_sd: float = 0.03
+    """Hourly price noise of the dynamic tariff, $/kWh."""
+
+    def check_tariff(self, what: str) -> None:
+        """Raise :class:`ConfigError` naming the first meaningless tariff field of ``what``."""
+        check_ranges(
+            self,
+            what,
+            non_negative=("price_offpeak", "price_mid", "price_peak", "price_noise_sd"),
+            hours=("peak_start_h", "peak_end_h", "offpeak_start_h", "offpeak_end_h"),
+        )
+        if self.tariff not in TARIFFS:
+            raise ConfigError(f"{what}: tariff={self.tariff!r} is not one of {TARIFFS}")
 
 
 def day_prices(

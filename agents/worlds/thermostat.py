@@ -47,13 +47,12 @@ from agents.exceptions import ConfigError
 from agents.worlds.base import (
     ParamValue,
     World,
-    WorldParams,
     ar1_noise,
     check_day_structure,
     check_ranges,
 )
 from agents.worlds.drift import Regime
-from agents.worlds.tariff import TARIFFS, day_prices
+from agents.worlds.tariff import TariffParams, day_prices
 
 __all__ = [
     "OBS_COMFORT_HIGH",
@@ -117,7 +116,7 @@ def indoor_from_obs(value: float) -> float:
 
 
 @dataclass(frozen=True)
-class ThermostatParams(WorldParams):
+class ThermostatParams(TariffParams):
     """Every parameter of the thermostat world, with units. Defaults: a mid-size house in winter.
 
     Device (per home): ``r_k_per_kw``, ``c_kwh_per_k``, ``hp_max_kw``, the COP curves, gains,
@@ -179,21 +178,7 @@ class ThermostatParams(WorldParams):
     """AR(1) coefficient of the weather noise per 15 minutes."""
     solar_peak_kw: float = 0.8
     """Clear-sky solar gain at noon, kW thermal (scaled by daily cloudiness)."""
-    # Tariff: regime parameters.
-    tariff: str = "tou"
-    """``tou`` (off-peak / mid / peak), ``flat`` or ``dynamic`` (noisy day-ahead prices)."""
-    price_offpeak: float = 0.12
-    """$/kWh during off-peak hours (night)."""
-    price_mid: float = 0.25
-    """$/kWh outside off-peak and peak hours; the flat tariff's price."""
-    price_peak: float = 0.40
-    """$/kWh during peak hours."""
-    peak_start_h: float = 16.0
-    peak_end_h: float = 20.0
-    offpeak_start_h: float = 22.0
-    offpeak_end_h: float = 7.0
-    price_noise_sd: float = 0.03
-    """Hourly price noise of the dynamic tariff, $/kWh."""
+    # Tariff: regime parameters, from TariffParams.
     # Reward.
     comfort_weight: float = 10.0
     """Price of discomfort, $ per K*h outside the comfort band while occupied. The default
@@ -227,10 +212,6 @@ class ThermostatParams(WorldParams):
                 "t_day_sd_c",
                 "weather_sd_c",
                 "schedule_jitter_h",
-                "price_offpeak",
-                "price_mid",
-                "price_peak",
-                "price_noise_sd",
                 "comfort_weight",
                 "comfort_margin_k",
             ),
@@ -242,10 +223,6 @@ class ThermostatParams(WorldParams):
                 "sleep_h",
                 "weekend_wake_h",
                 "weekend_sleep_h",
-                "peak_start_h",
-                "peak_end_h",
-                "offpeak_start_h",
-                "offpeak_end_h",
             ),
         )
         check_day_structure(self, what)
@@ -268,8 +245,7 @@ class ThermostatParams(WorldParams):
             )
         if not 0.0 <= self.weather_ar < 1.0:
             raise ConfigError(f"{what}: weather_ar={self.weather_ar!r} must be in [0, 1)")
-        if self.tariff not in TARIFFS:
-            raise ConfigError(f"{what}: tariff={self.tariff!r} is not one of {TARIFFS}")
+        self.check_tariff(what)
 
 
 def _regimes(*regimes: Regime) -> Mapping[str, Regime]:
