@@ -9,7 +9,7 @@ Three measurements, each bounded in count and time, on the loopback interface on
 2. **Evaluation**: :func:`agents.coordinator.evaluation.evaluate_snapshot` on a CartPole PPO
    snapshot and on a thermostat PPO snapshot with the smart-home scenario's regimes, first
    call (baseline and random references computed) and later calls (cached).
-3. **Coordinator intake**: ``Coordinator.inbox`` (validation, de-duplication, registry, the
+3. **Coordinator intake**: ``Coordinator.inbox`` (validation, de-duplication, roster, the
    SQLite history) handling experience batches in-process.
 
     python bench/scaling.py [--messages 2000] [--publishers 4]
@@ -228,7 +228,7 @@ def intake(messages: int) -> dict[str, Any]:
 
         seconds, cpu = asyncio.run(feed())
         coordinator.history.close()
-    received = coordinator.registry.agents["a0"].experience_batches_received
+    received = coordinator.roster.agents["a0"].experience_batches_received
     assert received == messages, received
     return {
         "messages": messages,

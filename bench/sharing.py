@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.bus.schemas import RegimeScore
-from agents.coordinator.registry import AgentRecord, EvaluationPoint
+from agents.coordinator.roster import AgentRecord, EvaluationPoint
 from agents.coordinator.sharing import SharingGain, sharing_gain
 from agents.scenarios import load_scenario
 from bench.common import (

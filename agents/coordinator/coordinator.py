@@ -1,7 +1,7 @@
-"""The coordinator process: registry, evaluation, metrics and history of one society.
+"""The coordinator process: roster, evaluation, metrics and history of one society.
 
 It subscribes to every agent's status, telemetry, experience and snapshots; keeps the
-:class:`~agents.coordinator.registry.Registry`; evaluates every new snapshot in a process pool
+:class:`~agents.coordinator.roster.Roster`; evaluates every new snapshot in a process pool
 (off the event loop) on fixed seeds; publishes each evaluation and a retained leaderboard;
 records the run in SQLite; and serves Prometheus metrics. Its MQTT session is persistent
 (clean session off), so messages sent while it is down wait for it at the broker.
@@ -53,7 +53,7 @@ from agents.coordinator.evaluation import (
 from agents.coordinator.evolution import Member, Order, plan_generation
 from agents.coordinator.history import History
 from agents.coordinator.metrics import register_metrics
-from agents.coordinator.registry import Registry
+from agents.coordinator.roster import Roster
 from agents.coordinator.sharing import SharingGain, sharing_gain
 from agents.exceptions import MessageRejected
 from agents.integrations import home_assistant as ha
@@ -106,7 +106,7 @@ class Coordinator:
         self.config = config
         self.transport = transport
         self.topics = Topics(config.society)
-        self.registry = Registry()
+        self.roster = Roster()
         self.inbox = Inbox(self.topics, self._on_message, kinds=_SUBSCRIBED, key=config.society_key)
         self.metrics_registry = metrics_registry or CollectorRegistry()
         self.evaluation_seconds: Histogram = register_metrics(self, self.metrics_registry)
@@ -193,7 +193,7 @@ class Coordinator:
         if self.config.threshold is None:
             return None
         return sharing_gain(
-            self.registry.agents,
+            self.roster.agents,
             self.config.threshold,
             normalised=self.config.threshold_normalised,
             window=self.config.threshold_window,
@@ -202,12 +202,12 @@ class Coordinator:
     def _restore(self) -> None:
         """Pick up where a previous coordinator of this data folder left off.
 
-        The registry comes back from the history (evaluations, snapshots, experience received,
+        The roster comes back from the history (evaluations, snapshots, experience received,
         training episodes) and the de-duplication state with it, so messages the broker
         delivers again (retained snapshots, a persistent session's queue) are not counted or
         evaluated twice. Presence comes back from the retained statuses on subscribing.
         """
-        registry = self.registry
+        roster = self.roster
         for (
             agent,
             version,
@@ -217,27 +217,27 @@ class Coordinator:
             lineage,
             hyperparams,
         ) in self.history.snapshot_rows():
-            registry.restore_snapshot(
+            roster.restore_snapshot(
                 agent, version, step=step, algo=algo, env_id=env_id, lineage=lineage,
                 hyperparams=hyperparams,
             )  # fmt: skip
             self.inbox.remember(Kind.POLICY, agent, version)
         for agent, seq in self.history.experience_seen():
-            registry.on_experience(agent)
+            roster.on_experience(agent)
             self.inbox.remember(Kind.EXPERIENCE, agent, seq)
         for agent, step, regime, value in self.history.episode_rows():
-            registry.get(agent).episode_log.append((step, regime, value))
+            roster.get(agent).episode_log.append((step, regime, value))
         evaluations = self.history.evaluations_messages()
         for evaluation in evaluations:
-            registry.on_evaluation(evaluation)
+            roster.on_evaluation(evaluation)
         self.evaluations_done = len(evaluations)
         self.directives_sent = self.history.directives_count()
         for snapshot in self.history.pending():
             self._queue.put_nowait(snapshot)  # received before the restart, not yet evaluated
-        if registry.agents:
+        if roster.agents:
             log.info(
                 "restored %d agents, %d evaluations from the history",
-                len(registry.agents), len(evaluations),
+                len(roster.agents), len(evaluations),
             )  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
@@ -255,28 +255,28 @@ class Coordinator:
             "messages_rejected": sum(stats.rejected.values()),
             "messages_rejected_by_reason": dict(stats.rejected),
             "messages_duplicate_by_kind": dict(stats.duplicates),
-            "agents": [record.as_summary() for record in self.registry.agents.values()],
+            "agents": [record.as_summary() for record in self.roster.agents.values()],
         }
 
     # --- incoming -------------------------------------------------------------------------
 
     async def _on_message(self, ref: TopicRef, message: Message) -> None:
         if isinstance(message, Status):
-            before = self.registry.get(message.agent).state
-            record = self.registry.on_status(message)
+            before = self.roster.get(message.agent).state
+            record = self.roster.on_status(message)
             if record.state != before:
                 log.info("agent %s is %s", record.id, record.state)
                 self.history.record_presence(record.id, record.state)
                 if record.state == "offline":
                     await self._home_assistant_offline(message)
         elif isinstance(message, Telemetry):
-            self.registry.on_telemetry(message)
+            self.roster.on_telemetry(message)
             self.history.record_telemetry(message)
         elif isinstance(message, ExperienceBatch):
-            self.registry.on_experience(message.agent)
+            self.roster.on_experience(message.agent)
             self.history.record_experience(message.agent, message.seq)
         elif isinstance(message, PolicySnapshot):
-            self.registry.on_snapshot(message)
+            self.roster.on_snapshot(message)
             self.history.record_snapshot(message)
             self.history.add_pending(message)
             self._queue.put_nowait(message)
@@ -326,7 +326,7 @@ class Coordinator:
                 version=record.evaluations[-1].version,
                 hyperparams=record.hyperparams,
             )
-            for record in self.registry.agents.values()
+            for record in self.roster.agents.values()
             if record.evaluations
             and "evolution" in record.shares
             and not record.twin_of
@@ -351,7 +351,7 @@ class Coordinator:
         )
         if self.config.society_key is not None:
             directive = sign(directive, self.config.society_key)
-        record = self.registry.get(order.agent)
+        record = self.roster.get(order.agent)
         record.directed_at_version = record.latest_version
         self.directives_sent += 1
         self.history.record_directive(directive)
@@ -421,7 +421,7 @@ class Coordinator:
             baseline_return=result.baseline_mean,
             train_regime=snapshot.regime,
         )
-        self.registry.on_evaluation(evaluation)
+        self.roster.on_evaluation(evaluation)
         self.history.record_evaluation(evaluation)
         self.evaluation_seconds.observe(result.seconds)
         self.evaluations_done += 1
@@ -453,7 +453,7 @@ class Coordinator:
                 step=record.evaluations[-1].step,
                 eval_return=record.evaluations[-1].mean_return,
             )
-            for record in self.registry.agents.values()
+            for record in self.roster.agents.values()
             if record.evaluations
         ]
         entries.sort(key=lambda entry: entry.eval_return, reverse=True)

@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from agents.bus.codec import REJECT_REASONS
 from agents.bus.topics import Kind
 from agents.coordinator.lifelong import LifelongReport
-from agents.coordinator.registry import AgentRecord
+from agents.coordinator.roster import AgentRecord
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -90,7 +90,7 @@ class SocietyCollector(Collector):
         self.coordinator = coordinator
 
     def collect(self) -> Iterator[Metric]:
-        records = list(self.coordinator.registry.agents.values())
+        records = list(self.coordinator.roster.agents.values())
         yield self._agents_by_state()
         yield from self._per_agent(records)
         yield from self._per_regime(records)
@@ -102,7 +102,7 @@ class SocietyCollector(Collector):
         agents = GaugeMetricFamily(
             "society_agents", "Agents known to the coordinator, by state.", labels=["state"]
         )
-        for state, count in self.coordinator.registry.counts_by_state().items():
+        for state, count in self.coordinator.roster.counts_by_state().items():
             agents.add_metric([state], count)
         return agents
 

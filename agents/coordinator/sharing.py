@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from agents.coordinator.lifelong import normalise
-from agents.coordinator.registry import AgentRecord, EvaluationPoint
+from agents.coordinator.roster import AgentRecord, EvaluationPoint
 
 __all__ = ["PairGain", "SharingGain", "score", "sharing_gain", "steps_to_threshold"]
 

@@ -9,7 +9,7 @@ import pytest
 
 from agents.bus.schemas import Lineage, RegimeScore
 from agents.coordinator.evolution import RESAMPLE_RANGES, Member, plan_generation
-from agents.coordinator.registry import AgentRecord, EvaluationPoint, Registry
+from agents.coordinator.roster import AgentRecord, EvaluationPoint, Roster
 from agents.coordinator.sharing import sharing_gain, steps_to_threshold
 from tests import factories
 
@@ -105,16 +105,16 @@ def test_normalised_threshold_uses_random_and_baseline_references() -> None:
 
 
 def test_adoptions_are_counted_from_lineage_changes() -> None:
-    registry = Registry()
+    roster = Roster()
     snapshot = factories.snapshot(agent="a1", version=1)
-    registry.on_snapshot(msgspec.structs.replace(snapshot, lineage=None))
-    registry.on_snapshot(
+    roster.on_snapshot(msgspec.structs.replace(snapshot, lineage=None))
+    roster.on_snapshot(
         msgspec.structs.replace(snapshot, version=2, lineage=Lineage(agent="a7", version=4))
     )
-    registry.on_snapshot(
+    roster.on_snapshot(
         msgspec.structs.replace(snapshot, version=3, lineage=Lineage(agent="a7", version=4))
     )
-    registry.on_snapshot(
+    roster.on_snapshot(
         msgspec.structs.replace(snapshot, version=4, lineage=Lineage(agent="a2", version=9))
     )
-    assert registry.agents["a1"].adoptions == 2
+    assert roster.agents["a1"].adoptions == 2

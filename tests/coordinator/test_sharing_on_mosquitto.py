@@ -84,13 +84,13 @@ async def test_a_directive_makes_an_agent_adopt_a_peers_snapshot(
     try:
         await eventually(
             lambda: (
-                coordinator.registry.get("teacher").latest_version >= 2
+                coordinator.roster.get("teacher").latest_version >= 2
                 and pupil.peers is not None
                 and pupil.peers.get("teacher") is not None
             ),
             timeout=60,
         )
-        version = coordinator.registry.get("teacher").latest_version
+        version = coordinator.roster.get("teacher").latest_version
         coordinator._direct(Order("pupil", "teacher", version, {"learning_rate": 5e-4}))
         await eventually(lambda: pupil.learner is not None and pupil.learner.adoptions == 1)
         assert pupil.learner is not None
@@ -98,7 +98,7 @@ async def test_a_directive_makes_an_agent_adopt_a_peers_snapshot(
         assert pupil.learner.lineage.agent == "teacher"
         assert pupil.learner.hyperparams["learning_rate"] == pytest.approx(5e-4)
         # Its next snapshot says so, and the coordinator counts the adoption.
-        await eventually(lambda: coordinator.registry.get("pupil").adoptions == 1, timeout=60)
+        await eventually(lambda: coordinator.roster.get("pupil").adoptions == 1, timeout=60)
         assert coordinator.directives_sent == 1
     finally:
         for agent in (pupil, teacher):

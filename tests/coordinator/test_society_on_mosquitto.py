@@ -81,7 +81,7 @@ async def test_agent_learns_publishes_and_is_evaluated(
     assert report.snapshots_published == report.last_snapshot_version == 4
     assert report.outbox_pending == 0
     await eventually(lambda: coordinator.evaluations_done == 4, timeout=60)
-    record = coordinator.registry.agents["a0"]
+    record = coordinator.roster.agents["a0"]
     assert [e.version for e in record.evaluations] == [1, 2, 3, 4]
     assert [e.step for e in record.evaluations] == [0, 200, 400, 600]
     assert record.state == "offline"  # said so itself on a clean exit
@@ -187,7 +187,7 @@ async def test_bad_payloads_on_every_topic_are_rejected_counted_and_survived(
         for reason, count in expected.items():
             assert sample(coordinator, "society_messages_rejected_total", reason=reason) == count
         await eventually(
-            lambda: coordinator.registry.get("intruder").experience_batches_received == 1
+            lambda: coordinator.roster.get("intruder").experience_batches_received == 1
         )
         # The agent refused every bad directive by reason and kept learning.
         # It also reads every agent's snapshots (candidates when its world changes).

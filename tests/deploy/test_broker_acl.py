@@ -316,11 +316,11 @@ async def test_the_real_coordinator_and_an_agent_session_work_through_the_acl(
                 )  # fmt: skip
             await eventually(
                 lambda: (
-                    "a7" in coordinator.registry.agents
-                    and coordinator.registry.agents["a7"].experience_batches_received == 2
+                    "a7" in coordinator.roster.agents
+                    and coordinator.roster.agents["a7"].experience_batches_received == 2
                 )
             )
-            record = coordinator.registry.agents["a7"]
+            record = coordinator.roster.agents["a7"]
             assert record.state == "online"
             assert record.env_steps == factories.telemetry("a7").env_steps
             assert coordinator.bus is not None

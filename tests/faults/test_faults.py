@@ -88,7 +88,7 @@ async def test_broker_restarts_lose_nothing_and_learning_goes_on(
 
             await eventually(caught_up, timeout=60)
             # Every seq from 1 to the last, exactly once after de-duplication.
-            assert boss.registry.agents[report.id].experience_batches_received == last
+            assert boss.roster.agents[report.id].experience_batches_received == last
         assert boss.bus is not None
         assert boss.bus.stats.connection_losses == 3
     finally:
@@ -116,14 +116,14 @@ async def test_a_killed_agent_goes_offline_and_resumes_where_it_was(
     process = spawn_agent(mosquitto, data, "--steps", "0")
     try:
         await eventually((data / "checkpoint" / "checkpoint.json").exists, timeout=90)
-        await eventually(lambda: boss.registry.get("victim").latest_version >= 3, timeout=90)
-        await eventually(lambda: boss.registry.get("victim").state == "online")
+        await eventually(lambda: boss.roster.get("victim").latest_version >= 3, timeout=90)
+        await eventually(lambda: boss.roster.get("victim").state == "online")
         process.send_signal(signal.SIGKILL)
         process.wait(30)
         # The broker publishes the Last Will at once: the socket closed without DISCONNECT.
-        await eventually(lambda: boss.registry.get("victim").state == "offline", timeout=15)
+        await eventually(lambda: boss.roster.get("victim").state == "offline", timeout=15)
         saved = json.loads((data / "checkpoint" / "checkpoint.json").read_text())
-        versions_before = boss.registry.get("victim").latest_version
+        versions_before = boss.roster.get("victim").latest_version
         seq_before = (
             sqlite3.connect(data / "outbox.sqlite")
             .execute("SELECT value FROM counters WHERE name = 'experience_seq'")
@@ -138,7 +138,7 @@ async def test_a_killed_agent_goes_offline_and_resumes_where_it_was(
         # Numbers never go back: new snapshots and batches continue after the old ones.
         assert report["last_snapshot_version"] > versions_before
         assert report["experience_batches_published"] > seq_before
-        await eventually(lambda: boss.registry.get("victim").latest_version > versions_before)
+        await eventually(lambda: boss.roster.get("victim").latest_version > versions_before)
     finally:
         if process.poll() is None:
             process.kill()
@@ -190,14 +190,14 @@ async def test_a_restarted_coordinator_counts_nothing_twice(
 
         await eventually(caught_up, timeout=60)
         await eventually(
-            lambda: second.registry.get("a0").latest_version == report.last_snapshot_version
+            lambda: second.roster.get("a0").latest_version == report.last_snapshot_version
         )
 
         def all_evaluated() -> bool:
             return second.evaluations_done == report.last_snapshot_version
 
         await eventually(all_evaluated, timeout=90)
-        record = second.registry.get("a0")
+        record = second.roster.get("a0")
         assert record.experience_batches_received == last  # not a batch more
         assert record.snapshots_received == report.last_snapshot_version
         assert [e.version for e in record.evaluations] == list(

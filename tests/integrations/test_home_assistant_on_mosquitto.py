@@ -123,7 +123,7 @@ async def test_the_coordinator_marks_a_dead_thermostat_offline(
             for agent, env_id in (("house1", THERMOSTAT), ("pole1", "CartPole-v1")):
                 topic = topics.agent(agent, Kind.STATUS)
                 await connection.publish(topic, status(agent, "online", env_id), qos=1, retain=True)
-                await eventually(lambda a=agent: coordinator.registry.get(a).state == "online")
+                await eventually(lambda a=agent: coordinator.roster.get(a).state == "online")
                 # What the broker publishes as the agent's Last Will.
                 await connection.publish(
                     topic, status(agent, "offline", env_id), qos=1, retain=True
@@ -131,7 +131,7 @@ async def test_the_coordinator_marks_a_dead_thermostat_offline(
         await eventually(
             lambda: seen.last.get(ha.availability_topic("home", "house1")) == b"offline"
         )
-        await eventually(lambda: coordinator.registry.get("pole1").state == "offline")
+        await eventually(lambda: coordinator.roster.get("pole1").state == "offline")
         await asyncio.sleep(0.5)
         # Not a thermostat: nothing for Home Assistant.
         assert ha.availability_topic("home", "pole1") not in seen.last

@@ -1,4 +1,4 @@
-"""Run folders built from the real History and Registry, without running a society.
+"""Run folders built from the real History and Roster, without running a society.
 
 ``full_run`` has everything the report shows: two regimes with a drift back and forth, an
 isolated twin, an adoption, directives, bus health samples. ``empty_run`` has agents and
@@ -18,7 +18,7 @@ import pytest
 
 from agents.bus.schemas import SCHEMA_VERSION, Evaluation, Lineage, RegimeScore, Telemetry
 from agents.coordinator.history import History
-from agents.coordinator.registry import Registry
+from agents.coordinator.roster import Roster
 from agents.coordinator.sharing import sharing_gain
 from tests import factories
 
@@ -59,12 +59,12 @@ def write_run(folder: Path, summary: dict[str, Any], history: History) -> Path:
     return folder
 
 
-def base_summary(registry: Registry) -> dict[str, Any]:
+def base_summary(roster: Roster) -> dict[str, Any]:
     return {
         "status": "completed", "reason": None, "society": "lab", "scenario": "cartpole",
         "steps_per_agent": 10000, "broker": {"url": "mqtt://127.0.0.1:1883", "managed": None},
         "started_at": time.time() - 60, "duration_seconds": 60.0,
-        "agents": [record.as_summary() for record in registry.agents.values()],
+        "agents": [record.as_summary() for record in roster.agents.values()],
         "sharing": None, "lineage": [],
         "coordinator": {"messages_received_by_kind": {"policy": 4},
                         "messages_rejected_by_reason": {"malformed": 1}},
@@ -75,20 +75,20 @@ def base_summary(registry: Registry) -> dict[str, Any]:
 def full_run(tmp_path: Path) -> Path:
     folder = tmp_path / "run"
     history = History(folder / "coordinator" / "history.sqlite")
-    registry = Registry()
+    roster = Roster()
     members = {"a0": ("", 1.0), "a0-twin": ("a0", 0.6), "a1": ("", 0.8)}
     for agent, (twin_of, pace) in members.items():
         for version, step in enumerate(range(0, 10001, 2000), start=1):
             message = telemetry(agent, max(step, 300), twin_of)
-            registry.on_telemetry(message)
+            roster.on_telemetry(message)
             history.record_telemetry(message)
             result = evaluation(agent, version, step, skill=min(1.0, pace * (0.2 + step / 8000)))
-            registry.on_evaluation(result)
+            roster.on_evaluation(result)
             history.record_evaluation(result)
     adopted = msgspec.structs.replace(
         factories.snapshot("a1", version=7), lineage=Lineage(agent="a0", version=3)
     )
-    registry.on_snapshot(adopted)
+    roster.on_snapshot(adopted)
     history.record_snapshot(adopted)
     adopt = msgspec.structs.replace(
         factories.directive("a1"), action="adopt", source=Lineage(agent="a0", version=3)
@@ -99,8 +99,8 @@ def full_run(tmp_path: Path) -> Path:
             connected=index not in {0, 3}, received=10 * index, rejected=index // 4,
             duplicates=index // 2, reconnects=int(index > 3), evaluation_backlog=index % 3,
         )  # fmt: skip
-    summary = base_summary(registry)
-    summary["sharing"] = sharing_gain(registry.agents, 0.9 * 400).as_dict()
+    summary = base_summary(roster)
+    summary["sharing"] = sharing_gain(roster.agents, 0.9 * 400).as_dict()
     summary["lineage"] = history.lineage()
     summary["evolution_directives"] = 1
     return write_run(folder, summary, history)
@@ -111,6 +111,6 @@ def empty_run(tmp_path: Path) -> Path:
     """Agents that never got evaluated: no evaluations, no twins, no drift, no adoptions."""
     folder = tmp_path / "empty"
     history = History(folder / "coordinator" / "history.sqlite")
-    registry = Registry()
-    registry.get("lonely")
-    return write_run(folder, base_summary(registry), history)
+    roster = Roster()
+    roster.get("lonely")
+    return write_run(folder, base_summary(roster), history)

@@ -35,20 +35,20 @@ def telemetry(steps: list[int], regimes: list[str], returns: list[float]) -> Tel
     )  # fmt: skip
 
 
-def test_registry_computes_normalised_lifelong_metrics_and_exports_them() -> None:
+def test_roster_computes_normalised_lifelong_metrics_and_exports_them() -> None:
     metrics = CollectorRegistry()
     coordinator = Coordinator(CoordinatorConfig(society="s"), MemoryBroker(),
                               metrics_registry=metrics)  # fmt: skip
-    registry = coordinator.registry
+    roster = coordinator.roster
     # Schedule A (to 100), B (to 200), A (to 300); episodes every 10 steps.
     steps = list(range(10, 301, 10))
     regimes = ["A" if s <= 100 or s > 200 else "B" for s in steps]
     returns = [100.0 if r == "A" else 50.0 for r in regimes]  # at baseline level throughout
-    registry.on_telemetry(telemetry(steps, regimes, returns))
-    registry.on_evaluation(evaluation(0, "A", 0.0, -50.0))  # untrained: random level
-    registry.on_evaluation(evaluation(100, "A", 100.0, -50.0))  # A learned, B untouched
-    registry.on_evaluation(evaluation(200, "B", 50.0, 50.0))  # B learned, A half forgotten
-    record = registry.agents["a0"]
+    roster.on_telemetry(telemetry(steps, regimes, returns))
+    roster.on_evaluation(evaluation(0, "A", 0.0, -50.0))  # untrained: random level
+    roster.on_evaluation(evaluation(100, "A", 100.0, -50.0))  # A learned, B untouched
+    roster.on_evaluation(evaluation(200, "B", 50.0, 50.0))  # B learned, A half forgotten
+    record = roster.agents["a0"]
     report = record.lifelong
     assert report is not None
     # After B's training A is at 0.5 of the baseline-random gap, against 1.0 when learned.

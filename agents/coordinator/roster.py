@@ -1,7 +1,9 @@
-"""The coordinator's picture of the society: who is there, how far along, how good.
+"""The coordinator's roster of the society: who is there, how far along, how good.
 
 Pure bookkeeping, no I/O: the coordinator feeds it messages and evaluation results, the
-Prometheus collector and the summary read it.
+Prometheus collector and the summary read it. (Not a *registry*: in this project that word
+means a table of names to build things from, as gymnasium's and prometheus_client's are, and
+:mod:`agents.worlds.registry`, which registers the built-in worlds with gymnasium.)
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from agents.coordinator.lifelong import (
     normalise,
 )
 
-__all__ = ["AgentRecord", "EvaluationPoint", "Registry", "lifelong_metrics"]
+__all__ = ["AgentRecord", "EvaluationPoint", "Roster", "lifelong_metrics"]
 
 _MAX_EPISODES = 200_000
 
@@ -198,7 +200,7 @@ def _recalled(score: RegimeScore) -> float:
     return score.recall_return if score.recall_return is not None else score.mean_return
 
 
-class Registry:
+class Roster:
     """Agents by id, updated from status, telemetry, snapshots and evaluations."""
 
     def __init__(self) -> None:
