@@ -1,16 +1,17 @@
 """Prometheus metrics of the society, read from the coordinator's state at scrape time.
 
 Following prometheus_client's custom-collector pattern, nothing is updated on the hot path:
-:class:`SocietyCollector` reads the registry, the inbox counters and the bus statistics when
-Prometheus scrapes. It is registered on an injected ``CollectorRegistry`` so tests use their
-own. Names follow Prometheus conventions: prefix ``society_``, base units (seconds),
+:class:`SocietyCollector` reads the roster, the inbox counters and the bus statistics when
+Prometheus scrapes, through :class:`SocietyState` (the coordinator provides it; this module does
+not import the coordinator). It is registered on an injected ``CollectorRegistry`` so tests use
+their own. Names follow Prometheus conventions: prefix ``society_``, base units (seconds),
 ``_total`` for counters, and labels with bounded values (agent ids, regimes, kinds, reasons).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -19,14 +20,16 @@ from prometheus_client.registry import Collector
 from agents.bus.codec import REJECT_REASONS
 from agents.bus.topics import Kind
 from agents.coordinator.lifelong import LifelongReport
-from agents.coordinator.roster import AgentRecord
+from agents.coordinator.roster import AgentRecord, Roster
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from agents.coordinator.coordinator import Coordinator
+    from agents.bus.client import BusStats
+    from agents.bus.inbox import Inbox
+    from agents.coordinator.sharing import SharingGain
 
-__all__ = ["EVALUATION_BUCKETS", "SocietyCollector", "register_metrics"]
+__all__ = ["EVALUATION_BUCKETS", "SocietyCollector", "SocietyState", "register_metrics"]
 
 #: Evaluation durations range from a few milliseconds (CartPole) to minutes (long worlds).
 EVALUATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -83,10 +86,32 @@ _LIFELONG: tuple[tuple[str, str, Callable[[LifelongReport], float | None]], ...]
 )  # fmt: skip
 
 
+class SocietyState(Protocol):
+    """What the collector reads at scrape time; the coordinator has it.
+
+    A protocol, not the coordinator's class, so metrics do not import the coordinator (which
+    imports them to register its collector).
+    """
+
+    @property
+    def roster(self) -> Roster: ...
+    @property
+    def inbox(self) -> Inbox: ...
+    @property
+    def directives_sent(self) -> int: ...
+    @property
+    def evaluations_done(self) -> int: ...
+    @property
+    def evaluation_backlog(self) -> int: ...
+    @property
+    def bus_stats(self) -> BusStats | None: ...
+    def sharing(self) -> SharingGain | None: ...
+
+
 class SocietyCollector(Collector):
     """Everything the coordinator knows, as metric families, computed per scrape."""
 
-    def __init__(self, coordinator: Coordinator) -> None:
+    def __init__(self, coordinator: SocietyState) -> None:
         self.coordinator = coordinator
 
     def collect(self) -> Iterator[Metric]:
@@ -244,7 +269,7 @@ class SocietyCollector(Collector):
         )  # fmt: skip
 
 
-def register_metrics(coordinator: Coordinator, registry: CollectorRegistry) -> Histogram:
+def register_metrics(coordinator: SocietyState, registry: CollectorRegistry) -> Histogram:
     """Register the society's metrics on ``registry``; returns the evaluation-time histogram."""
     registry.register(SocietyCollector(coordinator))
     return Histogram(
