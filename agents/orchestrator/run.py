@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
 from agents._process import free_port
 from agents.broker.managed import ManagedBroker
@@ -40,7 +37,7 @@ from agents.exceptions import SocietyError
 from agents.orchestrator.live import LiveDisplay, LiveState
 from agents.orchestrator.plan import AgentPlan, RunPlan
 from agents.orchestrator.processes import Child, spawn
-from agents.orchestrator.summary import build_summary
+from agents.orchestrator.summary import build_summary, read_json
 from agents.report import render_after_run
 
 __all__ = ["Orchestrator", "cmd_run"]
@@ -270,14 +267,6 @@ def _url_with_secret(url: BrokerUrl) -> str:
     if url.username:
         auth = url.username + (f":{url.password}" if url.password else "") + "@"
     return f"{scheme}://{auth}{url.host}:{url.port}"
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    with contextlib.suppress(OSError, ValueError):
-        data = json.loads(path.read_text())
-        if isinstance(data, dict):
-            return data
-    return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -3,22 +3,58 @@
 Per agent, the counts come from the agent's ``final.json`` (what it did and what the broker
 acknowledged) and the evaluations from the coordinator's ``coordinator.json`` (what it
 measured). Neither side is asked to report on the other.
+
+The run is read through :class:`RunState` (the orchestrator has it), so this module does not
+import the orchestrator that calls it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from agents.orchestrator.run import Orchestrator
+    from agents.broker.managed import ManagedBroker
+    from agents.bus.url import BrokerUrl
+    from agents.orchestrator.plan import RunPlan
+    from agents.orchestrator.processes import Child
 
-__all__ = ["build_summary"]
+__all__ = ["RunState", "build_summary", "read_json"]
 
 
-def build_summary(run: Orchestrator, *, status: str, reason: str | None) -> dict[str, Any]:
-    from agents.orchestrator.run import read_json  # noqa: PLC0415 - avoids an import cycle
+class RunState(Protocol):
+    """What the summary reads of a run that has stopped."""
 
+    @property
+    def plan(self) -> RunPlan: ...
+    @property
+    def agents(self) -> Mapping[str, Child]: ...
+    @property
+    def coordinator(self) -> Child | None: ...
+    @property
+    def broker(self) -> ManagedBroker | None: ...
+    @property
+    def broker_url(self) -> BrokerUrl | None: ...
+    @property
+    def metrics_port(self) -> int: ...
+    @property
+    def started_at(self) -> float: ...
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; ``None`` if it is missing, unreadable or not an object."""
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict):
+            return data
+    return None
+
+
+def build_summary(run: RunState, *, status: str, reason: str | None) -> dict[str, Any]:
     plan = run.plan
     coordinator = read_json(plan.out_dir / "coordinator" / "coordinator.json") or {}
     evaluated = {entry["id"]: entry for entry in coordinator.get("agents", [])}
