@@ -35,8 +35,9 @@ from agents.bus.schemas import Status
 from agents.bus.topics import Kind, Topics
 from agents.bus.transport import ConnectOptions
 from agents.bus.url import parse_broker_url
-from agents.cli.parser import DEFAULT_BROKER, default_agent_id
 from agents.exceptions import MessageRejected, SocietyError
+from agents.flags import default_agent_id
+from agents.flags.common import DEFAULT_BROKER
 
 
 async def check_agent(timeout: float) -> str | None:

@@ -11,7 +11,16 @@ import pytest
 import agents
 import agents.bus
 
-PACKAGES = ["agents", "agents.bus", "agents.exceptions", "agents.scenarios"]
+PACKAGES = [
+    "agents",
+    "agents.bus",
+    "agents.bus.security",
+    "agents.exceptions",
+    "agents.flags",
+    "agents.inspect",
+    "agents.report",
+    "agents.scenarios",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
@@ -40,7 +49,7 @@ def test_every_project_error_is_a_society_error() -> None:
 
 def test_importing_the_package_does_not_import_torch() -> None:
     """`society --help` and the bus stay quick: torch loads only where learning happens."""
-    code = "import sys, agents, agents.bus, agents.cli; print('torch' in sys.modules)"
+    code = "import sys, agents, agents.bus, agents.flags, agents.cli; print('torch' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

@@ -10,9 +10,10 @@ import pytest
 
 from agents.bus.url import BrokerUrl
 from agents.cli.agent_config import agent_config
-from agents.cli.options import parse_args
+from agents.cli.options import parse_args, settings_of
 from agents.cli.parser import build_parser
 from agents.exceptions import ConfigError
+from agents.flags import AgentFlags, RunFlags
 from agents.learner.envs import DriftPlan
 from agents.orchestrator.plan import RunPlan, check_requirements
 from agents.orchestrator.run import Orchestrator
@@ -71,18 +72,26 @@ def run_args(*argv: str) -> argparse.Namespace:
     return args
 
 
+def agent_flags(*argv: str) -> AgentFlags:
+    return settings_of(AgentFlags, run_args("agent", *argv))
+
+
+def run_flags(*argv: str) -> RunFlags:
+    return settings_of(RunFlags, run_args("run", *argv))
+
+
 def test_run_plan_gives_each_member_its_device_when_heterogeneous(tmp_path: Path) -> None:
-    plan = RunPlan.from_args(run_args("run", "--scenario", "traffic", "--agents", "3",
-                                      "--out", str(tmp_path)))  # fmt: skip
+    plan = RunPlan.from_flags(run_flags("--scenario", "traffic", "--agents", "3",
+                                        "--out", str(tmp_path)))  # fmt: skip
     assert [agent.device_index for agent in plan.agents] == [0, 1, 2]
     assert [agent.seed for agent in plan.agents] == [0, 1, 2]
-    plan = RunPlan.from_args(run_args("run", "--scenario", "cartpole", "--out", str(tmp_path)))
+    plan = RunPlan.from_flags(run_flags("--scenario", "cartpole", "--out", str(tmp_path)))
     assert {agent.device_index for agent in plan.agents} == {None}
 
 
 def test_an_agent_builds_its_own_device_and_drift_from_the_scenario(tmp_path: Path) -> None:
-    args = run_args("agent", "--scenario", "smart-home", "--device-index", "2",
-                    "--data-dir", str(tmp_path))  # fmt: skip
+    args = agent_flags("--scenario", "smart-home", "--device-index", "2",
+                       "--data-dir", str(tmp_path))  # fmt: skip
     config = agent_config(args).learner
     assert config.env_id == "society/Thermostat-v0"
     assert dict(config.env_kwargs) == device_params("society/Thermostat-v0", 0, 2)
@@ -92,8 +101,8 @@ def test_an_agent_builds_its_own_device_and_drift_from_the_scenario(tmp_path: Pa
 
 
 def test_flags_override_the_scenario(tmp_path: Path) -> None:
-    args = run_args("agent", "--scenario", "cartpole", "--drift", "moon:50", "--drift-cyclic",
-                    "--hp", "n_steps=128", "--data-dir", str(tmp_path))  # fmt: skip
+    args = agent_flags("--scenario", "cartpole", "--drift", "moon:50", "--drift-cyclic",
+                       "--hp", "n_steps=128", "--data-dir", str(tmp_path))  # fmt: skip
     config = agent_config(args).learner
     assert config.drift is not None
     assert config.drift.phases == (("moon", 50),)
@@ -102,13 +111,13 @@ def test_flags_override_the_scenario(tmp_path: Path) -> None:
 
 
 def test_drift_on_any_env_id(tmp_path: Path) -> None:
-    args = run_args("agent", "--env", "Pendulum-v1", "--algo", "sac",
-                    "--drift", "earth:100,moon:100", "--data-dir", str(tmp_path))  # fmt: skip
+    args = agent_flags("--env", "Pendulum-v1", "--algo", "sac",
+                       "--drift", "earth:100,moon:100", "--data-dir", str(tmp_path))  # fmt: skip
     config = agent_config(args).learner
     assert config.drift is not None
     assert [s.name for s in config.drift.specs("Pendulum-v1")] == ["earth", "moon"]
-    bad = run_args("agent", "--env", "Acrobot-v1", "--drift", "earth:100",
-                   "--data-dir", str(tmp_path))  # fmt: skip
+    bad = agent_flags("--env", "Acrobot-v1", "--drift", "earth:100",
+                      "--data-dir", str(tmp_path))  # fmt: skip
     with pytest.raises(ConfigError, match="unknown regime 'earth'"):
         agent_config(bad)
 
@@ -119,13 +128,13 @@ def test_the_learner_section_reaches_the_agent(tmp_path: Path) -> None:
         'name = "share"\n[world]\nenv = "CartPole-v1"\n'
         '[learner]\nalgo = "dqn"\npeer_fraction = 0.75\njudge_against_baseline = true\n'
     )
-    config = agent_config(run_args("agent", "--scenario", str(path), "--data-dir", str(tmp_path)))
+    config = agent_config(agent_flags("--scenario", str(path), "--data-dir", str(tmp_path)))
     assert (config.learner.peer_fraction, config.learner.judge_against_baseline) == (0.75, True)
-    flag = run_args("agent", "--scenario", str(path), "--peer-fraction", "0.2",
-                    "--data-dir", str(tmp_path))  # fmt: skip
+    flag = agent_flags("--scenario", str(path), "--peer-fraction", "0.2",
+                       "--data-dir", str(tmp_path))  # fmt: skip
     assert agent_config(flag).learner.peer_fraction == 0.2
     # The default: as much from peers as from itself; judged on returns.
-    plain = agent_config(run_args("agent", "--scenario", "cartpole", "--data-dir", str(tmp_path)))
+    plain = agent_config(agent_flags("--scenario", "cartpole", "--data-dir", str(tmp_path)))
     assert (plain.learner.peer_fraction, plain.learner.judge_against_baseline) == (0.5, False)
     assert load_scenario("smart-home").learner.judge_against_baseline
     path.write_text(
@@ -137,11 +146,9 @@ def test_the_learner_section_reaches_the_agent(tmp_path: Path) -> None:
 
 def test_the_scenarios_threshold_reaches_the_coordinator(tmp_path: Path) -> None:
     config = Path(__file__).parents[1] / "bench" / "scenarios" / "traffic-dqn-sharing.toml"
-    plan = RunPlan.from_args(
-        run_args("run", "--config", str(config), "--twins", "--out", str(tmp_path))
-    )
+    plan = RunPlan.from_flags(run_flags("--config", str(config), "--twins", "--out", str(tmp_path)))
     argv = Orchestrator(plan)._coordinator_args(BrokerUrl("127.0.0.1", 1883))
     args = run_args(*argv)
     assert (args.threshold, args.threshold_normalised, args.threshold_window) == (0.9, True, 3)
-    plain = RunPlan.from_args(run_args("run", "--scenario", "cartpole", "--out", str(tmp_path)))
+    plain = RunPlan.from_flags(run_flags("--scenario", "cartpole", "--out", str(tmp_path)))
     assert run_args(*Orchestrator(plain)._coordinator_args(BrokerUrl("h", 1))).threshold_window == 1

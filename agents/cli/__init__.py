@@ -7,16 +7,23 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from agents._logging import configure_logging
-from agents.cli.commands import cmd_agent, cmd_broker, cmd_coordinator, cmd_scenarios
+from agents.cli.commands import (
+    cmd_agent,
+    cmd_broker,
+    cmd_coordinator,
+    cmd_inspect,
+    cmd_report,
+    cmd_run,
+    cmd_scenarios,
+)
 from agents.cli.options import parse_args
 from agents.cli.parser import build_parser
 from agents.exceptions import ConfigError, SocietyError
-from agents.inspect import cmd_inspect
-from agents.report import cmd_report
 
 __all__ = ["main"]
 
 _COMMANDS: Final[dict[str, Callable[..., int]]] = {
+    "run": cmd_run,
     "agent": cmd_agent,
     "coordinator": cmd_coordinator,
     "broker": cmd_broker,
@@ -35,10 +42,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, _ = parse_args(build_parser(), argv)
     configure_logging(args.log_level, json_lines=bool(args.json_logs), name=args.command)
     try:
-        if args.command == "run":
-            from agents.orchestrator.run import cmd_run  # noqa: PLC0415
-
-            return cmd_run(args)
         return _COMMANDS[args.command](args)
     except ConfigError as exc:
         sys.stderr.write(f"society: error: {exc}\n")

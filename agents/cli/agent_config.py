@@ -7,13 +7,13 @@ hyperparameters, network, drift regimes) is checked here, before anything starts
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from agents.agent.agent import SHARE_KINDS, AgentConfig
 from agents.bus.schemas import HyperValue
-from agents.cli.options import society_key
+from agents.bus.security import society_key
 from agents.exceptions import ConfigError
+from agents.flags import AgentFlags
 from agents.integrations import home_assistant as ha
 from agents.learner.adaptation import Strategy
 from agents.learner.algorithms import get_algorithm, parse_hyperparams
@@ -29,7 +29,8 @@ DEFAULT_ENV = "CartPole-v1"
 DEFAULT_ALGO = "ppo"
 
 
-def agent_config(args: argparse.Namespace) -> AgentConfig:
+def agent_config(args: AgentFlags) -> AgentConfig:
+    """The agent's settings from its flags and the scenario they name; ConfigError if wrong."""
     scenario = load_scenario(args.scenario) if args.scenario else None
     env_id = args.env or (scenario.world.env if scenario else DEFAULT_ENV)
     # A scenario about another world contributes nothing world-specific.
@@ -114,11 +115,11 @@ def agent_config(args: argparse.Namespace) -> AgentConfig:
         shares=shares,
         twin_of=args.twin_of or "",
         society_key=society_key(args.society_key_file),
-        home_assistant=bool(args.home_assistant),
+        home_assistant=args.home_assistant,
     )
 
 
-def _peer_fraction(args: argparse.Namespace, section: LearnerSection | None) -> float:
+def _peer_fraction(args: AgentFlags, section: LearnerSection | None) -> float:
     """``--peer-fraction``, else the scenario's ``learner.peer_fraction``, else 0.5."""
     if args.peer_fraction is not None:
         return float(args.peer_fraction)
@@ -127,14 +128,12 @@ def _peer_fraction(args: argparse.Namespace, section: LearnerSection | None) -> 
     return 0.5
 
 
-def drift_plan(
-    args: argparse.Namespace, scenario: Scenario | None, env_id: str
-) -> DriftPlan | None:
+def drift_plan(args: AgentFlags, scenario: Scenario | None, env_id: str) -> DriftPlan | None:
     """The drift from ``--drift``, else the scenario's; ``None`` if neither gives one."""
     section = scenario.drift if scenario is not None else None
     custom = section.regimes if section is not None else {}
     if args.drift:
-        plan = DriftPlan(parse_drift(args.drift), cyclic=bool(args.drift_cyclic), regimes=custom)
+        plan = DriftPlan(parse_drift(args.drift), cyclic=args.drift_cyclic, regimes=custom)
     elif section is not None:
         plan = DriftPlan(tuple(section.phases), cyclic=section.cyclic, regimes=custom)
     else:

@@ -1,4 +1,9 @@
-"""What each ``society`` subcommand does, once its arguments are parsed and checked."""
+"""What each ``society`` subcommand does, once its arguments are parsed and checked.
+
+Every command turns its parsed arguments into typed settings (:mod:`agents.flags`, or the
+options of the package it drives) and hands those down: nothing below the command line sees
+an ``argparse.Namespace``.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,21 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agents.cli.options import society_key, tls_files
+from agents.bus.security import society_key, tls_files
+from agents.cli.options import settings_of
 from agents.exceptions import ConfigError
+from agents.flags import AgentFlags, CoordinatorFlags, RunFlags
 
-__all__ = ["cmd_agent", "cmd_broker", "cmd_coordinator", "cmd_scenarios", "run_until_signal"]
+__all__ = [
+    "cmd_agent",
+    "cmd_broker",
+    "cmd_coordinator",
+    "cmd_inspect",
+    "cmd_report",
+    "cmd_run",
+    "cmd_scenarios",
+    "run_until_signal",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +58,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from agents.bus.mqtt import MqttTransport  # noqa: PLC0415
     from agents.cli.agent_config import agent_config  # noqa: PLC0415
 
-    agent = Agent(agent_config(args), MqttTransport(args.broker, tls=tls_files(args)))
+    flags = settings_of(AgentFlags, args)
+    config = agent_config(flags)
+    tls = tls_files(flags.tls_ca, flags.tls_cert, flags.tls_key)
+    agent = Agent(config, MqttTransport(flags.broker, tls=tls))
     report = asyncio.run(run_until_signal(agent.run(), agent.stop))
     log.info(
         "agent %s stopped at step %d (%s), %d snapshots",
@@ -58,25 +77,27 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     from agents.bus.mqtt import MqttTransport  # noqa: PLC0415
     from agents.coordinator.coordinator import Coordinator, CoordinatorConfig  # noqa: PLC0415
 
+    flags = settings_of(CoordinatorFlags, args)
     config = CoordinatorConfig(
-        society=args.society,
-        data_dir=Path(args.data_dir),
-        metrics_port=args.metrics_port,
-        metrics_host=args.metrics_host,
-        eval_episodes=args.eval_episodes,
-        eval_seed=args.eval_seed,
-        eval_workers=args.eval_workers,
-        allowed_envs=frozenset(args.allow_env or ()),
-        threshold=args.threshold,
-        threshold_normalised=bool(args.threshold_normalised),
-        threshold_window=args.threshold_window,
-        society_key=society_key(args.society_key_file),
-        evolution_interval=args.evolution_interval,
-        evolution_quantile=args.evolution_quantile,
-        home_assistant=bool(args.home_assistant),
+        society=flags.society,
+        data_dir=Path(flags.data_dir),
+        metrics_port=flags.metrics_port,
+        metrics_host=flags.metrics_host,
+        eval_episodes=flags.eval_episodes,
+        eval_seed=flags.eval_seed,
+        eval_workers=flags.eval_workers,
+        allowed_envs=frozenset(flags.allow_env or ()),
+        threshold=flags.threshold,
+        threshold_normalised=flags.threshold_normalised,
+        threshold_window=flags.threshold_window,
+        society_key=society_key(flags.society_key_file),
+        evolution_interval=flags.evolution_interval,
+        evolution_quantile=flags.evolution_quantile,
+        home_assistant=flags.home_assistant,
     )
-    coordinator = Coordinator(config, MqttTransport(args.broker, tls=tls_files(args)))
-    log.info("coordinator of society %s, broker %s", args.society, args.broker)
+    tls = tls_files(flags.tls_ca, flags.tls_cert, flags.tls_key)
+    coordinator = Coordinator(config, MqttTransport(flags.broker, tls=tls))
+    log.info("coordinator of society %s, broker %s", flags.society, flags.broker)
     summary = asyncio.run(run_until_signal(coordinator.run(), coordinator.stop))
     log.info(
         "coordinator stopped: %d snapshots evaluated, %d messages, %d rejected",
@@ -85,6 +106,39 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         summary["messages_rejected"],
     )
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agents.orchestrator.plan import RunPlan  # noqa: PLC0415
+    from agents.orchestrator.run import Orchestrator  # noqa: PLC0415
+
+    plan = RunPlan.from_flags(settings_of(RunFlags, args))
+    return asyncio.run(Orchestrator(plan).run())
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``society report RUN_DIR``: exit 0 with the report's path, 2 if not a run folder."""
+    from agents.report.render import render_report  # noqa: PLC0415 - matplotlib on demand
+
+    path = render_report(Path(args.run_dir))
+    print(f"report: {path}", flush=True)  # noqa: T201 - the command's one line of output
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from agents.inspect import InspectOptions, inspect_bus  # noqa: PLC0415
+
+    options = InspectOptions(
+        broker=args.broker,
+        tls=tls_files(args.tls_ca, args.tls_cert, args.tls_key),
+        society=args.society,
+        json_lines=bool(args.json),
+        kinds=args.kinds,
+        count=args.count,
+        duration=args.duration,
+        connect_timeout=args.connect_timeout,
+    )
+    return asyncio.run(inspect_bus(options))
 
 
 def cmd_broker(args: argparse.Namespace) -> int:

@@ -8,25 +8,7 @@ reason a message would be rejected. See ``docs/report.md``.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-
-from agents.cli.options import tls_files
 from agents.inspect.command import InspectOptions, inspect_bus
 from agents.inspect.decoding import KINDS, parse_kinds
 
-__all__ = ["KINDS", "cmd_inspect", "parse_kinds"]
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    options = InspectOptions(
-        broker=args.broker,
-        tls=tls_files(args),
-        society=args.society,
-        json_lines=bool(args.json),
-        kinds=args.kinds,
-        count=args.count,
-        duration=args.duration,
-        connect_timeout=args.connect_timeout,
-    )
-    return asyncio.run(inspect_bus(options))
+__all__ = ["KINDS", "InspectOptions", "inspect_bus", "parse_kinds"]

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from agents.bus.security import society_key
 from agents.bus.topics import validate_name
 from agents.bus.url import BrokerUrl
-from agents.cli.options import society_key
 from agents.exceptions import ConfigError
+from agents.flags import RunFlags
 from agents.learner.algorithms import get_algorithm
 from agents.learner.envs import DriftPlan
 from agents.scenarios import Scenario, load_scenario
@@ -73,12 +73,9 @@ class RunPlan:
     society_key: bytes | None = None
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> RunPlan:
+    def from_flags(cls, flags: RunFlags) -> RunPlan:
         """Build the plan; raises ConfigError naming anything that does not fit."""
-        if args.config is not None:
-            scenario_ref = str(Path(args.config).resolve())
-        else:
-            scenario_ref = args.scenario
+        scenario_ref = str(flags.config.resolve()) if flags.config is not None else flags.scenario
         scenario = load_scenario(scenario_ref)
         # Fail before starting anything: algorithm, extras, drift regimes.
         get_algorithm(scenario.learner.algo)
@@ -92,9 +89,9 @@ class RunPlan:
                 f"baseline controller; {scenario.world.env} has none"
             )
             raise ConfigError(msg)
-        society = args.society or validate_name(scenario.name, "scenario name")
-        count = args.agents or scenario.society.agents
-        seed = args.seed if args.seed is not None else scenario.society.seed
+        society = flags.society or validate_name(scenario.name, "scenario name")
+        count = flags.agents or scenario.society.agents
+        seed = flags.seed if flags.seed is not None else scenario.society.seed
         sharing = tuple(
             AgentPlan(
                 id=f"{society}-{index}",
@@ -108,27 +105,27 @@ class RunPlan:
         twins = tuple(
             replace(agent, id=f"{agent.id}-twin", twin_of=agent.id)
             for agent in sharing
-            if args.twins or scenario.society.twins
+            if flags.twins or scenario.society.twins
         )
         agents = sharing + twins
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        out_dir = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-{stamp}"
+        out_dir = Path(flags.out) if flags.out else Path("runs") / f"{scenario.name}-{stamp}"
         return cls(
             scenario=scenario,
             scenario_ref=scenario_ref,
             society=society,
             agents=agents,
-            steps=args.steps if args.steps is not None else scenario.society.steps,
+            steps=flags.steps if flags.steps is not None else scenario.society.steps,
             out_dir=out_dir,
-            broker=args.broker,
-            broker_kind=args.broker_kind,
-            metrics_port=args.metrics_port,
-            duration=args.duration,
-            eval_timeout=args.eval_timeout,
-            quiet=bool(args.quiet),
-            log_level=str(args.log_level).upper(),
-            json_logs=bool(args.json_logs),
-            strategy=args.strategy,
-            shares=args.share,
-            society_key=society_key(args.society_key_file),
+            broker=flags.broker,
+            broker_kind=flags.broker_kind,
+            metrics_port=flags.metrics_port,
+            duration=flags.duration,
+            eval_timeout=flags.eval_timeout,
+            quiet=flags.quiet,
+            log_level=flags.log_level.upper(),
+            json_logs=flags.json_logs,
+            strategy=flags.strategy,
+            shares=flags.share,
+            society_key=society_key(flags.society_key_file),
         )

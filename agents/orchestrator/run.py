@@ -16,7 +16,6 @@ Exit status 0 on success; otherwise non-zero with a one-line reason on stderr.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -30,17 +29,19 @@ from agents.broker.managed import ManagedBroker
 from agents.bus.client import BusClient
 from agents.bus.inbox import Inbox
 from agents.bus.mqtt import MqttTransport
+from agents.bus.security import KEY_ENV
 from agents.bus.topics import Kind, Topics
 from agents.bus.transport import ConnectOptions
 from agents.bus.url import BrokerUrl
 from agents.exceptions import SocietyError
+from agents.flags import AgentFlags, CoordinatorFlags, to_argv
 from agents.orchestrator.live import LiveDisplay, LiveState
 from agents.orchestrator.plan import AgentPlan, RunPlan
 from agents.orchestrator.processes import Child, spawn
 from agents.orchestrator.summary import build_summary, read_json
 from agents.report import render_after_run
 
-__all__ = ["Orchestrator", "cmd_run"]
+__all__ = ["Orchestrator"]
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class Orchestrator:
         )
         async with observer:
             await observer.wait_connected(timeout=30.0)
-            secrets = {"SOCIETY_KEY": plan.society_key.decode()} if plan.society_key else {}
+            secrets = {KEY_ENV: plan.society_key.decode()} if plan.society_key else {}
             self.coordinator = await spawn(
                 "coordinator",
                 self._coordinator_args(url),
@@ -203,72 +204,48 @@ class Orchestrator:
         if self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
 
-    def _common_args(self) -> list[str]:
-        args = ["--log-level", self.plan.log_level]
-        return [*args, "--json-logs"] if self.plan.json_logs else args
-
     def _coordinator_args(self, url: BrokerUrl) -> list[str]:
-        plan = self.plan
-        return [
-            "coordinator",
-            "--society", plan.society,
-            "--broker", _url_with_secret(url),
-            "--metrics-port", str(self.metrics_port),
-            "--metrics-host", "127.0.0.1",
-            "--eval-episodes", str(plan.scenario.evaluation.episodes),
-            "--eval-seed", str(plan.scenario.evaluation.seed),
-            *self._evolution_args(),
-            "--data-dir", str(plan.out_dir / "coordinator"),
-            *self._common_args(),
-        ]  # fmt: skip
+        return ["coordinator", *to_argv(self._coordinator_flags(url))]
 
-    def _evolution_args(self) -> list[str]:
-        scenario = self.plan.scenario
-        args = [
-            "--evolution-interval", str(scenario.evolution.interval),
-            "--evolution-quantile", str(scenario.evolution.quantile),
-        ]  # fmt: skip
-        if scenario.evaluation.threshold is not None:
-            args += ["--threshold", str(scenario.evaluation.threshold)]
-            if scenario.evaluation.threshold_normalised:
-                args.append("--threshold-normalised")
-            args += ["--threshold-window", str(scenario.evaluation.threshold_window)]
-        return args
+    def _coordinator_flags(self, url: BrokerUrl) -> CoordinatorFlags:
+        plan = self.plan
+        evaluation, evolution = plan.scenario.evaluation, plan.scenario.evolution
+        threshold = evaluation.threshold
+        return CoordinatorFlags(
+            society=plan.society,
+            broker=url,
+            metrics_port=self.metrics_port,
+            metrics_host="127.0.0.1",
+            eval_episodes=evaluation.episodes,
+            eval_seed=evaluation.seed,
+            evolution_interval=float(evolution.interval),
+            evolution_quantile=evolution.quantile,
+            threshold=threshold,
+            threshold_normalised=threshold is not None and evaluation.threshold_normalised,
+            threshold_window=evaluation.threshold_window,
+            data_dir=str(plan.out_dir / "coordinator"),
+            log_level=plan.log_level,
+            json_logs=plan.json_logs,
+        )
 
     def _agent_args(self, agent: AgentPlan, url: BrokerUrl) -> list[str]:
+        return ["agent", *to_argv(self._agent_flags(agent, url))]
+
+    def _agent_flags(self, agent: AgentPlan, url: BrokerUrl) -> AgentFlags:
         plan = self.plan
-        device = [] if agent.device_index is None else ["--device-index", str(agent.device_index)]
-        strategy = ["--strategy", plan.strategy] if plan.strategy else []
-        if agent.twin_of:
-            sharing = ["--twin-of", agent.twin_of]
-        elif plan.shares is not None:
-            sharing = ["--share", ",".join(sorted(plan.shares)) or "none"]
-        else:
-            sharing = []
-        return [
-            "agent",
-            "--id", agent.id,
-            "--society", plan.society,
-            "--broker", _url_with_secret(url),
-            "--scenario", plan.scenario_ref,
-            "--seed", str(agent.seed),
-            "--steps", str(plan.steps),
-            "--data-dir", str(plan.out_dir / "agents" / agent.id),
-            *device,
-            *strategy,
-            *sharing,
-            *self._common_args(),
-        ]  # fmt: skip
-
-
-def _url_with_secret(url: BrokerUrl) -> str:
-    scheme = "mqtts" if url.tls else "mqtt"
-    auth = ""
-    if url.username:
-        auth = url.username + (f":{url.password}" if url.password else "") + "@"
-    return f"{scheme}://{auth}{url.host}:{url.port}"
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    plan = RunPlan.from_args(args)
-    return asyncio.run(Orchestrator(plan).run())
+        return AgentFlags(
+            id=agent.id,
+            society=plan.society,
+            broker=url,
+            scenario=plan.scenario_ref,
+            seed=agent.seed,
+            steps=plan.steps,
+            data_dir=str(plan.out_dir / "agents" / agent.id),
+            device_index=agent.device_index,
+            strategy=plan.strategy,
+            # A control twin shares nothing (--twin-of says so); the others as the plan says.
+            twin_of=agent.twin_of or None,
+            share=None if agent.twin_of else plan.shares,
+            log_level=plan.log_level,
+            json_logs=plan.json_logs,
+        )

@@ -2,7 +2,8 @@
 
 ``society run`` renders it into the run folder when the run ends (:func:`render_after_run`);
 ``society report RUN_DIR`` renders it again from the folder's summary and history
-(:func:`cmd_report`). See ``docs/report.md`` for what it shows and how to read it.
+(:func:`agents.report.render.render_report`). See ``docs/report.md`` for what it shows and
+how to read it.
 
 This module imports nothing heavy: matplotlib is loaded only when a report is rendered, so
 the ``society`` command starts as fast without it.
@@ -10,22 +11,12 @@ the ``society`` command starts as fast without it.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
-__all__ = ["cmd_report", "render_after_run"]
+__all__ = ["render_after_run"]
 
 log = logging.getLogger(__name__)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    """``society report RUN_DIR``: exit 0 with the report's path, 2 if not a run folder."""
-    from agents.report.render import render_report  # noqa: PLC0415 - matplotlib on demand
-
-    path = render_report(Path(args.run_dir))
-    print(f"report: {path}", flush=True)  # noqa: T201 - the command's one line of output
-    return 0
 
 
 def render_after_run(folder: Path) -> Path | None:

@@ -149,10 +149,12 @@ def test_every_society_container_is_a_valid_society_command(compose: dict[str, A
 def test_the_agents_configuration_builds(compose: dict[str, Any]) -> None:
     """The agent's scenario and settings combine into a real agent configuration."""
     from agents.cli.agent_config import agent_config
+    from agents.cli.options import settings_of
+    from agents.flags import AgentFlags
 
     agent = services(compose)["agent"]
     args = check_society_container("service agent", agent["command"], environment(agent))
-    config = agent_config(args)
+    config = agent_config(settings_of(AgentFlags, args))
     assert config.learner.budget_steps == 0, "a container agent learns until it is stopped"
     assert config.society == environment(services(compose)["coordinator"])["SOCIETY_NAME"]
 
