@@ -200,6 +200,7 @@ class Learner:
         self.action_spec: SpaceSpec = describe_space(self.env.action_space)
         self.peers = peers
         self.library = PolicyLibrary(config.library_capacity)
+        #: The counters telemetry, the final report and checkpoints tell (stats.py).
         self.stats = LearnerStats()
         #: Where the current weights came from, if adopted from a peer.
         self.lineage: Lineage | None = None
@@ -210,11 +211,13 @@ class Learner:
         self._snapshot_requested = threading.Event()
         self._adoption: Adoption | None = None
         self._adoption_lock = threading.Lock()
+        #: Peers' transitions waiting for the replay buffer (off-policy learners).
         self.intake = PeerIntake(self.stats, self.hyperparams, peer_fraction=config.peer_fraction)
         #: The latest step's observation and ``info``, for showing the device (Home Assistant).
         #: Replaced whole from the learner's thread; readers get one consistent pair.
         self.latest_step: tuple[np.ndarray[Any, Any], dict[str, Any]] | None = None
         self.rate = StepRate(self.model.num_timesteps)
+        #: What the agent does about drift and directives: the decisions (adaptation.py).
         self.adapter = Adapter(self, config.strategy, check_adoptions=config.check_adoptions)
 
     # --- construction ----------------------------------------------------------------------
@@ -443,7 +446,7 @@ class Learner:
         """Start a new training episode: the sandbox took over a one-per-process simulator."""
         model = self.model
         assert model.env is not None
-        model._last_obs = model.env.reset()  # type: ignore[assignment]  # noqa: SLF001
+        model._last_obs = model.env.reset()  # type: ignore[assignment]  # noqa: SLF001 - SB3's
         model._last_episode_starts = np.ones((model.env.num_envs,), dtype=bool)  # noqa: SLF001
 
 
