@@ -212,7 +212,7 @@ def live(name: str, strategy: str, seed: int, scale: float = 1.0) -> dict[str, A
     return {
         "phases": [list(phase) for phase in setting.phases],
         "learn_seconds": round(learn_seconds, 1),
-        "drift_events": learner.drift_events,
+        "drift_events": learner.stats.drift_events,
         "adaptations": events.adaptations,
         "episodes": events.episodes,
         "evaluations": evaluations,

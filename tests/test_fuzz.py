@@ -170,7 +170,7 @@ def test_hostile_payloads_crash_nothing_load_nothing_and_are_counted(
             assert agent.peers is not None
             assert len(agent.peers.latest()) == peers
             assert agent.learner is not None
-            assert agent.learner._peer_batches.empty()
+            assert agent.learner.intake.empty()
     for reason in coordinator.inbox.stats.rejected:
         assert reason in REJECT_REASONS
 

@@ -42,8 +42,9 @@ from agents.bus.topics import DELIVERY, Kind, TopicRef, Topics, validate_name
 from agents.bus.transport import Connection, ConnectOptions, Transport, WillMessage
 from agents.exceptions import ConfigError
 from agents.integrations import home_assistant as ha
+from agents.learner.adaptation import Adaptation, Adoption
 from agents.learner.experience import ExperienceColumns
-from agents.learner.learner import Adaptation, Adoption, Learner, LearnerConfig, PolicyState
+from agents.learner.learner import Learner, LearnerConfig, PolicyState
 from agents.learner.peers import PeerSnapshots
 
 __all__ = ["Agent", "AgentConfig", "AgentReport"]
@@ -470,23 +471,20 @@ class Agent:
             env_steps=learner.step,
             budget_steps=learner.config.budget_steps,
             steps_per_second=learner.steps_per_second,
-            episodes=learner.episodes,
             episode_returns=[ret for ret, _, _ in episodes],
             episode_steps=[step for _, step, _ in episodes],
             episode_regimes=[regime for _, _, regime in episodes],
-            drift_events=learner.drift_events,
-            adaptations=learner.adaptations,
-            context=learner.context,
             strategy=learner.config.strategy.value,
             shares=sorted(self.config.shares),
             twin_of=self.config.twin_of,
-            peer_transitions=learner.peer_transitions,
             experience_batches_published=self._delivered(outbox, Kind.EXPERIENCE, EXPERIENCE_SEQ),
             snapshots_published=self._delivered(outbox, Kind.POLICY, POLICY_VERSION),
             snapshot_version=outbox.counter(POLICY_VERSION),
             outbox_pending=outbox.pending(),
             regime=learner.current_regime,
             messages_rejected=dict(self.inbox.stats.rejected),
+            # episodes, drift_events, adaptations, context, peer_transitions
+            **learner.stats.counters(Telemetry.__struct_fields__),
         )
         delivery = DELIVERY[Kind.TELEMETRY]
         await bus.publish_now(
@@ -513,7 +511,6 @@ class Agent:
             env=learner.config.env_id,
             algo=learner.spec.name,
             env_steps=learner.step,
-            episodes=learner.episodes,
             experience_batches_published=self._delivered(outbox, Kind.EXPERIENCE, EXPERIENCE_SEQ),
             snapshots_published=self._delivered(outbox, Kind.POLICY, POLICY_VERSION),
             last_snapshot_version=outbox.counter(POLICY_VERSION),
@@ -525,13 +522,9 @@ class Agent:
             recent_returns=list(self._recent_returns)[-20:],
             messages_rejected=dict(self.inbox.stats.rejected),
             strategy=learner.config.strategy.value,
-            drift_events=learner.drift_events,
-            adaptations=learner.adaptations,
-            adaptation_steps=learner.adaptation_steps,
-            adoptions=learner.adoptions,
-            adoptions_declined=learner.adoptions_declined,
-            context=learner.context,
             stopped_by="signal" if self._stop_requested else "budget",
+            # episodes, drift_events, adaptations, adaptation_steps, adoptions, ..., context
+            **learner.stats.counters(AgentReport.__dataclass_fields__),
         )
 
     def _write_report(self, report: AgentReport) -> None:

@@ -1,4 +1,4 @@
-"""What an agent does when it notices its world changed: its strategy.
+"""What an agent does when it notices its world changed: its strategy, decided by :class:`Adapter`.
 
 - ``lifelong`` (the default): remember the policy the context that just ended had before its
   returns fell (``library.ContextMemory``), try every remembered policy, every peer's latest
@@ -10,23 +10,28 @@
 - ``finetune``: keep training the one policy (what plain SB3 does); the drift is only counted.
 - ``scratch``: start over: fresh random weights, optimiser, replay buffer and schedules.
 
-The *sandbox* is a second instance of the agent's own world in its current conditions (the
-same device parameters and the same point of the drift schedule), a digital twin of the
-device: candidates are tried there so that the learner's own episode and rollout are not
-disturbed. Its steps are counted as ``adaptation_steps`` and reported.
+A drop of the returns (:class:`~agents.learner.drift_detector.DropDetector`) is first
+confirmed on the sandbox (:mod:`agents.learner.sandbox`, a twin of the device in its current
+conditions): the current policy must score there clearly below the best the context had.
+An unconfirmed drop is a false alarm: nothing changes and the detector is snoozed. A
+coordinator's directive to adopt a peer's weights is checked on the sandbox the same way and
+declined when the weights do clearly worse on this device. Sandbox steps are counted as
+``adaptation_steps`` and reported.
+
+:class:`Adapter` makes these decisions. It owns the drift detector and the current
+context's memory, is fed every finished episode, and acts between rollouts; it changes the
+learner only through the small interface :class:`Adaptable` names.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import random
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Protocol
 
-import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -34,26 +39,38 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 
 from agents.bus.arrays import Tensor
-from agents.bus.schemas import Lineage
-from agents.exceptions import ConfigError, IncompatiblePolicy
-from agents.learner.snapshots import load_tensors
-from agents.worlds import PolicyController, play_episodes
-from agents.worlds.shadow import BASELINE_RETURN
+from agents.bus.schemas import HyperValue, Lineage
+from agents.exceptions import ConfigError
+from agents.learner.drift_detector import DropDetector
+from agents.learner.library import ContextMemory, LibraryEntry, PolicyLibrary
+from agents.learner.peers import PeerSnapshots
+from agents.learner.sandbox import Candidate, Trial, TrialRun
+from agents.learner.snapshots import policy_tensors
+from agents.learner.stats import LearnerStats
 
 __all__ = [
     "FRESH",
-    "Candidate",
+    "Adaptable",
+    "Adaptation",
+    "AdaptationEvents",
+    "Adapter",
+    "Adoption",
     "Strategy",
-    "Trial",
-    "TrialRun",
     "choose",
     "reinitialise",
     "reset_optimizers",
-    "streams_untouched",
-    "try_candidates",
 ]
 
 log = logging.getLogger(__name__)
+
+#: Episodes over which the current context's performance is judged.
+_WINDOW = 20
+#: Episodes that must have finished in a context before its policy is worth remembering.
+_MIN_EPISODES_TO_REMEMBER = 5
+#: A drop is confirmed when the current policy scores this much (relative) below the best.
+_CONFIRM_DROP = 0.10
+#: Episodes without alarms after an alarm the sandbox did not confirm.
+_SNOOZE_EPISODES = 10
 
 
 FRESH = "fresh"
@@ -73,88 +90,6 @@ class Strategy(StrEnum):
             choices = ", ".join(s.value for s in cls)
             msg = f"unknown strategy {value!r}: choose one of {choices}"
             raise ConfigError(msg) from None
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A policy worth trying (``label``).
-
-    ``current``, ``library:<context>``, ``peer:<agent>@v<n>`` or ``fresh`` (untrained weights).
-    """
-
-    label: str
-    tensors: list[Tensor]
-    context: int | None = None
-    lineage: Lineage | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Trial:
-    candidate: Candidate
-    score: float
-
-
-@dataclass(slots=True)
-class TrialRun:
-    trials: list[Trial] = field(default_factory=list)
-    steps: int = 0
-
-
-def try_candidates(
-    candidates: list[Candidate],
-    *,
-    sandbox: gym.Env[Any, Any],
-    scratch_policy: BasePolicy,
-    episodes: int,
-    seed: int,
-    against_baseline: bool = False,
-) -> TrialRun:
-    """Play each candidate for ``episodes`` episodes on the sandbox, on the same seeds.
-
-    Same seeds for every candidate make it a paired comparison: the differences are the
-    policies', not the weather's. A candidate that does not fit the network is skipped.
-    ``against_baseline`` (a sandbox built with ``shadow_baseline``): a candidate's score is
-    its mean advantage over the baseline on the same episodes, the scale the agent judges its
-    training episodes on.
-    """
-    metrics = {"baseline": BASELINE_RETURN} if against_baseline else {}
-    run = TrialRun()
-    seeds = [seed + i for i in range(episodes)]
-    for candidate in candidates:
-        try:
-            load_tensors(scratch_policy, candidate.tensors)
-        except IncompatiblePolicy as exc:
-            log.info("skipping %s: %s", candidate.label, exc)
-            continue
-        score = play_episodes(
-            PolicyController(scratch_policy), sandbox, seeds=seeds, metrics=metrics
-        )
-        values = np.asarray(score.returns)
-        if against_baseline:
-            values = values - np.asarray(score.metrics["baseline"])
-        run.trials.append(Trial(candidate, float(np.mean(values))))
-        run.steps += sum(score.lengths)
-    return run
-
-
-@contextlib.contextmanager
-def streams_untouched() -> Iterator[None]:
-    """Run the block without moving the global random streams (torch, NumPy, ``random``).
-
-    Trying candidates builds networks (random initial weights) and plays episodes; drawn from
-    the streams the learner trains with, that would make an agent that keeps its policy after
-    a drift learn on differently from one that never looked, and a comparison of strategies
-    on the same seeds would compare luck. Inside the block the streams run on; after it they
-    are where they were.
-    """
-    numpy_state = np.random.get_state()  # noqa: NPY002 - the legacy stream SB3 draws from
-    python_state = random.getstate()
-    with torch.random.fork_rng(devices=[]):
-        try:
-            yield
-        finally:
-            np.random.set_state(numpy_state)  # noqa: NPY002
-            random.setstate(python_state)
 
 
 def choose(trials: list[Trial], *, margin: float = 0.02) -> Trial | None:
@@ -196,3 +131,304 @@ def reinitialise(model: BaseAlgorithm, make_policy: Callable[[], BasePolicy]) ->
     reset_optimizers(model.policy)
     if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
         model.replay_buffer.reset()
+
+
+def _confirmed(best: float, current: float) -> bool:
+    """Whether ``current`` is clearly below ``best``: by ``_CONFIRM_DROP`` of its size."""
+    return current < best - _CONFIRM_DROP * max(abs(best), 1e-6)
+
+
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """Weights (or only hyperparameters) to take on between rollouts, and where from."""
+
+    tensors: list[Tensor] | None
+    lineage: Lineage | None
+    hyperparams: dict[str, HyperValue]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Adaptation:
+    """What the agent did about a detected drift."""
+
+    step: int
+    strategy: str
+    chosen: str
+    scores: dict[str, float]
+    context: int
+    sandbox_steps: int
+
+
+class AdaptationEvents(Protocol):
+    """Where an adaptation is reported (the learner's events)."""
+
+    def adapted(self, adaptation: Adaptation) -> None: ...
+
+
+class Adaptable(Protocol):
+    """The learner as the :class:`Adapter` sees it: weights, memory, counters and sandbox."""
+
+    #: Where the current weights came from, if adopted from a peer.
+    lineage: Lineage | None
+
+    @property
+    def step(self) -> int: ...
+
+    @property
+    def stats(self) -> LearnerStats: ...
+
+    @property
+    def library(self) -> PolicyLibrary: ...
+
+    @property
+    def peers(self) -> PeerSnapshots | None: ...
+
+    @property
+    def events(self) -> AdaptationEvents: ...
+
+    def current_tensors(self) -> list[Tensor]:
+        """The current policy's weights."""
+        ...
+
+    def fresh_policy(self) -> BasePolicy:
+        """A randomly initialised network of the learner's architecture and spaces."""
+        ...
+
+    def load_policy(self, tensors: list[Tensor]) -> None:
+        """Take on ``tensors`` as the current weights, with a new optimiser state."""
+        ...
+
+    def start_over(self, tensors: list[Tensor] | None = None) -> None:
+        """Fresh weights (``tensors`` if given), optimiser, replay buffer and schedules."""
+        ...
+
+    def apply_hyperparams(self, changes: Mapping[str, HyperValue]) -> dict[str, HyperValue]:
+        """Change the hyperparameters that can change mid-life; returns those applied."""
+        ...
+
+    def on_sandbox(self, candidates: Callable[[], list[Candidate]]) -> TrialRun:
+        """Play ``candidates()`` on a fresh twin of the device, in its current conditions."""
+        ...
+
+
+class Adapter:
+    """Decides what the agent does about drift, false alarms and directives (module docstring).
+
+    Fed each finished episode's score (:meth:`observe`); between rollouts it takes on a
+    directive's weights (:meth:`adopt`) and acts on a drop the detector saw (:meth:`adapt`,
+    when :attr:`drift_pending`).
+    """
+
+    def __init__(
+        self,
+        learner: Adaptable,
+        strategy: Strategy = Strategy.LIFELONG,
+        *,
+        check_adoptions: bool = True,
+    ) -> None:
+        self.learner = learner
+        self.strategy = strategy
+        #: Play a directive's weights on the sandbox first; decline them if clearly worse.
+        self.check_adoptions = check_adoptions
+        self.detector = DropDetector()
+        # The current context's recent scores, and its policies worth remembering.
+        self.recent: deque[float] = deque(maxlen=_WINDOW)
+        self.context_episodes = 0
+        self.memory = ContextMemory(horizon=self.detector.history_length)
+        self.watched_until = 0  # the context's last episode the drift detector was shown
+        #: The detector saw a drop: :meth:`adapt` acts on it between rollouts.
+        self.drift_pending = False
+
+    # -- after every episode ------------------------------------------------------------------
+
+    def observe(self, score: float, step: int) -> None:
+        """Judge the agent on its own recent episodes: remember its best, watch for drift.
+
+        ``score`` is what the agent is judged by: the return, or its advantage over the
+        baseline on the same episode (``judge_against_baseline``).
+        """
+        learner = self.learner
+        self.recent.append(score)
+        self.context_episodes += 1
+        window_mean = float(np.mean(self.recent))
+        if self.context_episodes >= _MIN_EPISODES_TO_REMEMBER:
+            self.memory.offer(
+                self.context_episodes,
+                self.recent,
+                lambda mean: LibraryEntry(
+                    context=learner.stats.context,
+                    tensors=learner.current_tensors(),
+                    score=mean,
+                    step=step,
+                    lineage=learner.lineage,
+                ),
+            )
+        if self.drift_pending:
+            return
+        self.watched_until = self.context_episodes
+        if self.detector.update(score):
+            self.drift_pending = True
+            log.info(
+                "returns dropped at step %d (context %d, recent mean %.2f)",
+                step, learner.stats.context, window_mean,
+            )  # fmt: skip
+
+    # -- between rollouts ---------------------------------------------------------------------
+
+    def adopt(self, adoption: Adoption) -> None:
+        """Take on a peer's weights and/or new hyperparameters (a coordinator's directive).
+
+        The coordinator ranked the peer's snapshot on the peer's own device; this agent's
+        device may differ (another intersection, another house). So the weights are first
+        played against the current policy on the sandbox, and declined when they do clearly
+        worse here; the new hyperparameters (the exploring half of the directive) apply anyway.
+        """
+        learner, stats = self.learner, self.learner.stats
+        tensors = adoption.tensors
+        if tensors is not None and (not self.check_adoptions or self._fits_here(tensors)):
+            learner.load_policy(tensors)
+            learner.lineage = adoption.lineage
+            stats.adoptions += 1
+        elif tensors is not None:
+            stats.adoptions_declined += 1
+            log.info("declined %s's weights: clearly worse on this device", adoption.lineage)
+        applied = learner.apply_hyperparams(adoption.hyperparams)
+        log.info(
+            "adopted %s (%s), hyperparameters %s",
+            adoption.lineage or "own weights", adoption.reason, applied,
+        )  # fmt: skip
+        # The context's best so far was another policy's: judge the new one afresh.
+        self._forget_context()
+
+    def adapt(self) -> None:
+        """Act on a drop of the returns according to the strategy.
+
+        First the drop is confirmed on the sandbox: the current policy, played there, must
+        score clearly below the best this context had (``_CONFIRM_DROP``). A drop that is not
+        confirmed is a false alarm (learning noise, an unlucky run): nothing changes and the
+        detector is snoozed. A confirmed drift ends the context: ``lifelong`` remembers the
+        policy the context had before its returns fell and adopts the best of its library, its
+        peers' snapshots and untrained weights, ``scratch`` starts over, ``finetune`` carries on.
+        """
+        self.drift_pending = False
+        learner, stats = self.learner, self.learner.stats
+        strategy = self.strategy
+        step = learner.step
+        if strategy is Strategy.FINETUNE:
+            self._new_context(Adaptation(step, strategy.value, "current", {}, 0, 0))
+            return
+        run = learner.on_sandbox(lambda: [Candidate("current", learner.current_tensors())])
+        current = run.trials[0].score if run.trials else None
+        best_score = self.memory.best_score
+        if best_score is not None and current is not None and not _confirmed(best_score, current):
+            stats.false_alarms += 1
+            stats.adaptation_steps += run.steps
+            self.detector.snooze(_SNOOZE_EPISODES)
+            log.info("drop not confirmed on the sandbox (%.2f vs best %.2f)", current, best_score)
+            return
+        chosen = "current"
+        scores = run.scores()
+        context = max([stats.context, *learner.library.entries]) + 1
+        if strategy is Strategy.LIFELONG:
+            self._remember_context()
+            others = learner.on_sandbox(self._candidates)
+            run.steps += others.steps
+            scores.update(others.scores())
+            winner = choose(run.trials + others.trials)
+            if winner is not None and winner.candidate.label == FRESH:
+                # Untrained weights play this world better than anything it knows: what it
+                # knows hurts here (negative transfer), so it starts over from those weights.
+                learner.start_over(winner.candidate.tensors)
+                chosen = FRESH
+            elif winner is not None:
+                learner.load_policy(winner.candidate.tensors)
+                chosen = winner.candidate.label
+                recalled = self._recalled(winner, step)
+                context = context if recalled is None else recalled
+                if winner.candidate.lineage is not None:
+                    learner.lineage = winner.candidate.lineage
+        elif strategy is Strategy.SCRATCH:
+            learner.start_over()
+            chosen = "scratch"
+        stats.adaptations += chosen != "current"
+        stats.adaptation_steps += run.steps
+        self._new_context(Adaptation(step, strategy.value, chosen, scores, context, run.steps))
+
+    # -- the pieces ---------------------------------------------------------------------------
+
+    def _fits_here(self, tensors: list[Tensor]) -> bool:
+        """Whether ``tensors`` do not do clearly worse than the current policy on the sandbox."""
+        learner = self.learner
+        run = learner.on_sandbox(
+            lambda: [Candidate("current", learner.current_tensors()), Candidate("peer", tensors)]
+        )
+        learner.stats.adaptation_steps += run.steps
+        scores = run.scores()
+        if "peer" not in scores:
+            return False  # it does not even fit the network
+        return not _confirmed(scores["current"], scores["peer"])
+
+    def _remember_context(self) -> None:
+        """Store the policy the context had before its returns began to fall (ContextMemory)."""
+        learner = self.learner
+        dropped_at = self.watched_until - self.detector.episodes_since_change()
+        remembered = self.memory.before(dropped_at)
+        if remembered is not None:
+            learner.library.store(remembered)
+            log.info(
+                "remembering context %d: its policy at step %d (window %.2f, best %.2f); "
+                "returns fell after episode %d of %d",
+                learner.stats.context, remembered.step, remembered.score,
+                self.memory.best_score, dropped_at, self.watched_until,
+            )  # fmt: skip
+
+    def _recalled(self, winner: Trial, step: int) -> int | None:
+        """The context ``winner`` was learned in, if it does here what it did there.
+
+        Then that world came back. Otherwise the winner is only a head start in a new world:
+        its context's entry stays as it was, so the world it was learned in can be recalled.
+        """
+        library = self.learner.library
+        context = winner.candidate.context
+        remembered = None if context is None else library.get(context)
+        if remembered is None or _confirmed(remembered.score, winner.score):
+            return None
+        library.touch(remembered.context, step)
+        return remembered.context
+
+    def _candidates(self) -> list[Candidate]:
+        """Every remembered policy, every peer's latest snapshot, and untrained weights."""
+        learner = self.learner
+        remembered = [
+            Candidate(f"library:{entry.context}", entry.tensors, entry.context, entry.lineage)
+            for entry in learner.library.entries.values()
+        ]
+        peers = [
+            Candidate(
+                f"peer:{peer.agent}@v{peer.version}",
+                peer.tensors,
+                lineage=Lineage(agent=peer.agent, version=peer.version),
+            )
+            for peer in (learner.peers.latest() if learner.peers is not None else [])
+        ]
+        fresh = Candidate(FRESH, policy_tensors(learner.fresh_policy()))
+        return [*remembered, *peers, fresh]
+
+    def _new_context(self, adaptation: Adaptation) -> None:
+        stats = self.learner.stats
+        stats.drift_events += 1
+        stats.context = adaptation.context or stats.context + 1
+        self._forget_context()
+        log.info(
+            "drift at step %d (%s): %s -> context %d",
+            adaptation.step, adaptation.strategy, adaptation.chosen, stats.context,
+        )  # fmt: skip
+        self.learner.events.adapted(replace(adaptation, context=stats.context))
+
+    def _forget_context(self) -> None:
+        """Judge afresh: a new context, or another policy in this one."""
+        self.detector.reset()
+        self.recent.clear()
+        self.context_episodes = 0
+        self.memory.clear()

@@ -1,73 +1,70 @@
 """The learner: one stable-baselines3 model learning for as long as the agent lives.
 
 It runs in a worker thread of the agent process (the asyncio side owns the bus). The loop is
-the one the lifelong-learning idea names, in this order::
+the one the lifelong-learning idea names, in this order (:meth:`Learner.run`)::
 
-    model.learn(LIFELONG_HORIZON, loop)            SB3 drives the environment and trains
-      after every environment step (loop._on_step):
+    model.learn(LIFELONG_HORIZON, callback)        SB3 drives the environment and trains
+      after every environment step (the callback, _LifelongCallback):
         collect   the transition into a columnar experience batch     -> events.experience
-        evaluate  each finished episode: the drift detector watches the agent's own returns;
-                  the context's policies worth remembering are kept   -> events.episode
+                  peers' transitions into the replay buffer (off-policy, intake.py)
+        evaluate  each finished episode goes to the adapter: its drift detector watches the
+                  agent's own returns, the context's policies worth remembering are kept
+                                                                      -> events.episode
         update    publish a snapshot every `snapshot_every` steps     -> events.snapshot
                   and write a checkpoint every `checkpoint_every` steps
-        stop?     the budget is reached or stop() was called
-      when a drift was detected (or a directive arrived), learn() is ended there, and:
+        stop?     the budget is reached or stop() was called; or a drift is pending or a
+                  directive arrived: learn() is ended there, and between two learn() calls
+        adopt     a directive's weights, if they do not do clearly worse on the sandbox
         adapt     per the strategy: try the library and the peers' snapshots on the
                   sandbox and adopt the best (lifelong), start over (scratch), or carry on
                   (finetune)                                          -> events.adapted
       then learn() again, until the budget or stop()
     last experience batch, checkpoint, final snapshot
 
-SB3's own ``train()`` between rollouts is the *train* step. Weights change only in this
-thread and only between ``learn()`` calls (``between_rollouts``), never inside one.
-Nothing here touches the network; ``events`` is how results leave the thread.
+SB3's own ``train()`` between rollouts is the *train* step. The decisions (adopt, adapt) are
+:class:`~agents.learner.adaptation.Adapter`'s; the callback only collects, snapshots and
+stops. Weights change only in this thread and only between ``learn()`` calls, never inside
+one. Nothing here touches the network; ``events`` is how results leave the thread. The
+counters are one :class:`~agents.learner.stats.LearnerStats` (``Learner.stats``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
-from gymnasium import spaces
-from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.bus.arrays import Tensor
 from agents.bus.schemas import HyperValue, Lineage, PolicyArch, SpaceSpec
 from agents.learner.adaptation import (
-    FRESH,
-    Candidate,
+    Adaptation,
+    Adapter,
+    Adoption,
     Strategy,
-    TrialRun,
-    choose,
     reinitialise,
     reset_optimizers,
-    streams_untouched,
-    try_candidates,
 )
 from agents.learner.algorithms import AlgorithmSpec, get_algorithm, parse_hyperparams
 from agents.learner.checkpoint import CheckpointInfo, CheckpointStore
-from agents.learner.drift_detector import DropDetector
 from agents.learner.envs import DriftPlan, make_env
 from agents.learner.experience import ExperienceColumns, ExperienceRecorder
-from agents.learner.library import ContextMemory, LibraryEntry, PolicyLibrary
+from agents.learner.intake import PeerIntake
+from agents.learner.library import LibraryEntry, PolicyLibrary
 from agents.learner.peers import PeerSnapshots
+from agents.learner.sandbox import Candidate, TrialRun, streams_untouched, try_candidates
 from agents.learner.schedules import (
     LIFELONG_HORIZON,
     ScheduleOrigin,
@@ -81,13 +78,12 @@ from agents.learner.snapshots import (
     policy_tensors,
 )
 from agents.learner.spaces import describe_space
+from agents.learner.stats import LearnerStats, StepRate
 from agents.worlds import DriftWrapper
 from agents.worlds.shadow import BASELINE_RETURN
 
 __all__ = [
     "MUTABLE_HYPERPARAMS",
-    "Adaptation",
-    "Adoption",
     "Learner",
     "LearnerConfig",
     "LearnerEvents",
@@ -97,24 +93,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Episodes over which the current context's performance is judged.
-_WINDOW = 20
 #: Hyperparameters a directive may change during an agent's life (population-based training).
 MUTABLE_HYPERPARAMS = frozenset(
     {"learning_rate", "ent_coef", "clip_range", "vf_coef", "gamma", "gae_lambda", "tau"}
 )
-
-#: Episodes that must have finished in a context before its policy is worth remembering.
-_MIN_EPISODES_TO_REMEMBER = 5
-#: A drop is confirmed when the current policy scores this much (relative) below the best.
-_CONFIRM_DROP = 0.10
-#: Episodes without alarms after an alarm the sandbox did not confirm.
-_SNOOZE_EPISODES = 10
-
-
-def _confirmed(best: float, current: float) -> bool:
-    """Whether ``current`` is clearly below ``best``: by ``_CONFIRM_DROP`` of its size."""
-    return current < best - _CONFIRM_DROP * max(abs(best), 1e-6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,28 +147,6 @@ class PolicyState:
     lineage: Lineage | None
     hyperparams: dict[str, HyperValue]
     library: list[LibraryEntry]
-
-
-@dataclass(frozen=True, slots=True)
-class Adoption:
-    """Weights (or only hyperparameters) to take on between rollouts, and where from."""
-
-    tensors: list[Tensor] | None
-    lineage: Lineage | None
-    hyperparams: dict[str, HyperValue]
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Adaptation:
-    """What the agent did about a detected drift."""
-
-    step: int
-    strategy: str
-    chosen: str
-    scores: dict[str, float]
-    context: int
-    sandbox_steps: int
 
 
 class LearnerEvents(Protocol):
@@ -240,13 +200,8 @@ class Learner:
         self.action_spec: SpaceSpec = describe_space(self.env.action_space)
         self.peers = peers
         self.library = PolicyLibrary(config.library_capacity)
-        self.detector = DropDetector()
-        self.false_alarms = 0
-        self.episodes = 0
-        self.context = 1
-        self.drift_events = 0
-        self.adaptations = 0
-        self.adaptation_steps = 0
+        #: The counters telemetry, the final report and checkpoints tell (stats.py).
+        self.stats = LearnerStats()
         #: Where the current weights came from, if adopted from a peer.
         self.lineage: Lineage | None = None
         self.resumed_from_step: int | None = None
@@ -256,16 +211,14 @@ class Learner:
         self._snapshot_requested = threading.Event()
         self._adoption: Adoption | None = None
         self._adoption_lock = threading.Lock()
-        self._peer_batches: queue.Queue[ExperienceColumns] = queue.Queue(maxsize=64)
-        self.peer_transitions = 0
-        self.own_transitions = 0
-        self.adoptions = 0
-        #: Adopt directives whose weights did clearly worse on this agent's sandbox.
-        self.adoptions_declined = 0
+        #: Peers' transitions waiting for the replay buffer (off-policy learners).
+        self.intake = PeerIntake(self.stats, self.hyperparams, peer_fraction=config.peer_fraction)
         #: The latest step's observation and ``info``, for showing the device (Home Assistant).
         #: Replaced whole from the learner's thread; readers get one consistent pair.
         self.latest_step: tuple[np.ndarray[Any, Any], dict[str, Any]] | None = None
-        self._rate = _Rate(self.model.num_timesteps)
+        self.rate = StepRate(self.model.num_timesteps)
+        #: What the agent does about drift and directives: the decisions (adaptation.py).
+        self.adapter = Adapter(self, config.strategy, check_adoptions=config.check_adoptions)
 
     # --- construction ----------------------------------------------------------------------
 
@@ -285,10 +238,10 @@ class Learner:
                 model.load_replay_buffer(self.store.directory / info.replay_file)
             if info.library_file is not None:
                 self.library.load(self.store.directory / info.library_file)
-            self.episodes = info.episodes
-            self.context = info.context
-            self.drift_events = info.drift_events
-            self.adaptations = info.adaptations
+            self.stats.episodes = info.episodes
+            self.stats.context = info.context
+            self.stats.drift_events = info.drift_events
+            self.stats.adaptations = info.adaptations
             self.schedule_origin.step = info.schedule_origin
             self.resumed_from_step = info.step
             log.info("resumed from checkpoint at step %d", info.step)
@@ -323,6 +276,12 @@ class Learner:
     def request_snapshot(self) -> None:
         self._snapshot_requested.set()
 
+    def take_snapshot_request(self) -> bool:
+        """Whether a snapshot was requested since the last call (the request is consumed)."""
+        requested = self._snapshot_requested.is_set()
+        self._snapshot_requested.clear()
+        return requested
+
     def request_adoption(self, adoption: Adoption) -> None:
         """Take on ``adoption`` between the next two rollouts (a later request replaces it)."""
         with self._adoption_lock:
@@ -341,13 +300,7 @@ class Learner:
 
         Returns False when the learner cannot take them: on-policy, or its intake is full.
         """
-        if not self.off_policy:
-            return False
-        try:
-            self._peer_batches.put_nowait(batch)
-        except queue.Full:
-            return False
-        return True
+        return self.off_policy and self.intake.offer(batch)
 
     def apply_hyperparams(self, changes: Mapping[str, HyperValue]) -> dict[str, HyperValue]:
         """Change the hyperparameters that can change mid-life; returns those applied."""
@@ -374,7 +327,7 @@ class Learner:
 
     @property
     def steps_per_second(self) -> float:
-        return self._rate.value
+        return self.rate.value
 
     @property
     def off_policy(self) -> bool:
@@ -398,67 +351,112 @@ class Learner:
         checkpoint and a final snapshot. Blocks: call it in a worker thread.
         """
         limit_torch_threads()
-        loop = _LifelongLoop(self)
+        callback = _LifelongCallback(self)
         if self.step == 0 and self.resumed_from_step is None:
-            loop.publish_snapshot(0)
-        while not self._should_stop():
-            # learn() returns when the loop asks: to stop, or to act on a drift or a directive
-            # at once (the rollout under way is dropped, its steps were lived all the same).
-            # Calling it again is safe: no schedule depends on its progress (schedules.py).
+            callback.publish_snapshot(0)
+        while not self.should_stop():
+            # learn() returns when the callback asks: to stop, or to act on a drift or a
+            # directive at once (the rollout under way is dropped, its steps were lived all the
+            # same). Calling it again is safe: no schedule depends on its progress (schedules.py).
             self.model.learn(
                 total_timesteps=LIFELONG_HORIZON,
-                callback=loop,
+                callback=callback,
                 reset_num_timesteps=False,
                 progress_bar=False,
             )
-            loop.between_rollouts()
-        loop.flush_experience()
+            # Between two learn() calls: the only place where weights change.
+            adoption = self.take_adoption()
+            if adoption is not None:
+                self.adapter.adopt(adoption)
+            if self.adapter.drift_pending:
+                self.adapter.adapt()
+        callback.flush_experience()
         self.checkpoint()
-        if loop.last_snapshot_step != self.step:
-            loop.publish_snapshot(self.step)
+        if callback.last_snapshot_step != self.step:
+            callback.publish_snapshot(self.step)
 
     def checkpoint(self) -> None:
         if self.store is not None:
             self.store.save(
                 self.model,
-                episodes=self.episodes,
+                episodes=self.stats.episodes,
                 library=self.library,
                 loop_state={
-                    "context": self.context,
+                    "context": self.stats.context,
                     "schedule_origin": self.schedule_origin.step,
-                    "drift_events": self.drift_events,
-                    "adaptations": self.adaptations,
+                    "drift_events": self.stats.drift_events,
+                    "adaptations": self.stats.adaptations,
                 },
             )
 
-    def _budget_reached(self) -> bool:
+    def should_stop(self) -> bool:
+        """Whether :meth:`stop` was called or the budget is reached."""
         budget = self.config.budget_steps
-        return budget > 0 and self.step >= budget
+        return self._stop.is_set() or (budget > 0 and self.step >= budget)
 
-    def _should_stop(self) -> bool:
-        return self._stop.is_set() or self._budget_reached()
+    # --- what the adapter changes (adaptation.Adaptable), in the learner's thread ------------
+
+    def current_tensors(self) -> list[Tensor]:
+        """The current policy's weights."""
+        return policy_tensors(self.model.policy)
+
+    def load_policy(self, tensors: list[Tensor]) -> None:
+        """Take on ``tensors`` as the current weights, with a new optimiser state."""
+        load_tensors(self.model.policy, tensors)
+        reset_optimizers(self.model.policy)
+
+    def start_over(self, tensors: list[Tensor] | None = None) -> None:
+        """Fresh weights (``tensors`` if given), optimiser, replay buffer and schedules."""
+        reinitialise(self.model, self.fresh_policy)
+        if tensors is not None:
+            load_tensors(self.model.policy, tensors)
+        self.schedule_origin.step = self.step
+        self.lineage = None
+
+    def on_sandbox(self, candidates: Callable[[], list[Candidate]]) -> TrialRun:
+        """Play candidates on a fresh sandbox twin of the device, in its current conditions.
+
+        The learner's random streams are left where they were (``streams_untouched``).
+        """
+        config = self.config
+        with streams_untouched():
+            sandbox = make_env(
+                config.env_id,
+                config.env_kwargs,
+                drift=config.drift,
+                lifetime_step=self.step,
+                shadow_baseline=config.judge_against_baseline,
+            )
+            try:
+                run = try_candidates(
+                    candidates(),
+                    sandbox=sandbox,
+                    scratch_policy=self.fresh_policy(),
+                    episodes=config.adapt_episodes,
+                    seed=config.seed * 1_000_003 + self.stats.drift_events * 101,
+                    against_baseline=config.judge_against_baseline,
+                )
+            finally:
+                sandbox.close()
+        if getattr(self.env.unwrapped, "single_instance", False):
+            self._restart_episode()
+        return run
+
+    def _restart_episode(self) -> None:
+        """Start a new training episode: the sandbox took over a one-per-process simulator."""
+        model = self.model
+        assert model.env is not None
+        model._last_obs = model.env.reset()  # type: ignore[assignment]  # noqa: SLF001 - SB3's
+        model._last_episode_starts = np.ones((model.env.num_envs,), dtype=bool)  # noqa: SLF001
 
 
-class _Rate:
-    """Steps per second over the last few seconds of wall time."""
+class _LifelongCallback(BaseCallback):
+    """After every step: collect, snapshot and checkpoint when due, stop when asked.
 
-    def __init__(self, step: int, window: float = 5.0) -> None:
-        self.window = window
-        self._mark = (time.monotonic(), step)
-        self.value = 0.0
-
-    def update(self, step: int) -> None:
-        now = time.monotonic()
-        then, then_step = self._mark
-        if now - then >= self.window:
-            self.value = (step - then_step) / (now - then)
-            self._mark = (now, step)
-        elif self.value == 0.0 and now - then >= 1.0:
-            self.value = (step - then_step) / (now - then)
-
-
-class _LifelongLoop(BaseCallback):
-    """Collect, evaluate, update on every step; adapt between rollouts (module docstring)."""
+    Stopping ends the current ``learn()`` call: at the budget, on :meth:`Learner.stop`, and
+    when the adapter has a drift to act on or a directive waits (``Learner.run`` acts on them
+    between two ``learn()`` calls). It decides nothing else.
+    """
 
     def __init__(self, learner: Learner) -> None:
         super().__init__(verbose=0)
@@ -473,40 +471,26 @@ class _LifelongLoop(BaseCallback):
         self.next_checkpoint = _next_multiple(step, config.checkpoint_every)
         self.action_key = "actions" if learner.off_policy else "clipped_actions"
         self.last_snapshot_step = -1
-        # The current context's recent returns, and its policies worth remembering.
-        self.recent: deque[float] = deque(maxlen=_WINDOW)
-        self.context_episodes = 0
-        self.memory = ContextMemory(horizon=learner.detector.history_length)
-        self.watched_until = 0  # the context's last episode the drift detector was shown
-        self.drift_pending = False
         self.training_regime = learner.current_regime
-        # Off-policy: how often and how much it trains, as configured (not read from the model:
-        # a checkpoint keeps the last value _on_rollout_end set); 0 where the algorithm has none.
-        configured = {
-            key: value if isinstance(value := learner.hyperparams.get(key), int) else 0
-            for key in ("train_freq", "gradient_steps", "target_update_interval")
-        }
-        self.train_freq = configured["train_freq"]
-        self.gradient_steps = configured["gradient_steps"]
-        self.target_update_interval = configured["target_update_interval"]
-
-    # -- after every environment step ------------------------------------------------------
 
     def _on_step(self) -> bool:
         learner = self.learner
         step = learner.step
         self.collect(step)
-        learner.own_transitions += 1
-        if learner.off_policy and not learner._peer_batches.empty():  # noqa: SLF001
-            self.take_in_peers()
-        learner._rate.update(step)  # noqa: SLF001 - the loop is part of the learner
+        learner.stats.own_transitions += 1
+        learner.intake.take_in(learner.model)
+        learner.rate.update(step)
         self.update(step)
-        if self.drift_pending or learner.has_adoption():
+        if learner.adapter.drift_pending or learner.has_adoption():
             return False  # end this learn() call: weights change between calls, never inside
-        return not learner._should_stop()  # noqa: SLF001
+        return not learner.should_stop()
+
+    def _on_rollout_end(self) -> None:
+        self.learner.intake.rescale_training(self.learner.model)
 
     def collect(self, step: int) -> None:
-        """The transition just made, into the experience batch; a finished episode, evaluated."""
+        """The transition just made, into the experience batch; a finished episode, judged."""
+        learner = self.learner
         local: dict[str, Any] = self.locals
         info: dict[str, Any] = local["infos"][0]
         done = bool(local["dones"][0])
@@ -524,9 +508,9 @@ class _LifelongLoop(BaseCallback):
             terminated=done and not truncated,
             truncated=truncated,
         )
-        self.learner.latest_step = (next_obs, info)
+        learner.latest_step = (next_obs, info)
         if batch is not None:
-            self.learner.events.experience(batch, step)
+            learner.events.experience(batch, step)
         regime = str(info.get("regime", ""))
         if regime and regime != self.training_regime:
             # The world just changed (this step began a new episode in a new regime). The
@@ -537,53 +521,18 @@ class _LifelongLoop(BaseCallback):
         if done and "episode" in info:
             episode_return = float(info["episode"]["r"])
             score = episode_return
-            if self.learner.config.judge_against_baseline and BASELINE_RETURN in info:
+            if learner.config.judge_against_baseline and BASELINE_RETURN in info:
                 score -= float(info[BASELINE_RETURN])
-            regime = str(info.get("regime", ""))
-            self.evaluate(episode_return, score, int(info["episode"]["l"]), step, regime)
-
-    def evaluate(
-        self, episode_return: float, score: float, length: int, step: int, regime: str
-    ) -> None:
-        """Judge the agent on its own recent episodes: remember its best, watch for drift.
-
-        ``score`` is what the agent is judged by: the return, or its advantage over the
-        baseline on the same episode (``judge_against_baseline``).
-        """
-        learner = self.learner
-        learner.episodes += 1
-        learner.events.episode(episode_return, length, step, regime)
-        self.recent.append(score)
-        self.context_episodes += 1
-        window_mean = float(np.mean(self.recent))
-        if self.context_episodes >= _MIN_EPISODES_TO_REMEMBER:
-            self.memory.offer(
-                self.context_episodes,
-                self.recent,
-                lambda mean: LibraryEntry(
-                    context=learner.context,
-                    tensors=policy_tensors(learner.model.policy),
-                    score=mean,
-                    step=step,
-                    lineage=learner.lineage,
-                ),
-            )
-        if self.drift_pending:
-            return
-        self.watched_until = self.context_episodes
-        if learner.detector.update(score):
-            self.drift_pending = True
-            log.info(
-                "returns dropped at step %d (context %d, recent mean %.2f)",
-                step, learner.context, window_mean,
-            )  # fmt: skip
+            learner.stats.episodes += 1
+            learner.events.episode(episode_return, int(info["episode"]["l"]), step, regime)
+            learner.adapter.observe(score, step)
 
     def update(self, step: int) -> None:
         """Publish a snapshot and write a checkpoint when they are due."""
         learner = self.learner
         config = learner.config
-        if step >= self.next_snapshot or learner._snapshot_requested.is_set():  # noqa: SLF001
-            learner._snapshot_requested.clear()  # noqa: SLF001
+        requested = learner.take_snapshot_request()
+        if step >= self.next_snapshot or requested:
             self.next_snapshot = _next_multiple(step, config.snapshot_every)
             self.publish_snapshot(step)
         if step >= self.next_checkpoint:
@@ -594,7 +543,7 @@ class _LifelongLoop(BaseCallback):
         learner = self.learner
         learner.events.snapshot(
             PolicyState(
-                tensors=policy_tensors(learner.model.policy),
+                tensors=learner.current_tensors(),
                 step=step,
                 regime=self.training_regime if regime is None else regime,
                 lineage=learner.lineage,
@@ -604,279 +553,10 @@ class _LifelongLoop(BaseCallback):
         )
         self.last_snapshot_step = step
 
-    # -- between rollouts -------------------------------------------------------------------
-
-    def between_rollouts(self) -> None:
-        """Take on a directive's adoption and act on a detected drift, if any is pending."""
-        adoption = self.learner.take_adoption()
-        if adoption is not None:
-            self.adopt(adoption)
-        if self.drift_pending:
-            self.drift_pending = False
-            self.adapt()
-
-    def adopt(self, adoption: Adoption) -> None:
-        """Take on a peer's weights and/or new hyperparameters (a coordinator's directive).
-
-        The coordinator ranked the peer's snapshot on the peer's own device; this agent's
-        device may differ (another intersection, another house). So the weights are first
-        played against the current policy on the sandbox, and declined when they do clearly
-        worse here; the new hyperparameters (the exploring half of the directive) apply anyway.
-        """
-        learner = self.learner
-        check = learner.config.check_adoptions
-        if adoption.tensors is not None and (not check or self._fits_here(adoption.tensors)):
-            load_tensors(learner.model.policy, adoption.tensors)
-            reset_optimizers(learner.model.policy)
-            learner.lineage = adoption.lineage
-            learner.adoptions += 1
-        elif adoption.tensors is not None:
-            learner.adoptions_declined += 1
-            log.info("declined %s's weights: clearly worse on this device", adoption.lineage)
-        applied = learner.apply_hyperparams(adoption.hyperparams)
-        log.info(
-            "adopted %s (%s), hyperparameters %s",
-            adoption.lineage or "own weights", adoption.reason, applied,
-        )  # fmt: skip
-        # The context's best so far was another policy's: judge the new one afresh.
-        self.recent.clear()
-        self.context_episodes = 0
-        self.memory.clear()
-        learner.detector.reset()
-
-    def _fits_here(self, tensors: list[Tensor]) -> bool:
-        learner = self.learner
-        run = self._on_sandbox(
-            lambda: [
-                Candidate("current", policy_tensors(learner.model.policy)),
-                Candidate("peer", tensors),
-            ]
-        )
-        learner.adaptation_steps += run.steps
-        scores = {trial.candidate.label: trial.score for trial in run.trials}
-        if "peer" not in scores:
-            return False  # it does not even fit the network
-        return not _confirmed(scores["current"], scores["peer"])
-
-    def take_in_peers(self) -> None:
-        """Add peers' transitions to the replay buffer, up to the configured share."""
-        learner = self.learner
-        model = learner.model
-        if not isinstance(model, OffPolicyAlgorithm) or model.replay_buffer is None:
-            return
-        fraction = learner.config.peer_fraction
-        allowed = fraction / max(1e-9, 1.0 - fraction) * learner.own_transitions
-        while learner.peer_transitions < allowed:
-            try:
-                batch = learner._peer_batches.get_nowait()  # noqa: SLF001
-            except queue.Empty:
-                return
-            add_to_replay_buffer(model, batch)
-            learner.peer_transitions += len(batch)
-
-    def _on_rollout_end(self) -> None:
-        """Off-policy: train in proportion to everything the replay buffer took in.
-
-        SB3 trains ``gradient_steps`` every ``train_freq`` of the agent's own steps. An agent
-        that also takes in peers' transitions keeps the same number of updates per transition
-        received, as a distributed learner does for its actors (Horgan et al., "Distributed
-        Prioritized Experience Replay", 2018): shared experience then means learning from the
-        society's data, not diluting one's own with it. It trains as often as its intake
-        says (``train_freq`` times its own share of the intake), in bursts of the configured
-        size: DQN refreshes its target network only between bursts, so a burst four times
-        longer would chase a stale target four times as long. DQN's target refresh interval,
-        also counted in own steps, shrinks the same way. Without peers nothing changes.
-        """
-        model = self.learner.model
-        own, peer = self.learner.own_transitions, self.learner.peer_transitions
-        if not isinstance(model, OffPolicyAlgorithm) or self.train_freq < 1 or not peer:
-            return
-        share = own / (own + peer)
-        every = max(1, round(self.train_freq * share))
-        # SB3 annotates the constructor argument's type; after setup it holds a TrainFreq.
-        model.train_freq = TrainFreq(every, TrainFrequencyUnit.STEP)  # type: ignore[assignment]
-        if self.gradient_steps < 0:  # SB3's -1, one update per step collected: keep per own step
-            model.gradient_steps = self.train_freq
-        if isinstance(model, DQN) and self.target_update_interval > 0:
-            # Counted in own steps too: as many updates between two target refreshes as alone.
-            model.target_update_interval = max(1, round(self.target_update_interval * share))
-
-    def adapt(self) -> None:
-        """Act on a drop of the returns according to the strategy.
-
-        First the drop is confirmed on the sandbox: the current policy, played there, must
-        score clearly below the best this context had (``confirm_drop``). A drop that is not
-        confirmed is a false alarm (learning noise, an unlucky run): nothing changes and the
-        detector is snoozed. A confirmed drift ends the context: ``lifelong`` remembers the
-        policy the context had before its returns fell and adopts the best of its library, its
-        peers' snapshots and untrained weights, ``scratch`` starts over, ``finetune`` carries on.
-        """
-        learner = self.learner
-        strategy = learner.config.strategy
-        step = learner.step
-        if strategy is Strategy.FINETUNE:
-            self._new_context(Adaptation(step, strategy.value, "current", {}, 0, 0))
-            return
-        run = self._on_sandbox(lambda: [Candidate("current", policy_tensors(learner.model.policy))])
-        current = run.trials[0].score if run.trials else None
-        best_score = self.memory.best_score
-        if best_score is not None and current is not None and not _confirmed(best_score, current):
-            learner.false_alarms += 1
-            learner.adaptation_steps += run.steps
-            learner.detector.snooze(_SNOOZE_EPISODES)
-            log.info("drop not confirmed on the sandbox (%.2f vs best %.2f)", current, best_score)
-            return
-        chosen = "current"
-        scores = {trial.candidate.label: trial.score for trial in run.trials}
-        context = max([learner.context, *learner.library.entries]) + 1
-        if strategy is Strategy.LIFELONG:
-            # The policy the context had before its returns began to fall (ContextMemory).
-            dropped_at = self.watched_until - learner.detector.episodes_since_change()
-            remembered_here = self.memory.before(dropped_at)
-            if remembered_here is not None:
-                learner.library.store(remembered_here)
-                log.info(
-                    "remembering context %d: its policy at step %d (window %.2f, best %.2f); "
-                    "returns fell after episode %d of %d",
-                    learner.context, remembered_here.step, remembered_here.score,
-                    self.memory.best_score, dropped_at, self.watched_until,
-                )  # fmt: skip
-            others = self._on_sandbox(self._candidates)
-            run.steps += others.steps
-            trials = run.trials + others.trials
-            scores.update({trial.candidate.label: trial.score for trial in others.trials})
-            winner = choose(trials)
-            if winner is not None and winner.candidate.label == FRESH:
-                # Untrained weights play this world better than anything it knows: what it
-                # knows hurts here (negative transfer), so it starts over from those weights.
-                self._start_over(winner.candidate.tensors)
-                chosen = FRESH
-            elif winner is not None:
-                load_tensors(learner.model.policy, winner.candidate.tensors)
-                reset_optimizers(learner.model.policy)
-                chosen = winner.candidate.label
-                remembered = (
-                    None
-                    if winner.candidate.context is None
-                    else learner.library.get(winner.candidate.context)
-                )
-                if remembered is not None and not _confirmed(remembered.score, winner.score):
-                    # It does here what it did in its own context: that world came back.
-                    context = remembered.context
-                    learner.library.touch(context, step)
-                # Otherwise the winner is only a head start in a new world: its context's
-                # entry stays as it was, so the world it was learned in can still be recalled.
-                if winner.candidate.lineage is not None:
-                    learner.lineage = winner.candidate.lineage
-        elif strategy is Strategy.SCRATCH:
-            self._start_over()
-            chosen = "scratch"
-        learner.adaptations += chosen != "current"
-        learner.adaptation_steps += run.steps
-        self._new_context(Adaptation(step, strategy.value, chosen, scores, context, run.steps))
-
-    def _new_context(self, adaptation: Adaptation) -> None:
-        learner = self.learner
-        learner.drift_events += 1
-        learner.context = adaptation.context or learner.context + 1
-        learner.detector.reset()
-        self.recent.clear()
-        self.context_episodes = 0
-        self.memory.clear()
-        log.info(
-            "drift at step %d (%s): %s -> context %d",
-            adaptation.step, adaptation.strategy, adaptation.chosen, learner.context,
-        )  # fmt: skip
-        learner.events.adapted(replace(adaptation, context=learner.context))
-
-    def _start_over(self, tensors: list[Tensor] | None = None) -> None:
-        """Fresh weights (``tensors`` if given), optimiser, replay buffer and schedules."""
-        learner = self.learner
-        reinitialise(learner.model, learner.fresh_policy)
-        if tensors is not None:
-            load_tensors(learner.model.policy, tensors)
-        learner.schedule_origin.step = learner.step
-        learner.lineage = None
-
-    def _on_sandbox(self, candidates: Callable[[], list[Candidate]]) -> TrialRun:
-        """Play candidates on a fresh sandbox twin of the device, in its current conditions.
-
-        The learner's random streams are left where they were (``streams_untouched``).
-        """
-        learner = self.learner
-        with streams_untouched():
-            sandbox = make_env(
-                learner.config.env_id,
-                learner.config.env_kwargs,
-                drift=learner.config.drift,
-                lifetime_step=learner.step,
-                shadow_baseline=learner.config.judge_against_baseline,
-            )
-            try:
-                run = try_candidates(
-                    candidates(),
-                    sandbox=sandbox,
-                    scratch_policy=learner.fresh_policy(),
-                    episodes=learner.config.adapt_episodes,
-                    seed=learner.config.seed * 1_000_003 + learner.drift_events * 101,
-                    against_baseline=learner.config.judge_against_baseline,
-                )
-            finally:
-                sandbox.close()
-        if getattr(learner.env.unwrapped, "single_instance", False):
-            self._restart_episode()
-        return run
-
-    def _restart_episode(self) -> None:
-        """Start a new training episode: the sandbox took over a one-per-process simulator."""
-        model = self.learner.model
-        assert model.env is not None
-        model._last_obs = model.env.reset()  # type: ignore[assignment]  # noqa: SLF001
-        model._last_episode_starts = np.ones((model.env.num_envs,), dtype=bool)  # noqa: SLF001
-
-    def _candidates(self) -> list[Candidate]:
-        learner = self.learner
-        remembered = [
-            Candidate(f"library:{entry.context}", entry.tensors, entry.context, entry.lineage)
-            for entry in learner.library.entries.values()
-        ]
-        peers = [
-            Candidate(
-                f"peer:{peer.agent}@v{peer.version}",
-                peer.tensors,
-                lineage=Lineage(agent=peer.agent, version=peer.version),
-            )
-            for peer in (learner.peers.latest() if learner.peers is not None else [])
-        ]
-        fresh = Candidate(FRESH, policy_tensors(learner.fresh_policy()))
-        return [*remembered, *peers, fresh]
-
     def flush_experience(self) -> None:
         batch = self.recorder.drain()
         if batch is not None:
             self.learner.events.experience(batch, self.learner.step)
-
-
-def add_to_replay_buffer(model: OffPolicyAlgorithm, batch: ExperienceColumns) -> None:
-    """Store transitions in SB3's replay buffer as if they had been collected here.
-
-    Actions travel in the environment's units; SB3 stores Box actions scaled to [-1, 1].
-    A truncated episode end is passed as a timeout, so SB3 still bootstraps through it.
-    """
-    buffer = model.replay_buffer
-    assert buffer is not None
-    actions = np.asarray(batch.actions)
-    if isinstance(model.action_space, spaces.Box):
-        actions = model.policy.scale_action(actions.astype(np.float32))
-    for i in range(len(batch)):
-        buffer.add(
-            np.asarray(batch.obs[i : i + 1]),
-            np.asarray(batch.next_obs[i : i + 1]),
-            actions[i : i + 1],
-            np.asarray(batch.rewards[i : i + 1], dtype=np.float32),
-            np.asarray([bool(batch.terminated[i]) or bool(batch.truncated[i])]),
-            [{"TimeLimit.truncated": bool(batch.truncated[i])}],
-        )
 
 
 def _next_multiple(step: int, every: int) -> int:

@@ -55,12 +55,14 @@ async def test_experience_flows_between_sharing_agents_and_never_from_a_twin(
         # The twin publishes (for evaluation) but marks its batches as not shared.
         assert sharer.learner is not None
         assert twin.learner is not None
-        assert sharer.learner.peer_transitions == 0
-        assert twin.learner.peer_transitions == 0
+        assert sharer.learner.stats.peer_transitions == 0
+        assert twin.learner.stats.peer_transitions == 0
         partner = dqn_agent(mosquitto, tmp_path, "a1", steps=0)
         running.append(asyncio.create_task(partner.run()))
-        await eventually(lambda: sharer.learner is not None and sharer.learner.peer_transitions > 0)
-        assert twin.learner.peer_transitions == 0  # takes nothing either
+        await eventually(
+            lambda: sharer.learner is not None and sharer.learner.stats.peer_transitions > 0
+        )
+        assert twin.learner.stats.peer_transitions == 0  # takes nothing either
     finally:
         for agent in (sharer, twin, *([partner] if "partner" in locals() else [])):
             agent.stop()
@@ -92,7 +94,7 @@ async def test_a_directive_makes_an_agent_adopt_a_peers_snapshot(
         )
         version = coordinator.roster.get("teacher").latest_version
         coordinator._direct(Order("pupil", "teacher", version, {"learning_rate": 5e-4}))
-        await eventually(lambda: pupil.learner is not None and pupil.learner.adoptions == 1)
+        await eventually(lambda: pupil.learner is not None and pupil.learner.stats.adoptions == 1)
         assert pupil.learner is not None
         assert pupil.learner.lineage is not None
         assert pupil.learner.lineage.agent == "teacher"

@@ -9,9 +9,9 @@ import pytest
 from gymnasium.envs.classic_control import CartPoleEnv
 
 from agents.exceptions import ConfigError
-from agents.learner.adaptation import Candidate, try_candidates
 from agents.learner.envs import DriftPlan, make_env, parse_drift
 from agents.learner.learner import Learner, LearnerConfig
+from agents.learner.sandbox import Candidate, try_candidates
 from agents.learner.snapshots import policy_tensors
 from agents.worlds import PRIMARY_BASELINE, DriftWrapper, make_baseline, play_episodes
 from tests.learner.test_learner import Recorder
@@ -93,7 +93,7 @@ def test_judged_against_the_baseline_the_learner_scores_its_advantage() -> None:
         events = Recorder()
         learner = Learner(config, events)
         learner.run()
-        return [e[0] for e in events.episodes], list(learner.detector.history)
+        return [e[0] for e in events.episodes], list(learner.adapter.detector.history)
 
     plain_returns, plain_scores = run(judge=False)
     returns, scores = run(judge=True)

@@ -11,9 +11,10 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from agents.bus.arrays import Tensor
 from agents.exceptions import ConfigError, IncompatiblePolicy
+from agents.learner.adaptation import Adaptation
 from agents.learner.algorithms import get_algorithm, parse_hyperparams
 from agents.learner.experience import ExperienceColumns
-from agents.learner.learner import Adaptation, Learner, LearnerConfig, PolicyState
+from agents.learner.learner import Learner, LearnerConfig, PolicyState
 from agents.learner.snapshots import build_policy, load_tensors, make_arch, parse_net_arch
 
 # Small networks and early learning so each case takes a second or two.
@@ -135,7 +136,7 @@ def test_resume_continues_from_the_checkpoint(algo: str, tmp_path: Path) -> None
     second, events = make(algo, steps=400, directory=tmp_path)
     assert second.resumed_from_step == saved
     assert second.step == saved
-    assert second.episodes == first.episodes
+    assert second.stats.episodes == first.stats.episodes
     if isinstance(second.model, OffPolicyAlgorithm):
         assert isinstance(first.model, OffPolicyAlgorithm)
         assert second.model.replay_buffer is not None

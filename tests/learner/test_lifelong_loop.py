@@ -20,7 +20,7 @@ from agents.bus.arrays import Tensor
 from agents.bus.schemas import Lineage, PolicySnapshot, SpaceSpec
 from agents.learner.adaptation import Strategy
 from agents.learner.envs import DriftPlan
-from agents.learner.learner import Learner, LearnerConfig, _LifelongLoop
+from agents.learner.learner import Learner, LearnerConfig
 from agents.learner.library import LibraryEntry, PolicyLibrary
 from agents.learner.peers import PeerSnapshots
 from agents.learner.snapshots import load_tensors, policy_tensors
@@ -68,14 +68,14 @@ def test_lifelong_adopts_the_remembered_policy_that_fits_the_world(tmp_path: Pat
     agent, events = learner(tmp_path, strategy=Strategy.LIFELONG, regime="reversed_motor")
     agent.library.store(entry(1, balancer(agent)))
     agent.library.store(entry(2, balancer(agent, mirrored=True)))
-    agent.context = 3
-    _LifelongLoop(agent).adapt()
+    agent.stats.context = 3
+    agent.adapter.adapt()
     (adaptation,) = events.adaptations
     # With the motor reversed, only the mirrored balancer keeps the pole up.
     assert adaptation.chosen == "library:2"
     assert adaptation.scores["library:2"] > 150
     assert adaptation.scores["library:1"] < 50
-    assert agent.context == 2  # back in the context that rule was learned in
+    assert agent.stats.context == 2  # back in the context that rule was learned in
     assert adaptation.sandbox_steps > 0
     current = policy_tensors(agent.model.policy)
     assert [t.data for t in current] == [t.data for t in balancer(agent, mirrored=True)]
@@ -88,11 +88,11 @@ def test_a_remembered_policy_that_is_only_a_head_start_does_not_take_over_its_co
     mirrored = balancer(agent, mirrored=True)
     # It wins on the sandbox, but far below what it scored where it was learned.
     agent.library.store(LibraryEntry(context=2, tensors=mirrored, score=10_000.0, step=1000))
-    agent.context = 3
-    _LifelongLoop(agent).adapt()
+    agent.stats.context = 3
+    agent.adapter.adapt()
     (adaptation,) = events.adaptations
     assert adaptation.chosen == "library:2"
-    assert agent.context == 4  # a new world, not context 2 come back
+    assert agent.stats.context == 4  # a new world, not context 2 come back
     assert [t.data for t in policy_tensors(agent.model.policy)] == [t.data for t in mirrored]
     kept = agent.library.get(2)
     assert kept is not None
@@ -105,10 +105,10 @@ def test_lifelong_keeps_its_policy_when_nothing_remembered_is_better(tmp_path: P
     load_tensors(agent.model.policy, balancer(agent))
     agent.library.store(entry(1, balancer(agent, mirrored=True)))  # useless on earth
     before = policy_tensors(agent.model.policy)
-    _LifelongLoop(agent).adapt()
+    agent.adapter.adapt()
     (adaptation,) = events.adaptations
     assert adaptation.chosen == "current"
-    assert agent.context == 2  # a new context
+    assert agent.stats.context == 2  # a new context
     assert [t.data for t in policy_tensors(agent.model.policy)] == [t.data for t in before]
 
 
@@ -122,7 +122,7 @@ def test_trying_candidates_leaves_the_learners_random_streams_where_they_were(
     torch_state = torch.random.get_rng_state()
     numpy_state = np.random.get_state(legacy=False)  # noqa: NPY002 - what SB3 draws from
     python_state = random.getstate()
-    _LifelongLoop(agent).adapt()
+    agent.adapter.adapt()
     (adaptation,) = events.adaptations
     assert (adaptation.chosen, "fresh" in adaptation.scores) == ("current", True)
     assert adaptation.sandbox_steps > 0
@@ -143,7 +143,7 @@ def test_lifelong_starts_over_where_what_it_knows_does_worse_than_nothing(
     agent.schedule_origin.step = 0
     agent.model.num_timesteps = 5000
     adopted_from(agent, Lineage(agent="teacher", version=3))
-    _LifelongLoop(agent).adapt()
+    agent.adapter.adapt()
     (adaptation,) = events.adaptations
     assert adaptation.chosen == "fresh"
     assert adaptation.scores["fresh"] > adaptation.scores["current"]
@@ -151,7 +151,7 @@ def test_lifelong_starts_over_where_what_it_knows_does_worse_than_nothing(
     assert any(a.data != b.data for a, b in zip(after, balancer(agent), strict=True))
     assert agent.schedule_origin.step == 5000  # schedules start over with the weights
     assert agent.lineage is None
-    assert agent.adaptations == 1
+    assert agent.stats.adaptations == 1
 
 
 def test_lifelong_tries_peers_snapshots_and_records_the_lineage(tmp_path: Path) -> None:
@@ -168,7 +168,7 @@ def test_lifelong_tries_peers_snapshots_and_records_the_lineage(tmp_path: Path) 
     )  # fmt: skip
     assert peers.offer(snapshot)
     agent.peers = peers
-    _LifelongLoop(agent).adapt()
+    agent.adapter.adapt()
     assert events.adaptations[0].chosen == "peer:teacher@v7"
     assert agent.lineage is not None
     assert (agent.lineage.agent, agent.lineage.version) == ("teacher", 7)
@@ -195,10 +195,10 @@ def test_peers_that_do_not_fit_are_ignored() -> None:
 def test_finetune_only_counts_the_drift(tmp_path: Path) -> None:
     agent, events = learner(tmp_path, strategy=Strategy.FINETUNE)
     before = policy_tensors(agent.model.policy)
-    _LifelongLoop(agent).adapt()
+    agent.adapter.adapt()
     assert events.adaptations[0].chosen == "current"
     assert events.adaptations[0].scores == {}
-    assert agent.adaptations == 0
+    assert agent.stats.adaptations == 0
     assert [t.data for t in policy_tensors(agent.model.policy)] == [t.data for t in before]
 
 
@@ -211,7 +211,7 @@ def test_scratch_starts_over_weights_buffer_and_exploration(tmp_path: Path) -> N
     before = policy_tensors(agent.model.policy)
     agent.model.num_timesteps = 50_000  # far past exploration_steps: epsilon at its floor
     assert agent.model.exploration_schedule(1.0) == pytest.approx(0.05)
-    _LifelongLoop(agent).adapt()
+    agent.adapter.adapt()
     assert events.adaptations[0].chosen == "scratch"
     assert agent.model.replay_buffer.size() == 0
     after = policy_tensors(agent.model.policy)
@@ -222,13 +222,13 @@ def test_scratch_starts_over_weights_buffer_and_exploration(tmp_path: Path) -> N
 def test_the_library_survives_a_restart(tmp_path: Path) -> None:
     agent, _ = learner(tmp_path, strategy=Strategy.LIFELONG)
     agent.library.store(entry(4, balancer(agent)))
-    agent.context = 5
-    agent.drift_events = 3
+    agent.stats.context = 5
+    agent.stats.drift_events = 3
     agent.checkpoint()
     again, _ = learner(tmp_path, strategy=Strategy.LIFELONG)
     assert list(again.library.entries) == [4]
-    assert again.context == 5
-    assert again.drift_events == 3
+    assert again.stats.context == 5
+    assert again.stats.drift_events == 3
     stored = again.library.get(4)
     assert stored is not None
     assert [t.data for t in stored.tensors] == [t.data for t in balancer(agent)]
@@ -248,7 +248,6 @@ def test_the_library_keeps_the_policy_the_context_ended_with_not_its_luckiest_wi
     tmp_path: Path,
 ) -> None:
     agent, _ = learner(tmp_path, strategy=Strategy.LIFELONG)
-    loop = _LifelongLoop(agent)
     earlier, final = balancer(agent), balancer(agent, mirrored=True)
     after_change = policy_tensors(agent.fresh_policy())
     lives = [
@@ -266,8 +265,8 @@ def test_the_library_keeps_the_policy_the_context_ended_with_not_its_luckiest_wi
         load_tensors(agent.model.policy, tensors)
         for score in scores:
             step += 100
-            loop.evaluate(score, score, 100, step, "earth")
-    loop.adapt()
+            agent.adapter.observe(score, step)
+    agent.adapter.adapt()
     stored = agent.library.get(1)
     assert stored is not None
     assert [t.data for t in stored.tensors] == [t.data for t in final]

@@ -8,8 +8,9 @@ from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
 
 from agents.bus.schemas import HyperValue, Lineage
+from agents.learner.adaptation import Adoption
 from agents.learner.experience import ExperienceColumns
-from agents.learner.learner import Adoption, Learner, LearnerConfig, _LifelongLoop
+from agents.learner.learner import Learner, LearnerConfig
 from agents.learner.snapshots import load_tensors, policy_tensors
 from tests.learner.test_learner import Recorder
 from tests.learner.test_lifelong_loop import balancer
@@ -44,7 +45,7 @@ def test_off_policy_learners_add_peers_transitions_up_to_their_share() -> None:
     assert isinstance(model, DQN)
     assert model.replay_buffer is not None
     # Half the intake at most: 300 own transitions admit up to 300 from peers, by batches.
-    assert learner.peer_transitions == 300
+    assert learner.stats.peer_transitions == 300
     # (SB3 stores a transition after the callback: the one that hit the budget is not kept.)
     assert model.replay_buffer.size() == 299 + 300
     rewards = model.replay_buffer.rewards[: model.replay_buffer.size()]
@@ -79,7 +80,7 @@ def test_a_small_share_admits_little() -> None:
         learner.offer_experience(peer_batch(10, 4, np.array(0), reward=7.0))
     learner.run()
     # 300 own steps at a tenth admit about 33 peer transitions: here 4 batches of 10 = 40.
-    assert learner.peer_transitions <= 0.1 / 0.9 * 300 + 10
+    assert learner.stats.peer_transitions <= 0.1 / 0.9 * 300 + 10
 
 
 def test_box_actions_are_stored_the_way_sb3_stores_them() -> None:
@@ -121,12 +122,12 @@ def test_adopting_a_peers_policy_and_mutated_hyperparameters() -> None:
         tensors=theirs, lineage=Lineage(agent="peer", version=7), hyperparams=MUTATED,
         reason="test",
     )  # fmt: skip
-    _LifelongLoop(learner).adopt(adoption)
+    learner.adapter.adopt(adoption)
     model = learner.model
     assert isinstance(model, PPO)
     assert [t.data for t in policy_tensors(model.policy)] == [t.data for t in theirs]
     assert learner.lineage == Lineage(agent="peer", version=7)
-    assert (learner.adoptions, learner.adoptions_declined) == (1, 0)
+    assert (learner.stats.adoptions, learner.stats.adoptions_declined) == (1, 0)
     assert model.lr_schedule(1.0) == pytest.approx(1e-4)
     assert model.ent_coef == pytest.approx(0.01)
     assert model.n_steps == 64  # not a hyperparameter that can change mid-life
@@ -142,10 +143,10 @@ def test_weights_that_do_clearly_worse_on_this_device_are_declined() -> None:
         tensors=balancer(learner, mirrored=True), lineage=Lineage(agent="peer", version=3),
         hyperparams=MUTATED, reason="test",
     )  # fmt: skip
-    steps_before = learner.adaptation_steps
-    _LifelongLoop(learner).adopt(adoption)
+    steps_before = learner.stats.adaptation_steps
+    learner.adapter.adopt(adoption)
     assert [t.data for t in policy_tensors(learner.model.policy)] == [t.data for t in ours]
-    assert (learner.adoptions, learner.adoptions_declined) == (0, 1)
+    assert (learner.stats.adoptions, learner.stats.adoptions_declined) == (0, 1)
     assert learner.lineage is None
-    assert learner.adaptation_steps > steps_before  # the trial is counted
+    assert learner.stats.adaptation_steps > steps_before  # the trial is counted
     assert learner.hyperparams["learning_rate"] == pytest.approx(1e-4)  # exploring goes on
