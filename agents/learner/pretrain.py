@@ -1,0 +1,255 @@
+"""Starting from what the device knows: its controller's history, and learning from it.
+
+A device that gets a learning agent already has a controller: the setpoint thermostat on the
+wall, the max-pressure signal plan, the battery's self-consumption mode. Its history under
+that controller is the best data an agent can start from, and a person expects the new
+controller to be at least as good as the old one from its first day. So an agent that starts
+from the baseline (``start_from = "baseline"``):
+
+1. records the world's primary baseline controller driving the device
+   (:func:`record_controller`). These are real device steps: they advance the drift schedule,
+   are published as experience and count in the agent's budget;
+2. fits its model to that history (:func:`pretrain`):
+
+   - actor-critic learners (PPO, A2C): behaviour cloning, the policy maximises the
+     log-probability of the controller's actions; and the value function is regressed on the
+     returns those actions earned, discounted with the learner's ``gamma`` and bootstrapped
+     with the value being fitted where an episode was cut by its time limit (a few rounds of
+     fitted policy evaluation). Without the value fit, the first PPO updates would follow the
+     advantages of an untrained critic and undo the cloning;
+   - off-policy learners (DQN, SAC): the transitions seed the replay buffer, so the first
+     updates already learn from the device's history;
+
+3. then learns by reinforcement as any agent does.
+
+For a Gaussian policy (continuous actions) only the mean is cloned; the exploration noise
+stays the algorithm's own (``log_std`` is left alone): cloning a deterministic controller would
+shrink it to nothing and leave nothing to learn from.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import numpy.typing as npt
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch.nn import functional as F  # noqa: N812 - torch's own convention
+
+from agents.exceptions import ConfigError
+from agents.learner.experience import ExperienceColumns, ExperienceRecorder
+from agents.learner.replay import add_to_replay_buffer
+from agents.worlds.baselines import PRIMARY_BASELINE, Controller, make_baseline
+
+__all__ = [
+    "ControllerHistory",
+    "PretrainResult",
+    "pretrain",
+    "record_controller",
+    "start_controller",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerHistory:
+    """The device driven by its controller: the transitions and the finished episodes' returns."""
+
+    columns: ExperienceColumns
+    episode_returns: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class PretrainResult:
+    """How well the model fits the controller's history after :func:`pretrain`."""
+
+    transitions: int
+    #: Share of the history's states where the policy's most likely action is the
+    #: controller's (discrete actions), ``None`` otherwise.
+    agreement: float | None
+    #: Mean squared error of the value function against its last targets (actor-critic).
+    value_error: float | None
+    #: Transitions put into the replay buffer (off-policy).
+    replayed: int
+
+
+def start_controller(env_id: str, env: gym.Env[Any, Any]) -> Controller:
+    """The controller the device runs today: the world's primary baseline.
+
+    Raises:
+        ConfigError: the world has none, so there is nothing to start from.
+    """
+    name = PRIMARY_BASELINE.get(env_id)
+    if name is None:
+        msg = f'{env_id} has no baseline controller: start_from = "baseline" needs one'
+        raise ConfigError(msg)
+    return make_baseline(env_id, name, env)
+
+
+def record_controller(
+    env: gym.Env[Any, Any],
+    controller: Controller,
+    steps: int,
+    *,
+    seed: int | None = None,
+) -> ControllerHistory:
+    """Let ``controller`` drive ``env`` for ``steps`` steps and record every transition.
+
+    The last episode is cut where the steps run out (its return is not counted); the caller's
+    next ``reset`` starts a new one.
+    """
+    recorder = ExperienceRecorder(env.observation_space, env.action_space, max(1, steps))
+    returns: list[float] = []
+    obs, _ = env.reset(seed=seed)
+    controller.reset()
+    episode_return = 0.0
+    batch: ExperienceColumns | None = None
+    for _ in range(steps):
+        action = controller.act(obs)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        episode_return += float(reward)
+        batch = recorder.record(
+            obs, next_obs, action, float(reward), terminated=terminated, truncated=truncated
+        )
+        if terminated or truncated:
+            returns.append(episode_return)
+            episode_return = 0.0
+            obs, _ = env.reset()
+            controller.reset()
+        else:
+            obs = next_obs
+    columns = batch if batch is not None else recorder.drain()
+    if columns is None:
+        msg = "record_controller needs steps >= 1"
+        raise ValueError(msg)
+    return ControllerHistory(columns, tuple(returns))
+
+
+def pretrain(
+    model: BaseAlgorithm,
+    history: ControllerHistory,
+    *,
+    epochs: int = 100,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    value_rounds: int = 3,
+    seed: int = 0,
+) -> PretrainResult:
+    """Fit ``model`` to the controller's history (module docstring); returns how well it fits.
+
+    Uses its own optimiser, and leaves the model's optimiser state as it was: the
+    reinforcement learning that follows starts with fresh moments, as after a reset.
+    """
+    columns = history.columns
+    if isinstance(model, OffPolicyAlgorithm):
+        add_to_replay_buffer(model, columns)
+        return PretrainResult(len(columns), None, None, len(columns))
+    policy = model.policy
+    if not isinstance(policy, ActorCriticPolicy):
+        msg = f"cannot pretrain a {type(policy).__name__}: not an actor-critic policy"
+        raise ConfigError(msg)
+    gamma = float(getattr(model, "gamma", 0.99))
+    return _clone_actor_critic(
+        policy,
+        columns,
+        gamma=gamma,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        value_rounds=max(1, value_rounds),
+        generator=np.random.default_rng(seed),
+    )
+
+
+def _clone_actor_critic(
+    policy: ActorCriticPolicy,
+    columns: ExperienceColumns,
+    *,
+    gamma: float,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    value_rounds: int,
+    generator: np.random.Generator,
+) -> PretrainResult:
+    obs = torch.as_tensor(np.asarray(columns.obs, dtype=np.float32))
+    next_obs = torch.as_tensor(np.asarray(columns.next_obs, dtype=np.float32))
+    actions = _action_tensor(policy.action_space, columns.actions)
+    log_std = getattr(policy, "log_std", None)
+    trained = [p for p in policy.parameters() if p is not log_std]
+    optimizer = torch.optim.Adam(trained, lr=learning_rate)
+    n = len(columns)
+    rounds = min(value_rounds, epochs)
+    policy.set_training_mode(True)
+    for round_ in range(rounds):
+        targets = _value_targets(policy, columns, next_obs, gamma)
+        # The epochs shared out over the rounds, the remainder in the first.
+        for _ in range(epochs // rounds + (epochs % rounds if round_ == 0 else 0)):
+            order = generator.permutation(n)
+            for start in range(0, n, batch_size):
+                idx = torch.as_tensor(order[start : start + batch_size])
+                values, log_prob, _ = policy.evaluate_actions(obs[idx], actions[idx])
+                loss = -log_prob.mean() + F.mse_loss(values.flatten(), targets[idx])
+                optimizer.zero_grad()
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimizer.step()
+    targets = _value_targets(policy, columns, next_obs, gamma)
+    with torch.no_grad():
+        value_error = float(F.mse_loss(policy.predict_values(obs).flatten(), targets))
+    policy.set_training_mode(False)
+    return PretrainResult(n, _agreement(policy, obs, columns.actions), value_error, 0)
+
+
+def _action_tensor(space: spaces.Space[Any], actions: npt.NDArray[Any]) -> torch.Tensor:
+    if isinstance(space, spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary):
+        return torch.as_tensor(np.asarray(actions, dtype=np.int64))
+    return torch.as_tensor(np.asarray(actions, dtype=np.float32))
+
+
+def _value_targets(
+    policy: ActorCriticPolicy,
+    columns: ExperienceColumns,
+    next_obs: torch.Tensor,
+    gamma: float,
+) -> torch.Tensor:
+    """Discounted returns to each episode's end, bootstrapped where it was cut, not ended.
+
+    A time limit (``truncated``) and the end of the recording are cuts: the value of the
+    state reached is estimated with the current value function, as SB3 does on a timeout.
+    """
+    with torch.no_grad():
+        bootstrap = policy.predict_values(next_obs).flatten().numpy().astype(np.float64)
+    rewards = np.asarray(columns.rewards, dtype=np.float64)
+    terminated = np.asarray(columns.terminated, dtype=bool)
+    truncated = np.asarray(columns.truncated, dtype=bool)
+    targets = np.zeros_like(rewards)
+    following = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        if terminated[t]:
+            following = 0.0
+        elif truncated[t] or t == len(rewards) - 1:
+            following = bootstrap[t]
+        following = rewards[t] + gamma * following
+        targets[t] = following
+    return torch.as_tensor(targets, dtype=torch.float32)
+
+
+def _agreement(
+    policy: ActorCriticPolicy, obs: torch.Tensor, actions: npt.NDArray[Any]
+) -> float | None:
+    if not isinstance(policy.action_space, spaces.Discrete):
+        return None
+    with torch.no_grad():
+        chosen = policy.get_distribution(obs).mode().numpy()
+    return float(np.mean(chosen.reshape(-1) == np.asarray(actions).reshape(-1)))
