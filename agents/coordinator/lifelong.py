@@ -38,6 +38,7 @@ import numpy.typing as npt
 __all__ = [
     "DEFAULT_WINDOW",
     "DEGENERATE_GAP",
+    "INFORMATIVE_SHARE",
     "PRE_TRAINING",
     "TERMINAL_FRACTION",
     "EpisodePoint",
@@ -60,6 +61,7 @@ __all__ = [
     "performance_maintenance",
     "recovery_summary",
     "recovery_times",
+    "reference_spans",
     "relative_to_baseline",
     "training_blocks",
     "transfer_means",
@@ -75,6 +77,9 @@ TERMINAL_FRACTION = 10
 #: Relative size of ``|baseline - random|`` below which the two controllers are taken as equal
 #: and :func:`normalise` falls back (see there).
 DEGENERATE_GAP = 1e-6
+#: Share of the world's widest baseline-over-random margin below which a regime's baseline is
+#: no reference: it does little better than random, or worse (:func:`reference_spans`).
+INFORMATIVE_SHARE = 0.1
 #: Block index of snapshots taken before the first training block: "before any learning".
 PRE_TRAINING = -1
 
@@ -265,23 +270,51 @@ def _regime_values(per_regime: Mapping[str, float | None]) -> RegimeValues:
     return RegimeValues(per, _mean(v for v in per.values() if v is not None))
 
 
-def normalise(raw: float, random: float, baseline: float) -> float:
+def normalise(raw: float, random: float, baseline: float, *, span: float | None = None) -> float:
     """Map a raw return onto the scale 0 = random controller, 1 = baseline controller.
 
     It is linear, so averages and differences keep their meaning, and it makes regimes (and
     worlds) with different reward scales comparable; returns that are costs (negative) work the
-    same way. When the two controllers score the same, ``|baseline - random| <=
-    DEGENERATE_GAP * max(1, |baseline|, |random|)``, the scale is undefined; the agent is then
-    measured relative to that common level, keeping 1.0 = baseline level:
-    ``1 + (raw - baseline) / |baseline|`` (``raw / baseline`` for a positive baseline), or
+    same way.
+
+    ``span`` replaces ``baseline - random`` as the scale's unit where the baseline is no real
+    reference (see :func:`reference_spans`): 1.0 is then ``random + span``.
+
+    When the two controllers score the same, ``|baseline - random| <=
+    DEGENERATE_GAP * max(1, |baseline|, |random|)``, and no ``span`` is given, the scale is
+    undefined; the agent is then measured relative to that common level, keeping 1.0 = baseline
+    level: ``1 + (raw - baseline) / |baseline|`` (``raw / baseline`` for a positive baseline), or
     ``1 + (raw - baseline)`` when the baseline itself is within ``DEGENERATE_GAP`` of 0.
     Non-finite inputs give a non-finite result, which the metrics below ignore.
     """
-    gap = baseline - random
+    gap = baseline - random if span is None else span
     if abs(gap) > DEGENERATE_GAP * max(1.0, abs(baseline), abs(random)):
         return (raw - random) / gap
     scale = abs(baseline) if abs(baseline) > DEGENERATE_GAP else 1.0
     return 1.0 + (raw - baseline) / scale
+
+
+def reference_spans(references: Mapping[str, tuple[float, float]]) -> dict[str, float | None]:
+    """The unit of each regime's normalised scale, from its ``(random, baseline)`` returns.
+
+    A regime's unit is ``baseline - random`` where the baseline is a real reference: at least
+    :data:`INFORMATIVE_SHARE` of the world's largest margin of a baseline over random, in any
+    of its regimes. Where it is not (CartPole's PD controller on a reversed motor scores below
+    random), the world's largest margin is the unit instead, so 1.0 there means "random plus
+    what the baseline adds where it works". Scores then keep their sign and size: an agent at
+    that helpless baseline's level reads about 0, one that masters the regime about 1, where a
+    unit of ``baseline - random`` would have read -17 or +40. ``None`` (use ``normalise``'s own
+    rule) when no regime has a margin at all.
+    """
+    gaps = {regime: baseline - random for regime, (random, baseline) in references.items()}
+    finite = [gap for gap in gaps.values() if math.isfinite(gap)]
+    widest = max(finite, default=0.0)
+    if widest <= 0.0:
+        return dict.fromkeys(gaps)
+    return {
+        regime: gap if math.isfinite(gap) and gap >= INFORMATIVE_SHARE * widest else widest
+        for regime, gap in gaps.items()
+    }
 
 
 # --------------------------------------------------------------------------------------------

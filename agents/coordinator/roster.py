@@ -27,6 +27,7 @@ from agents.coordinator.lifelong import (
     LifelongReport,
     lifelong_report,
     normalise,
+    reference_spans,
 )
 
 __all__ = ["AgentRecord", "EvaluationPoint", "Roster", "lifelong_metrics"]
@@ -164,8 +165,9 @@ class AgentRecord:
 def lifelong_metrics(record: AgentRecord) -> LifelongReport:
     """The agent's L2M metrics on normalised scores (0: a random controller, 1: the baseline).
 
-    Each regime is normalised with the references of its latest evaluation; a regime without
-    both references keeps raw returns.
+    Each regime is normalised with the references of its latest evaluation, on a unit that
+    cannot collapse where the baseline is no better than random (``reference_spans``); a
+    regime without both references keeps raw returns.
     """
     references: dict[str, tuple[float, float]] = {}
     for point in record.evaluations:
@@ -173,10 +175,12 @@ def lifelong_metrics(record: AgentRecord) -> LifelongReport:
             if score.random_return is not None and score.baseline_return is not None:
                 references[score.regime] = (score.random_return, score.baseline_return)
 
+    spans = reference_spans(references)
+
     def scale(regime: str, value: float) -> float:
         if regime in references:
             random, baseline = references[regime]
-            return normalise(value, random, baseline)
+            return normalise(value, random, baseline, span=spans[regime])
         return value
 
     # A lifelong agent's score on a regime is what it achieves there after recalling its best

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from agents.coordinator.lifelong import normalise
+from agents.coordinator.lifelong import normalise, reference_spans
 from agents.coordinator.roster import AgentRecord, EvaluationPoint
 
 __all__ = ["PairGain", "SharingGain", "score", "sharing_gain", "steps_to_threshold"]
@@ -84,9 +84,15 @@ def score(point: EvaluationPoint, *, normalised: bool) -> float:
     """An evaluation's mean return, or its mean normalised score (0 random, 1 baseline)."""
     if not normalised:
         return point.mean_return
-    values = [
-        normalise(s.mean_return, s.random_return, s.baseline_return)
+    references = {
+        s.regime: (s.random_return, s.baseline_return)
+        for s in point.regimes
         if s.random_return is not None and s.baseline_return is not None
+    }
+    spans = reference_spans(references)
+    values = [
+        normalise(s.mean_return, *references[s.regime], span=spans[s.regime])
+        if s.regime in references
         else s.mean_return
         for s in point.regimes
     ]

@@ -20,10 +20,12 @@ TRAFFIC = "society/TrafficSignal-v0"
 THERMOSTAT = "society/Thermostat-v0"
 
 
-def _ppo(env_id: str, **kwargs: object) -> PPO:
+def _ppo(env_id: str, *, continuous: bool = False) -> PPO:
+    regime = "weekday" if env_id == TRAFFIC else "winter"
+    kwargs: dict[str, Any] = {"continuous": True} if continuous else {}
     return PPO(
         "MlpPolicy",
-        make_world(env_id, regime="weekday" if env_id == TRAFFIC else "winter", **kwargs),
+        make_world(env_id, regime=regime, **kwargs),
         n_steps=64,
         seed=0,
         device="cpu",
@@ -74,11 +76,13 @@ def test_cloning_leaves_a_gaussian_policys_exploration_noise_alone() -> None:
     env = make_world(THERMOSTAT, regime="winter", continuous=True)
     history = record_controller(env, start_controller(THERMOSTAT, env), 960, seed=1)
     model = _ppo(THERMOSTAT, continuous=True)
-    before = model.policy.log_std.detach().clone()
-    mean_before = model.policy.action_net.weight.detach().clone()
+    log_std: torch.Tensor = model.policy.log_std
+    mean_net: torch.nn.Linear = model.policy.action_net  # type: ignore[assignment]
+    before = log_std.detach().clone()
+    mean_before = mean_net.weight.detach().clone()
     pretrain(model, history, epochs=5)
-    assert torch.equal(model.policy.log_std.detach(), before)
-    assert not torch.equal(model.policy.action_net.weight.detach(), mean_before)
+    assert torch.equal(log_std.detach(), before)
+    assert not torch.equal(mean_net.weight.detach(), mean_before)
 
 
 def test_off_policy_learners_take_the_history_into_their_replay_buffer() -> None:
