@@ -48,7 +48,7 @@ class Always:
     def reset(self) -> None:
         pass
 
-    def act(self, obs: Any) -> int:  # noqa: ARG002 - blind
+    def act(self, obs: Any) -> int:
         return self.action
 
 
