@@ -12,8 +12,8 @@ the agent's *advantage* that day is its return minus that.
 
 This holds for worlds whose randomness does not depend on the actions taken: every built-in
 world draws its exogenous conditions (at reset, or each step in an order the actions do not
-change), and whose episodes have a fixed length (the baseline's return is summed over the
-agent's episode). The copy doubles the simulation's cost, not the agent's steps: it is a
+change). Where episodes end on their own (CartPole's pole falls), the copy is played to its own
+end: the baseline's return is that of its whole episode from the same start. The copy doubles the simulation's cost, not the agent's steps: it is a
 digital twin kept for judging, its transitions are never learned from.
 """
 
@@ -76,17 +76,25 @@ class BaselineShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
 
     def step(self, action: ActT) -> tuple[ObsT, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        twin = self._twin
-        if twin is not None and not self._twin_done and self._twin_obs is not None:
-            twin_obs, twin_reward, twin_end, twin_cut, _ = twin.step(
-                self.controller.act(self._twin_obs)  # type: ignore[arg-type]
-            )
-            self._twin_obs = twin_obs
-            self._twin_return += float(twin_reward)
-            self._twin_done = twin_end or twin_cut
+        self._twin_step()
         if terminated or truncated:
+            # Episodes that end on their own (a pole that falls) may end at another step on
+            # the twin: the baseline plays its copy of the episode to its own end.
+            while not self._twin_done and self._twin_obs is not None:
+                self._twin_step()
             info[BASELINE_RETURN] = self._twin_return
         return obs, reward, terminated, truncated, info
+
+    def _twin_step(self) -> None:
+        twin = self._twin
+        if twin is None or self._twin_done or self._twin_obs is None:
+            return
+        twin_obs, twin_reward, twin_end, twin_cut, _ = twin.step(
+            self.controller.act(self._twin_obs)  # type: ignore[arg-type]
+        )
+        self._twin_obs = twin_obs
+        self._twin_return += float(twin_reward)
+        self._twin_done = twin_end or twin_cut
 
     def close(self) -> None:
         if self._twin is not None:

@@ -68,3 +68,22 @@ def test_the_copy_follows_the_drift_into_a_new_regime() -> None:
 def test_a_world_without_a_baseline_is_refused() -> None:
     with pytest.raises(ConfigError, match="no baseline controller"):
         BaselineShadow(gym.make("Pendulum-v1"), "Pendulum-v1")
+
+
+def test_an_episode_that_ends_early_still_gets_the_baselines_whole_episode() -> None:
+    # CartPole: an agent that always pushes left drops the pole within a few dozen steps;
+    # the PD controller on the same start balances it to the time limit.
+    env = make_env("CartPole-v1", shadow_baseline=True)
+    env.reset(seed=2)
+    ((agent, baseline),) = play(env, lambda _: 0, episodes=1)
+    assert agent < 50
+    solo = make_env("CartPole-v1")
+    solo.reset(seed=2)
+    obs, _ = solo.reset()  # play() started the shadowed env's second episode
+    pd = make_baseline("CartPole-v1", "pd", solo)
+    expected, done = 0.0, False
+    while not done:
+        obs, reward, terminated, truncated, _ = solo.step(pd.act(obs))
+        expected += float(reward)
+        done = terminated or truncated
+    assert baseline == expected > 400
