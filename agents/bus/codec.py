@@ -296,6 +296,8 @@ def _check_telemetry(message: Message) -> None:
     _name(message.agent, "agent")
     _finite(message.ts, "ts")
     _finite(message.steps_per_second, "steps_per_second")
+    _finite(message.regret, "regret")
+    _finite(message.regret_baseline_return, "regret_baseline_return")
     for value in message.episode_returns:
         _finite(value, "episode_returns")
     count = len(message.episode_returns)

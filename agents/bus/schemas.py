@@ -214,6 +214,15 @@ class Telemetry(Message, tag="telemetry"):
     twin_of: str = ""
     peer_transitions: Int64 = 0
     messages_rejected: dict[str, int] = {}
+    #: Against the world's baseline controller on the same episodes, over the agent's life:
+    #: the baseline's summed return minus the deployed one's (> 0: worse than the controller),
+    #: the baseline's summed return, and the episodes both sums cover (0: nothing compared).
+    regret: float = 0.0
+    regret_baseline_return: float = 0.0
+    regret_episodes: Int64 = 0
+    #: Device steps the baseline controller drove: the history before the agent took over,
+    #: and the episodes its guard gave back to the controller.
+    controller_steps: Int64 = 0
 
 
 class Directive(Message, tag="directive"):

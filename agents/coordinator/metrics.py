@@ -64,6 +64,16 @@ _PER_AGENT: tuple[tuple[str, bool, str, Getter], ...] = (
      lambda r: r.adoptions),
     ("society_agent_peer_transitions", True,
      "Peers' transitions the agent added to its replay buffer.", lambda r: r.peer_transitions),
+    ("society_agent_regret", False,
+     "The baseline controller's summed return minus the agent's deployed one on the same "
+     "episodes, over its life, in the world's return units (> 0: worse than the controller).",
+     lambda r: r.regret.total if r.regret.episodes else None),
+    ("society_agent_regret_ratio", False,
+     "The regret as a share of the size of the baseline's summed return (0.05: 5 % worse).",
+     lambda r: r.regret.relative),
+    ("society_agent_controller_steps", True,
+     "Device steps the baseline controller drove (history before the agent, guard fallbacks).",
+     lambda r: r.regret.controller_steps),
 )  # fmt: skip
 
 #: The L2M metrics of each agent, on normalised scores: (name, help, value from the report).

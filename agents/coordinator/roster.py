@@ -30,7 +30,7 @@ from agents.coordinator.lifelong import (
     reference_spans,
 )
 
-__all__ = ["AgentRecord", "EvaluationPoint", "Roster", "lifelong_metrics"]
+__all__ = ["AgentRecord", "EvaluationPoint", "Regret", "Roster", "lifelong_metrics"]
 
 _MAX_EPISODES = 200_000
 
@@ -70,6 +70,32 @@ class EvaluationPoint:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Regret:
+    """An agent's regret against its world's baseline controller, as it last reported it."""
+
+    total: float = 0.0
+    baseline_return: float = 0.0
+    episodes: int = 0
+    controller_steps: int = 0
+
+    @property
+    def relative(self) -> float | None:
+        """The regret as a share of the baseline's summed return's size (0.05: 5 % worse)."""
+        if self.episodes == 0 or self.baseline_return == 0.0:
+            return None
+        return self.total / abs(self.baseline_return)
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {
+            "total": self.total if self.episodes else None,
+            "relative": self.relative,
+            "baseline_return": self.baseline_return,
+            "episodes": self.episodes,
+            "controller_steps": self.controller_steps,
+        }
+
+
 @dataclass(slots=True)
 class AgentRecord:
     """Everything the coordinator knows about one agent."""
@@ -98,6 +124,8 @@ class AgentRecord:
     shares: tuple[str, ...] = ()
     twin_of: str = ""
     peer_transitions: int = 0
+    #: The agent's regret against the baseline controller (see ``Telemetry``).
+    regret: Regret = field(default_factory=Regret)
     #: The latest snapshot's hyperparameters and lineage; adoptions seen in the lineage.
     hyperparams: dict[str, HyperValue] = field(default_factory=dict)
     lineage: Lineage | None = None
@@ -151,6 +179,7 @@ class AgentRecord:
             "shares": list(self.shares),
             "twin_of": self.twin_of,
             "peer_transitions": self.peer_transitions,
+            "regret": self.regret.as_dict(),
             "adoptions": self.adoptions,
             "lineage": None
             if self.lineage is None
@@ -244,6 +273,13 @@ class Roster:
         record.shares = tuple(telemetry.shares)
         record.twin_of = telemetry.twin_of
         record.peer_transitions = telemetry.peer_transitions
+        if telemetry.regret_episodes >= record.regret.episodes:  # cumulative: keep the newest
+            record.regret = Regret(
+                telemetry.regret,
+                telemetry.regret_baseline_return,
+                telemetry.regret_episodes,
+                telemetry.controller_steps,
+            )
         if len(telemetry.episode_steps) == len(telemetry.episode_returns):
             regimes = telemetry.episode_regimes or [telemetry.regime] * len(telemetry.episode_steps)
             record.episode_log.extend(

@@ -40,6 +40,8 @@ class AgentRow:
     baseline: float = math.nan
     regime: str = ""
     drift_events: int = 0
+    #: Regret against the baseline controller as a share of its cost (NaN: not compared).
+    regret_ratio: float = math.nan
 
 
 class LiveState:
@@ -69,6 +71,8 @@ class LiveState:
             row.steps_per_second = message.steps_per_second
             row.drift_events = message.drift_events
             row.regime = message.regime
+            if message.regret_episodes and message.regret_baseline_return:
+                row.regret_ratio = message.regret / abs(message.regret_baseline_return)
             if message.episode_returns:
                 row.recent_return = sum(message.episode_returns) / len(message.episode_returns)
         elif isinstance(message, Evaluation):
@@ -86,6 +90,11 @@ class LiveState:
 
 def _number(value: float, digits: int = 1) -> str:
     return "-" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def _regret(ratio: float) -> str:
+    """A regret ratio as a signed percentage: "+3.1%" worse than the controller, "-8.0%" better."""
+    return "-" if math.isnan(ratio) else f"{ratio:+.1%}"
 
 
 def _bar(done: int, total: int, width: int = 12) -> str:
@@ -131,7 +140,7 @@ class LiveDisplay:
             self._last_line = now
             for row in self.state.rows.values():
                 log.info(
-                    "%s %s steps=%d/%d sps=%.0f return=%s eval=%s",
+                    "%s %s steps=%d/%d sps=%.0f return=%s eval=%s regret=%s",
                     row.id,
                     row.state,
                     row.steps,
@@ -139,6 +148,7 @@ class LiveDisplay:
                     row.steps_per_second,
                     _number(row.recent_return),
                     _number(row.last_eval),
+                    _regret(row.regret_ratio),
                 )
 
     def table(self) -> Table:
@@ -158,6 +168,7 @@ class LiveDisplay:
             ("eval", "right"),
             ("best", "right"),
             ("baseline", "right"),
+            ("regret", "right"),
             ("regime", "left"),
             ("drift", "right"),
         ):
@@ -174,6 +185,7 @@ class LiveDisplay:
                 _number(row.last_eval),
                 _number(row.best_eval),
                 _number(row.baseline),
+                _regret(row.regret_ratio),
                 row.regime or "-",
                 str(row.drift_events),
             )

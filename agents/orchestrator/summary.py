@@ -90,6 +90,8 @@ def build_summary(run: RunState, *, status: str, reason: str | None) -> dict[str
                 "shares": seen.get("shares", []),
                 "adoptions": seen.get("adoptions", 0),
                 "peer_transitions": seen.get("peer_transitions", 0),
+                # The agent's own count is exact; the coordinator's is its latest telemetry.
+                "regret": own.get("regret") or seen.get("regret"),
                 "experience_batches_received": seen.get("experience_batches_received", 0),
                 "snapshots_evaluated": seen.get("snapshots_evaluated", 0),
                 "evaluations": seen.get("evaluations", []),

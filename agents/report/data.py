@@ -113,6 +113,7 @@ def _agents(summary: Mapping[str, Any], history: HistoryReader) -> tuple[AgentDa
             if (record := _evaluation(e)) is not None
         ] or fallback.get(agent_id, [])
         lifelong = as_mapping(entry.get("lifelong"))
+        regret = as_mapping(entry.get("regret")) or {}
         agents.append(
             AgentData(
                 id=agent_id,
@@ -129,6 +130,8 @@ def _agents(summary: Mapping[str, Any], history: HistoryReader) -> tuple[AgentDa
                 last_eval_return=as_float(entry.get("last_eval_return")),
                 baseline=as_str(entry.get("baseline")),
                 baseline_eval_return=as_float(entry.get("baseline_eval_return")),
+                regret=as_float(regret.get("total")),
+                regret_ratio=as_float(regret.get("relative")),
                 evaluations=tuple(sorted(evaluations, key=lambda e: (e.step, e.version))),
                 blocks=_blocks(lifelong) or _blocks_from_episodes(episodes.get(agent_id, [])),
                 training=tuple(training.get(agent_id, ())),

@@ -93,19 +93,23 @@ def _agents_table(agents: Sequence[AgentData]) -> str:
     if not agents:
         return _section("Agents", _empty("No agents in this run's summary or history."))
     header = ["agent", "world", "algo", "strategy", "steps", "episodes", "best eval",
-              "last eval", "baseline", "drifts", "adaptations", "adoptions", "twin of"]  # fmt: skip
+              "last eval", "baseline", "regret", "drifts", "adaptations", "adoptions",
+              "twin of"]  # fmt: skip
     rows = [
         [a.id, a.env, a.algo, a.strategy, f"{a.env_steps:,}", f"{a.episodes:,}",
          _num(a.best_eval_return, 1), _num(a.last_eval_return, 1),
          f"{a.baseline} {_num(a.baseline_eval_return, 1)}" if a.baseline else _UNDEFINED,
+         _regret(a.regret, a.regret_ratio),
          a.drift_events, a.adaptations, a.adoptions, a.twin_of or _UNDEFINED]
         for a in agents
     ]  # fmt: skip
     note = _note(
         "Evaluations are the coordinator's, on fixed-seed worlds of every regime of the agent's "
-        "world; the baseline is the world's usual controller on the same worlds. Drifts are "
-        "those the agent detected in its own returns; adaptations are the times it changed "
-        "policy because of one."
+        "world; the baseline is the world's usual controller on the same worlds. Regret is what "
+        "the device lived through: the baseline's summed return minus the deployed one's on the "
+        "same episodes over the whole run, learning included (positive: worse than the "
+        "controller), with its share of the baseline's. Drifts are those the agent detected in "
+        "its own returns; adaptations are the times it changed policy because of one."
     )
     return _section("Agents", _table(header, rows) + note)
 
@@ -264,6 +268,13 @@ def _figure(figure: RenderedFigure) -> str:
         f'<img src="data:image/png;base64,{data}" alt="{_e(figure.title)}"></a>'
         f"<figcaption>{_e(figure.title)}</figcaption></figure>"
     )
+
+
+def _regret(total: float | None, ratio: float | None) -> str:
+    if total is None:
+        return _UNDEFINED
+    share = "" if ratio is None else f" ({ratio:+.1%})"
+    return f"{total:+,.1f}{share}"
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

@@ -76,6 +76,10 @@ class AgentData:
     last_eval_return: float | None = None
     baseline: str = ""
     baseline_eval_return: float | None = None
+    #: Regret against the baseline controller over the run: the baseline's summed return
+    #: minus the deployed one's, and that as a share of the baseline's (``None``: not compared).
+    regret: float | None = None
+    regret_ratio: float | None = None
     evaluations: tuple[EvalRecord, ...] = ()
     #: Regime blocks from the lifelong report (found from training episodes, so exact).
     blocks: tuple[Block, ...] = ()

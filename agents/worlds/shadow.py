@@ -13,8 +13,9 @@ the agent's *advantage* that day is its return minus that.
 This holds for worlds whose randomness does not depend on the actions taken: every built-in
 world draws its exogenous conditions (at reset, or each step in an order the actions do not
 change). Where episodes end on their own (CartPole's pole falls), the copy is played to its own
-end: the baseline's return is that of its whole episode from the same start. The copy doubles the simulation's cost, not the agent's steps: it is a
-digital twin kept for judging, its transitions are never learned from.
+end: the baseline's return is that of its whole episode from the same start. The copy doubles
+the simulation's cost, not the agent's steps: it is a digital twin kept for judging, its
+transitions are never learned from.
 """
 
 from __future__ import annotations

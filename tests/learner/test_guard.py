@@ -17,7 +17,7 @@ from agents.worlds.shadow import BASELINE_RETURN
 EPISODE = 10
 
 
-class Lever(gym.Env[np.ndarray, int]):
+class Lever(gym.Env[np.ndarray, np.int64]):
     """Ten steps a day; action 0 costs 1 (the old controller's), 1 costs 0, 2 costs 2."""
 
     observation_space = spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
@@ -33,7 +33,7 @@ class Lever(gym.Env[np.ndarray, int]):
         self.t = 0
         return np.zeros(1, dtype=np.float32), {}
 
-    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         self.t += 1
         done = self.t >= EPISODE
         info: dict[str, Any] = {BASELINE_RETURN: -float(EPISODE)} if done else {}
