@@ -57,6 +57,7 @@ from agents.worlds.tariff import TariffParams, day_prices
 __all__ = [
     "OBS_COMFORT_HIGH",
     "OBS_COMFORT_LOW",
+    "OBS_HVAC",
     "OBS_INDOOR",
     "OBS_OCCUPIED",
     "OBS_OUTDOOR",
@@ -86,7 +87,10 @@ OBS_TOD_COS = 5
 OBS_WEEKEND = 6
 OBS_OCCUPIED = 7
 OBS_PRICE = 8
-_FIXED = 9
+#: The fraction the heat pump runs at now (what it was last told; 0 after a reset): a
+#: thermostat knows whether its heat pump is on, and a controller with a dead band acts on it.
+OBS_HVAC = 9
+_FIXED = 10
 
 T_REF = 21.0
 T_SCALE = 5.0
@@ -294,8 +298,9 @@ class Thermostat(World[ThermostatParams, ThermostatAction]):
 
     Observation (float32, roughly [-1, 1]): see the module constants ``OBS_*`` and
     :func:`obs_layout`: indoor and outdoor temperature, the comfort band, time of day (sin/cos),
-    weekend flag, occupied flag, current price, then hourly forecasts of price, occupancy and
-    outdoor temperature for the next ``forecast_hours`` hours.
+    weekend flag, occupied flag, current price, the heat pump's current fraction, then hourly
+    forecasts of price, occupancy and outdoor temperature for the next ``forecast_hours``
+    hours.
 
     Reward: ``-(energy_cost + comfort_weight * v) * reward_scale`` per step, ``v`` the K*h
     outside the comfort band narrowed by ``comfort_margin_k`` on each side, while occupied.
@@ -354,6 +359,7 @@ class Thermostat(World[ThermostatParams, ThermostatAction]):
             self.action_space = spaces.Discrete(n_levels)
         self._t = 0
         self._tin = p.comfort_low_c
+        self._frac = 0.0
         self._day0 = 0
         self._exo = np.zeros((self.episode_steps + 1, self.obs_dim), dtype=np.float32)
         self._tout: list[float] = []
@@ -525,6 +531,7 @@ class Thermostat(World[ThermostatParams, ThermostatAction]):
         self._generate()
         self._t = 0
         self._tin = tin
+        self._frac = 0.0
         self._sum_cost = self._sum_kwh = self._sum_viol = 0.0
         info = self._info(0)
         return self._obs(), info
@@ -533,6 +540,7 @@ class Thermostat(World[ThermostatParams, ThermostatAction]):
         obs: NDArray[np.float32] = self._exo[self._t].copy()
         v = (self._tin - T_REF) / T_SCALE
         obs[OBS_INDOOR] = OBS_BOUND if v > OBS_BOUND else max(v, -OBS_BOUND)
+        obs[OBS_HVAC] = self._frac
         return obs
 
     def _info(
@@ -598,6 +606,7 @@ class Thermostat(World[ThermostatParams, ThermostatAction]):
                 penalty = (mid - self._high_r) * dt
                 viol = max(mid - self._high, 0.0) * dt
         self._tin = t_new
+        self._frac = u
         self._sum_cost += cost
         self._sum_kwh += kwh
         self._sum_viol += viol
