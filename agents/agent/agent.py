@@ -119,6 +119,12 @@ class AgentReport:
     adoptions: int = 0
     adoptions_declined: int = 0
     context: int = 0
+    #: Against the baseline controller on the same episodes, over the agent's life (see
+    #: ``agents.regret``); ``controller_steps``: device steps the controller drove.
+    regret: float = 0.0
+    regret_baseline_return: float = 0.0
+    regret_episodes: int = 0
+    controller_steps: int = 0
     stopped_by: str = "budget"
 
 

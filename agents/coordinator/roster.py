@@ -29,8 +29,9 @@ from agents.coordinator.lifelong import (
     normalise,
     reference_spans,
 )
+from agents.regret import Regret
 
-__all__ = ["AgentRecord", "EvaluationPoint", "Regret", "Roster", "lifelong_metrics"]
+__all__ = ["AgentRecord", "EvaluationPoint", "Roster", "lifelong_metrics"]
 
 _MAX_EPISODES = 200_000
 
@@ -67,32 +68,6 @@ class EvaluationPoint:
                 }
                 for score in self.regimes
             },
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Regret:
-    """An agent's regret against its world's baseline controller, as it last reported it."""
-
-    total: float = 0.0
-    baseline_return: float = 0.0
-    episodes: int = 0
-    controller_steps: int = 0
-
-    @property
-    def relative(self) -> float | None:
-        """The regret as a share of the baseline's summed return's size (0.05: 5 % worse)."""
-        if self.episodes == 0 or self.baseline_return == 0.0:
-            return None
-        return self.total / abs(self.baseline_return)
-
-    def as_dict(self) -> dict[str, float | int | None]:
-        return {
-            "total": self.total if self.episodes else None,
-            "relative": self.relative,
-            "baseline_return": self.baseline_return,
-            "episodes": self.episodes,
-            "controller_steps": self.controller_steps,
         }
 
 

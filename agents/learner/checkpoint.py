@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,6 +47,12 @@ class CheckpointInfo:
     schedule_origin: int = 0
     drift_events: int = 0
     adaptations: int = 0
+    #: The regret meter's sums (guard.RegretMeter): the regret is over the agent's whole life.
+    deployed_return: float = 0.0
+    baseline_return: float = 0.0
+    learner_episodes: int = 0
+    controller_episodes: int = 0
+    controller_steps: int = 0
 
 
 class CheckpointStore:
@@ -67,7 +74,7 @@ class CheckpointStore:
         *,
         episodes: int,
         library: PolicyLibrary | None = None,
-        loop_state: dict[str, int] | None = None,
+        loop_state: Mapping[str, int | float] | None = None,
     ) -> CheckpointInfo:
         """Write a complete checkpoint, then switch ``checkpoint.json`` to it atomically."""
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -93,7 +100,7 @@ class CheckpointStore:
             model_file=model_file,
             replay_file=replay_file,
             library_file=library_file,
-            **(loop_state or {}),
+            **(loop_state or {}),  # type: ignore[arg-type]  # the learner's own field names
         )
         previous = self.read() if self.exists() else None
         write_text_atomically(self.manifest, json.dumps(asdict(info), indent=2))

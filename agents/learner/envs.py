@@ -19,7 +19,7 @@ import gymnasium as gym
 from agents.bus.schemas import HyperValue, RegimeSpec
 from agents.exceptions import ConfigError
 from agents.worlds import DriftSchedule, DriftWrapper, Regime, regimes_for
-from agents.worlds.shadow import BaselineShadow
+from agents.worlds.shadow import BaselineShadow, can_shadow
 
 __all__ = ["DriftPlan", "make_env", "parse_drift"]
 
@@ -89,18 +89,21 @@ def make_env(
     lifetime_step: int = 0,
     regime: RegimeSpec | None = None,
     shadow_baseline: bool = False,
+    meter_baseline: bool = False,
 ) -> gym.Env[Any, Any]:
     """Build a gymnasium environment, drifting along ``drift`` or fixed at ``regime``.
 
     ``shadow_baseline`` plays the world's baseline controller on a copy of every episode and
-    reports its return at the episode's end (:class:`agents.worlds.shadow.BaselineShadow`).
+    reports its return at the episode's end (:class:`agents.worlds.shadow.BaselineShadow`);
+    ``meter_baseline`` does so where the world allows it (it has a baseline and can be
+    copied), and quietly not elsewhere.
 
     ``env_id`` is either an id in gymnasium's registry, or ``package.module:Name`` where
     ``Name`` is a ``gymnasium.Env`` subclass or a function returning one; ``kwargs`` go to its
     constructor. Raises :class:`ConfigError` naming the id if it cannot be built.
     """
     env = _base_env(env_id, dict(kwargs or {}))
-    if shadow_baseline:
+    if shadow_baseline or (meter_baseline and can_shadow(env_id, env)):
         env = BaselineShadow(env, env_id)  # inside the drift: the copy sees the regime applied
     if drift is not None and regime is not None:
         msg = "give a drift plan or a fixed regime, not both"

@@ -29,6 +29,20 @@ class ExperienceColumns:
     def __len__(self) -> int:
         return int(self.rewards.shape[0])
 
+    def batches(self, size: int) -> list[ExperienceColumns]:
+        """These transitions cut into consecutive batches of at most ``size``."""
+        return [
+            ExperienceColumns(
+                obs=self.obs[start : start + size],
+                next_obs=self.next_obs[start : start + size],
+                actions=self.actions[start : start + size],
+                rewards=self.rewards[start : start + size],
+                terminated=self.terminated[start : start + size],
+                truncated=self.truncated[start : start + size],
+            )
+            for start in range(0, len(self), max(1, size))
+        ]
+
 
 def _column(space: spaces.Space[object], rows: int) -> npt.NDArray[np.generic]:
     shape = space.shape or ()

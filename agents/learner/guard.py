@@ -29,7 +29,7 @@ its own episodes, so on-policy updates stay on-policy); their transitions go to 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, SupportsFloat
 
@@ -70,6 +70,12 @@ class RegretMeter:
     @property
     def episodes(self) -> int:
         return self.learner_episodes + self.controller_episodes
+
+    def add_history(self, steps: int, episode_returns: Iterable[float]) -> None:
+        """The controller drove the device for ``steps`` steps, finishing these episodes."""
+        self.controller_steps += steps
+        for episode_return in episode_returns:
+            self.add(episode_return, episode_return, by_controller=True)
 
     def add(self, deployed: float, baseline: float, *, by_controller: bool) -> None:
         self.deployed_return += deployed

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -49,6 +50,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.bus.arrays import Tensor
 from agents.bus.schemas import HyperValue, Lineage, PolicyArch, SpaceSpec
+from agents.exceptions import ConfigError
 from agents.learner.adaptation import (
     Adaptation,
     Adapter,
@@ -61,9 +63,11 @@ from agents.learner.algorithms import AlgorithmSpec, get_algorithm, parse_hyperp
 from agents.learner.checkpoint import CheckpointInfo, CheckpointStore
 from agents.learner.envs import DriftPlan, make_env
 from agents.learner.experience import ExperienceColumns, ExperienceRecorder
+from agents.learner.guard import DEFAULT_BUDGET, ConservativeGate, GuardedDevice, RegretMeter
 from agents.learner.intake import PeerIntake
 from agents.learner.library import LibraryEntry, PolicyLibrary
 from agents.learner.peers import PeerSnapshots
+from agents.learner.pretrain import StartFrom, pretrain, record_controller, start_controller
 from agents.learner.sandbox import Candidate, TrialRun, streams_untouched, try_candidates
 from agents.learner.schedules import (
     LIFELONG_HORIZON,
@@ -80,7 +84,7 @@ from agents.learner.snapshots import (
 from agents.learner.spaces import describe_space
 from agents.learner.stats import LearnerStats, StepRate
 from agents.worlds import DriftWrapper
-from agents.worlds.shadow import BASELINE_RETURN
+from agents.worlds.shadow import BASELINE_RETURN, is_shadowed
 
 __all__ = [
     "MUTABLE_HYPERPARAMS",
@@ -135,6 +139,14 @@ class LearnerConfig:
     #: return: for worlds whose returns follow the weather more than the policy, where a cold
     #: spell would otherwise look like drift (:mod:`agents.worlds.shadow`).
     judge_against_baseline: bool = False
+    #: Where learning starts: ``baseline`` records the world's baseline controller driving the
+    #: device for ``history_steps`` steps and clones it (pretrain.py); ``scratch``: untrained.
+    start_from: StartFrom = StartFrom.SCRATCH
+    history_steps: int = 10_000
+    #: Let the learner drive the device only while the regret stays within ``guard_budget`` of
+    #: the controller's cost; the controller drives otherwise (guard.py).
+    guard: bool = False
+    guard_budget: float = DEFAULT_BUDGET
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +206,16 @@ class Learner:
             drift=config.drift,
             lifetime_step=saved.step if saved is not None else 0,
             shadow_baseline=config.judge_against_baseline,
+            meter_baseline=True,
         )
+        #: The regret against the baseline controller, over the agent's life (guard.py).
+        self.meter = RegretMeter()
+        #: Transitions on their way to the bus, from the learner and from the controller.
+        self.recorder = ExperienceRecorder(
+            self.env.observation_space, self.env.action_space, config.experience_batch
+        )
+        #: What stable-baselines3 drives: the device, behind the guard where there is one.
+        self.device = self._device()
         self.regimes = config.drift.specs(config.env_id) if config.drift is not None else []
         self.obs_spec: SpaceSpec = describe_space(self.env.observation_space)
         self.action_spec: SpaceSpec = describe_space(self.env.action_space)
@@ -222,8 +243,30 @@ class Learner:
 
     # --- construction ----------------------------------------------------------------------
 
+    def _device(self) -> gym.Env[Any, Any]:
+        """The device behind a guard, which also meters regret, where a baseline can shadow it."""
+        config = self.config
+        if config.start_from is StartFrom.BASELINE:
+            start_controller(config.env_id, self.env)  # a ConfigError now, not after startup
+        if not is_shadowed(self.env):
+            if config.guard:
+                msg = (
+                    f"{config.env_id}: the guard needs the world's baseline controller played on "
+                    "a copy of the device, and this world has none or cannot be copied"
+                )
+                raise ConfigError(msg)
+            return self.env
+        return GuardedDevice(
+            self.env,
+            start_controller(config.env_id, self.env),
+            gate=ConservativeGate(config.guard_budget) if config.guard else None,
+            meter=self.meter,
+            on_transition=self._controller_step,
+            keep_going=lambda: not self.should_stop(),
+        )
+
     def _vec_env(self, seed: int) -> DummyVecEnv:
-        env = Monitor(self.env)
+        env = Monitor(self.device)
         vec = DummyVecEnv([lambda: env])
         vec.seed(seed)
         return vec
@@ -242,6 +285,12 @@ class Learner:
             self.stats.context = info.context
             self.stats.drift_events = info.drift_events
             self.stats.adaptations = info.adaptations
+            self.meter.deployed_return = info.deployed_return
+            self.meter.baseline_return = info.baseline_return
+            self.meter.learner_episodes = info.learner_episodes
+            self.meter.controller_episodes = info.controller_episodes
+            self.meter.controller_steps = info.controller_steps
+            self.stats.take_regret(self.meter)
             self.schedule_origin.step = info.schedule_origin
             self.resumed_from_step = info.step
             log.info("resumed from checkpoint at step %d", info.step)
@@ -353,7 +402,9 @@ class Learner:
         limit_torch_threads()
         callback = _LifelongCallback(self)
         if self.step == 0 and self.resumed_from_step is None:
-            callback.publish_snapshot(0)
+            if self.config.start_from is StartFrom.BASELINE:
+                self.start_from_baseline()
+            callback.publish_snapshot(self.step)
         while not self.should_stop():
             # learn() returns when the callback asks: to stop, or to act on a drift or a
             # directive at once (the rollout under way is dropped, its steps were lived all the
@@ -370,7 +421,8 @@ class Learner:
                 self.adapter.adopt(adoption)
             if self.adapter.drift_pending:
                 self.adapter.adapt()
-        callback.flush_experience()
+        self.flush_experience()
+        self.stats.take_regret(self.meter)
         self.checkpoint()
         if callback.last_snapshot_step != self.step:
             callback.publish_snapshot(self.step)
@@ -386,8 +438,58 @@ class Learner:
                     "schedule_origin": self.schedule_origin.step,
                     "drift_events": self.stats.drift_events,
                     "adaptations": self.stats.adaptations,
+                    "deployed_return": self.meter.deployed_return,
+                    "baseline_return": self.meter.baseline_return,
+                    "learner_episodes": self.meter.learner_episodes,
+                    "controller_episodes": self.meter.controller_episodes,
+                    "controller_steps": self.meter.controller_steps,
                 },
             )
+
+    def start_from_baseline(self) -> None:
+        """Record the controller driving the device, publish that history, clone it (pretrain.py).
+
+        The recorded steps are device steps like any other: they advance the drift schedule
+        and count in the step budget, as the controller's (``controller_steps``, no regret).
+        """
+        config = self.config
+        history = record_controller(
+            self.env,
+            start_controller(config.env_id, self.env),
+            min(config.history_steps, config.budget_steps or config.history_steps),
+            seed=config.seed,
+        )
+        self.model.num_timesteps += len(history)
+        self.meter.add_history(len(history), history.episode_returns)
+        self.stats.take_regret(self.meter)
+        for batch in history.columns.batches(config.experience_batch):
+            self.events.experience(batch, self.step)
+        fit = pretrain(self.model, history, seed=config.seed)
+        log.info(
+            "started from the baseline controller: %d steps of its history, %d episodes; "
+            "clone agrees on %s of its actions, value error %s",
+            len(history), len(history.episode_returns),
+            "n/a" if fit.agreement is None else f"{fit.agreement:.1%}",
+            "n/a" if fit.value_error is None else f"{fit.value_error:.3g}",
+        )  # fmt: skip
+
+    def _controller_step(self, *transition: Any) -> None:
+        """A step the guard gave the controller: a device step, and experience like any other.
+
+        ``transition`` is ``(obs, next_obs, action, reward, terminated, truncated)``.
+        """
+        obs, next_obs, action, reward, terminated, truncated = transition
+        self.model.num_timesteps += 1
+        batch = self.recorder.record(
+            obs, next_obs, action, reward, terminated=terminated, truncated=truncated
+        )
+        if batch is not None:
+            self.events.experience(batch, self.step)
+
+    def flush_experience(self) -> None:
+        batch = self.recorder.drain()
+        if batch is not None:
+            self.events.experience(batch, self.step)
 
     def should_stop(self) -> bool:
         """Whether :meth:`stop` was called or the budget is reached."""
@@ -462,10 +564,6 @@ class _LifelongCallback(BaseCallback):
         super().__init__(verbose=0)
         self.learner = learner
         config = learner.config
-        env = learner.env
-        self.recorder = ExperienceRecorder(
-            env.observation_space, env.action_space, config.experience_batch
-        )
         step = learner.step
         self.next_snapshot = _next_multiple(step, config.snapshot_every)
         self.next_checkpoint = _next_multiple(step, config.checkpoint_every)
@@ -500,7 +598,7 @@ class _LifelongCallback(BaseCallback):
         truncated = done and bool(info.get("TimeLimit.truncated", False))
         last_obs = self.model._last_obs  # noqa: SLF001 - SB3 keeps the pre-step obs here
         assert isinstance(last_obs, np.ndarray)
-        batch = self.recorder.record(
+        batch = learner.recorder.record(
             last_obs[0],
             next_obs,
             local[self.action_key][0],
@@ -518,6 +616,8 @@ class _LifelongCallback(BaseCallback):
             # training block exactly, which is what the lifelong metrics need.
             self.publish_snapshot(step, self.training_regime)
             self.training_regime = regime
+        if done:
+            learner.stats.take_regret(learner.meter)
         if done and "episode" in info:
             episode_return = float(info["episode"]["r"])
             score = episode_return
@@ -552,11 +652,6 @@ class _LifelongCallback(BaseCallback):
             )
         )
         self.last_snapshot_step = step
-
-    def flush_experience(self) -> None:
-        batch = self.recorder.drain()
-        if batch is not None:
-            self.learner.events.experience(batch, self.learner.step)
 
 
 def _next_multiple(step: int, every: int) -> int:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import gymnasium as gym
@@ -45,18 +46,34 @@ from torch.nn import functional as F  # noqa: N812 - torch's own convention
 
 from agents.exceptions import ConfigError
 from agents.learner.experience import ExperienceColumns, ExperienceRecorder
-from agents.learner.replay import add_to_replay_buffer
+from agents.learner.intake import add_to_replay_buffer
 from agents.worlds.baselines import PRIMARY_BASELINE, Controller, make_baseline
 
 __all__ = [
     "ControllerHistory",
     "PretrainResult",
+    "StartFrom",
     "pretrain",
     "record_controller",
     "start_controller",
 ]
 
 log = logging.getLogger(__name__)
+
+
+class StartFrom(StrEnum):
+    """Where an agent's learning starts (``start_from`` in a scenario, ``--start-from``)."""
+
+    BASELINE = "baseline"
+    SCRATCH = "scratch"
+
+    @classmethod
+    def parse(cls, value: str) -> StartFrom:
+        try:
+            return cls(value)
+        except ValueError:
+            msg = f"start_from must be baseline or scratch, got {value!r}"
+            raise ConfigError(msg) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,14 +10,17 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agents.learner.guard import RegretMeter
 
 __all__ = ["LearnerStats", "StepRate"]
 
 
 @dataclass(slots=True)
 class LearnerStats:
-    """What the learner counted over its life (the first four survive a restart)."""
+    """What the learner counted over its life (the first four and the regret survive a restart)."""
 
     #: Episodes finished in the agent's own world.
     episodes: int = 0
@@ -39,6 +42,21 @@ class LearnerStats:
     peer_transitions: int = 0
     #: The agent's own transitions collected (this run).
     own_transitions: int = 0
+    #: Against the world's baseline controller on the same episodes, over the agent's life
+    #: (guard.RegretMeter, copied here by :meth:`take_regret`): the baseline's summed return
+    #: minus the deployed one's, the baseline's summed return, the episodes compared.
+    regret: float = 0.0
+    regret_baseline_return: float = 0.0
+    regret_episodes: int = 0
+    #: Device steps the baseline controller drove: its recorded history and guard fallbacks.
+    controller_steps: int = 0
+
+    def take_regret(self, meter: RegretMeter) -> None:
+        """Copy the meter's sums into the counters that telemetry and the report carry."""
+        self.regret = meter.regret
+        self.regret_baseline_return = meter.baseline_return
+        self.regret_episodes = meter.episodes
+        self.controller_steps = meter.controller_steps
 
     def counters(self, wanted: Collection[str]) -> dict[str, Any]:
         """The counters whose names are in ``wanted`` (a message's or report's field names)."""

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agents.regret import Regret
+
 if TYPE_CHECKING:
     from agents.broker.managed import ManagedBroker
     from agents.bus.url import BrokerUrl
@@ -91,7 +93,7 @@ def build_summary(run: RunState, *, status: str, reason: str | None) -> dict[str
                 "adoptions": seen.get("adoptions", 0),
                 "peer_transitions": seen.get("peer_transitions", 0),
                 # The agent's own count is exact; the coordinator's is its latest telemetry.
-                "regret": own.get("regret") or seen.get("regret"),
+                "regret": Regret.from_counters(own).as_dict() if own else seen.get("regret"),
                 "experience_batches_received": seen.get("experience_batches_received", 0),
                 "snapshots_evaluated": seen.get("snapshots_evaluated", 0),
                 "evaluations": seen.get("evaluations", []),

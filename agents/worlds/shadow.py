@@ -28,7 +28,7 @@ import gymnasium as gym
 from agents.exceptions import ConfigError
 from agents.worlds.baselines import PRIMARY_BASELINE, make_baseline
 
-__all__ = ["BASELINE_RETURN", "BaselineShadow"]
+__all__ = ["BASELINE_RETURN", "BaselineShadow", "can_shadow", "is_shadowed"]
 
 ObsT = TypeVar("ObsT")
 ActT = TypeVar("ActT")
@@ -102,3 +102,17 @@ class BaselineShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
             self._twin.close()
             self._twin = None
         super().close()
+
+
+def can_shadow(env_id: str, env: gym.Env[Any, Any]) -> bool:
+    """Whether ``env`` has a baseline to play, and can be copied (not one-per-process)."""
+    return env_id in PRIMARY_BASELINE and not getattr(env.unwrapped, "single_instance", False)
+
+
+def is_shadowed(env: gym.Env[Any, Any]) -> bool:
+    """Whether a :class:`BaselineShadow` is among ``env``'s wrappers."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, BaselineShadow):
+            return True
+        env = env.env
+    return False

@@ -10,11 +10,16 @@ from agents.learner.stats import LearnerStats
 def test_telemetry_and_the_report_take_the_counters_they_have_fields_for() -> None:
     stats = LearnerStats(episodes=7, context=3, drift_events=2, adaptations=1, false_alarms=4,
                          adaptation_steps=90, adoptions=5, adoptions_declined=6,
-                         peer_transitions=300, own_transitions=400)  # fmt: skip
+                         peer_transitions=300, own_transitions=400, regret=-2.5,
+                         regret_baseline_return=-40.0, regret_episodes=8,
+                         controller_steps=960)  # fmt: skip
+    regret = {"regret": -2.5, "regret_baseline_return": -40.0, "regret_episodes": 8,
+              "controller_steps": 960}  # fmt: skip
     assert stats.counters(Telemetry.__struct_fields__) == {
         "episodes": 7, "context": 3, "drift_events": 2, "adaptations": 1, "peer_transitions": 300,
+        **regret,
     }  # fmt: skip
     assert stats.counters(AgentReport.__dataclass_fields__) == {
         "episodes": 7, "context": 3, "drift_events": 2, "adaptations": 1, "adaptation_steps": 90,
-        "adoptions": 5, "adoptions_declined": 6,
+        "adoptions": 5, "adoptions_declined": 6, **regret,
     }  # fmt: skip
