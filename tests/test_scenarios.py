@@ -15,6 +15,7 @@ from agents.cli.parser import build_parser
 from agents.exceptions import ConfigError
 from agents.flags import AgentFlags, RunFlags
 from agents.learner.envs import DriftPlan
+from agents.learner.pretrain import StartFrom
 from agents.orchestrator.plan import RunPlan, check_requirements
 from agents.orchestrator.run import Orchestrator
 from agents.scenarios import builtin_scenarios, load_scenario
@@ -152,3 +153,36 @@ def test_the_scenarios_threshold_reaches_the_coordinator(tmp_path: Path) -> None
     assert (args.threshold, args.threshold_normalised, args.threshold_window) == (0.9, True, 3)
     plain = RunPlan.from_flags(run_flags("--scenario", "cartpole", "--out", str(tmp_path)))
     assert run_args(*Orchestrator(plain)._coordinator_args(BrokerUrl("h", 1))).threshold_window == 1
+
+
+@pytest.mark.parametrize("name", ["smart-home", "traffic", "home-battery"])
+def test_device_scenarios_start_from_their_controller_behind_the_guard(
+    name: str, tmp_path: Path
+) -> None:
+    learner = agent_config(agent_flags("--scenario", name, "--data-dir", str(tmp_path))).learner
+    assert (learner.start_from, learner.guard, learner.guard_budget) == (
+        StartFrom.BASELINE, True, 0.02,
+    )  # fmt: skip
+    assert learner.history_steps >= 10_000
+    flags = agent_flags("--scenario", name, "--start-from", "scratch", "--guard", "off",
+                        "--guard-budget", "0.1", "--history-steps", "500",
+                        "--data-dir", str(tmp_path))  # fmt: skip
+    learner = agent_config(flags).learner
+    assert (learner.start_from, learner.guard, learner.guard_budget, learner.history_steps) == (
+        StartFrom.SCRATCH, False, 0.1, 500,
+    )  # fmt: skip
+
+
+def test_cartpole_starts_from_scratch_without_a_guard(tmp_path: Path) -> None:
+    learner = agent_config(agent_flags("--scenario", "cartpole", "--data-dir", str(tmp_path)))
+    assert (learner.learner.start_from, learner.learner.guard) == (StartFrom.SCRATCH, False)
+
+
+def test_a_bad_start_or_guard_budget_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "bad"\n[world]\nenv = "CartPole-v1"\n[learner]\nstart_from = "x"\n')
+    with pytest.raises(ConfigError, match="learner.start_from must be baseline or scratch"):
+        load_scenario(str(path))
+    path.write_text('name = "bad"\n[world]\nenv = "CartPole-v1"\n[learner]\nguard_budget = 2\n')
+    with pytest.raises(ConfigError, match=r"learner.guard_budget must be in \[0, 1\)"):
+        load_scenario(str(path))

@@ -18,7 +18,9 @@ from agents.integrations import home_assistant as ha
 from agents.learner.adaptation import Strategy
 from agents.learner.algorithms import get_algorithm, parse_hyperparams
 from agents.learner.envs import DriftPlan, parse_drift
+from agents.learner.guard import DEFAULT_BUDGET
 from agents.learner.learner import LearnerConfig
+from agents.learner.pretrain import StartFrom
 from agents.learner.snapshots import make_arch, parse_net_arch
 from agents.scenarios import LearnerSection, Scenario, load_scenario
 from agents.worlds import device_params
@@ -93,6 +95,16 @@ def agent_config(args: AgentFlags) -> AgentConfig:
         peer_fraction=_peer_fraction(args, learner_section),
         judge_against_baseline=learner_section is not None
         and learner_section.judge_against_baseline,
+        start_from=StartFrom.parse(
+            args.start_from or (learner_section.start_from if learner_section else "scratch")
+        ),
+        history_steps=pick(
+            args.history_steps, learner_section.history_steps if learner_section else None, 20_000
+        ),
+        guard=args.guard == "on"
+        if args.guard is not None
+        else learner_section is not None and learner_section.guard,
+        guard_budget=_guard_budget(args, learner_section),
     )
     if args.twin_of:
         shares: frozenset[str] = frozenset()  # a control twin shares and takes nothing
@@ -117,6 +129,13 @@ def agent_config(args: AgentFlags) -> AgentConfig:
         society_key=society_key(args.society_key_file),
         home_assistant=args.home_assistant,
     )
+
+
+def _guard_budget(args: AgentFlags, section: LearnerSection | None) -> float:
+    """``--guard-budget``, else the scenario's ``learner.guard_budget``, else the default."""
+    if args.guard_budget is not None:
+        return float(args.guard_budget)
+    return section.guard_budget if section is not None else DEFAULT_BUDGET
 
 
 def _peer_fraction(args: AgentFlags, section: LearnerSection | None) -> float:

@@ -94,6 +94,32 @@ _TWIN_OF: Final = Flag(
     env="SOCIETY_TWIN_OF",
     type=name,
 )
+_START_FROM: Final = Flag(
+    "--start-from",
+    "begin as a clone of the world's baseline controller, from its recorded history "
+    "(baseline), or untrained (scratch); default: the scenario's, else scratch",
+    env="SOCIETY_START_FROM",
+    choices=("baseline", "scratch"),
+)
+_HISTORY_STEPS: Final = Flag(
+    "--history-steps",
+    "--start-from baseline: device steps of the controller's history to record and clone",
+    env="SOCIETY_HISTORY_STEPS",
+    type=positive_int,
+)
+_GUARD: Final = Flag(
+    "--guard",
+    "let the learner drive the device only while its regret against the baseline controller "
+    "stays within the budget (on), or always (off); default: the scenario's, else off",
+    env="SOCIETY_GUARD",
+    choices=("on", "off"),
+)
+_GUARD_BUDGET: Final = Flag(
+    "--guard-budget",
+    "the regret the guard allows, as a share of the controller's cost (default 0.02)",
+    env="SOCIETY_GUARD_BUDGET",
+    type=fraction,
+)
 _HP: Final = Flag(
     "--hp",
     "hyperparameter, e.g. --hp learning_rate=3e-4 (repeatable)",
@@ -170,6 +196,10 @@ class AgentFlags:
     share: frozenset[str] | None = flag_field(SHARE)
     peer_fraction: float | None = flag_field(_PEER_FRACTION)
     twin_of: str | None = flag_field(_TWIN_OF)
+    start_from: str | None = flag_field(_START_FROM)
+    history_steps: int | None = flag_field(_HISTORY_STEPS)
+    guard: str | None = flag_field(_GUARD)
+    guard_budget: float | None = flag_field(_GUARD_BUDGET)
     hp: KeyValues | None = flag_field(_HP)
     net_arch: str | None = flag_field(_NET_ARCH)
     activation: str | None = flag_field(_ACTIVATION)

@@ -79,6 +79,14 @@ class LearnerSection(_Section):
     judge_against_baseline: bool = False
     #: Off-policy learners: the largest share of the replay buffer's intake from peers.
     peer_fraction: float | None = None
+    #: Where learning starts: ``baseline`` (clone the world's controller from its recorded
+    #: history of ``history_steps`` device steps) or ``scratch``.
+    start_from: str = "scratch"
+    history_steps: int = 20_000
+    #: Drive the device only while the regret stays within ``guard_budget`` of the
+    #: controller's cost (the controller drives otherwise).
+    guard: bool = False
+    guard_budget: float = 0.02
 
     def check(self, origin: str) -> None:
         unknown = set(self.shares) - {"experience", "snapshots", "evolution"}
@@ -90,6 +98,19 @@ class LearnerSection(_Section):
                 f"scenario {origin}: learner.strategy must be lifelong, finetune or scratch, "
                 f"got {self.strategy!r}"
             )
+            raise ConfigError(msg)
+        if self.start_from not in {"baseline", "scratch"}:
+            msg = (
+                f"scenario {origin}: learner.start_from must be baseline or scratch, "
+                f"got {self.start_from!r}"
+            )
+            raise ConfigError(msg)
+        if self.history_steps < 1:
+            msg = f"scenario {origin}: learner.history_steps must be >= 1, got {self.history_steps}"
+            raise ConfigError(msg)
+        if not 0.0 <= self.guard_budget < 1.0:
+            budget = self.guard_budget
+            msg = f"scenario {origin}: learner.guard_budget must be in [0, 1), got {budget}"
             raise ConfigError(msg)
         fraction = self.peer_fraction
         if fraction is not None and not 0.0 <= fraction < 1.0:
