@@ -181,7 +181,7 @@ def test_cartpole_starts_from_scratch_without_a_guard(tmp_path: Path) -> None:
 def test_a_bad_start_or_guard_budget_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('name = "bad"\n[world]\nenv = "CartPole-v1"\n[learner]\nstart_from = "x"\n')
-    with pytest.raises(ConfigError, match="learner.start_from must be baseline or scratch"):
+    with pytest.raises(ConfigError, match=r"learner\.start_from must be baseline or scratch"):
         load_scenario(str(path))
     path.write_text('name = "bad"\n[world]\nenv = "CartPole-v1"\n[learner]\nguard_budget = 2\n')
     with pytest.raises(ConfigError, match=r"learner.guard_budget must be in \[0, 1\)"):
