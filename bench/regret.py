@@ -1,0 +1,260 @@
+"""Learning that pays within a run: regret against the device's controller, and where it ends.
+
+Each run is one agent's learner as ``society run`` configures it from a built-in device
+scenario (its own device, drawn for member ``seed``; the scenario's drift, hyperparameters,
+``start_from = "baseline"`` and guard), living ``--steps`` device steps. Measured:
+
+- **regret**: the controller's summed return minus the deployed one on the same episodes
+  (the learner's shadow twin plays the controller on each), at the scenario's default budget
+  and at the end, absolute and as a share of the controller's cost (> 0: worse);
+- **first evaluation**: the first published snapshot (the clone, after the recorded history)
+  on every regime, with the coordinator's evaluation code, normalised per regime
+  (0 random, 1 the controller);
+- **final evaluation**: the last snapshot against the controller on the same fixed-seed
+  episodes of every regime, in the world's own terms: waiting time (traffic), energy cost and
+  comfort violation (thermostat), return (battery).
+
+Targets (issue 15): regret <= 0 over the default run; first evaluation >= 0.95; by 100,000
+steps traffic >= 10 % less waiting than max-pressure, the thermostat >= 15 % lower cost than
+the setpoint thermostat at no worse comfort, the battery ahead of its controller.
+
+    python bench/regret.py [--worlds smart-home traffic home-battery] [--seeds 0 1 2 3 4]
+        [--steps 100000] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import statistics
+import sys
+import time
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import RESULTS, machine
+
+WORLDS = ("smart-home", "traffic", "home-battery")
+#: The world's own measure of each regime: (metric, higher is better?).
+MEASURE = {
+    "society/TrafficSignal-v0": ("total_waiting_time", False),
+    "society/Thermostat-v0": ("energy_cost", False),
+    "society/HomeBattery-v0": ("return", True),
+}
+EVAL_EPISODES = 10
+
+
+class _Events:
+    """The learner's events, kept: snapshots, and the regret as each episode ends."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[Any] = []
+        self.regret: list[tuple[int, float, float]] = []  # (step, regret, baseline's sum)
+        self.learner: Any = None
+
+    def experience(self, batch: Any, step: int) -> None:
+        pass
+
+    def snapshot(self, state: Any) -> None:
+        self.snapshots.append(state)
+
+    def episode(self, episode_return: float, length: int, step: int, regime: str) -> None:  # noqa: ARG002
+        meter = self.learner.meter
+        self.regret.append((step, meter.regret, meter.baseline_return))
+
+    def adapted(self, adaptation: Any) -> None:
+        pass
+
+
+def one_run(world: str, seed: int, steps: int) -> dict[str, Any]:
+    """One agent's life in ``world``'s scenario: regret over time, first and last evaluation."""
+    from agents.cli.agent_config import agent_config
+    from agents.flags import AgentFlags
+    from agents.learner.learner import Learner, limit_torch_threads
+    from agents.scenarios import load_scenario
+
+    limit_torch_threads()
+    scenario = load_scenario(world)
+    flags = AgentFlags(
+        id=f"bench-{seed}", scenario=world, seed=seed, steps=steps,
+        device_index=seed if scenario.world.heterogeneous else None,
+        data_dir="/nonexistent-bench-dir",
+    )  # fmt: skip
+    config = agent_config(flags).learner
+    from dataclasses import replace
+
+    config = replace(config, checkpoint_dir=None, experience_batch=10_000)
+    events = _Events()
+    learner = Learner(config, events)
+    events.learner = learner
+    started = time.perf_counter()
+    learner.run()
+    seconds = time.perf_counter() - started
+    first = _evaluate(learner, events.snapshots[0], config)
+    last = _evaluate(learner, events.snapshots[-1], config)
+    default_steps = scenario.society.steps
+    at_default = [r for r in events.regret if r[0] <= default_steps]
+    return {
+        "world": world,
+        "seed": seed,
+        "steps": learner.step,
+        "seconds": round(seconds, 1),
+        "default_steps": default_steps,
+        "regret_at_default": list(at_default[-1][1:]) if at_default else None,
+        "regret_at_end": [learner.meter.regret, learner.meter.baseline_return],
+        "controller_steps": learner.meter.controller_steps,
+        "learner_episodes": learner.meter.learner_episodes,
+        "controller_episodes": learner.meter.controller_episodes,
+        "first_step": events.snapshots[0].step,
+        "first": first,
+        "last": last,
+    }
+
+
+def _evaluate(learner: Any, state: Any, config: Any) -> dict[str, Any]:
+    """The coordinator's evaluation of one snapshot: per regime, the policy and the controller."""
+    from agents.bus.codec import encode
+    from agents.bus.schemas import SCHEMA_VERSION, PolicySnapshot
+    from agents.bus.signing import tensor_digest
+    from agents.coordinator.evaluation import EvaluationRequest, evaluate_snapshot
+
+    snapshot = PolicySnapshot(
+        schema=SCHEMA_VERSION, agent="bench", version=1, step=state.step, algo=config.algo,
+        env_id=config.env_id, obs_space=learner.obs_spec, action_space=learner.action_spec,
+        arch=learner.arch, tensors=state.tensors, digest=tensor_digest(state.tensors),
+        env_kwargs=dict(config.env_kwargs), regimes=learner.regimes, regime=state.regime,
+    )  # fmt: skip
+    result = evaluate_snapshot(
+        EvaluationRequest(encode(snapshot), episodes=EVAL_EPISODES, seed=10_000)
+    )
+    if result.error_reason is not None:
+        raise RuntimeError(result.error_detail)
+    return {
+        r.regime: {
+            "mean": r.mean,
+            "baseline": r.baseline_mean,
+            "random": r.random_mean,
+            "metrics": r.metrics,
+            "baseline_metrics": r.baseline_metrics,
+        }
+        for r in result.regimes
+    }
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    from agents.coordinator.lifelong import normalise
+
+    table: dict[str, Any] = {}
+    for world in dict.fromkeys(r["world"] for r in runs):
+        mine = [r for r in runs if r["world"] == world]
+        rows = []
+        for run in mine:
+            first = {
+                regime: normalise(v["mean"], v["random"], v["baseline"])
+                for regime, v in run["first"].items()
+                if v["random"] is not None and v["baseline"] is not None
+            }
+            rows.append(
+                {
+                    "seed": run["seed"],
+                    "regret_default": _share(run["regret_at_default"]),
+                    "regret_end": _share(run["regret_at_end"]),
+                    "first_normalised": min(first.values()) if first else None,
+                    "final": {regime: _versus(world, v) for regime, v in run["last"].items()},
+                    "controller_share": run["controller_steps"] / max(1, run["steps"]),
+                }
+            )
+        regimes = sorted({regime for row in rows for regime in row["final"]})
+        table[world] = {
+            "rows": rows,
+            "median_regret_default": _median([r["regret_default"] for r in rows]),
+            "median_regret_end": _median([r["regret_end"] for r in rows]),
+            "worst_regret_default": max(
+                (r["regret_default"] for r in rows if r["regret_default"] is not None),
+                default=None,
+            ),
+            "min_first_normalised": min(
+                (r["first_normalised"] for r in rows if r["first_normalised"] is not None),
+                default=None,
+            ),
+            "median_final": {
+                regime: _median([r["final"][regime]["gain"] for r in rows]) for regime in regimes
+            },
+        }
+    return table
+
+
+def _share(pair: list[float] | None) -> float | None:
+    if not pair or not pair[1]:
+        return None
+    return pair[0] / abs(pair[1])
+
+
+def _versus(world: str, regime: dict[str, Any]) -> dict[str, Any]:
+    """The policy against the controller in the world's own measure: gain > 0 is better."""
+    from agents.scenarios import load_scenario
+
+    env_id = load_scenario(world).world.env
+    metric, higher = MEASURE[env_id]
+    if metric == "return":
+        mine, theirs = regime["mean"], regime["baseline"]
+    else:
+        mine, theirs = regime["metrics"].get(metric), regime["baseline_metrics"].get(metric)
+    gain = None
+    if mine is not None and theirs:
+        gain = (mine - theirs) / abs(theirs) * (1 if higher else -1)
+    out = {"metric": metric, "policy": mine, "controller": theirs, "gain": gain}
+    if env_id == "society/Thermostat-v0":
+        out["comfort"] = regime["metrics"].get("comfort_violation")
+        out["controller_comfort"] = regime["baseline_metrics"].get("comfort_violation")
+    return out
+
+
+def _median(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return statistics.median(kept) if kept else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worlds", nargs="+", default=list(WORLDS), choices=WORLDS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    started = time.time()
+    jobs = [(world, seed) for world in args.worlds for seed in args.seeds]
+    runs: list[dict[str, Any]] = []
+    with concurrent.futures.ProcessPoolExecutor(
+        args.workers, mp_context=get_context("spawn")
+    ) as pool:
+        futures = {pool.submit(one_run, w, s, args.steps): (w, s) for w, s in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            run = future.result()
+            runs.append(run)
+            print(
+                f"{run['world']} seed {run['seed']}: regret {_share(run['regret_at_default'])} "
+                f"at {run['default_steps']}, {_share(run['regret_at_end'])} at {run['steps']} "
+                f"({run['seconds']} s)",
+                flush=True,
+            )
+    runs.sort(key=lambda r: (r["world"], r["seed"]))
+    result = {
+        "machine": machine(),
+        "command": "python bench/regret.py " + " ".join(sys.argv[1:]),
+        "seconds": round(time.time() - started),
+        "steps": args.steps,
+        "runs": runs,
+        "table": summarise(runs),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "regret.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result["table"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
