@@ -6,6 +6,7 @@ transition is a handful of array writes, so it costs the learner nothing measura
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,18 @@ class ExperienceColumns:
 
     def __len__(self) -> int:
         return int(self.rewards.shape[0])
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[ExperienceColumns]) -> ExperienceColumns:
+        """One batch of these batches' transitions, in order (at least one part)."""
+        return cls(
+            obs=np.concatenate([p.obs for p in parts]),
+            next_obs=np.concatenate([p.next_obs for p in parts]),
+            actions=np.concatenate([p.actions for p in parts]),
+            rewards=np.concatenate([p.rewards for p in parts]),
+            terminated=np.concatenate([p.terminated for p in parts]),
+            truncated=np.concatenate([p.truncated for p in parts]),
+        )
 
     def batches(self, size: int) -> list[ExperienceColumns]:
         """These transitions cut into consecutive batches of at most ``size``."""

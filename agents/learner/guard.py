@@ -158,7 +158,9 @@ class GuardedDevice(gym.Wrapper[Any, Any, Any, Any]):
         obs, info = self.env.reset(seed=seed, options=options)
         gate = self.gate
         while gate is not None and not gate.learner_may_drive(self.meter) and self.keep_going():
-            self._drive_with_controller(obs)
+            finished, obs = self._drive_with_controller(obs)
+            if not finished:
+                break  # the agent stops: it gets the device back as the controller left it
             obs, info = self.env.reset(options=options)
         self._episode_return = 0.0
         return obs, info
@@ -173,11 +175,17 @@ class GuardedDevice(gym.Wrapper[Any, Any, Any, Any]):
                 self.gate.record(self._episode_return - baseline)
         return obs, reward, terminated, truncated, info
 
-    def _drive_with_controller(self, obs: Any) -> None:
-        """One whole episode driven by the controller: no regret, by definition."""
+    def _drive_with_controller(self, obs: Any) -> tuple[bool, Any]:
+        """One episode driven by the controller (no regret, by definition).
+
+        Unless the agent stops first (``keep_going``). Returns whether the episode finished,
+        and the last observation.
+        """
         self.controller.reset()
         episode_return = 0.0
         while True:
+            if not self.keep_going():
+                return False, obs
             action = self.controller.act(obs)
             next_obs, reward, terminated, truncated, _ = self.env.step(action)
             episode_return += float(reward)
@@ -188,3 +196,4 @@ class GuardedDevice(gym.Wrapper[Any, Any, Any, Any]):
                 break
             obs = next_obs
         self.meter.add(episode_return, episode_return, by_controller=True)
+        return True, next_obs

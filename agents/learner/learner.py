@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,10 +65,16 @@ from agents.learner.checkpoint import CheckpointInfo, CheckpointStore
 from agents.learner.envs import DriftPlan, make_env
 from agents.learner.experience import ExperienceColumns, ExperienceRecorder
 from agents.learner.guard import DEFAULT_BUDGET, ConservativeGate, GuardedDevice, RegretMeter
-from agents.learner.intake import PeerIntake
+from agents.learner.intake import PeerIntake, add_to_replay_buffer
 from agents.learner.library import LibraryEntry, PolicyLibrary
 from agents.learner.peers import PeerSnapshots
-from agents.learner.pretrain import StartFrom, pretrain, record_controller, start_controller
+from agents.learner.pretrain import (
+    ControllerHistory,
+    StartFrom,
+    pretrain,
+    record_controller,
+    start_controller,
+)
 from agents.learner.sandbox import Candidate, TrialRun, streams_untouched, try_candidates
 from agents.learner.schedules import (
     LIFELONG_HORIZON,
@@ -96,6 +103,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The controller's latest episodes an on-policy learner imitates while the guard keeps it off
+#: the device, and the epochs over them each time the controller has driven.
+_DEMONSTRATION_EPISODES = 20
+_DEMONSTRATION_EPOCHS = 5
 
 #: Hyperparameters a directive may change during an agent's life (population-based training).
 MUTABLE_HYPERPARAMS = frozenset(
@@ -214,6 +226,14 @@ class Learner:
         self.recorder = ExperienceRecorder(
             self.env.observation_space, self.env.action_space, config.experience_batch
         )
+        #: The controller's latest episodes on the device (the guard's fallbacks): what an
+        #: on-policy learner keeps imitating while it is kept off the device.
+        self.demonstrations: deque[ExperienceColumns] = deque(maxlen=_DEMONSTRATION_EPISODES)
+        self._demonstration: list[ExperienceColumns] = []
+        self._demonstration_recorder = ExperienceRecorder(
+            self.env.observation_space, self.env.action_space, 4096
+        )
+        self.demonstration_pending = False
         #: What stable-baselines3 drives: the device, behind the guard where there is one.
         self.device = self._device()
         self.regimes = config.drift.specs(config.env_id) if config.drift is not None else []
@@ -262,7 +282,7 @@ class Learner:
             gate=ConservativeGate(config.guard_budget) if config.guard else None,
             meter=self.meter,
             on_transition=self._controller_step,
-            keep_going=lambda: not self.should_stop(),
+            keep_going=self._controller_may_go_on,
         )
 
     def _vec_env(self, seed: int) -> DummyVecEnv:
@@ -416,6 +436,8 @@ class Learner:
                 progress_bar=False,
             )
             # Between two learn() calls: the only place where weights change.
+            if self.demonstration_pending:
+                self.imitate_controller()
             adoption = self.take_adoption()
             if adoption is not None:
                 self.adapter.adopt(adoption)
@@ -485,6 +507,55 @@ class Learner:
         )
         if batch is not None:
             self.events.experience(batch, self.step)
+        part = self._demonstration_recorder.record(
+            obs, next_obs, action, reward, terminated=terminated, truncated=truncated
+        )
+        if part is not None:
+            self._demonstration.append(part)
+        if terminated or truncated:
+            self._end_demonstration()
+
+    def _end_demonstration(self) -> None:
+        """A controller episode is over: replay it (off-policy) or imitate it (on-policy).
+
+        A policy the guard keeps off the device learns nothing by reinforcement (PPO learns
+        from its own episodes only); imitating the controller where it now drives keeps the
+        policy close to what works in today's conditions (a season its history never saw),
+        so its next episodes lose little and the guard lets it drive again. The imitation
+        happens between two ``learn()`` calls, as every change of weights does.
+        """
+        last = self._demonstration_recorder.drain()
+        parts = [*self._demonstration, *([last] if last is not None else [])]
+        self._demonstration = []
+        if not parts:
+            return
+        episode = ExperienceColumns.concatenate(parts)
+        if isinstance(self.model, OffPolicyAlgorithm):
+            add_to_replay_buffer(self.model, episode)
+        else:
+            self.demonstrations.append(episode)
+            self.demonstration_pending = True
+
+    def imitate_controller(self) -> None:
+        """Fit the policy to the controller's latest episodes (pretrain.py, a few epochs)."""
+        self.demonstration_pending = False
+        if self.demonstrations:
+            columns = ExperienceColumns.concatenate(list(self.demonstrations))
+            pretrain(
+                self.model,
+                ControllerHistory(columns, ()),
+                epochs=_DEMONSTRATION_EPOCHS,
+                seed=self.config.seed + self.step,
+            )
+
+    def _controller_may_go_on(self) -> bool:
+        """Whether the guard's controller may take another step before the agent stops.
+
+        It drives inside an environment step of the learner's that stable-baselines3 counts
+        when it returns: one step is left for that.
+        """
+        budget = self.config.budget_steps
+        return not self._stop.is_set() and (budget <= 0 or self.step + 1 < budget)
 
     def flush_experience(self) -> None:
         batch = self.recorder.drain()
@@ -579,7 +650,7 @@ class _LifelongCallback(BaseCallback):
         learner.intake.take_in(learner.model)
         learner.rate.update(step)
         self.update(step)
-        if learner.adapter.drift_pending or learner.has_adoption():
+        if learner.adapter.drift_pending or learner.has_adoption() or learner.demonstration_pending:
             return False  # end this learn() call: weights change between calls, never inside
         return not learner.should_stop()
 

@@ -161,6 +161,7 @@ def pretrain(
     batch_size: int = 256,
     learning_rate: float = 1e-3,
     value_rounds: int = 3,
+    smoothing: float = 0.1,
     seed: int = 0,
 ) -> PretrainResult:
     """Fit ``model`` to the controller's history (module docstring); returns how well it fits.
@@ -185,6 +186,7 @@ def pretrain(
         batch_size=batch_size,
         learning_rate=learning_rate,
         value_rounds=max(1, value_rounds),
+        smoothing=smoothing,
         generator=np.random.default_rng(seed),
     )
 
@@ -198,6 +200,7 @@ def _clone_actor_critic(
     batch_size: int,
     learning_rate: float,
     value_rounds: int,
+    smoothing: float,
     generator: np.random.Generator,
 ) -> PretrainResult:
     obs = torch.as_tensor(np.asarray(columns.obs, dtype=np.float32))
@@ -216,8 +219,9 @@ def _clone_actor_critic(
             order = generator.permutation(n)
             for start in range(0, n, batch_size):
                 idx = torch.as_tensor(order[start : start + batch_size])
-                values, log_prob, _ = policy.evaluate_actions(obs[idx], actions[idx])
-                loss = -log_prob.mean() + F.mse_loss(values.flatten(), targets[idx])
+                loss = _imitation_loss(policy, obs[idx], actions[idx], smoothing) + F.mse_loss(
+                    policy.predict_values(obs[idx]).flatten(), targets[idx]
+                )
                 optimizer.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
@@ -226,6 +230,27 @@ def _clone_actor_critic(
         value_error = float(F.mse_loss(policy.predict_values(obs).flatten(), targets))
     policy.set_training_mode(False)
     return PretrainResult(n, _agreement(policy, obs, columns.actions), value_error, 0)
+
+
+def _imitation_loss(
+    policy: ActorCriticPolicy, obs: torch.Tensor, actions: torch.Tensor, smoothing: float
+) -> torch.Tensor:
+    """Cross-entropy with the controller's actions; label-smoothed for discrete actions.
+
+    Plain cross-entropy drives a categorical policy's probabilities to 0 and 1: PPO's
+    gradients, and its exploration, then vanish, and the clone never learns to do better
+    (measured on the battery: after 90,000 steps of PPO its policy was still the clone, to
+    the action). Smoothing asks for ``1 - smoothing`` on the controller's action and spreads
+    the rest over all actions: the most likely action stays the controller's.
+    """
+    distribution = policy.get_distribution(obs)
+    inner = distribution.distribution
+    if isinstance(inner, torch.distributions.Categorical) and smoothing > 0.0:
+        log_probs: torch.Tensor = inner.logits  # normalised log-probabilities
+        chosen = log_probs.gather(1, actions.long().reshape(-1, 1)).squeeze(1)
+        return -((1.0 - smoothing) * chosen + smoothing * log_probs.mean(dim=1)).mean()
+    log_prob: torch.Tensor = distribution.log_prob(actions)
+    return -log_prob.mean()
 
 
 def _action_tensor(space: spaces.Space[Any], actions: npt.NDArray[Any]) -> torch.Tensor:
