@@ -108,6 +108,7 @@ log = logging.getLogger(__name__)
 #: the device, and the epochs over them each time the controller has driven.
 _DEMONSTRATION_EPISODES = 20
 _DEMONSTRATION_EPOCHS = 5
+_MAX_IMITATION_EPOCHS = 100
 
 #: Hyperparameters a directive may change during an agent's life (population-based training).
 MUTABLE_HYPERPARAMS = frozenset(
@@ -233,7 +234,8 @@ class Learner:
         self._demonstration_recorder = ExperienceRecorder(
             self.env.observation_space, self.env.action_space, 4096
         )
-        self.demonstration_pending = False
+        #: Controller episodes since the policy last imitated them.
+        self.demonstrations_new = 0
         #: What stable-baselines3 drives: the device, behind the guard where there is one.
         self.device = self._device()
         self.regimes = config.drift.specs(config.env_id) if config.drift is not None else []
@@ -534,19 +536,24 @@ class Learner:
             add_to_replay_buffer(self.model, episode)
         else:
             self.demonstrations.append(episode)
-            self.demonstration_pending = True
+            self.demonstrations_new += 1
+
+    @property
+    def demonstration_pending(self) -> bool:
+        return self.demonstrations_new > 0
 
     def imitate_controller(self) -> None:
-        """Fit the policy to the controller's latest episodes (pretrain.py, a few epochs)."""
-        self.demonstration_pending = False
-        if self.demonstrations:
-            columns = ExperienceColumns.concatenate(list(self.demonstrations))
-            pretrain(
-                self.model,
-                ControllerHistory(columns, ()),
-                epochs=_DEMONSTRATION_EPOCHS,
-                seed=self.config.seed + self.step,
-            )
+        """Fit the policy to the controller's latest episodes (pretrain.py).
+
+        A few epochs for each new episode: a long stretch of the controller driving (a
+        season the policy never saw) is imitated as thoroughly as the history was.
+        """
+        epochs = min(_DEMONSTRATION_EPOCHS * self.demonstrations_new, _MAX_IMITATION_EPOCHS)
+        self.demonstrations_new = 0
+        columns = ExperienceColumns.concatenate(list(self.demonstrations))
+        pretrain(
+            self.model, ControllerHistory(columns, ()), epochs=epochs, seed=self.config.seed
+        )
 
     def _controller_may_go_on(self) -> bool:
         """Whether the guard's controller may take another step before the agent stops.

@@ -161,7 +161,7 @@ def pretrain(
     batch_size: int = 256,
     learning_rate: float = 1e-3,
     value_rounds: int = 3,
-    smoothing: float = 0.1,
+    smoothing: float = 0.05,
     seed: int = 0,
 ) -> PretrainResult:
     """Fit ``model`` to the controller's history (module docstring); returns how well it fits.

@@ -95,3 +95,36 @@ def test_the_guard_needs_a_controller_on_a_copy_of_the_device() -> None:
     config = LearnerConfig(env_id="Pendulum-v1", algo="sac", guard=True)
     with pytest.raises(ConfigError, match="the guard needs"):
         Learner(config, Recorder())
+
+
+def test_a_learner_kept_off_the_device_learns_from_the_controller_driving_it() -> None:
+    # Untrained and given no loss to spend: after its first day the controller drives, and
+    # the learner imitates it between learn() calls.
+    events = Recorder()
+    config = LearnerConfig(
+        env_id=THERMOSTAT, algo="ppo", seed=2, budget_steps=2_500,
+        hyperparams={"n_steps": 96, "batch_size": 48, "n_epochs": 1},
+        arch=make_arch(get_algorithm("ppo"), net_arch={"pi": [32, 32], "vf": [32, 32]}),
+        drift=DriftPlan((("winter", 10**9),)), guard=True, guard_budget=0.0,
+    )  # fmt: skip
+    learner = Learner(config, events)
+    before = build_policy(
+        learner.spec, learner.arch, learner.env.observation_space, learner.env.action_space
+    )
+    load_tensors(before, learner.current_tensors())
+    learner.run()
+    assert learner.meter.learner_episodes == 1
+    assert len(learner.demonstrations) == min(20, learner.meter.controller_episodes) > 10
+    seeds = range(70, 73)
+
+    def score(factory: Callable[[gym.Env[Any, Any]], Controller]) -> float:
+        return run_controller(factory, THERMOSTAT, seeds=seeds, regime="winter").mean_return
+
+    base = score(lambda e: start_controller(THERMOSTAT, e))
+    random = score(RandomController)
+    policy = build_policy(
+        learner.spec, learner.arch, learner.env.observation_space, learner.env.action_space
+    )
+    load_tensors(policy, learner.current_tensors())
+    assert normalise(score(lambda _e: PolicyController(before)), random, base) < 0.9
+    assert normalise(score(lambda _e: PolicyController(policy)), random, base) >= 0.95
