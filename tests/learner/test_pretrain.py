@@ -49,10 +49,11 @@ def test_record_controller_keeps_every_step_and_the_controllers_actions() -> Non
 
 def test_cloning_makes_the_policy_act_as_the_controller_and_fits_the_value() -> None:
     env = make_world(TRAFFIC, regime="weekday")
-    history = record_controller(env, start_controller(TRAFFIC, env), 7_200, seed=1)
+    # 28 one-hour episodes: every hour of the day, the night's empty junction included.
+    history = record_controller(env, start_controller(TRAFFIC, env), 20_160, seed=1)
     model = _ppo(TRAFFIC)
     untrained = _ppo(TRAFFIC)
-    result = pretrain(model, history, epochs=100)
+    result = pretrain(model, history, epochs=20)
     assert result.agreement is not None
     assert result.agreement >= 0.95
     # Played on other days, the clone does what the controller does, within 10 %; the
