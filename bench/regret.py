@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import statistics
 import sys
 import time
@@ -36,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS, machine
+from bench.common import machine, replace_section, write_result
 
 WORLDS = ("smart-home", "traffic", "home-battery")
 #: The world's own measure of each regime: (metric, higher is better?).
@@ -188,6 +187,61 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return table
 
 
+def table_markdown(result: dict[str, Any]) -> str:
+    """The figures as docs/benchmarks.md shows them."""
+    m = result["machine"]
+    lines = [
+        f"Command: `{result['command']}`",
+        f"({m['date']}, {m['cores']} cores, {m['cpu']}, torch {m['torch']}, commit "
+        f"{m['commit']}; {result['seconds']:,} s).",
+        "",
+        "Regret: the controller's summed return minus the deployed one's on the same episodes, "
+        "as a share of the controller's cost (negative: better than the controller). Final: "
+        "the last snapshot against the controller on 10 fixed-seed episodes of each regime, in "
+        "the world's measure (positive: better); the thermostat's comfort violation (K h) is "
+        "beside its cost.",
+        "",
+        "| world | seed | regret at the default budget | regret at the end | controller's "
+        "share of steps | first evaluation (worst regime, normalised) | final, per regime |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for world, table in result["table"].items():
+        for row in table["rows"]:
+            final = "; ".join(
+                f"{regime} {_pct(cell['gain'])}"
+                + (
+                    f" (comfort {cell['comfort']:.2f} vs {cell['controller_comfort']:.2f})"
+                    if cell.get("comfort") is not None
+                    and cell.get("controller_comfort") is not None
+                    else ""
+                )
+                for regime, cell in sorted(row["final"].items())
+            )
+            lines.append(
+                f"| {world} | {row['seed']} | {_pct(row['regret_default'])} | "
+                f"{_pct(row['regret_end'])} | {row['controller_share']:.0%} | "
+                f"{_num(row['first_normalised'])} | {final} |"
+            )
+        medians = "; ".join(
+            f"{regime} {_pct(gain)}" for regime, gain in sorted(table["median_final"].items())
+        )
+        lines.append(
+            f"| **{world}** | **median** | **{_pct(table['median_regret_default'])}** "
+            f"(worst {_pct(table['worst_regret_default'])}) | "
+            f"**{_pct(table['median_regret_end'])}** | | "
+            f"min {_num(table['min_first_normalised'])} | {medians} |"
+        )
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1%}"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def _share(pair: list[float] | None) -> float | None:
     if not pair or not pair[1]:
         return None
@@ -251,9 +305,9 @@ def main() -> None:
         "runs": runs,
         "table": summarise(runs),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "regret.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps(result["table"], indent=1))
+    write_result("regret", result)
+    replace_section("regret", table_markdown(result))
+    print(table_markdown(result))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ BENCHMARKS: dict[str, list[str]] = {
         *("--settings", "cartpole-dqn", "traffic-dqn", "traffic-dqn-mixed"),
         *("--seeds", "0", "1", "2"),
     ],
+    # issue 15: regret against the device's controller, and where the learner ends
+    "regret": ["regret.py", "--seeds", "0", "1", "2", "3", "4", "--steps", "100000"],
     "soak": ["soak.py"],  # issue 6: docs/reliability.md
     "scaling": ["scaling.py"],  # issue 7: docs/scaling.md
 }
