@@ -44,8 +44,12 @@ def parse(cls: type[Any], argv: list[str]) -> Any:
 
 
 names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True)
-# Free text, including what looks like a flag or a negative number.
-texts = st.from_regex(r"-?[A-Za-z0-9_:./,;= -]{1,20}", fullmatch=True)
+# Free text, including what looks like a flag or a negative number. Not "--" alone: argparse
+# takes that as the end of the options wherever it stands, even as ``--flag=--``, so no
+# command line can carry it as a value.
+texts = st.from_regex(r"-?[A-Za-z0-9_:./,;= -]{1,20}", fullmatch=True).filter(
+    lambda text: text != "--"
+)
 optional = st.none().__or__
 hosts = st.from_regex(r"[a-z][a-z0-9-]{0,10}(\.[a-z]{2,5})?", fullmatch=True)
 brokers = st.builds(
