@@ -484,7 +484,10 @@ class Learner:
             seed=config.seed,
         )
         self.model.num_timesteps += len(history)
-        self.meter.add_history(len(history), history.episode_returns)
+        # Where the learner's own episodes cannot be compared (no copy of the device to play
+        # the controller on), the controller's are not counted either: the regret is unknown.
+        compared = history.episode_returns if is_shadowed(self.env) else ()
+        self.meter.add_history(len(history), compared)
         self.stats.take_regret(self.meter)
         for batch in history.columns.batches(config.experience_batch):
             self.events.experience(batch, self.step)

@@ -128,3 +128,19 @@ def test_a_learner_kept_off_the_device_learns_from_the_controller_driving_it() -
     load_tensors(policy, learner.current_tensors())
     assert normalise(score(lambda _e: PolicyController(before)), random, base) < 0.9
     assert normalise(score(lambda _e: PolicyController(policy)), random, base) >= 0.95
+
+
+def test_where_the_device_cannot_be_copied_the_regret_is_unknown_not_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # libsumo runs one simulation per process: no copy to play the controller on.
+    monkeypatch.setattr("agents.learner.envs.can_shadow", lambda _env_id, _env: False)
+    config = LearnerConfig(
+        env_id="CartPole-v1", algo="ppo", seed=0, budget_steps=900,
+        hyperparams={"n_steps": 64, "batch_size": 32, "n_epochs": 1},
+        start_from=StartFrom.BASELINE, history_steps=600,
+    )  # fmt: skip
+    learner = Learner(config, Recorder())
+    learner.run()
+    assert learner.stats.controller_steps == 600
+    assert learner.stats.regret_episodes == 0  # the history's episodes are not "no regret"
