@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +68,7 @@ from agents.learner.intake import PeerIntake, add_to_replay_buffer
 from agents.learner.library import LibraryEntry, PolicyLibrary
 from agents.learner.peers import PeerSnapshots
 from agents.learner.pretrain import (
-    ControllerHistory,
+    ControllerDemonstrations,
     StartFrom,
     pretrain,
     record_controller,
@@ -103,12 +102,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: The controller's latest episodes an on-policy learner imitates while the guard keeps it off
-#: the device, and the epochs over them each time the controller has driven.
-_DEMONSTRATION_EPISODES = 20
-_DEMONSTRATION_EPOCHS = 5
-_MAX_IMITATION_EPOCHS = 100
 
 #: Hyperparameters a directive may change during an agent's life (population-based training).
 MUTABLE_HYPERPARAMS = frozenset(
@@ -228,14 +221,10 @@ class Learner:
             self.env.observation_space, self.env.action_space, config.experience_batch
         )
         #: The controller's latest episodes on the device (the guard's fallbacks): what an
-        #: on-policy learner keeps imitating while it is kept off the device.
-        self.demonstrations: deque[ExperienceColumns] = deque(maxlen=_DEMONSTRATION_EPISODES)
-        self._demonstration: list[ExperienceColumns] = []
-        self._demonstration_recorder = ExperienceRecorder(
-            self.env.observation_space, self.env.action_space, 4096
+        #: on-policy learner imitates while it is kept off the device (pretrain.py).
+        self.demonstrations = ControllerDemonstrations(
+            self.env.observation_space, self.env.action_space
         )
-        #: Controller episodes since the policy last imitated them.
-        self.demonstrations_new = 0
         #: What stable-baselines3 drives: the device, behind the guard where there is one.
         self.device = self._device()
         self.regimes = config.drift.specs(config.env_id) if config.drift is not None else []
@@ -439,7 +428,7 @@ class Learner:
             )
             # Between two learn() calls: the only place where weights change.
             if self.demonstration_pending:
-                self.imitate_controller()
+                self.demonstrations.imitate(self.model, seed=self.config.seed)
             adoption = self.take_adoption()
             if adoption is not None:
                 self.adapter.adopt(adoption)
@@ -512,51 +501,16 @@ class Learner:
         )
         if batch is not None:
             self.events.experience(batch, self.step)
-        part = self._demonstration_recorder.record(
+        episode = self.demonstrations.record(
             obs, next_obs, action, reward, terminated=terminated, truncated=truncated
         )
-        if part is not None:
-            self._demonstration.append(part)
-        if terminated or truncated:
-            self._end_demonstration()
-
-    def _end_demonstration(self) -> None:
-        """A controller episode is over: replay it (off-policy) or imitate it (on-policy).
-
-        A policy the guard keeps off the device learns nothing by reinforcement (PPO learns
-        from its own episodes only); imitating the controller where it now drives keeps the
-        policy close to what works in today's conditions (a season its history never saw),
-        so its next episodes lose little and the guard lets it drive again. The imitation
-        happens between two ``learn()`` calls, as every change of weights does.
-        """
-        last = self._demonstration_recorder.drain()
-        parts = [*self._demonstration, *([last] if last is not None else [])]
-        self._demonstration = []
-        if not parts:
-            return
-        episode = ExperienceColumns.concatenate(parts)
-        if isinstance(self.model, OffPolicyAlgorithm):
+        if episode is not None and isinstance(self.model, OffPolicyAlgorithm):
             add_to_replay_buffer(self.model, episode)
-        else:
-            self.demonstrations.append(episode)
-            self.demonstrations_new += 1
 
     @property
     def demonstration_pending(self) -> bool:
-        return self.demonstrations_new > 0
-
-    def imitate_controller(self) -> None:
-        """Fit the policy to the controller's latest episodes (pretrain.py).
-
-        A few epochs for each new episode: a long stretch of the controller driving (a
-        season the policy never saw) is imitated as thoroughly as the history was.
-        """
-        epochs = min(_DEMONSTRATION_EPOCHS * self.demonstrations_new, _MAX_IMITATION_EPOCHS)
-        self.demonstrations_new = 0
-        columns = ExperienceColumns.concatenate(list(self.demonstrations))
-        pretrain(
-            self.model, ControllerHistory(columns, ()), epochs=epochs, seed=self.config.seed
-        )
+        """An on-policy learner has controller episodes to imitate (between learn() calls)."""
+        return self.demonstrations.pending and not self.off_policy
 
     def _controller_may_go_on(self) -> bool:
         """Whether the guard's controller may take another step before the agent stops.

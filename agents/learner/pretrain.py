@@ -30,6 +30,7 @@ shrink it to nothing and leave nothing to learn from.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -50,6 +51,7 @@ from agents.learner.intake import add_to_replay_buffer
 from agents.worlds.baselines import PRIMARY_BASELINE, Controller, make_baseline
 
 __all__ = [
+    "ControllerDemonstrations",
     "ControllerHistory",
     "PretrainResult",
     "StartFrom",
@@ -297,3 +299,67 @@ def _agreement(
     with torch.no_grad():
         chosen = policy.get_distribution(obs).mode().numpy()
     return float(np.mean(chosen.reshape(-1) == np.asarray(actions).reshape(-1)))
+
+
+class ControllerDemonstrations:
+    """The controller's latest episodes on the device, for a learner the guard kept off it.
+
+    A policy the guard keeps off the device learns nothing by reinforcement (PPO learns from
+    its own episodes only). Imitating the controller where it now drives keeps the policy
+    close to what works in today's conditions (a season its history never saw), so its next
+    episodes lose little and the guard lets it drive again. :meth:`record` takes the
+    controller's transitions and returns each episode when it ends (an off-policy learner
+    replays it); :meth:`imitate` fits an actor-critic policy to the latest ``episodes``, a
+    few epochs for each episode since the last time, so that a long stretch of the controller
+    driving is imitated as thoroughly as the history was.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space[Any],
+        action_space: spaces.Space[Any],
+        *,
+        episodes: int = 20,
+        epochs_per_episode: int = 5,
+        max_epochs: int = 100,
+    ) -> None:
+        self.episodes: deque[ExperienceColumns] = deque(maxlen=episodes)
+        self.epochs_per_episode = epochs_per_episode
+        self.max_epochs = max_epochs
+        #: Episodes recorded since the policy last imitated them.
+        self.new = 0
+        self._recorder = ExperienceRecorder(observation_space, action_space, 4096)
+        self._parts: list[ExperienceColumns] = []
+
+    @property
+    def pending(self) -> bool:
+        return self.new > 0
+
+    def record(
+        self, obs: Any, next_obs: Any, action: Any, reward: float, *, terminated: bool,
+        truncated: bool,
+    ) -> ExperienceColumns | None:  # fmt: skip
+        """Add one controller transition; returns the episode it ended, if it ended one."""
+        part = self._recorder.record(
+            obs, next_obs, action, reward, terminated=terminated, truncated=truncated
+        )
+        if part is not None:
+            self._parts.append(part)
+        if not (terminated or truncated):
+            return None
+        last = self._recorder.drain()
+        parts = [*self._parts, *([last] if last is not None else [])]
+        self._parts = []
+        episode = ExperienceColumns.concatenate(parts)
+        self.episodes.append(episode)
+        self.new += 1
+        return episode
+
+    def imitate(self, model: BaseAlgorithm, *, seed: int = 0) -> PretrainResult | None:
+        """Fit ``model``'s actor-critic policy to the latest episodes (:func:`pretrain`)."""
+        epochs = min(self.epochs_per_episode * self.new, self.max_epochs)
+        self.new = 0
+        if not self.episodes:
+            return None
+        columns = ExperienceColumns.concatenate(list(self.episodes))
+        return pretrain(model, ControllerHistory(columns, ()), epochs=epochs, seed=seed)

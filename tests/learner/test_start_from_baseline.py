@@ -114,7 +114,7 @@ def test_a_learner_kept_off_the_device_learns_from_the_controller_driving_it() -
     load_tensors(before, learner.current_tensors())
     learner.run()
     assert learner.meter.learner_episodes == 1
-    assert len(learner.demonstrations) == min(20, learner.meter.controller_episodes) > 10
+    assert len(learner.demonstrations.episodes) == min(20, learner.meter.controller_episodes) > 10
     seeds = range(70, 73)
 
     def score(factory: Callable[[gym.Env[Any, Any]], Controller]) -> float:
