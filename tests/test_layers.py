@@ -83,3 +83,18 @@ def test_the_walk_sees_the_package() -> None:
         "import agents.cli",
     ):
         assert any(name.startswith("agents.cli") for name in imported(fake, ast.parse(source)))
+
+
+CORE = (PACKAGE / "agent", PACKAGE / "coordinator")
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in modules() if any(core in p.parents for core in CORE)], ids=module_name
+)
+def test_agents_and_the_coordinator_do_not_know_the_integrations(path: Path) -> None:
+    known = [
+        name
+        for name in imported(path, parsed(path))
+        if name.split(".")[:2] == ["agents", "integrations"]
+    ]
+    assert not known, f"{module_name(path)} imports {known}: integrations plug in as hooks"

@@ -41,7 +41,7 @@ from agents.bus.signing import sign, tensor_digest
 from agents.bus.topics import DELIVERY, Kind, TopicRef, Topics, validate_name
 from agents.bus.transport import Connection, ConnectOptions, Transport, WillMessage
 from agents.exceptions import ConfigError
-from agents.integrations import home_assistant as ha
+from agents.hooks import AgentHook, HookRunner
 from agents.learner.adaptation import Adaptation, Adoption
 from agents.learner.experience import ExperienceColumns
 from agents.learner.learner import Learner, LearnerConfig, PolicyState
@@ -76,8 +76,8 @@ class AgentConfig:
     twin_of: str = ""
     #: The society's key: sign snapshots, require signed directives and peers' snapshots.
     society_key: bytes | None = field(default=None, repr=False)
-    #: Show the device in Home Assistant (MQTT discovery; thermostats only).
-    home_assistant: bool = False
+    #: Integrations told of the agent's connects, telemetry and stop (agents.hooks).
+    hooks: tuple[AgentHook, ...] = ()
 
     def __post_init__(self) -> None:
         validate_name(self.agent_id, "agent id")
@@ -86,10 +86,6 @@ class AgentConfig:
         if unknown:
             kinds = ", ".join(sorted(SHARE_KINDS))
             msg = f"unknown share kind {min(unknown)!r}: use {kinds} or none"
-            raise ConfigError(msg)
-        if self.home_assistant and self.learner.env_id not in ha.THERMOSTAT_ENV_IDS:
-            worlds = ", ".join(sorted(ha.THERMOSTAT_ENV_IDS))
-            msg = f"Home Assistant shows thermostats only ({worlds}), not {self.learner.env_id}"
             raise ConfigError(msg)
 
 
@@ -136,6 +132,8 @@ class Agent:
         self.transport = transport
         self.topics = Topics(config.society)
         self.id = config.agent_id
+        #: Calls the integrations' hooks; counts the calls that raised.
+        self.hook_runner = HookRunner()
         self.inbox = Inbox(
             self.topics,
             self._on_message,
@@ -239,11 +237,10 @@ class Agent:
                 "%d messages not yet acknowledged; they stay in the outbox for next time",
                 outbox.pending(),
             )
-        if config.home_assistant:
-            # A clean exit retires the device: its entities go (the Last Will only marks them
-            # unavailable); the next start announces them again.
-            for message in ha.removal_messages(config.society, self.id):
-                await self._publish_ha(bus, message)
+        for message in self.hook_runner.gather("stop", ((h, h.on_stop) for h in config.hooks)):
+            await bus.publish_now(
+                message.topic, message.payload, qos=message.qos, retain=message.retain
+            )
         status_topic = self.topics.agent(self.id, Kind.STATUS)
         await bus.publish_now(status_topic, encode(self._status("offline")), qos=1, retain=True)
 
@@ -366,33 +363,11 @@ class Agent:
             qos=delivery.qos,
             retain=delivery.retain,
         )
-        if self.config.home_assistant:
-            society = self.config.society
-            for message in [
-                *ha.discovery_messages(society, self.id),
-                ha.availability_message(society, self.id, online=True),
-            ]:
-                await connection.publish(
-                    message.topic, message.payload, qos=message.qos, retain=message.retain
-                )
-
-    async def _publish_ha(self, bus: BusClient, message: ha.HaMessage) -> None:
-        await bus.publish_now(
-            message.topic, message.payload, qos=message.qos, retain=message.retain
-        )
-
-    async def _send_ha_state(self, bus: BusClient, learner: Learner) -> None:
-        """The device's latest state for Home Assistant, at the telemetry pace (not per step)."""
-        latest = learner.latest_step
-        if latest is None:
-            return
-        obs, info = latest
-        try:
-            message = ha.state_message(self.config.society, self.id, info, obs)
-        except (KeyError, ValueError) as exc:
-            log.warning("no Home Assistant state this time: %s", exc)
-            return
-        await self._publish_ha(bus, message)
+        hooks = self.config.hooks
+        for message in self.hook_runner.gather("connect", ((h, h.on_connect) for h in hooks)):
+            await connection.publish(
+                message.topic, message.payload, qos=message.qos, retain=message.retain
+            )
 
     @property
     def shares_snapshots(self) -> bool:
@@ -499,8 +474,15 @@ class Agent:
             qos=delivery.qos,
             retain=delivery.retain,
         )
-        if self.config.home_assistant:
-            await self._send_ha_state(bus, learner)
+        latest = learner.latest_step
+        calls = ((h, lambda h=h: h.on_telemetry(latest)) for h in self.config.hooks)
+        for hook_message in self.hook_runner.gather("telemetry", calls):
+            await bus.publish_now(
+                hook_message.topic,
+                hook_message.payload,
+                qos=hook_message.qos,
+                retain=hook_message.retain,
+            )
 
     def _delivered(self, outbox: Outbox, kind: Kind, counter: str) -> int:
         """Messages of ``kind`` the broker acknowledged, over the agent's whole life."""

@@ -118,6 +118,7 @@ def agent_config(args: AgentFlags) -> AgentConfig:
     if args.home_assistant and env_id not in ha.THERMOSTAT_ENV_IDS:
         msg = f"--home-assistant: only thermostat agents appear in Home Assistant, not {env_id}"
         raise ConfigError(msg)
+    hooks = (ha.HomeAssistantAgent(args.society, args.id, env_id),) if args.home_assistant else ()
     return AgentConfig(
         agent_id=args.id,
         society=args.society,
@@ -127,7 +128,7 @@ def agent_config(args: AgentFlags) -> AgentConfig:
         shares=shares,
         twin_of=args.twin_of or "",
         society_key=society_key(args.society_key_file),
-        home_assistant=args.home_assistant,
+        hooks=hooks,
     )
 
 

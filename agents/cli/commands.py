@@ -76,6 +76,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 def cmd_coordinator(args: argparse.Namespace) -> int:
     from agents.bus.mqtt import MqttTransport  # noqa: PLC0415
     from agents.coordinator.coordinator import Coordinator, CoordinatorConfig  # noqa: PLC0415
+    from agents.integrations import home_assistant as ha  # noqa: PLC0415
 
     flags = settings_of(CoordinatorFlags, args)
     config = CoordinatorConfig(
@@ -93,7 +94,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         society_key=society_key(flags.society_key_file),
         evolution_interval=flags.evolution_interval,
         evolution_quantile=flags.evolution_quantile,
-        home_assistant=flags.home_assistant,
+        hooks=(ha.HomeAssistantCoordinator(flags.society),) if flags.home_assistant else (),
     )
     tls = tls_files(flags.tls_ca, flags.tls_cert, flags.tls_key)
     coordinator = Coordinator(config, MqttTransport(flags.broker, tls=tls))

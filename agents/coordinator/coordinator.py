@@ -56,7 +56,7 @@ from agents.coordinator.metrics import register_metrics
 from agents.coordinator.roster import Roster
 from agents.coordinator.sharing import SharingGain, sharing_gain
 from agents.exceptions import MessageRejected
-from agents.integrations import home_assistant as ha
+from agents.hooks import CoordinatorHook, HookRunner
 
 __all__ = ["Coordinator", "CoordinatorConfig"]
 
@@ -88,7 +88,8 @@ class CoordinatorConfig:
     society_key: bytes | None = field(default=None, repr=False)
     #: Mark thermostat agents that die ``offline`` in Home Assistant (their Last Will is
     #: MessagePack, which Home Assistant cannot read).
-    home_assistant: bool = False
+    #: Integrations told of agents' status changes (agents.hooks).
+    hooks: tuple[CoordinatorHook, ...] = ()
 
     @property
     def client_id(self) -> str:
@@ -107,6 +108,8 @@ class Coordinator:
         self.transport = transport
         self.topics = Topics(config.society)
         self.roster = Roster()
+        #: Calls the integrations' hooks; counts the calls that raised.
+        self.hook_runner = HookRunner()
         self.inbox = Inbox(self.topics, self._on_message, kinds=_SUBSCRIBED, key=config.society_key)
         self.metrics_registry = metrics_registry or CollectorRegistry()
         self.evaluation_seconds: Histogram = register_metrics(self, self.metrics_registry)
@@ -267,8 +270,7 @@ class Coordinator:
             if record.state != before:
                 log.info("agent %s is %s", record.id, record.state)
                 self.history.record_presence(record.id, record.state)
-                if record.state == "offline":
-                    await self._home_assistant_offline(message)
+                await self._tell_hooks(message)
         elif isinstance(message, Telemetry):
             self.roster.on_telemetry(message)
             self.history.record_telemetry(message)
@@ -283,14 +285,14 @@ class Coordinator:
         else:
             log.debug("ignoring %s on %s", type(message).__name__, ref)
 
-    async def _home_assistant_offline(self, status: Status) -> None:
-        if not self.config.home_assistant or status.env_id not in ha.THERMOSTAT_ENV_IDS:
-            return
-        message = ha.availability_message(self.config.society, status.agent, online=False)
-        if self.bus is not None:
-            await self.bus.publish_now(
-                message.topic, message.payload, qos=message.qos, retain=message.retain
-            )
+    async def _tell_hooks(self, status: Status) -> None:
+        """An agent's status changed: what the integrations want published, published."""
+        calls = ((h, lambda h=h: h.on_status(status)) for h in self.config.hooks)
+        for message in self.hook_runner.gather("status", calls):
+            if self.bus is not None:
+                await self.bus.publish_now(
+                    message.topic, message.payload, qos=message.qos, retain=message.retain
+                )
 
     async def _health_loop(self, interval: float = 5.0) -> None:
         while True:

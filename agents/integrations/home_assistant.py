@@ -32,6 +32,7 @@ a second of learning), so the state is best published at the telemetry pace, not
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -39,7 +40,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from agents import __version__
+from agents.bus.schemas import Status
 from agents.bus.topics import ROOT, validate_name
+from agents.exceptions import ConfigError
+from agents.hooks import AgentHook, CoordinatorHook
 
 __all__ = [
     "DISCOVERY_PREFIX",
@@ -47,6 +51,8 @@ __all__ = [
     "ONLINE",
     "THERMOSTAT_ENV_IDS",
     "HaMessage",
+    "HomeAssistantAgent",
+    "HomeAssistantCoordinator",
     "availability_message",
     "availability_topic",
     "discovery_configs",
@@ -57,6 +63,8 @@ __all__ = [
     "state_topic",
     "thermostat_state",
 ]
+
+log = logging.getLogger(__name__)
 
 DISCOVERY_PREFIX: Final = "homeassistant"
 ONLINE: Final = "online"
@@ -350,3 +358,54 @@ def state_message(
     state = thermostat_state(info, obs, comfort_band_c=comfort_band_c)
     payload = json.dumps(state, ensure_ascii=False, sort_keys=True).encode()
     return HaMessage(state_topic(society, agent), payload, retain=True, qos=0)
+
+
+# --- the hooks by which agents and the coordinator carry these messages (agents.hooks) -------
+
+
+class HomeAssistantAgent(AgentHook):
+    """A thermostat agent in Home Assistant.
+
+    On connect its discovery configurations and ``online``; with each telemetry its state; on a
+    clean stop its entities removed (the Last Will only marks them unavailable; the next start
+    announces them again).
+    """
+
+    def __init__(self, society: str, agent: str, env_id: str) -> None:
+        if env_id not in THERMOSTAT_ENV_IDS:
+            worlds = ", ".join(sorted(THERMOSTAT_ENV_IDS))
+            msg = f"Home Assistant shows thermostats only ({worlds}), not {env_id}"
+            raise ConfigError(msg)
+        self.society = society
+        self.agent = agent
+
+    def on_connect(self) -> Sequence[HaMessage]:
+        return [
+            *discovery_messages(self.society, self.agent),
+            availability_message(self.society, self.agent, online=True),
+        ]
+
+    def on_telemetry(self, latest: tuple[Any, dict[str, Any]] | None) -> Sequence[HaMessage]:
+        if latest is None:
+            return ()
+        obs, info = latest
+        try:
+            return [state_message(self.society, self.agent, info, obs)]
+        except (KeyError, ValueError) as exc:
+            log.warning("no Home Assistant state this time: %s", exc)
+            return ()
+
+    def on_stop(self) -> Sequence[HaMessage]:
+        return removal_messages(self.society, self.agent)
+
+
+class HomeAssistantCoordinator(CoordinatorHook):
+    """Marks a thermostat ``offline`` in Home Assistant when its agent's Last Will says so."""
+
+    def __init__(self, society: str) -> None:
+        self.society = society
+
+    def on_status(self, status: Status) -> Sequence[HaMessage]:
+        if status.state != OFFLINE or status.env_id not in THERMOSTAT_ENV_IDS:
+            return ()
+        return [availability_message(self.society, status.agent, online=False)]

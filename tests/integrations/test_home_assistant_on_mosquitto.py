@@ -49,7 +49,7 @@ class Retained:
 def thermostat_agent(broker: ManagedBroker, tmp_path: Path, steps: int) -> Agent:
     config = AgentConfig(
         agent_id="house1", society="home", data_dir=tmp_path / "house1",
-        telemetry_interval=0.2, home_assistant=True,
+        telemetry_interval=0.2, hooks=(ha.HomeAssistantAgent("home", "house1", THERMOSTAT),),
         learner=LearnerConfig(env_id=THERMOSTAT, algo="ppo", budget_steps=steps,
                               hyperparams={"n_steps": 64, "batch_size": 32, "n_epochs": 1}),
     )  # fmt: skip
@@ -102,7 +102,9 @@ async def test_the_coordinator_marks_a_dead_thermostat_offline(
     mosquitto: ManagedBroker, tmp_path: Path
 ) -> None:
     coordinator = Coordinator(
-        CoordinatorConfig(society="home", data_dir=tmp_path / "c", home_assistant=True),
+        CoordinatorConfig(
+            society="home", data_dir=tmp_path / "c", hooks=(ha.HomeAssistantCoordinator("home"),)
+        ),
         MqttTransport(mosquitto.url),
         metrics_registry=CollectorRegistry(),
     )
@@ -141,9 +143,6 @@ async def test_the_coordinator_marks_a_dead_thermostat_offline(
         await asyncio.wait_for(serving, 30)
 
 
-def test_only_thermostats_go_to_home_assistant(tmp_path: Path) -> None:
+def test_only_thermostats_go_to_home_assistant() -> None:
     with pytest.raises(ConfigError, match="thermostats only"):
-        AgentConfig(
-            agent_id="a0", society="s", data_dir=tmp_path, home_assistant=True,
-            learner=LearnerConfig(env_id="CartPole-v1", algo="ppo"),
-        )  # fmt: skip
+        ha.HomeAssistantAgent("s", "a0", "CartPole-v1")
