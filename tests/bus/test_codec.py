@@ -206,9 +206,10 @@ def test_out_of_range_fields(field: str, value: object) -> None:
     assert reason(Kind.EXPERIENCE, pack(data)) == "invalid"
 
 
-def test_non_finite_telemetry_number() -> None:
+@pytest.mark.parametrize("field", ["steps_per_second", "regret", "regret_baseline_return"])
+def test_non_finite_telemetry_number(field: str) -> None:
     data = as_dict(factories.telemetry())
-    data["steps_per_second"] = float("nan")
+    data[field] = float("nan")
     assert reason(Kind.TELEMETRY, pack(data)) == "non_finite"
 
 
