@@ -148,7 +148,7 @@ class LearnerConfig:
     #: Where learning starts: ``baseline`` records the world's baseline controller driving the
     #: device for ``history_steps`` steps and clones it (pretrain.py); ``scratch``: untrained.
     start_from: StartFrom = StartFrom.SCRATCH
-    history_steps: int = 10_000
+    history_steps: int = 20_000
     #: Let the learner drive the device only while the regret stays within ``guard_budget`` of
     #: the controller's cost; the controller drives otherwise (guard.py).
     guard: bool = False
