@@ -245,7 +245,7 @@ class Learner:
         self._adoption_lock = threading.Lock()
         #: Peers' transitions waiting for the replay buffer (off-policy learners).
         self.intake = PeerIntake(self.stats, self.hyperparams, peer_fraction=config.peer_fraction)
-        #: The latest step's observation and ``info``, for showing the device (the integrations' hooks).
+        #: The latest step's observation and ``info``, for showing the device (integrations).
         #: Replaced whole from the learner's thread; readers get one consistent pair.
         self.latest_step: tuple[np.ndarray[Any, Any], dict[str, Any]] | None = None
         self.rate = StepRate(self.model.num_timesteps)
