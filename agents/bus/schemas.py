@@ -272,6 +272,10 @@ class Evaluation(Message, tag="evaluation"):
     baseline: str = ""
     baseline_return: float | None = None
     train_regime: str = ""
+    #: Mean over regimes of each regime's ``recall_return`` (its ``mean_return`` where the
+    #: agent would keep its current policy): the agent's worth with its library. ``None``
+    #: when the snapshot carries no library.
+    recall_return: float | None = None
 
 
 class LeaderboardEntry(_Struct):

@@ -422,6 +422,7 @@ class Coordinator:
             baseline=result.baseline,
             baseline_return=result.baseline_mean,
             train_regime=snapshot.regime,
+            recall_return=result.recall_mean,
         )
         self.roster.on_evaluation(evaluation)
         self.history.record_evaluation(evaluation)

@@ -108,6 +108,19 @@ class EvaluationResult:
         return float(np.std(self.returns)) if self.regimes else math.nan
 
     @property
+    def recall_mean(self) -> float | None:
+        """Mean over regimes of what the agent achieves there recalling from its library.
+
+        What a lifelong agent is worth across its world's regimes: one network cannot serve
+        opposite wirings, the agent with its library does (on a regime where it would keep its
+        current policy, that policy's return). ``None`` without a library.
+        """
+        if not any(r.recall_returns for r in self.regimes):
+            return None
+        means = [r.mean if r.recall_mean is None else r.recall_mean for r in self.regimes]
+        return float(np.mean(means))
+
+    @property
     def baseline_mean(self) -> float | None:
         means = [r.baseline_mean for r in self.regimes]
         if not means or any(m is None for m in means):

@@ -50,6 +50,10 @@ _PER_AGENT: tuple[tuple[str, bool, str, Getter], ...] = (
      lambda r: r.last_eval_return),
     ("society_agent_best_eval_return", False, "Best evaluated mean return so far.",
      lambda r: r.best_eval_return),
+    ("society_agent_eval_return_with_recall", False,
+     "Mean over regimes of what the agent's latest snapshot achieves on each recalling the "
+     "best policy of its library (its eval return where it has no library).",
+     lambda r: r.last_eval_with_recall),
     ("society_agent_snapshot_version", False, "Latest snapshot version received.",
      lambda r: r.latest_version),
     ("society_agent_experience_batches_received", True,

@@ -48,6 +48,14 @@ class EvaluationPoint:
     baseline: str = ""
     baseline_return: float | None = None
     train_regime: str = ""
+    #: Mean over regimes of what the agent achieves recalling from its library (``None``:
+    #: no library); see :attr:`agents.bus.schemas.Evaluation.recall_return`.
+    recall_return: float | None = None
+
+    @property
+    def with_recall(self) -> float:
+        """The agent's worth across regimes: with its library where it has one."""
+        return self.mean_return if self.recall_return is None else self.recall_return
 
     def as_summary(self) -> dict[str, object]:
         return {
@@ -55,6 +63,7 @@ class EvaluationPoint:
             "step": self.step,
             "train_regime": self.train_regime,
             "mean_return": self.mean_return,
+            "recall_return": self.recall_return,
             "baseline_return": self.baseline_return,
             "regimes": {
                 score.regime: {
@@ -125,6 +134,11 @@ class AgentRecord:
         return max(e.mean_return for e in self.evaluations) if self.evaluations else None
 
     @property
+    def last_eval_with_recall(self) -> float | None:
+        """The latest evaluation as the agent would do with its library (see ``with_recall``)."""
+        return self.evaluations[-1].with_recall if self.evaluations else None
+
+    @property
     def baseline(self) -> str:
         return self.evaluations[-1].baseline if self.evaluations else ""
 
@@ -148,6 +162,7 @@ class AgentRecord:
             "latest_snapshot_version": self.latest_version,
             "best_eval_return": self.best_eval_return,
             "last_eval_return": self.last_eval_return,
+            "last_eval_with_recall": self.last_eval_with_recall,
             "baseline": self.baseline,
             "baseline_eval_return": self.baseline_eval_return,
             "strategy": self.strategy,
@@ -316,6 +331,7 @@ class Roster:
                 baseline=evaluation.baseline,
                 baseline_return=evaluation.baseline_return,
                 train_regime=evaluation.train_regime,
+                recall_return=evaluation.recall_return,
             )
         )
         record.lifelong = lifelong_metrics(record)

@@ -35,6 +35,8 @@ class AgentRow:
     steps_per_second: float = 0.0
     recent_return: float = math.nan
     last_eval: float = math.nan
+    #: The latest evaluation as the agent would act with its library (NaN: no library).
+    last_recall: float = math.nan
     best_eval: float = math.nan
     last_eval_version: int = 0
     baseline: float = math.nan
@@ -82,6 +84,8 @@ class LiveState:
             if message.version >= row.last_eval_version:
                 row.last_eval_version = message.version
                 row.last_eval = message.mean_return
+                if message.recall_return is not None:
+                    row.last_recall = message.recall_return
                 if message.baseline_return is not None:
                     row.baseline = message.baseline_return
             if math.isnan(row.best_eval) or message.mean_return > row.best_eval:
@@ -140,7 +144,7 @@ class LiveDisplay:
             self._last_line = now
             for row in self.state.rows.values():
                 log.info(
-                    "%s %s steps=%d/%d sps=%.0f return=%s eval=%s regret=%s",
+                    "%s %s steps=%d/%d sps=%.0f return=%s eval=%s recall=%s regret=%s",
                     row.id,
                     row.state,
                     row.steps,
@@ -148,6 +152,7 @@ class LiveDisplay:
                     row.steps_per_second,
                     _number(row.recent_return),
                     _number(row.last_eval),
+                    _number(row.last_recall),
                     _regret(row.regret_ratio),
                 )
 
@@ -166,6 +171,7 @@ class LiveDisplay:
             ("steps/s", "right"),
             ("return", "right"),
             ("eval", "right"),
+            ("w/ recall", "right"),
             ("best", "right"),
             ("baseline", "right"),
             ("regret", "right"),
@@ -183,6 +189,7 @@ class LiveDisplay:
                 f"{row.steps_per_second:,.0f}",
                 _number(row.recent_return),
                 _number(row.last_eval),
+                _number(row.last_recall),
                 _number(row.best_eval),
                 _number(row.baseline),
                 _regret(row.regret_ratio),

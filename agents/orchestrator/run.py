@@ -38,7 +38,7 @@ from agents.flags import AgentFlags, CoordinatorFlags, to_argv
 from agents.orchestrator.live import LiveDisplay, LiveState
 from agents.orchestrator.plan import AgentPlan, RunPlan
 from agents.orchestrator.processes import Child, spawn
-from agents.orchestrator.summary import build_summary, read_json
+from agents.orchestrator.summary import build_summary, read_json, result_line
 from agents.report import render_after_run
 
 __all__ = ["Orchestrator"]
@@ -88,13 +88,7 @@ class Orchestrator:
         path.write_text(json.dumps(summary, indent=2))
         render_after_run(plan.out_dir)  # report.html; a failure is logged, never raised
         if status == "completed":
-            best = [a["best_eval_return"] for a in summary["agents"] if a["best_eval_return"]]
-            print(  # noqa: T201 - the run's one-line result
-                f"society run completed: {len(plan.agents)} agents, "
-                f"{sum(a['env_steps'] for a in summary['agents']):,} steps, best evaluation "
-                f"{max(best) if best else float('nan'):.1f}; summary in {path}",
-                flush=True,
-            )
+            print(result_line(summary, path), flush=True)  # noqa: T201 - the run's one line
             return 0
         sys.stderr.write(f"society: run {status}: {reason or 'interrupted'}; see {path}\n")
         return 130 if status == "interrupted" else 1

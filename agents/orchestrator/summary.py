@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import statistics
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -80,6 +81,7 @@ def build_summary(run: RunState, *, status: str, reason: str | None) -> dict[str
                 "outbox_pending": own.get("outbox_pending", 0),
                 "best_eval_return": seen.get("best_eval_return"),
                 "last_eval_return": seen.get("last_eval_return"),
+                "last_eval_with_recall": seen.get("last_eval_with_recall"),
                 "baseline": seen.get("baseline", ""),
                 "baseline_eval_return": seen.get("baseline_eval_return"),
                 "strategy": own.get("strategy", ""),
@@ -129,3 +131,37 @@ def build_summary(run: RunState, *, status: str, reason: str | None) -> dict[str
             "exit_code": run.coordinator.returncode if run.coordinator is not None else None,
         },
     }
+
+
+def result_line(summary: Mapping[str, Any], path: Path) -> str:
+    """The completed run's one line: where every agent ended against its baseline controller.
+
+    An agent's end is its last evaluation as it would act with its library (``with recall``):
+    across a drifting world's regimes that is what it is worth, where one network could not
+    serve them all. The baseline's is on the same worlds.
+    """
+    agents = summary["agents"]
+    steps = sum(a["env_steps"] for a in agents)
+    head = f"society run completed: {len(agents)} agent{'s' * (len(agents) != 1)}, {steps:,} steps"
+    ends = [
+        (float(a["last_eval_with_recall"]), a.get("baseline_eval_return"), a.get("baseline", ""))
+        for a in agents
+        if a.get("last_eval_with_recall") is not None
+    ]
+    if not ends:
+        return f"{head}, no evaluation; summary in {path}"
+    values = sorted(end for end, _, _ in ends)
+    spread = f"{statistics.median(values):.1f}" + (
+        f" ({values[0]:.1f} to {values[-1]:.1f})" if len(values) > 1 else ""
+    )
+    compared = [(end, float(base)) for end, base, _ in ends if base is not None]
+    against = ""
+    if compared:
+        names = sorted({name for _, base, name in ends if base is not None and name})
+        ahead = sum(end > base for end, base in compared)
+        against = (
+            f" against {'/'.join(names) or 'the baseline'} "
+            f"{statistics.median(sorted(base for _, base in compared)):.1f}; "
+            f"{ahead} of {len(compared)} agents ahead"
+        )
+    return f"{head}; final evaluation {spread}{against}; summary in {path}"

@@ -128,6 +128,7 @@ def _agents(summary: Mapping[str, Any], history: HistoryReader) -> tuple[AgentDa
                 adoptions=as_int(entry.get("adoptions")) or 0,
                 best_eval_return=as_float(entry.get("best_eval_return")),
                 last_eval_return=as_float(entry.get("last_eval_return")),
+                last_eval_with_recall=as_float(entry.get("last_eval_with_recall")),
                 baseline=as_str(entry.get("baseline")),
                 baseline_eval_return=as_float(entry.get("baseline_eval_return")),
                 regret=as_float(regret.get("total")),

@@ -93,11 +93,12 @@ def _agents_table(agents: Sequence[AgentData]) -> str:
     if not agents:
         return _section("Agents", _empty("No agents in this run's summary or history."))
     header = ["agent", "world", "algo", "strategy", "steps", "episodes", "best eval",
-              "last eval", "baseline", "regret", "drifts", "adaptations", "adoptions",
-              "twin of"]  # fmt: skip
+              "last eval", "with recall", "baseline", "regret", "drifts", "adaptations",
+              "adoptions", "twin of"]  # fmt: skip
     rows = [
         [a.id, a.env, a.algo, a.strategy, f"{a.env_steps:,}", f"{a.episodes:,}",
          _num(a.best_eval_return, 1), _num(a.last_eval_return, 1),
+         _num(a.last_eval_with_recall, 1),
          f"{a.baseline} {_num(a.baseline_eval_return, 1)}" if a.baseline else _UNDEFINED,
          _regret(a.regret, a.regret_ratio),
          a.drift_events, a.adaptations, a.adoptions, a.twin_of or _UNDEFINED]
@@ -108,7 +109,9 @@ def _agents_table(agents: Sequence[AgentData]) -> str:
         "world; the baseline is the world's usual controller on the same worlds. Regret is what "
         "the device lived through: the baseline's summed return minus the deployed one's on the "
         "same episodes over the whole run, learning included (positive: worse than the "
-        "controller), with its share of the baseline's. Drifts are those the agent detected in "
+        "controller), with its share of the baseline's. 'With recall' is the last evaluation "
+        "as the agent acts with its library: on each regime, the policy it would recall there "
+        "(chosen on other episodes than those scored). Drifts are those the agent detected in "
         "its own returns; adaptations are the times it changed policy because of one."
     )
     return _section("Agents", _table(header, rows) + note)

@@ -74,6 +74,8 @@ class AgentData:
     adoptions: int = 0
     best_eval_return: float | None = None
     last_eval_return: float | None = None
+    #: The last evaluation as the agent would act with its library (see the summary).
+    last_eval_with_recall: float | None = None
     baseline: str = ""
     baseline_eval_return: float | None = None
     #: Regret against the baseline controller over the run: the baseline's summed return

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 AGENT_FIELDS = {
     "id", "env", "algo", "env_steps", "experience_batches_published", "snapshots_published",
-    "best_eval_return", "last_eval_return",
+    "best_eval_return", "last_eval_return", "last_eval_with_recall",
 }  # fmt: skip
 COORDINATOR_FIELDS = {"snapshots_evaluated", "messages_received", "messages_rejected"}
 
@@ -59,6 +59,8 @@ def test_society_run_trains_evaluates_and_summarises(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "society run completed" in result.stdout
+    assert "final evaluation" in result.stdout
+    assert "against pd" in result.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed"
     assert summary["broker"]["managed"] == "mosquitto"
@@ -73,6 +75,8 @@ def test_society_run_trains_evaluates_and_summarises(tmp_path: Path) -> None:
         assert agent["snapshots_published"] >= 1
         assert agent["last_eval_return"] is not None
         assert agent["best_eval_return"] >= agent["last_eval_return"]
+        # Before any drift the library is empty: with recall is the policy's own return.
+        assert agent["last_eval_with_recall"] == agent["last_eval_return"]
         assert agent["exit_code"] == 0
     coordinator = summary["coordinator"]
     assert set(coordinator) >= COORDINATOR_FIELDS

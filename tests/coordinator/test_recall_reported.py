@@ -1,0 +1,101 @@
+"""What an agent is worth with its library, from the evaluation to Prometheus, table and line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agents.bus.memory import MemoryBroker
+from agents.bus.schemas import SCHEMA_VERSION, Evaluation, RegimeScore
+from agents.bus.topics import Kind, TopicRef
+from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
+from agents.coordinator.evaluation import EvaluationResult, RegimeResult
+from agents.orchestrator.live import LiveDisplay, LiveState
+from agents.orchestrator.summary import result_line
+
+
+def regime(name: str, returns: list[float], recall: list[float] | None) -> RegimeResult:
+    return RegimeResult(
+        regime=name, returns=returns, recall_returns=recall, recall_from="library:1"
+    )
+
+
+def test_with_recall_averages_each_regimes_recalled_return() -> None:
+    # One network balances the pole in one wiring only; recalling serves both.
+    result = EvaluationResult(
+        regimes=[regime("earth", [500.0], [500.0]), regime("reversed", [9.0], [431.0])]
+    )
+    assert result.mean == pytest.approx(254.5)
+    assert result.recall_mean == pytest.approx(465.5)
+
+
+def test_a_recalled_return_of_zero_counts_as_zero() -> None:
+    result = EvaluationResult(regimes=[regime("a", [10.0], [0.0]), regime("b", [-4.0], [-4.0])])
+    assert result.recall_mean == pytest.approx(-2.0)
+
+
+def test_without_a_library_there_is_no_recall() -> None:
+    result = EvaluationResult(regimes=[regime("a", [10.0], None), regime("b", [4.0], None)])
+    assert result.recall_mean is None
+
+
+def evaluation(version: int, mean: float, recall: float | None) -> Evaluation:
+    return Evaluation(
+        schema=SCHEMA_VERSION, agent="cartpole-0", version=version, step=version * 5000,
+        env_id="CartPole-v1", algo="ppo", mean_return=mean, std_return=1.0, episodes=5,
+        seeds=[0], seconds=0.1, ts=time.time(), baseline="pd", baseline_return=254.4,
+        regimes=[RegimeScore(regime="earth", mean_return=mean)], recall_return=recall,
+    )  # fmt: skip
+
+
+def test_the_coordinator_exports_the_latest_evaluation_with_recall() -> None:
+    metrics = CollectorRegistry()
+    coordinator = Coordinator(
+        CoordinatorConfig(society="s"), MemoryBroker(), metrics_registry=metrics
+    )
+    roster = coordinator.roster
+    labels = {"agent": "cartpole-0"}
+    roster.on_evaluation(evaluation(1, 240.0, None))
+    assert metrics.get_sample_value("society_agent_eval_return_with_recall", labels) == 240.0
+    roster.on_evaluation(evaluation(2, 254.0, 470.0))
+    assert metrics.get_sample_value("society_agent_eval_return_with_recall", labels) == 470.0
+    summary = roster.agents["cartpole-0"].as_summary()
+    assert summary["last_eval_with_recall"] == 470.0
+    assert summary["last_eval_return"] == 254.0
+
+
+async def test_the_live_table_shows_the_evaluation_with_recall() -> None:
+    state = LiveState(["cartpole-0"])
+    ref = TopicRef(society="s", kind=Kind.EVALUATION, agent="cartpole-0")
+    await state.on_message(ref, evaluation(2, 254.0, 470.0))
+    table = LiveDisplay(state, title="t", quiet=True).table()
+    column = next(c for c in table.columns if c.header == "w/ recall")
+    assert list(column.cells) == ["470.0"]
+
+
+def agent(end: float | None, baseline: float | None) -> dict[str, object]:
+    return {
+        "env_steps": 1000, "last_eval_with_recall": end, "baseline_eval_return": baseline,
+        "baseline": "pd" if baseline is not None else "",
+    }  # fmt: skip
+
+
+def test_the_run_line_says_how_many_agents_ended_ahead_of_their_baseline() -> None:
+    summary = {"agents": [agent(470.0, 254.4), agent(250.0, 254.4), agent(480.0, 254.4)]}
+    line = result_line(summary, Path("s.json"))
+    assert line == (
+        "society run completed: 3 agents, 3,000 steps; final evaluation 470.0 (250.0 to 480.0) "
+        "against pd 254.4; 2 of 3 agents ahead; summary in s.json"
+    )
+
+
+def test_the_run_line_without_evaluations_or_baseline() -> None:
+    assert result_line({"agents": [agent(None, None)]}, Path("s.json")) == (
+        "society run completed: 1 agent, 1,000 steps, no evaluation; summary in s.json"
+    )
+    assert result_line({"agents": [agent(12.0, None)]}, Path("s.json")) == (
+        "society run completed: 1 agent, 1,000 steps; final evaluation 12.0; summary in s.json"
+    )
