@@ -13,6 +13,7 @@ from agents.bus.schemas import (
     Directive,
     Evaluation,
     ExperienceBatch,
+    FederatedWeights,
     Leaderboard,
     LeaderboardEntry,
     Lineage,
@@ -90,6 +91,16 @@ def snapshot(agent: str = "a0", version: int = 1) -> PolicySnapshot:
     )
 
 
+def weights(agent: str = "a0", round_: int = 1) -> FederatedWeights:
+    values = tensors(round_)
+    return FederatedWeights(
+        schema=SCHEMA_VERSION, agent=agent, round=round_, step=512 * round_, algo="ppo",
+        env_id="CartPole-v1", obs_space=BOX4, action_space=DISCRETE2,
+        arch=PolicyArch(policy="MlpPolicy", net_arch=[8], activation="tanh"), samples=512,
+        tensors=values, digest=tensor_digest(values), device={"length": 0.5},
+    )  # fmt: skip
+
+
 def telemetry(agent: str = "a0") -> Telemetry:
     return Telemetry(
         schema=SCHEMA_VERSION, agent=agent, ts=time.time(), env_id="CartPole-v1", algo="ppo",
@@ -126,4 +137,5 @@ BY_KIND: dict[Kind, Callable[[], Message]] = {
     Kind.DIRECTIVE: directive,
     Kind.EVALUATION: evaluation,
     Kind.LEADERBOARD: leaderboard,
+    Kind.WEIGHTS: weights,
 }

@@ -30,6 +30,7 @@ from agents.bus.schemas import (
     SCHEMA_VERSION,
     Directive,
     ExperienceBatch,
+    FederatedWeights,
     LibraryPolicy,
     Lineage,
     Message,
@@ -44,6 +45,7 @@ from agents.exceptions import ConfigError
 from agents.hooks import AgentHook, HookRunner
 from agents.learner.adaptation import Adaptation, Adoption
 from agents.learner.experience import ExperienceColumns
+from agents.learner.federation import Federation, Likeness, OwnWeights
 from agents.learner.learner import Learner, LearnerConfig, PolicyState
 from agents.learner.peers import PeerSnapshots
 
@@ -52,7 +54,7 @@ __all__ = ["Agent", "AgentConfig", "AgentReport"]
 log = logging.getLogger(__name__)
 
 #: What an agent can share with (and take in from) its peers.
-SHARE_KINDS = frozenset({"experience", "snapshots", "evolution"})
+SHARE_KINDS = frozenset({"experience", "snapshots", "evolution", "federated"})
 
 EXPERIENCE_SEQ = "experience_seq"
 POLICY_VERSION = "policy_version"
@@ -70,7 +72,9 @@ class AgentConfig:
     flush_timeout: float = 30.0
     #: ``experience``: off-policy learners take in peers' transitions; ``snapshots``: peers'
     #: snapshots are candidates when the world changes; ``evolution``: obey the coordinator's
-    #: adopt/mutate directives. Sharing is two-way: what is not shared is not taken either.
+    #: adopt/mutate directives; ``federated``: on-policy learners average their weights with
+    #: alike peers' (agents.learner.federation). Sharing is two-way: what is not shared is not
+    #: taken either.
     shares: frozenset[str] = SHARE_KINDS
     #: For an isolated control twin, the agent it is the twin of (it shares nothing).
     twin_of: str = ""
@@ -137,7 +141,7 @@ class Agent:
         self.inbox = Inbox(
             self.topics,
             self._on_message,
-            kinds={Kind.DIRECTIVE, Kind.POLICY, Kind.EXPERIENCE},
+            kinds={Kind.DIRECTIVE, Kind.POLICY, Kind.EXPERIENCE, Kind.WEIGHTS},
             key=config.society_key,
         )
         self.learner: Learner | None = None
@@ -146,6 +150,8 @@ class Agent:
         self._episodes_since_telemetry: list[tuple[float, int, str]] = []
         self._recent_returns: deque[float] = deque(maxlen=100)
         self.peers: PeerSnapshots | None = None
+        self._weights_round = 0
+        self._pending_sends: set[asyncio.Future[bool]] = set()
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -173,6 +179,13 @@ class Agent:
             )  # fmt: skip
             if "snapshots" in self.config.shares:
                 learner.peers = self.peers
+        if "federated" in self.config.shares and not learner.off_policy:
+            learner.federation = Federation(
+                own_id=self.id, env_id=learner.config.env_id, algo=learner.spec.name,
+                obs_space=learner.obs_spec, action_space=learner.action_spec,
+                arch=learner.arch, likeness=Likeness(device=dict(learner.config.env_kwargs)),
+                publish=lambda weights: loop.call_soon_threadsafe(self.on_weights, weights),
+            )  # fmt: skip
         log.info(
             "agent %s: %s on %s%s",
             self.id,
@@ -197,6 +210,8 @@ class Agent:
             subscriptions.append((self.topics.agents_filter(Kind.POLICY), 1))
         if self.takes_experience:
             subscriptions.append((self.topics.agents_filter(Kind.EXPERIENCE), 1))
+        if learner.federation is not None:
+            subscriptions.append((self.topics.agents_filter(Kind.WEIGHTS), 1))
         try:
             async with BusClient(
                 self.transport,
@@ -324,6 +339,39 @@ class Agent:
         )
         log.info("snapshot v%d at step %d", version, state.step)
 
+    def on_weights(self, weights: OwnWeights) -> None:
+        """Our weights after a local update, to the peers (perishable: not through the outbox)."""
+        learner, bus = self.learner, self.bus
+        if learner is None or bus is None:
+            return
+        self._weights_round += 1
+        message = FederatedWeights(
+            schema=SCHEMA_VERSION,
+            agent=self.id,
+            round=self._weights_round,
+            step=weights.step,
+            algo=learner.spec.name,
+            env_id=learner.config.env_id,
+            obs_space=learner.obs_spec,
+            action_space=learner.action_spec,
+            arch=learner.arch,
+            samples=weights.samples,
+            tensors=weights.tensors,
+            digest=tensor_digest(weights.tensors),
+            device=dict(learner.config.env_kwargs),
+            regime=weights.regime,
+        )
+        if self.config.society_key is not None:
+            message = sign(message, self.config.society_key)
+        delivery = DELIVERY[Kind.WEIGHTS]
+        topic = self.topics.agent(self.id, Kind.WEIGHTS)
+        payload = encode(message)
+        task = asyncio.ensure_future(
+            bus.publish_now(topic, payload, qos=delivery.qos, retain=delivery.retain)
+        )
+        self._pending_sends.add(task)
+        task.add_done_callback(self._pending_sends.discard)
+
     def on_episode(
         self,
         episode_return: float,
@@ -384,6 +432,10 @@ class Agent:
         if isinstance(message, PolicySnapshot):
             if self.peers is not None and message.shared:
                 self.peers.offer(message)
+        elif isinstance(message, FederatedWeights):
+            federation = self.learner.federation if self.learner is not None else None
+            if federation is not None:
+                federation.offer(message)
         elif isinstance(message, ExperienceBatch):
             self._take_experience(message)
         elif isinstance(message, Directive) and ref.agent == self.id:

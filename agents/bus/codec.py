@@ -23,12 +23,13 @@ from typing import Final, TypeVar
 
 import msgspec
 
-from agents.bus.arrays import Array, from_wire
+from agents.bus.arrays import Array, Tensor, from_wire
 from agents.bus.schemas import (
     SCHEMA_VERSION,
     Directive,
     Evaluation,
     ExperienceBatch,
+    FederatedWeights,
     HyperValue,
     Leaderboard,
     LibraryPolicy,
@@ -79,6 +80,7 @@ MAX_PAYLOAD_BYTES: Final[dict[Kind, int]] = {
     Kind.LEADERBOARD: 1 * _MiB,
     Kind.EXPERIENCE: 8 * _MiB,
     Kind.POLICY: 16 * _MiB,
+    Kind.WEIGHTS: 16 * _MiB,
 }
 
 MESSAGE_TYPES: Final[dict[Kind, type[Message]]] = {
@@ -89,6 +91,7 @@ MESSAGE_TYPES: Final[dict[Kind, type[Message]]] = {
     Kind.DIRECTIVE: Directive,
     Kind.EVALUATION: Evaluation,
     Kind.LEADERBOARD: Leaderboard,
+    Kind.WEIGHTS: FederatedWeights,
 }
 
 KIND_OF: Final[dict[type[Message], Kind]] = {tp: kind for kind, tp in MESSAGE_TYPES.items()}
@@ -262,13 +265,7 @@ def _check_policy(message: Message) -> None:
     if message.lineage is not None:
         _name(message.lineage.agent, "lineage.agent")
         _at_least(message.lineage.version, 1, "lineage.version")
-    if not 1 <= len(message.tensors) <= _MAX_TENSORS:
-        raise MessageRejected("invalid", f"{len(message.tensors)} tensors")
-    names = [t.name for t in message.tensors]
-    if len(set(names)) != len(names):
-        raise MessageRejected("invalid", "duplicate tensor names")
-    for tensor in message.tensors:
-        from_wire(tensor.dtype, tensor.shape, tensor.data, what=f"tensor {tensor.name!r}")
+    _check_tensors(message.tensors)
     _scalars(message.hyperparams, "hyperparams")
     _scalars(message.env_kwargs, "env_kwargs")
     for regime in message.regimes:
@@ -279,6 +276,30 @@ def _check_policy(message: Message) -> None:
         raise MessageRejected("digest", "tensors do not match the SHA-256 digest")
     for remembered in message.library:
         _check_library_policy(remembered)
+
+
+def _check_weights(message: Message) -> None:
+    assert isinstance(message, FederatedWeights)
+    _name(message.agent, "agent")
+    _at_least(message.round, 1, "round")
+    _at_least(message.step, 0, "step")
+    _at_least(message.samples, 0, "samples")
+    _check_space(message.obs_space, "obs_space")
+    _check_space(message.action_space, "action_space")
+    _check_tensors(message.tensors)
+    _scalars(message.device, "device")
+    if tensor_digest(message.tensors) != message.digest:
+        raise MessageRejected("digest", "tensors do not match the SHA-256 digest")
+
+
+def _check_tensors(tensors: list[Tensor]) -> None:
+    if not 1 <= len(tensors) <= _MAX_TENSORS:
+        raise MessageRejected("invalid", f"{len(tensors)} tensors")
+    names = [t.name for t in tensors]
+    if len(set(names)) != len(names):
+        raise MessageRejected("invalid", "duplicate tensor names")
+    for tensor in tensors:
+        from_wire(tensor.dtype, tensor.shape, tensor.data, what=f"tensor {tensor.name!r}")
 
 
 def _check_library_policy(remembered: LibraryPolicy) -> None:
@@ -357,4 +378,5 @@ _VALIDATORS: Final = {
     Kind.DIRECTIVE: _check_directive,
     Kind.EVALUATION: _check_evaluation,
     Kind.LEADERBOARD: _check_leaderboard,
+    Kind.WEIGHTS: _check_weights,
 }

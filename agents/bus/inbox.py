@@ -13,7 +13,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from agents.bus.codec import decode
-from agents.bus.schemas import Directive, ExperienceBatch, Message, PolicySnapshot
+from agents.bus.schemas import (
+    Directive,
+    ExperienceBatch,
+    FederatedWeights,
+    Message,
+    PolicySnapshot,
+)
 from agents.bus.signing import verify
 from agents.bus.topics import Kind, TopicRef, Topics
 from agents.bus.transport import RawMessage
@@ -112,7 +118,9 @@ class Inbox:
         try:
             message = decode(ref.kind, raw.payload)
             self._check_sender(ref, message)
-            if self.key is not None and isinstance(message, PolicySnapshot | Directive):
+            if self.key is not None and isinstance(
+                message, PolicySnapshot | Directive | FederatedWeights
+            ):
                 verify(message, self.key)
         except MessageRejected as exc:
             self._reject(raw.topic, exc)

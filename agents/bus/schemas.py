@@ -21,6 +21,7 @@ __all__ = [
     "Directive",
     "Evaluation",
     "ExperienceBatch",
+    "FederatedWeights",
     "HyperValue",
     "Leaderboard",
     "LeaderboardEntry",
@@ -184,6 +185,33 @@ class PolicySnapshot(Message, tag="policy"):
     regime: str = ""
     shared: bool = True
     library: list[LibraryPolicy] = []
+    signature: str | None = None
+
+
+class FederatedWeights(Message, tag="weights"):
+    """An agent's policy weights after its latest local update, for peers to average in.
+
+    Federated learning (``agents.learner.federation``): at every rollout boundary an on-policy
+    agent publishes its weights, then averages into its own the fresh weights of the peers
+    whose policies fit its world, weighted by ``samples``. ``round`` increases by one per
+    publication; ``samples`` is the device steps learned from since the previous one;
+    ``device`` the device parameters the agent announces (its world's ``env_kwargs``).
+    ``tensors``, ``digest`` and ``signature`` are as in :class:`PolicySnapshot`.
+    """
+
+    agent: str
+    round: Int64
+    step: Int64
+    algo: str
+    env_id: str
+    obs_space: SpaceSpec
+    action_space: SpaceSpec
+    arch: PolicyArch
+    samples: Int64
+    tensors: list[Tensor]
+    digest: str
+    device: dict[str, HyperValue] = {}
+    regime: str = ""
     signature: str | None = None
 
 

@@ -26,12 +26,12 @@ from typing import TypeVar
 import msgspec
 
 from agents.bus.arrays import Tensor
-from agents.bus.schemas import Directive, PolicySnapshot
+from agents.bus.schemas import Directive, FederatedWeights, PolicySnapshot
 from agents.exceptions import MessageRejected
 
 __all__ = ["SIGNED_KINDS", "sign", "signing_input", "tensor_digest", "verify"]
 
-M = TypeVar("M", PolicySnapshot, Directive)
+M = TypeVar("M", PolicySnapshot, Directive, FederatedWeights)
 
 _CANONICAL = msgspec.msgpack.Encoder()
 
@@ -56,10 +56,10 @@ def tensor_digest(tensors: Iterable[Tensor]) -> str:
 # --- authenticity ------------------------------------------------------------------------------
 
 #: Kinds of message that carry a signature when the society has a key.
-SIGNED_KINDS = ("policy", "directive")
+SIGNED_KINDS = ("policy", "directive", "weights")
 
 
-def signing_input(message: PolicySnapshot | Directive) -> bytes:
+def signing_input(message: PolicySnapshot | Directive | FederatedWeights) -> bytes:
     """The bytes an HMAC covers: the message as msgspec encodes it with ``signature`` unset.
 
     Every field is covered (a snapshot's tensors through their ``digest``). A third-party
@@ -75,6 +75,8 @@ def signing_input(message: PolicySnapshot | Directive) -> bytes:
             tensors=[],
             library=[msgspec.structs.replace(p, tensors=[]) for p in unsigned.library],
         )
+    elif isinstance(unsigned, FederatedWeights):
+        unsigned = msgspec.structs.replace(unsigned, tensors=[])
     return _CANONICAL.encode(unsigned)
 
 
@@ -84,7 +86,7 @@ def sign(message: M, key: bytes) -> M:
     return msgspec.structs.replace(message, signature=signature)
 
 
-def verify(message: PolicySnapshot | Directive, key: bytes) -> None:
+def verify(message: PolicySnapshot | Directive | FederatedWeights, key: bytes) -> None:
     """Raise :class:`MessageRejected` (``signature``) unless ``message`` is signed with ``key``."""
     if not message.signature:
         raise MessageRejected("signature", "unsigned, and this society requires signatures")

@@ -7,6 +7,7 @@ changed) in one module. The layout, documented in ``docs/protocol.md``::
     society/{society}/agents/{agent}/experience   QoS 1, columnar batches of transitions
     society/{society}/agents/{agent}/policy       retained, QoS 1, the latest snapshot
     society/{society}/agents/{agent}/telemetry    QoS 0, progress and episode returns
+    society/{society}/agents/{agent}/weights      QoS 1, federated learning's weights
     society/{society}/agents/{agent}/directive    QoS 1, coordinator to agent
     society/{society}/coordinator/evaluations     QoS 1, one message per evaluated snapshot
     society/{society}/coordinator/leaderboard     retained, QoS 1
@@ -49,9 +50,12 @@ class Kind(StrEnum):
     DIRECTIVE = "directive"
     EVALUATION = "evaluations"
     LEADERBOARD = "leaderboard"
+    WEIGHTS = "weights"
 
 
-AGENT_KINDS = (Kind.STATUS, Kind.EXPERIENCE, Kind.POLICY, Kind.TELEMETRY, Kind.DIRECTIVE)
+AGENT_KINDS = (
+    Kind.STATUS, Kind.EXPERIENCE, Kind.POLICY, Kind.TELEMETRY, Kind.DIRECTIVE, Kind.WEIGHTS,
+)  # fmt: skip
 COORDINATOR_KINDS = (Kind.EVALUATION, Kind.LEADERBOARD)
 
 
@@ -76,6 +80,8 @@ DELIVERY: dict[Kind, Delivery] = {
     Kind.DIRECTIVE: Delivery(qos=1, retain=False, durable=True),
     Kind.EVALUATION: Delivery(qos=1, retain=False, durable=True),
     Kind.LEADERBOARD: Delivery(qos=1, retain=True, durable=True),
+    # Perishable: the next round replaces a lost one, and nobody waits for it.
+    Kind.WEIGHTS: Delivery(qos=1, retain=False, durable=False),
 }
 
 

@@ -74,6 +74,9 @@ def agent_config(args: AgentFlags) -> AgentConfig:
         hyperparams=hyperparams,
         arch=make_arch(spec, net_arch=net_arch, activation=activation, options=options),
         seed=pick(args.seed, scenario.society.seed if scenario else None, 0),
+        # One initial network for every agent of a society, so federated averaging works
+        # out of the box; exploration still follows each agent's own seed.
+        init_seed=pick(args.init_seed, scenario.society.seed if scenario else None, 0),
         budget_steps=pick(args.steps, None, 0),
         experience_batch=pick(
             args.experience_batch,

@@ -138,6 +138,13 @@ _STEPS: Final = Flag(
     type=non_negative_int,
 )
 _SEED: Final = Flag("--seed", "random seed", env="SOCIETY_SEED", type=non_negative_int)
+_INIT_SEED: Final = Flag(
+    "--init-seed",
+    "seed of the network's initial weights, the same for a federation's members (default: "
+    "the scenario's seed, else 0)",
+    env="SOCIETY_INIT_SEED",
+    type=non_negative_int,
+)
 _SNAPSHOT_EVERY: Final = Flag(
     "--snapshot-every",
     "publish a policy snapshot every N steps",
@@ -205,6 +212,7 @@ class AgentFlags:
     activation: str | None = flag_field(_ACTIVATION)
     steps: int | None = flag_field(_STEPS)
     seed: int | None = flag_field(_SEED)
+    init_seed: int | None = flag_field(_INIT_SEED)
     snapshot_every: int | None = flag_field(_SNAPSHOT_EVERY)
     experience_batch: int | None = flag_field(_EXPERIENCE_BATCH)
     checkpoint_every: int | None = flag_field(_CHECKPOINT_EVERY)

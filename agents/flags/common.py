@@ -91,7 +91,7 @@ STRATEGY: Final = Flag(
 )
 SHARE: Final = Flag(
     "--share",
-    "what agents share and take in from peers: experience,snapshots,evolution, all "
+    "what agents share and take in from peers: experience,snapshots,evolution,federated, all "
     "or none (default: the scenario's, else all)",
     env="SOCIETY_SHARE",
     type=share_kinds,

@@ -92,11 +92,11 @@ def existing_file(text: str) -> Path:
     return path
 
 
-SHARE_KINDS = ("experience", "snapshots", "evolution")
+SHARE_KINDS = ("experience", "snapshots", "evolution", "federated")
 
 
 def share_kinds(text: str) -> frozenset[str]:
-    """``experience,snapshots,evolution``, ``all`` or ``none``."""
+    """``experience,snapshots,evolution,federated``, ``all`` or ``none``."""
     lowered = text.strip().lower()
     if lowered == "none":
         return frozenset()

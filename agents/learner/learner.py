@@ -50,7 +50,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.bus.arrays import Tensor
 from agents.bus.schemas import HyperValue, Lineage, PolicyArch, SpaceSpec
-from agents.exceptions import ConfigError
+from agents.exceptions import ConfigError, IncompatiblePolicy
 from agents.learner.adaptation import (
     Adaptation,
     Adapter,
@@ -63,6 +63,7 @@ from agents.learner.algorithms import AlgorithmSpec, get_algorithm, parse_hyperp
 from agents.learner.checkpoint import CheckpointInfo, CheckpointStore
 from agents.learner.envs import DriftPlan, make_env
 from agents.learner.experience import ExperienceColumns, ExperienceRecorder
+from agents.learner.federation import Federation, FitData, OwnWeights, PeerWeights
 from agents.learner.guard import DEFAULT_BUDGET, ConservativeGate, GuardedDevice, RegretMeter
 from agents.learner.intake import PeerIntake, add_to_replay_buffer
 from agents.learner.library import LibraryEntry, PolicyLibrary
@@ -153,6 +154,9 @@ class LearnerConfig:
     #: the controller's cost; the controller drives otherwise (guard.py).
     guard: bool = False
     guard_budget: float = DEFAULT_BUDGET
+    #: The seed of the network's initial weights (``None``: ``seed``). Members of a federation
+    #: share one, so that their networks start aligned and can be averaged (federation.py).
+    init_seed: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +255,11 @@ class Learner:
         self.rate = StepRate(self.model.num_timesteps)
         #: What the agent does about drift and directives: the decisions (adaptation.py).
         self.adapter = Adapter(self, config.strategy, check_adoptions=config.check_adoptions)
+        #: Federated learning with peers (on-policy learners; set by the agent, federation.py).
+        self.federation: Federation | None = None
+        self._federated_at_step = self.step
+        self._latest_rollout: FitData | None = None
+        self._scratch: list[BasePolicy] = []
 
     # --- construction ----------------------------------------------------------------------
 
@@ -320,6 +329,12 @@ class Learner:
                 verbose=0,
                 **constructor,
             )
+            if self.config.init_seed is not None:
+                # The initial weights from the shared seed; exploration stays the agent's own.
+                with torch.random.fork_rng():
+                    torch.manual_seed(self.config.init_seed)
+                    template = self.fresh_policy()
+                model.policy.load_state_dict(template.state_dict())
         install_lifelong_schedules(model, self.hyperparams, self.schedule_origin)
         return model
 
@@ -400,6 +415,49 @@ class Learner:
             regime = self.env.current_regime or self.env.schedule.regime_at(self.step)
             return regime.name
         return ""
+
+    # --- federated learning, at rollout boundaries (federation.py) ---------------------------
+
+    def remember_rollout(self) -> None:
+        """Keep the rollout just collected, to judge how well peers' policies fit our world."""
+        if self.federation is None:
+            return
+        buffer: Any = getattr(self.model, "rollout_buffer", None)
+        observations = getattr(buffer, "observations", None)
+        if buffer is None or not isinstance(observations, np.ndarray):
+            self._latest_rollout = None  # dict observations: every alike device is averaged in
+            return
+        returns = np.asarray(buffer.returns, dtype=np.float64).reshape(-1)
+        values = np.asarray(buffer.values, dtype=np.float64).reshape(-1)
+        self._latest_rollout = FitData(
+            obs=observations.reshape(len(returns), *observations.shape[2:]).copy(),
+            returns=returns,
+            own_error=float(np.mean((values - returns) ** 2)),
+        )
+
+    def federate(self) -> None:
+        """Publish our weights, then average in the fresh weights of peers that fit our world."""
+        federation = self.federation
+        if federation is None:
+            return
+        samples = self.step - self._federated_at_step
+        self._federated_at_step = self.step
+        federation.publish(
+            OwnWeights(policy_tensors(self.model.policy), self.step, samples, self.current_regime)
+        )
+        loaded: list[tuple[PeerWeights, BasePolicy]] = []
+        for peer in federation.take():
+            if len(self._scratch) <= len(loaded):
+                self._scratch.append(self.fresh_policy())
+            scratch = self._scratch[len(loaded)]
+            try:
+                load_tensors(scratch, peer.tensors)
+            except IncompatiblePolicy:
+                federation.ignored += 1
+                continue
+            loaded.append((peer, scratch))
+        if loaded:
+            federation.average_into(self.model.policy, samples, loaded, self._latest_rollout)
 
     # --- the loop, in the learner's thread --------------------------------------------------
 
@@ -618,8 +676,14 @@ class _LifelongCallback(BaseCallback):
             return False  # end this learn() call: weights change between calls, never inside
         return not learner.should_stop()
 
+    def _on_rollout_start(self) -> None:
+        # Between the last update and the next rollout: the one point where an on-policy
+        # learner's weights may change inside learn() (federation.py).
+        self.learner.federate()
+
     def _on_rollout_end(self) -> None:
         self.learner.intake.rescale_training(self.learner.model)
+        self.learner.remember_rollout()
 
     def collect(self, step: int) -> None:
         """The transition just made, into the experience batch; a finished episode, judged."""

@@ -45,6 +45,8 @@ class AgentPlan:
     env_id: str
     algo: str
     seed: int
+    #: The seed of the initial weights, shared by the run's agents (federated averaging).
+    init_seed: int = 0
     #: Set when the scenario gives each member its own device parameters.
     device_index: int | None = None
     #: For an isolated control twin: the agent it is the twin of.
@@ -98,6 +100,7 @@ class RunPlan:
                 env_id=scenario.world.env,
                 algo=scenario.learner.algo,
                 seed=seed + index,
+                init_seed=seed,
                 device_index=index if scenario.world.heterogeneous else None,
             )
             for index in range(count)

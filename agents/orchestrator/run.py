@@ -233,6 +233,7 @@ class Orchestrator:
             broker=url,
             scenario=plan.scenario_ref,
             seed=agent.seed,
+            init_seed=agent.init_seed,
             steps=plan.steps,
             data_dir=str(plan.out_dir / "agents" / agent.id),
             device_index=agent.device_index,

@@ -126,6 +126,7 @@ def strategy_for(cls: type[Any], a_file: Path) -> st.SearchStrategy[Any]:
         "activation": optional(texts),
         "steps": optional(st.integers(0, 10**9)),
         "seed": optional(st.integers(0, 10**9)),
+        "init_seed": optional(st.integers(0, 10**9)),
         "snapshot_every": counts,
         "experience_batch": counts,
         "checkpoint_every": counts,

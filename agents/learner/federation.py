@@ -1,0 +1,242 @@
+"""Federated learning for on-policy learners: average weights with alike peers, never waiting.
+
+PPO and A2C learn from their own fresh rollouts only, so a peer's experience cannot help them
+and a peer's snapshot every few thousand steps is too rare to matter. What can is what
+federated learning does (McMahan et al., "Communication-Efficient Learning of Deep Networks
+from Decentralized Data", AISTATS 2017): each member trains on its own data, and members
+average their weights often, so every one learns from all members' data. Asynchronously here
+(as in Xie et al., "Asynchronous Federated Optimization", 2019): at every rollout boundary a
+learner
+
+1. publishes its weights as its latest local update left them (``samples``: the device steps
+   it learned from since its previous publication), then
+2. averages into its own the peers' weights that arrived since it last looked, each used once,
+   weighted by their ``samples`` against its own: a slow or dead peer is simply absent from a
+   round, nobody waits.
+
+Only peers alike enough are averaged in (:class:`Likeness`):
+
+- **the device they announce**: numeric device parameters (the world's ``env_kwargs``) within
+  ``radius`` of our own, relatively (``0.5``: no parameter more than half as large again);
+- **how well their policy fits our world now**: the peer's value function, on our latest
+  rollout, errs at most ``tolerance`` times as much as ours did before we trained on it. A peer
+  in another regime (after a drift, on either side) or on a device that behaves otherwise
+  predicts our returns badly and is left out of that round, whatever its announcement says.
+
+Averaging needs networks that start aligned: members of a federation build their initial
+weights from one shared seed (``LearnerConfig.init_seed``), as federated learning does.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.policies import BasePolicy
+
+from agents.bus.arrays import Tensor
+from agents.bus.schemas import FederatedWeights, HyperValue, PolicyArch, SpaceSpec
+
+__all__ = [
+    "DEFAULT_RADIUS",
+    "DEFAULT_TOLERANCE",
+    "Federation",
+    "FitData",
+    "Likeness",
+    "OwnWeights",
+    "PeerWeights",
+    "device_distance",
+    "value_error",
+]
+
+DEFAULT_RADIUS = 0.5
+"""Largest relative difference of any announced device parameter for a peer to be alike."""
+DEFAULT_TOLERANCE = 2.0
+"""How many times our own value error a peer's may reach on our rollout and still be alike."""
+#: Rounds over which ``learns_from`` remembers the peers averaged in.
+_REMEMBERED_ROUNDS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class PeerWeights:
+    """A peer's weights after its latest local update, as received."""
+
+    agent: str
+    round: int
+    samples: int
+    tensors: list[Tensor]
+    device: Mapping[str, HyperValue]
+
+
+@dataclass(frozen=True, slots=True)
+class OwnWeights:
+    """Our weights after our latest local update, to publish (``samples``: steps since the last)."""
+
+    tensors: list[Tensor]
+    step: int
+    samples: int
+    regime: str
+
+
+@dataclass(frozen=True, slots=True)
+class FitData:
+    """Our latest rollout: observations, the returns earned, our value error before training."""
+
+    obs: np.ndarray[Any, Any]
+    returns: np.ndarray[Any, Any]
+    own_error: float
+
+
+def device_distance(ours: Mapping[str, HyperValue], theirs: Mapping[str, HyperValue]) -> float:
+    """The largest relative difference of the numeric device parameters both announce.
+
+    ``|a - b| / max(|a|, |b|)`` per parameter (0 for two zeros); a parameter one side does not
+    announce is not compared; a non-numeric one that differs counts as 1 (unlike).
+    """
+    distance = 0.0
+    for key in ours.keys() & theirs.keys():
+        a, b = ours[key], theirs[key]
+        if isinstance(a, bool) or isinstance(b, bool) or isinstance(a, str) or isinstance(b, str):
+            distance = max(distance, 0.0 if a == b else 1.0)
+            continue
+        scale = max(abs(float(a)), abs(float(b)))
+        if scale > 0.0:
+            distance = max(distance, abs(float(a) - float(b)) / scale)
+    return distance
+
+
+def value_error(policy: BasePolicy, fit: FitData) -> float:
+    """Mean squared error of ``policy``'s value function on the rollout's returns."""
+    with torch.no_grad():
+        obs = torch.as_tensor(fit.obs, dtype=torch.float32)
+        values = policy.predict_values(obs).flatten().numpy()  # type: ignore[operator]
+    return float(np.mean((values - fit.returns) ** 2))
+
+
+@dataclass(frozen=True, slots=True)
+class Likeness:
+    """Whether a peer is alike enough to learn from (module docstring)."""
+
+    device: Mapping[str, HyperValue] = field(default_factory=dict)
+    radius: float = DEFAULT_RADIUS
+    tolerance: float = DEFAULT_TOLERANCE
+
+    def device_alike(self, peer: PeerWeights) -> bool:
+        return device_distance(self.device, peer.device) <= self.radius
+
+    def fits(self, peer_error: float, fit: FitData) -> bool:
+        # A floor keeps a near-perfect own fit (a world whose returns are all 0) from
+        # refusing every peer over rounding.
+        own = max(fit.own_error, 1e-8 * (1.0 + float(np.mean(fit.returns**2))))
+        return math.isfinite(peer_error) and peer_error <= self.tolerance * own
+
+
+class Federation:
+    """Peers' fresh weights, and the averaging rounds (module docstring).
+
+    Thread-safe where it must be: :meth:`offer` runs on the agent's event loop, everything
+    else in the learner's thread.
+    """
+
+    def __init__(
+        self, *, own_id: str, env_id: str, algo: str, obs_space: SpaceSpec,
+        action_space: SpaceSpec, arch: PolicyArch, likeness: Likeness,
+        publish: Callable[[OwnWeights], object],
+    ) -> None:  # fmt: skip
+        self.publish = publish
+        """Sends our weights to the peers (the agent's bus; called from the learner's thread)."""
+        self.own_id = own_id
+        self.env_id = env_id
+        self.algo = algo
+        self.obs_space = obs_space
+        self.action_space = action_space
+        self.arch = arch
+        self.likeness = likeness
+        self._fresh: dict[str, PeerWeights] = {}
+        self._lock = threading.Lock()
+        #: Weights that did not fit this learner's world, network or device, and rounds.
+        self.ignored = 0
+        self.rounds = 0
+        #: Peers left out of a round because their policy did not fit our latest rollout.
+        self.unfit = 0
+        self._recent: deque[frozenset[str]] = deque(maxlen=_REMEMBERED_ROUNDS)
+
+    def offer(self, message: FederatedWeights) -> bool:
+        """Keep a peer's weights for the next round if they could be averaged with ours."""
+        if not (
+            message.agent != self.own_id
+            and message.env_id == self.env_id
+            and message.algo == self.algo
+            and message.obs_space == self.obs_space
+            and message.action_space == self.action_space
+            and message.arch == self.arch
+        ):
+            self.ignored += 1
+            return False
+        peer = PeerWeights(
+            message.agent, message.round, message.samples, message.tensors, dict(message.device)
+        )
+        if not self.likeness.device_alike(peer):
+            self.ignored += 1
+            return False
+        with self._lock:
+            current = self._fresh.get(peer.agent)
+            if current is not None and current.round >= peer.round:
+                return False
+            self._fresh[peer.agent] = peer
+        return True
+
+    def take(self) -> list[PeerWeights]:
+        """The weights that arrived since the last call, each peer's newest (consumed)."""
+        with self._lock:
+            fresh, self._fresh = list(self._fresh.values()), {}
+        return sorted(fresh, key=lambda p: p.agent)
+
+    @property
+    def learns_from(self) -> list[str]:
+        """The peers averaged in over the last rounds, sorted."""
+        return sorted(set().union(*self._recent)) if self._recent else []
+
+    def average_into(
+        self,
+        policy: BasePolicy,
+        own_samples: int,
+        peers: Sequence[tuple[PeerWeights, BasePolicy]],
+        fit: FitData | None,
+    ) -> list[str]:
+        """Average the fitting ``peers`` (each loaded in its own scratch policy) into ``policy``.
+
+        Returns the peers averaged in (none: ``policy`` is unchanged). Without ``fit`` (no
+        rollout yet, or observations a value function cannot take as one array) every peer
+        offered is averaged in.
+        """
+        used: list[tuple[PeerWeights, BasePolicy]] = []
+        for peer, scratch in peers:
+            if fit is not None and not self.likeness.fits(value_error(scratch, fit), fit):
+                self.unfit += 1
+                continue
+            used.append((peer, scratch))
+        self._recent.append(frozenset(peer.agent for peer, _ in used))
+        if not used:
+            return []
+        weights = [float(max(own_samples, 1))] + [float(max(p.samples, 1)) for p, _ in used]
+        total = sum(weights)
+        own_state = policy.state_dict()
+        states = [own_state] + [scratch.state_dict() for _, scratch in used]
+        averaged = {}
+        for name, value in own_state.items():
+            if not torch.is_floating_point(value):
+                averaged[name] = value
+                continue
+            averaged[name] = sum(
+                (w / total) * state[name] for w, state in zip(weights, states, strict=True)
+            )
+        policy.load_state_dict(averaged)
+        self.rounds += 1
+        return [peer.agent for peer, _ in used]

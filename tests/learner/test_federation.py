@@ -1,0 +1,177 @@
+"""Federated learning: whom an agent averages with, how, and that learners really do it."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from agents.bus.schemas import SCHEMA_VERSION, FederatedWeights, HyperValue
+from agents.bus.signing import tensor_digest
+from agents.learner.federation import (
+    Federation,
+    FitData,
+    Likeness,
+    OwnWeights,
+    PeerWeights,
+    device_distance,
+    value_error,
+)
+from agents.learner.learner import Learner, LearnerConfig
+from agents.learner.snapshots import load_tensors, policy_tensors
+from tests.learner.test_learner import Recorder
+
+N_STEPS = 64
+
+
+def test_device_distance_is_the_largest_relative_difference() -> None:
+    assert device_distance({"a": 100.0, "b": 1.0}, {"a": 80.0, "b": 1.0}) == pytest.approx(0.2)
+    assert device_distance({"a": 1.0}, {"b": 5.0}) == 0.0  # nothing in common to compare
+    assert device_distance({"a": 0.0}, {"a": 0.0}) == 0.0
+    assert device_distance({"mode": "eco"}, {"mode": "eco"}) == 0.0
+    assert device_distance({"mode": "eco"}, {"mode": "boost"}) == 1.0
+
+
+def learner(seed: int, *, init_seed: int | None = 7, budget: int = 4 * N_STEPS) -> Learner:
+    config = LearnerConfig(
+        env_id="CartPole-v1", algo="ppo", seed=seed, init_seed=init_seed, budget_steps=budget,
+        snapshot_every=10_000, hyperparams={"n_steps": N_STEPS, "batch_size": 32, "n_epochs": 2},
+    )  # fmt: skip
+    return Learner(config, Recorder())
+
+
+def message(
+    source: Learner, agent: str, round_: int, samples: int, device: dict[str, HyperValue]
+) -> FederatedWeights:
+    tensors = policy_tensors(source.model.policy)
+    return FederatedWeights(
+        schema=SCHEMA_VERSION, agent=agent, round=round_, step=source.step,
+        algo=source.spec.name, env_id=source.config.env_id, obs_space=source.obs_spec,
+        action_space=source.action_spec, arch=source.arch, samples=samples, tensors=tensors,
+        digest=tensor_digest(tensors), device=device,
+    )  # fmt: skip
+
+
+def federation(owner: Learner, device: dict[str, HyperValue] | None = None) -> Federation:
+    published: list[OwnWeights] = []
+    made = Federation(
+        own_id="me", env_id=owner.config.env_id, algo=owner.spec.name,
+        obs_space=owner.obs_spec, action_space=owner.action_spec, arch=owner.arch,
+        likeness=Likeness(device=device or {}), publish=published.append,
+    )  # fmt: skip
+    made.published = published  # type: ignore[attr-defined]
+    return made
+
+
+def test_a_shared_init_seed_gives_identical_networks_and_own_seeds_do_not() -> None:
+    a, b, c = learner(0), learner(1), learner(1, init_seed=None)
+    for x, y in zip(policy_tensors(a.model.policy), policy_tensors(b.model.policy), strict=True):
+        assert x.data == y.data
+    assert policy_tensors(a.model.policy)[0].data != policy_tensors(c.model.policy)[0].data
+
+
+def test_offers_keep_only_peers_that_could_be_averaged_and_their_newest_round() -> None:
+    me, other = learner(0), learner(1)
+    fed = federation(me, device={"length": 0.5})
+    assert not fed.offer(message(other, "me", 1, 64, {}))  # our own, echoed
+    assert not fed.offer(message(other, "far", 1, 64, {"length": 2.0}))  # unlike device
+    wrong = message(other, "p", 1, 64, {})
+    assert not fed.offer(type(wrong)(**{**_fields(wrong), "env_id": "Acrobot-v1"}))
+    assert fed.ignored == 3
+    assert fed.offer(message(other, "p", 2, 64, {"length": 0.55}))
+    assert not fed.offer(message(other, "p", 1, 64, {}))  # older than what waits
+    taken = fed.take()
+    assert [(p.agent, p.round) for p in taken] == [("p", 2)]
+    assert fed.take() == []  # each update is used once
+
+
+def _fields(weights: FederatedWeights) -> dict[str, object]:
+    return {name: getattr(weights, name) for name in weights.__struct_fields__}
+
+
+def test_averaging_weighs_each_member_by_its_samples() -> None:
+    me, peer_a, peer_b = (
+        learner(0, init_seed=None),
+        learner(1, init_seed=None),
+        learner(2, init_seed=None),
+    )
+    fed = federation(me)
+    own_before = {k: v.clone() for k, v in me.model.policy.state_dict().items()}
+    loaded = []
+    for name, source, samples in (("a", peer_a, 128), ("b", peer_b, 256)):
+        scratch = me.fresh_policy()
+        load_tensors(scratch, policy_tensors(source.model.policy))
+        loaded.append((PeerWeights(name, 1, samples, [], {}), scratch))
+    used = fed.average_into(me.model.policy, 128, loaded, fit=None)
+    assert used == ["a", "b"]
+    after = me.model.policy.state_dict()
+    for key, value in after.items():
+        expected = (
+            own_before[key] * 0.25
+            + peer_a.model.policy.state_dict()[key] * 0.25
+            + peer_b.model.policy.state_dict()[key] * 0.5
+        )
+        torch.testing.assert_close(value, expected)
+    assert fed.rounds == 1
+    assert fed.learns_from == ["a", "b"]
+
+
+def test_a_peer_whose_values_do_not_fit_our_rollout_is_left_out() -> None:
+    me = learner(0)
+    fed = federation(me)
+    obs = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+    own_values = value_error(me.model.policy, FitData(obs, np.zeros(64), 0.0))
+    fit = FitData(obs=obs, returns=np.zeros(64), own_error=max(own_values, 1e-3))
+    alike, unlike = me.fresh_policy(), me.fresh_policy()
+    load_tensors(alike, policy_tensors(me.model.policy))
+    state = unlike.state_dict()
+    bias = next(k for k in state if k.startswith("value_net") and k.endswith("bias"))
+    state[bias] = state[bias] + 100.0  # predicts returns of 100 where ours are 0
+    unlike.load_state_dict(state)
+    before = {k: v.clone() for k, v in me.model.policy.state_dict().items()}
+    used = fed.average_into(
+        me.model.policy,
+        64,
+        [
+            (PeerWeights("alike", 1, 64, [], {}), alike),
+            (PeerWeights("unlike", 1, 64, [], {}), unlike),
+        ],
+        fit,
+    )
+    assert used == ["alike"]
+    assert fed.unfit == 1
+    for key, value in me.model.policy.state_dict().items():
+        torch.testing.assert_close(value, before[key])  # the alike peer was our own weights
+
+
+def test_learners_publish_every_rollout_and_average_each_others_weights() -> None:
+    a, b = learner(0, budget=8 * N_STEPS), learner(1, budget=8 * N_STEPS)
+    lock = threading.Lock()
+    feds = {"a": federation(a), "b": federation(b)}
+    rounds = {"a": 0, "b": 0}
+
+    def sender(name: str, source: Learner, to: str) -> object:
+        def publish(weights: OwnWeights) -> None:
+            with lock:
+                rounds[name] += 1
+                sent = message(source, name, rounds[name], weights.samples, {})
+                feds[to].offer(type(sent)(**{**_fields(sent), "tensors": weights.tensors}))
+
+        return publish
+
+    feds["a"].publish = sender("a", a, "b")  # type: ignore[assignment]
+    feds["b"].publish = sender("b", b, "a")  # type: ignore[assignment]
+    a.federation, b.federation = feds["a"], feds["b"]
+    threads = [threading.Thread(target=x.run) for x in (a, b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    # One publication at the start of each of the 8 rollouts of 64 steps.
+    assert rounds == {"a": 8, "b": 8}
+    assert feds["a"].rounds >= 1
+    assert feds["b"].rounds >= 1
+    assert feds["a"].learns_from == ["b"]
+    assert feds["b"].learns_from == ["a"]
