@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import msgspec
 import numpy as np
 import pytest
 import torch
@@ -78,17 +79,13 @@ def test_offers_keep_only_peers_that_could_be_averaged_and_their_newest_round() 
     assert not fed.offer(message(other, "me", 1, 64, {}))  # our own, echoed
     assert not fed.offer(message(other, "far", 1, 64, {"length": 2.0}))  # unlike device
     wrong = message(other, "p", 1, 64, {})
-    assert not fed.offer(type(wrong)(**{**_fields(wrong), "env_id": "Acrobot-v1"}))
+    assert not fed.offer(msgspec.structs.replace(wrong, env_id="Acrobot-v1"))
     assert fed.ignored == 3
     assert fed.offer(message(other, "p", 2, 64, {"length": 0.55}))
     assert not fed.offer(message(other, "p", 1, 64, {}))  # older than what waits
     taken = fed.take()
     assert [(p.agent, p.round) for p in taken] == [("p", 2)]
     assert fed.take() == []  # each update is used once
-
-
-def _fields(weights: FederatedWeights) -> dict[str, object]:
-    return {name: getattr(weights, name) for name in weights.__struct_fields__}
 
 
 def test_averaging_weighs_each_member_by_its_samples() -> None:
@@ -157,7 +154,7 @@ def test_learners_publish_every_rollout_and_average_each_others_weights() -> Non
             with lock:
                 rounds[name] += 1
                 sent = message(source, name, rounds[name], weights.samples, {})
-                feds[to].offer(type(sent)(**{**_fields(sent), "tensors": weights.tensors}))
+                feds[to].offer(msgspec.structs.replace(sent, tensors=weights.tensors))
 
         return publish
 
