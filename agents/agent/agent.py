@@ -40,12 +40,19 @@ from agents.bus.schemas import (
 )
 from agents.bus.signing import sign, tensor_digest
 from agents.bus.topics import DELIVERY, Kind, TopicRef, Topics, validate_name
+from agents.bus.topics import SHARE_KINDS as ALL_SHARE_KINDS
 from agents.bus.transport import Connection, ConnectOptions, Transport, WillMessage
 from agents.exceptions import ConfigError
 from agents.hooks import AgentHook, HookRunner
 from agents.learner.adaptation import Adaptation, Adoption
 from agents.learner.experience import ExperienceColumns
-from agents.learner.federation import Federation, Likeness, OwnWeights
+from agents.learner.federation import (
+    DEFAULT_RADIUS,
+    Federation,
+    Likeness,
+    OwnWeights,
+    device_distance,
+)
 from agents.learner.learner import Learner, LearnerConfig, PolicyState
 from agents.learner.peers import PeerSnapshots
 
@@ -53,12 +60,14 @@ __all__ = ["Agent", "AgentConfig", "AgentReport"]
 
 log = logging.getLogger(__name__)
 
-#: What an agent can share with (and take in from) its peers.
-SHARE_KINDS = frozenset({"experience", "snapshots", "evolution", "federated"})
+#: What an agent can share with (and take in from) its peers (agents.bus.topics).
+SHARE_KINDS = frozenset(ALL_SHARE_KINDS)
 
 EXPERIENCE_SEQ = "experience_seq"
 POLICY_VERSION = "policy_version"
 _MAX_RETURNS_PER_TELEMETRY = 200
+#: How long a peer whose experience was taken in counts among those the agent learns from.
+_LEARNS_FROM_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +161,9 @@ class Agent:
         self.peers: PeerSnapshots | None = None
         self._weights_round = 0
         self._pending_sends: set[asyncio.Future[bool]] = set()
+        #: When each peer's experience was last taken in; batches refused as unlike.
+        self._experience_from: dict[str, float] = {}
+        self.experience_unlike = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -283,6 +295,7 @@ class Agent:
                 terminated=to_wire(batch.terminated),
                 truncated=to_wire(batch.truncated),
                 shared="experience" in self.config.shares,
+                device=dict(learner.config.env_kwargs),
             )
             return topic, encode(message)
 
@@ -360,6 +373,7 @@ class Agent:
             digest=tensor_digest(weights.tensors),
             device=dict(learner.config.env_kwargs),
             regime=weights.regime,
+            delta=weights.delta,
         )
         if self.config.society_key is not None:
             message = sign(message, self.config.society_key)
@@ -422,6 +436,14 @@ class Agent:
         return bool(self.config.shares & {"snapshots", "evolution"})
 
     @property
+    def learns_from(self) -> list[str]:
+        """Peers averaged in lately (federated), or whose experience we took in the last minute."""
+        federation = self.learner.federation if self.learner is not None else None
+        recent = time.monotonic() - _LEARNS_FROM_SECONDS
+        taken = {agent for agent, at in self._experience_from.items() if at >= recent}
+        return sorted(taken.union(federation.learns_from if federation is not None else ()))
+
+    @property
     def takes_experience(self) -> bool:
         learner = self.learner
         return "experience" in self.config.shares and learner is not None and learner.off_policy
@@ -451,7 +473,11 @@ class Agent:
             or batch.action_space != learner.action_spec
         ):
             return  # another world: not ours to learn from
-        learner.offer_experience(columns_from_wire(batch))
+        if device_distance(learner.config.env_kwargs, batch.device) > DEFAULT_RADIUS:
+            self.experience_unlike += 1
+            return  # another kind of device: its transitions would mislead ours
+        if learner.offer_experience(columns_from_wire(batch)):
+            self._experience_from[batch.agent] = time.monotonic()
 
     def _obey(self, directive: Directive) -> None:
         learner = self.learner

@@ -239,6 +239,7 @@ def _check_experience(message: Message) -> None:
     _at_least(message.agent_step, 0, "agent_step")
     _check_space(message.obs_space, "obs_space")
     _check_space(message.action_space, "action_space")
+    _scalars(message.device, "device")
     rows = message.rewards.shape[0] if message.rewards.shape else 0
     if not 1 <= rows <= _MAX_BATCH:
         raise MessageRejected("shape", f"batch of {rows} transitions")
@@ -287,6 +288,8 @@ def _check_weights(message: Message) -> None:
     _check_space(message.obs_space, "obs_space")
     _check_space(message.action_space, "action_space")
     _check_tensors(message.tensors)
+    if message.delta:
+        _check_tensors(message.delta)
     _scalars(message.device, "device")
     if tensor_digest(message.tensors) != message.digest:
         raise MessageRejected("digest", "tensors do not match the SHA-256 digest")

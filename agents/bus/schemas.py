@@ -158,6 +158,9 @@ class ExperienceBatch(Message, tag="experience"):
     terminated: Array
     truncated: Array
     shared: bool = True
+    #: The device parameters the sender announces (its world's ``env_kwargs``): a receiver
+    #: takes in only transitions from devices alike enough to its own.
+    device: dict[str, HyperValue] = {}
 
 
 class PolicySnapshot(Message, tag="policy"):
@@ -212,6 +215,10 @@ class FederatedWeights(Message, tag="weights"):
     digest: str
     device: dict[str, HyperValue] = {}
     regime: str = ""
+    #: The agent's own update since its previous round (the floating-point entries of
+    #: ``tensors`` minus where its local training started), so peers can sum the members'
+    #: updates rather than average them; empty: peers average weights only.
+    delta: list[Tensor] = []
     signature: str | None = None
 
 

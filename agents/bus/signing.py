@@ -76,6 +76,7 @@ def signing_input(message: PolicySnapshot | Directive | FederatedWeights) -> byt
             library=[msgspec.structs.replace(p, tensors=[]) for p in unsigned.library],
         )
     elif isinstance(unsigned, FederatedWeights):
+        # The weights are covered by the digest; the update (``delta``) is signed as it is.
         unsigned = msgspec.structs.replace(unsigned, tensors=[])
     return _CANONICAL.encode(unsigned)
 

@@ -27,6 +27,7 @@ from agents.exceptions import ConfigError
 __all__ = [
     "DELIVERY",
     "ROOT",
+    "SHARE_KINDS",
     "Delivery",
     "Kind",
     "TopicRef",
@@ -52,6 +53,11 @@ class Kind(StrEnum):
     LEADERBOARD = "leaderboard"
     WEIGHTS = "weights"
 
+
+#: What an agent can share with (and take in from) its peers, each over its own topics:
+#: ``experience`` (transitions), ``snapshots`` (policies to recall), ``evolution`` (the
+#: coordinator's directives) and ``federated`` (weights averaged with alike peers').
+SHARE_KINDS = ("experience", "snapshots", "evolution", "federated")
 
 AGENT_KINDS = (
     Kind.STATUS, Kind.EXPERIENCE, Kind.POLICY, Kind.TELEMETRY, Kind.DIRECTIVE, Kind.WEIGHTS,

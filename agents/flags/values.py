@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from agents.bus.schemas import HyperValue
-from agents.bus.topics import validate_name
+from agents.bus.topics import SHARE_KINDS, validate_name
 from agents.bus.url import BrokerUrl, parse_broker_url
 from agents.exceptions import ConfigError
 
@@ -90,9 +90,6 @@ def existing_file(text: str) -> Path:
         msg = f"no such file: {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return path
-
-
-SHARE_KINDS = ("experience", "snapshots", "evolution", "federated")
 
 
 def share_kinds(text: str) -> frozenset[str]:

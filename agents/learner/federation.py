@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.policies import BasePolicy
 
-from agents.bus.arrays import Tensor
+from agents.bus.arrays import Tensor, from_wire
 from agents.bus.schemas import FederatedWeights, HyperValue, PolicyArch, SpaceSpec
 
 __all__ = [
@@ -72,6 +72,8 @@ class PeerWeights:
     samples: int
     tensors: list[Tensor]
     device: Mapping[str, HyperValue]
+    #: The peer's own update since its previous round (``tensors`` minus where it started).
+    delta: list[Tensor] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,8 @@ class OwnWeights:
     step: int
     samples: int
     regime: str
+    #: Our own update since our previous round: what local training changed.
+    delta: list[Tensor] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +151,7 @@ class Federation:
     def __init__(
         self, *, own_id: str, env_id: str, algo: str, obs_space: SpaceSpec,
         action_space: SpaceSpec, arch: PolicyArch, likeness: Likeness,
-        publish: Callable[[OwnWeights], object],
+        publish: Callable[[OwnWeights], object], sum_updates: bool = True,
     ) -> None:  # fmt: skip
         self.publish = publish
         """Sends our weights to the peers (the agent's bus; called from the learner's thread)."""
@@ -166,6 +170,8 @@ class Federation:
         #: Peers left out of a round because their policy did not fit our latest rollout.
         self.unfit = 0
         self._recent: deque[frozenset[str]] = deque(maxlen=_REMEMBERED_ROUNDS)
+        #: Sum the members' updates instead of averaging them (see :meth:`average_into`).
+        self.sum_updates = sum_updates
 
     def offer(self, message: FederatedWeights) -> bool:
         """Keep a peer's weights for the next round if they could be averaged with ours."""
@@ -180,8 +186,9 @@ class Federation:
             self.ignored += 1
             return False
         peer = PeerWeights(
-            message.agent, message.round, message.samples, message.tensors, dict(message.device)
-        )
+            message.agent, message.round, message.samples, message.tensors,
+            dict(message.device), list(message.delta),
+        )  # fmt: skip
         if not self.likeness.device_alike(peer):
             self.ignored += 1
             return False
@@ -209,12 +216,18 @@ class Federation:
         own_samples: int,
         peers: Sequence[tuple[PeerWeights, BasePolicy]],
         fit: FitData | None,
+        own_delta: Mapping[str, torch.Tensor] | None = None,
     ) -> list[str]:
         """Average the fitting ``peers`` (each loaded in its own scratch policy) into ``policy``.
 
         Returns the peers averaged in (none: ``policy`` is unchanged). Without ``fit`` (no
         rollout yet, or observations a value function cannot take as one array) every peer
         offered is averaged in.
+
+        With ``own_delta`` and every peer's ``delta``, and ``sum_updates`` on, the members'
+        updates are summed rather than averaged (the weights' average plus ``m - 1`` times the
+        updates' average, for ``m`` members): FedAvg with a server step of ``m``, which is
+        what turns ``m`` members' data into ``m`` times the progress per round of each.
         """
         used: list[tuple[PeerWeights, BasePolicy]] = []
         for peer, scratch in peers:
@@ -237,6 +250,35 @@ class Federation:
             averaged[name] = sum(
                 (w / total) * state[name] for w, state in zip(weights, states, strict=True)
             )
+        deltas = _deltas(own_delta, [peer for peer, _ in used], own_state)
+        if self.sum_updates and deltas is not None:
+            extra = len(states) - 1
+            for name, members in deltas.items():
+                averaged[name] = averaged[name] + extra * sum(
+                    (w / total) * d for w, d in zip(weights, members, strict=True)
+                )
         policy.load_state_dict(averaged)
         self.rounds += 1
         return [peer.agent for peer, _ in used]
+
+
+def _deltas(
+    own: Mapping[str, torch.Tensor] | None,
+    peers: Sequence[PeerWeights],
+    like: Mapping[str, torch.Tensor],
+) -> dict[str, list[torch.Tensor]] | None:
+    """Every member's update per float tensor, own first; ``None`` if any is missing or off."""
+    if own is None:
+        return None
+    out: dict[str, list[torch.Tensor]] = {name: [value] for name, value in own.items()}
+    for peer in peers:
+        given = {t.name: t for t in peer.delta}
+        if set(given) != set(out):
+            return None
+        for name, tensor in given.items():
+            array = from_wire(tensor.dtype, tensor.shape, tensor.data, what=tensor.name)
+            value = torch.from_numpy(array.copy())
+            if value.shape != like[name].shape or value.dtype != like[name].dtype:
+                return None
+            out[name].append(value)
+    return out

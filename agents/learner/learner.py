@@ -48,7 +48,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents.bus.arrays import Tensor
+from agents.bus.arrays import Tensor, to_wire
 from agents.bus.schemas import HyperValue, Lineage, PolicyArch, SpaceSpec
 from agents.exceptions import ConfigError, IncompatiblePolicy
 from agents.learner.adaptation import (
@@ -260,6 +260,9 @@ class Learner:
         self._federated_at_step = self.step
         self._latest_rollout: FitData | None = None
         self._scratch: list[BasePolicy] = []
+        #: The weights as the previous round left them: local training's update starts there
+        #: (``None`` after the weights were replaced: the next round sends no update).
+        self._round_start: dict[str, torch.Tensor] | None = None
 
     # --- construction ----------------------------------------------------------------------
 
@@ -442,9 +445,14 @@ class Learner:
             return
         samples = self.step - self._federated_at_step
         self._federated_at_step = self.step
+        policy = self.model.policy
+        delta = _update_since(self._round_start, policy.state_dict())
         federation.publish(
-            OwnWeights(policy_tensors(self.model.policy), self.step, samples, self.current_regime)
-        )
+            OwnWeights(
+                policy_tensors(policy), self.step, samples, self.current_regime,
+                delta=_as_wire(delta) if delta is not None else [],
+            )
+        )  # fmt: skip
         loaded: list[tuple[PeerWeights, BasePolicy]] = []
         for peer in federation.take():
             if len(self._scratch) <= len(loaded):
@@ -457,7 +465,8 @@ class Learner:
                 continue
             loaded.append((peer, scratch))
         if loaded:
-            federation.average_into(self.model.policy, samples, loaded, self._latest_rollout)
+            federation.average_into(policy, samples, loaded, self._latest_rollout, delta)
+        self._round_start = {k: v.detach().clone() for k, v in policy.state_dict().items()}
 
     # --- the loop, in the learner's thread --------------------------------------------------
 
@@ -484,7 +493,9 @@ class Learner:
                 reset_num_timesteps=False,
                 progress_bar=False,
             )
-            # Between two learn() calls: the only place where weights change.
+            # Between two learn() calls: the only place where weights change (besides
+            # federated rounds). A change here is no local update to hand peers as one.
+            self._round_start = None
             if self.demonstration_pending:
                 self.demonstrations.imitate(self.model, seed=self.config.seed)
             adoption = self.take_adoption()
@@ -643,6 +654,27 @@ class Learner:
         assert model.env is not None
         model._last_obs = model.env.reset()  # type: ignore[assignment]  # noqa: SLF001 - SB3's
         model._last_episode_starts = np.ones((model.env.num_envs,), dtype=bool)  # noqa: SLF001
+
+
+def _update_since(
+    start: Mapping[str, torch.Tensor] | None, now: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor] | None:
+    """What changed the floating-point weights since ``start`` (``None``: no start yet)."""
+    if start is None or start.keys() != now.keys():
+        return None
+    return {
+        name: (value - start[name]).detach()
+        for name, value in now.items()
+        if torch.is_floating_point(value)
+    }
+
+
+def _as_wire(state: Mapping[str, torch.Tensor]) -> list[Tensor]:
+    out = []
+    for name, value in state.items():
+        wire = to_wire(value.cpu().numpy())
+        out.append(Tensor(name=name, dtype=wire.dtype, shape=wire.shape, data=wire.data))
+    return out
 
 
 class _LifelongCallback(BaseCallback):

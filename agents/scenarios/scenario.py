@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 
 from agents.bus.schemas import HyperValue
+from agents.bus.topics import SHARE_KINDS
 from agents.exceptions import ConfigError
 
 __all__ = [
@@ -66,10 +67,8 @@ class LearnerSection(_Section):
     algo: str = "ppo"
     #: What an agent does on a detected drift: lifelong, finetune or scratch.
     strategy: str = "lifelong"
-    #: What agents share and take in: experience, snapshots, evolution.
-    shares: list[str] = msgspec.field(
-        default_factory=lambda: ["experience", "snapshots", "evolution"]
-    )
+    #: What agents share and take in: experience, snapshots, evolution, federated.
+    shares: list[str] = msgspec.field(default_factory=lambda: list(SHARE_KINDS))
     hyperparams: dict[str, HyperValue] = {}
     policy: PolicySection = msgspec.field(default_factory=PolicySection)
     snapshot_every: int = 5_000
@@ -89,7 +88,7 @@ class LearnerSection(_Section):
     guard_budget: float = 0.02
 
     def check(self, origin: str) -> None:
-        unknown = set(self.shares) - {"experience", "snapshots", "evolution"}
+        unknown = set(self.shares) - set(SHARE_KINDS)
         if unknown:
             msg = f"scenario {origin}: learner.shares has unknown kind {min(unknown)!r}"
             raise ConfigError(msg)

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from agents.agent.agent import Agent, AgentConfig
 from agents.broker.managed import ManagedBroker
 from agents.bus.mqtt import MqttTransport
+from agents.bus.schemas import HyperValue
 from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
 from agents.coordinator.evolution import Order
 from agents.learner.learner import LearnerConfig
@@ -109,3 +110,96 @@ async def test_a_directive_makes_an_agent_adopt_a_peers_snapshot(
         coordinator.stop()
     summary = await asyncio.wait_for(serving, 30)
     assert {"agent": "pupil", "from_agent": "teacher"}.items() <= summary["lineage"][0].items()
+
+
+def ppo_agent(
+    broker: ManagedBroker,
+    tmp_path: Path,
+    agent_id: str,
+    *,
+    twin_of: str = "",
+    env_kwargs: dict[str, HyperValue] | None = None,
+    key: bytes | None = None,
+) -> Agent:
+    config = AgentConfig(
+        agent_id=agent_id,
+        society="s",
+        learner=LearnerConfig(
+            env_id="society/TrafficSignal-v0", algo="ppo", budget_steps=0, seed=len(agent_id),
+            init_seed=0,
+            hyperparams={"n_steps": 64, "batch_size": 32, "n_epochs": 2},
+            env_kwargs=env_kwargs or {}, snapshot_every=100_000,
+        ),
+        data_dir=tmp_path / agent_id,
+        telemetry_interval=0.2,
+        shares=frozenset() if twin_of else frozenset({"federated"}),
+        twin_of=twin_of,
+        society_key=key,
+    )  # fmt: skip
+    return Agent(config, MqttTransport(broker.url))
+
+
+async def test_federated_agents_average_alike_peers_signed_never_a_twin_or_unlike_device(
+    mosquitto: ManagedBroker, tmp_path: Path
+) -> None:
+    key = b"k" * 32
+    a = ppo_agent(mosquitto, tmp_path, "a", env_kwargs={"demand_n": 800.0}, key=key)
+    b = ppo_agent(mosquitto, tmp_path, "b", env_kwargs={"demand_n": 880.0}, key=key)
+    twin = ppo_agent(mosquitto, tmp_path, "a-twin", twin_of="a", key=key)
+    # An intersection with three times the demand: another kind of device, announced so.
+    unlike = ppo_agent(mosquitto, tmp_path, "c", env_kwargs={"demand_n": 2400.0}, key=key)
+    agents = (a, b, twin, unlike)
+    running = [asyncio.create_task(agent.run()) for agent in agents]
+    try:
+        await eventually(
+            lambda: all(
+                x.learner is not None
+                and x.learner.federation is not None
+                and x.learner.federation.rounds >= 3
+                for x in (a, b)
+            ),
+            timeout=60,
+        )
+        assert a.learns_from == ["b"]
+        assert b.learns_from == ["a"]
+        assert twin.learner is not None
+        assert twin.learner.federation is None  # a twin shares and takes nothing
+        assert unlike.learner is not None
+        assert unlike.learner.federation is not None
+        assert unlike.learner.federation.rounds == 0
+        assert unlike.learns_from == []
+        assert a.inbox.stats.rejected.get("signature", 0) == 0
+    finally:
+        for agent in agents:
+            agent.stop()
+        await asyncio.wait_for(asyncio.gather(*running), 60)
+
+
+async def test_experience_is_taken_only_from_alike_devices(
+    mosquitto: ManagedBroker, tmp_path: Path
+) -> None:
+    def agent(agent_id: str, demand: float) -> Agent:
+        config = AgentConfig(
+            agent_id=agent_id, society="s",
+            learner=LearnerConfig(
+                env_id="society/TrafficSignal-v0", algo="dqn", hyperparams=DQN_SMALL,
+                budget_steps=0, experience_batch=50, seed=len(agent_id),
+                env_kwargs={"demand_n": demand},
+            ),
+            data_dir=tmp_path / agent_id, telemetry_interval=0.2,
+            shares=frozenset({"experience"}),
+        )  # fmt: skip
+        return Agent(config, MqttTransport(mosquitto.url))
+
+    a, alike, unlike = agent("a", 800.0), agent("b", 880.0), agent("c", 2400.0)
+    agents = (a, alike, unlike)
+    running = [asyncio.create_task(x.run()) for x in agents]
+    try:
+        await eventually(lambda: a.experience_unlike >= 2 and "b" in a.learns_from, timeout=60)
+        assert a.learns_from == ["b"]
+        assert unlike.learns_from == []
+        assert unlike.experience_unlike >= 2
+    finally:
+        for x in agents:
+            x.stop()
+        await asyncio.wait_for(asyncio.gather(*running), 60)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from agents.bus.arrays import Tensor, to_wire
 from agents.bus.schemas import SCHEMA_VERSION, FederatedWeights, HyperValue
 from agents.bus.signing import tensor_digest
 from agents.learner.federation import (
@@ -172,3 +173,42 @@ def test_learners_publish_every_rollout_and_average_each_others_weights() -> Non
     assert feds["b"].rounds >= 1
     assert feds["a"].learns_from == ["b"]
     assert feds["b"].learns_from == ["a"]
+
+
+def test_with_updates_the_members_updates_are_summed_not_averaged() -> None:
+    # Synchronous case: both started at w0 and trained to w0 + d_me and w0 + d_peer; the
+    # round must land at w0 + d_me + d_peer, as one learner that had both rollouts' updates.
+    me, other = learner(0), learner(1)
+    start = {k: v.clone() for k, v in me.model.policy.state_dict().items()}
+    d_me = {k: torch.full_like(v, 0.01) for k, v in start.items()}
+    d_peer = {k: torch.full_like(v, -0.03) for k, v in start.items()}
+    me.model.policy.load_state_dict({k: start[k] + d_me[k] for k in start})
+    peer_policy = other.fresh_policy()
+    peer_policy.load_state_dict({k: start[k] + d_peer[k] for k in start})
+    peer = PeerWeights("p", 1, 64, [], {}, delta=_wire(d_peer))
+    fed = federation(me)
+    assert fed.average_into(me.model.policy, 64, [(peer, peer_policy)], None, d_me) == ["p"]
+    for key, value in me.model.policy.state_dict().items():
+        torch.testing.assert_close(value, start[key] + d_me[key] + d_peer[key])
+
+
+def test_a_peer_without_an_update_makes_the_round_a_plain_average() -> None:
+    me, other = learner(0), learner(1)
+    start = {k: v.clone() for k, v in me.model.policy.state_dict().items()}
+    peer_policy = other.fresh_policy()
+    peer_policy.load_state_dict({k: v + 1.0 for k, v in start.items()})
+    fed = federation(me)
+    own_delta = {k: torch.ones_like(v) for k, v in start.items()}
+    fed.average_into(
+        me.model.policy, 64, [(PeerWeights("p", 1, 64, [], {}), peer_policy)], None, own_delta
+    )
+    for key, value in me.model.policy.state_dict().items():
+        torch.testing.assert_close(value, start[key] + 0.5)
+
+
+def _wire(state: dict[str, torch.Tensor]) -> list[Tensor]:
+    out = []
+    for name, value in state.items():
+        wire = to_wire(value.numpy())
+        out.append(Tensor(name=name, dtype=wire.dtype, shape=wire.shape, data=wire.data))
+    return out
