@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import statistics
 import time
 from collections.abc import Mapping
@@ -159,9 +160,10 @@ def result_line(summary: Mapping[str, Any], path: Path) -> str:
     if compared:
         names = sorted({name for _, base, name in ends if base is not None and name})
         ahead = sum(end > base for end, base in compared)
+        level = sum(math.isclose(end, base, rel_tol=1e-9) for end, base in compared)
         against = (
             f" against {'/'.join(names) or 'the baseline'} "
             f"{statistics.median(sorted(base for _, base in compared)):.1f}; "
-            f"{ahead} of {len(compared)} agents ahead"
+            f"{ahead} of {len(compared)} agents ahead" + (f", {level} level" if level else "")
         )
     return f"{head}; final evaluation {spread}{against}; summary in {path}"

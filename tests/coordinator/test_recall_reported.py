@@ -90,6 +90,9 @@ def test_the_run_line_says_how_many_agents_ended_ahead_of_their_baseline() -> No
         "society run completed: 3 agents, 3,000 steps; final evaluation 470.0 (250.0 to 480.0) "
         "against pd 254.4; 2 of 3 agents ahead; summary in s.json"
     )
+    # At the world's best, matching the controller is no shortfall: it is said.
+    level = {"agents": [agent(500.0, 500.0), agent(480.0, 500.0)]}
+    assert "0 of 2 agents ahead, 1 level;" in result_line(level, Path("s.json"))
 
 
 def test_the_run_line_without_evaluations_or_baseline() -> None:
