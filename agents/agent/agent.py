@@ -542,6 +542,8 @@ class Agent:
             outbox_pending=outbox.pending(),
             regime=learner.current_regime,
             messages_rejected=dict(self.inbox.stats.rejected),
+            learns_from=self.learns_from,
+            federated_rounds=learner.federation.rounds if learner.federation is not None else 0,
             # episodes, drift_events, adaptations, context, peer_transitions
             **learner.stats.counters(Telemetry.__struct_fields__),
         )

@@ -103,6 +103,7 @@ M = TypeVar("M", bound=Message)
 
 _MAX_BATCH: Final = 1_000_000
 _MAX_TENSORS: Final = 4096
+_MAX_PEERS: Final = 256
 
 
 class _Header(msgspec.Struct):
@@ -338,8 +339,13 @@ def _check_telemetry(message: Message) -> None:
         "outbox_pending",
         "drift_events",
         "adaptations",
+        "federated_rounds",
     ):
         _at_least(getattr(message, field), 0, field)
+    if len(message.learns_from) > _MAX_PEERS:
+        raise MessageRejected("invalid", f"learns_from names {len(message.learns_from)} peers")
+    for peer in message.learns_from:
+        _name(peer, "learns_from")
 
 
 def _check_directive(message: Message) -> None:

@@ -258,6 +258,11 @@ class Telemetry(Message, tag="telemetry"):
     #: Device steps the baseline controller drove: the history before the agent took over,
     #: and the episodes its guard gave back to the controller.
     controller_steps: Int64 = 0
+    #: The peers this agent learned from lately (whose weights it averaged in, or whose
+    #: experience it took in): its group as it sees it. Sorted agent ids.
+    learns_from: list[str] = []
+    #: Times the agent averaged peers' weights into its own (federated rounds), this run.
+    federated_rounds: Int64 = 0
 
 
 class Directive(Message, tag="directive"):

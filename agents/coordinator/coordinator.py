@@ -258,6 +258,7 @@ class Coordinator:
             "messages_rejected": sum(stats.rejected.values()),
             "messages_rejected_by_reason": dict(stats.rejected),
             "messages_duplicate_by_kind": dict(stats.duplicates),
+            "groups": self.roster.groups(),
             "agents": [record.as_summary() for record in self.roster.agents.values()],
         }
 

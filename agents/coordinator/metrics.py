@@ -66,6 +66,9 @@ _PER_AGENT: tuple[tuple[str, bool, str, Getter], ...] = (
      lambda r: r.adaptations),
     ("society_adoptions", True, "Times the agent took on a peer's weights (its lineage changed).",
      lambda r: r.adoptions),
+    ("society_agent_federated_rounds", True,
+     "Times the agent averaged its peers' weights into its own (federated learning).",
+     lambda r: r.federated_rounds),
     ("society_agent_peer_transitions", True,
      "Peers' transitions the agent added to its replay buffer.", lambda r: r.peer_transitions),
     ("society_agent_regret", False,
@@ -154,6 +157,15 @@ class SocietyCollector(Collector):
         for record in records:
             info.add_metric([record.id, record.env_id, record.algo], 1)
         yield info
+        group = GaugeMetricFamily(
+            "society_agent_group",
+            "Constant 1 per agent, labelled with its group: the agents it learns from, directly "
+            "or through others, named after their first member.",
+            labels=["agent", "group"],
+        )
+        for record in records:
+            group.add_metric([record.id, record.group or record.id], 1)
+        yield group
         for name, counter, documentation, getter in _PER_AGENT:
             family_type = CounterMetricFamily if counter else GaugeMetricFamily
             family = family_type(name, documentation, labels=["agent"])

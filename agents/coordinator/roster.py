@@ -21,6 +21,7 @@ from agents.bus.schemas import (
     Status,
     Telemetry,
 )
+from agents.coordinator.groups import group_of, society_groups
 from agents.coordinator.lifelong import (
     EpisodePoint,
     EvalPoint,
@@ -108,6 +109,11 @@ class AgentRecord:
     shares: tuple[str, ...] = ()
     twin_of: str = ""
     peer_transitions: int = 0
+    #: The peers the agent reports learning from lately, and its federated rounds.
+    learns_from: tuple[str, ...] = ()
+    federated_rounds: int = 0
+    #: Its group's name (agents.coordinator.groups), set by the roster.
+    group: str = ""
     #: The agent's regret against the baseline controller (see ``Telemetry``).
     regret: Regret = field(default_factory=Regret)
     #: The latest snapshot's hyperparameters and lineage; adoptions seen in the lineage.
@@ -169,6 +175,9 @@ class AgentRecord:
             "shares": list(self.shares),
             "twin_of": self.twin_of,
             "peer_transitions": self.peer_transitions,
+            "learns_from": list(self.learns_from),
+            "federated_rounds": self.federated_rounds,
+            "group": self.group or self.id,
             "regret": self.regret.as_dict(),
             "adoptions": self.adoptions,
             "lineage": None
@@ -263,6 +272,9 @@ class Roster:
         record.shares = tuple(telemetry.shares)
         record.twin_of = telemetry.twin_of
         record.peer_transitions = telemetry.peer_transitions
+        record.learns_from = tuple(telemetry.learns_from)
+        record.federated_rounds = telemetry.federated_rounds
+        self.regroup()
         if telemetry.regret_episodes >= record.regret.episodes:  # cumulative: keep the newest
             record.regret = Regret(
                 telemetry.regret,
@@ -276,6 +288,15 @@ class Roster:
                 zip(telemetry.episode_steps, regimes, telemetry.episode_returns, strict=True)
             )
         return record
+
+    def groups(self) -> list[list[str]]:
+        """Who learns from whom, as connected groups (agents.coordinator.groups)."""
+        return society_groups({a: r.learns_from for a, r in list(self.agents.items())})
+
+    def regroup(self) -> None:
+        names = group_of(self.groups())
+        for agent, record in list(self.agents.items()):
+            record.group = names.get(agent, agent)
 
     def on_experience(self, agent: str) -> None:
         self.get(agent).experience_batches_received += 1

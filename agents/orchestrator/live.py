@@ -18,6 +18,7 @@ from rich.table import Table
 
 from agents.bus.schemas import Evaluation, Message, Status, Telemetry
 from agents.bus.topics import TopicRef
+from agents.coordinator.groups import group_of, society_groups
 
 __all__ = ["AgentRow", "LiveDisplay", "LiveState"]
 
@@ -44,6 +45,8 @@ class AgentRow:
     drift_events: int = 0
     #: Regret against the baseline controller as a share of its cost (NaN: not compared).
     regret_ratio: float = math.nan
+    #: The peers the agent reports learning from (agents.coordinator.groups).
+    learns_from: tuple[str, ...] = ()
 
 
 class LiveState:
@@ -58,6 +61,11 @@ class LiveState:
         if agent not in self.rows:
             self.rows[agent] = AgentRow(agent)
         return self.rows[agent]
+
+    def group_names(self) -> dict[str, str]:
+        """Each agent's group (its first member), from what the agents report."""
+        rows = list(self.rows.values())
+        return group_of(society_groups({row.id: row.learns_from for row in rows}))
 
     async def on_message(self, ref: TopicRef, message: Message) -> None:  # noqa: ARG002
         if isinstance(message, Status):
@@ -75,6 +83,7 @@ class LiveState:
             row.regime = message.regime
             if message.regret_episodes and message.regret_baseline_return:
                 row.regret_ratio = message.regret / abs(message.regret_baseline_return)
+            row.learns_from = tuple(message.learns_from)
             if message.episode_returns:
                 row.recent_return = sum(message.episode_returns) / len(message.episode_returns)
         elif isinstance(message, Evaluation):
@@ -90,6 +99,13 @@ class LiveState:
                     row.baseline = message.baseline_return
             if math.isnan(row.best_eval) or message.mean_return > row.best_eval:
                 row.best_eval = message.mean_return
+
+
+def _group(agent: str, groups: dict[str, str]) -> str:
+    """The agent's group, or ``-`` when it is alone in it."""
+    name = groups.get(agent, agent)
+    alone = name == agent and sum(1 for g in groups.values() if g == name) <= 1
+    return "-" if alone else name
 
 
 def _number(value: float, digits: int = 1) -> str:
@@ -142,9 +158,10 @@ class LiveDisplay:
         now = time.monotonic()
         if now - self._last_line >= 15.0:  # noqa: PLR2004
             self._last_line = now
+            groups = self.state.group_names()
             for row in self.state.rows.values():
                 log.info(
-                    "%s %s steps=%d/%d sps=%.0f return=%s eval=%s recall=%s regret=%s",
+                    "%s %s steps=%d/%d sps=%.0f return=%s eval=%s recall=%s regret=%s group=%s",
                     row.id,
                     row.state,
                     row.steps,
@@ -154,6 +171,7 @@ class LiveDisplay:
                     _number(row.last_eval),
                     _number(row.last_recall),
                     _regret(row.regret_ratio),
+                    _group(row.id, groups),
                 )
 
     def table(self) -> Table:
@@ -177,8 +195,10 @@ class LiveDisplay:
             ("regret", "right"),
             ("regime", "left"),
             ("drift", "right"),
+            ("group", "left"),
         ):
             table.add_column(header, justify=justify)  # type: ignore[arg-type]
+        groups = self.state.group_names()
         for row in sorted(self.state.rows.values(), key=lambda r: r.id):
             table.add_row(
                 row.id,
@@ -195,5 +215,6 @@ class LiveDisplay:
                 _regret(row.regret_ratio),
                 row.regime or "-",
                 str(row.drift_events),
+                _group(row.id, groups),
             )
         return table

@@ -95,6 +95,9 @@ def build_summary(run: RunState, *, status: str, reason: str | None) -> dict[str
                 "shares": seen.get("shares", []),
                 "adoptions": seen.get("adoptions", 0),
                 "peer_transitions": seen.get("peer_transitions", 0),
+                "learns_from": seen.get("learns_from", []),
+                "federated_rounds": seen.get("federated_rounds", 0),
+                "group": seen.get("group", agent.id),
                 # The agent's own count is exact; the coordinator's is its latest telemetry.
                 "regret": Regret.from_counters(own).as_dict() if own else seen.get("regret"),
                 "experience_batches_received": seen.get("experience_batches_received", 0),
@@ -118,6 +121,7 @@ def build_summary(run: RunState, *, status: str, reason: str | None) -> dict[str
         "finished_at": time.time(),
         "duration_seconds": round(time.time() - run.started_at, 2),
         "agents": agents,
+        "groups": coordinator.get("groups", [[a["id"]] for a in agents]),
         "sharing": coordinator.get("sharing"),
         "lineage": coordinator.get("lineage", []),
         "evolution_directives": coordinator.get("evolution_directives", 0),

@@ -57,6 +57,7 @@ def build_html(run: RunData, figures: Mapping[str, RenderedFigure]) -> str:
         _evaluations(run, figures),
         _lifelong(run.agents),
         _sharing(run, figures.get("sharing")),
+        _groups(run.agents),
         _lineage(run, figures.get("lineage")),
         _bus_health(run, figures.get("bus-health")),
     ]
@@ -227,6 +228,31 @@ def _sharing(run: RunData, figure: RenderedFigure | None) -> str:
         "counts with the steps it took so far, and the gain is then a lower bound."
     ))  # fmt: skip
     return _section("Gain from sharing", "\n".join(parts))
+
+
+def _groups(agents: Sequence[AgentData]) -> str:
+    members: dict[str, list[AgentData]] = {}
+    for agent in agents:
+        members.setdefault(agent.group or agent.id, []).append(agent)
+    together = {name: group for name, group in members.items() if len(group) > 1}
+    note = _note(
+        "Every agent chooses by itself the peers it learns from: those alike enough (federated "
+        "weights averaged in, experience taken in). A group is the agents linked by such "
+        "choices, directly or through others, named after its first member. An agent that "
+        "learns from nobody, and from which nobody learns (a twin, a device unlike the "
+        "others), is alone."
+    )
+    if not together:
+        return _section("Groups", _empty("No groups: no agent learned from another.") + note)
+    header = ["group", "agent", "learns from", "federated rounds"]
+    rows = [
+        [name, a.id, ", ".join(a.learns_from) or _UNDEFINED, f"{a.federated_rounds:,}"]
+        for name, group in sorted(together.items())
+        for a in sorted(group, key=lambda a: a.id)
+    ]
+    alone = sorted(a.id for group in members.values() if len(group) == 1 for a in group)
+    extra = _note(f"Alone: {_e(', '.join(alone))}.") if alone else ""
+    return _section("Groups", _table(header, rows) + extra + note)
 
 
 def _lineage(run: RunData, figure: RenderedFigure | None) -> str:

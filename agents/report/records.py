@@ -72,6 +72,10 @@ class AgentData:
     drift_events: int = 0
     adaptations: int = 0
     adoptions: int = 0
+    #: The peers it reported learning from last, its federated rounds, and its group.
+    learns_from: tuple[str, ...] = ()
+    federated_rounds: int = 0
+    group: str = ""
     best_eval_return: float | None = None
     last_eval_return: float | None = None
     #: The last evaluation as the agent would act with its library (see the summary).

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.e2e
 
 AGENT_FIELDS = {
     "id", "env", "algo", "env_steps", "experience_batches_published", "snapshots_published",
-    "best_eval_return", "last_eval_return", "last_eval_with_recall",
+    "best_eval_return", "last_eval_return", "last_eval_with_recall", "group", "learns_from",
+    "federated_rounds",
 }  # fmt: skip
 COORDINATOR_FIELDS = {"snapshots_evaluated", "messages_received", "messages_rejected"}
 
@@ -64,6 +65,9 @@ def test_society_run_trains_evaluates_and_summarises(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed"
     assert summary["broker"]["managed"] == "mosquitto"
+    assert sorted(member for group in summary["groups"] for member in group) == [
+        "cartpole-0", "cartpole-1",
+    ]  # fmt: skip
     assert [agent["id"] for agent in summary["agents"]] == ["cartpole-0", "cartpole-1"]
     for agent in summary["agents"]:
         assert set(agent) >= AGENT_FIELDS

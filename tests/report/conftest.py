@@ -46,10 +46,13 @@ def evaluation(agent: str, version: int, step: int, skill: float) -> Evaluation:
 
 def telemetry(agent: str, step: int, twin_of: str = "") -> Telemetry:
     steps = [step - 300, step - 150, step]
+    # a0 and a1 average each other's weights; a twin learns from nobody.
+    peer = {"a0": ["a1"], "a1": ["a0"]}.get(agent, [])
     return msgspec.structs.replace(
         factories.telemetry(agent), env_steps=step, episode_returns=[100.0, 120.0, 140.0],
         episode_steps=steps, episode_regimes=[regime_at(s) for s in steps],
         regime=regime_at(step), twin_of=twin_of, drift_events=2, adaptations=1,
+        learns_from=peer, federated_rounds=step // 512,
     )  # fmt: skip
 
 
@@ -65,7 +68,7 @@ def base_summary(roster: Roster) -> dict[str, Any]:
         "steps_per_agent": 10000, "broker": {"url": "mqtt://127.0.0.1:1883", "managed": None},
         "started_at": time.time() - 60, "duration_seconds": 60.0,
         "agents": [record.as_summary() for record in roster.agents.values()],
-        "sharing": None, "lineage": [],
+        "groups": roster.groups(), "sharing": None, "lineage": [],
         "coordinator": {"messages_received_by_kind": {"policy": 4},
                         "messages_rejected_by_reason": {"malformed": 1}},
     }  # fmt: skip

@@ -64,6 +64,11 @@ def test_the_page_shows_the_tables(full_run: Path) -> None:
     sharing = summary["sharing"]
     assert sharing["ratio_is_lower_bound"]
     assert f"at least {sharing['ratio']:.2f}" in page
+    groups = page[page.index('id="groups"') : page.index('id="lineage"')]
+    assert "<td>a0</td><td>a0</td><td>a1</td><td>19</td>" in groups
+    assert "<td>a0</td><td>a1</td><td>a0</td><td>19</td>" in groups
+    assert "Alone: a0-twin." in groups
+    assert summary["groups"] == [["a0", "a1"], ["a0-twin"]]
     lineage = page[page.index('id="lineage"') : page.index('id="bus-health"')]
     assert "<td>a1</td><td>7</td>" in lineage
     assert "1 adopt" in lineage
@@ -89,6 +94,7 @@ def test_an_empty_run_says_so_in_every_section(empty_run: Path) -> None:
     assert "No lifelong metrics" in page
     assert "No twins in this run" in page
     assert "No adoptions" in page
+    assert "No groups: no agent learned from another." in page
     assert "No bus health over time: no bus health samples." in page
 
 

@@ -1,0 +1,64 @@
+"""The society's groups: from each agent's choice of peers to summary, Prometheus and table."""
+
+from __future__ import annotations
+
+import msgspec
+from prometheus_client import CollectorRegistry
+
+from agents.bus.memory import MemoryBroker
+from agents.bus.schemas import Telemetry
+from agents.bus.topics import Kind, TopicRef
+from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
+from agents.coordinator.groups import group_of, society_groups
+from agents.orchestrator.live import LiveDisplay, LiveState
+from tests import factories
+
+
+def test_a_chain_of_choices_is_one_group_and_the_unchosen_are_alone() -> None:
+    groups = society_groups({"c": ["b"], "a": ["b"], "b": [], "twin": [], "d": ["e"], "e": []})
+    assert groups == [["a", "b", "c"], ["d", "e"], ["twin"]]
+    assert group_of(groups) == {"a": "a", "b": "a", "c": "a", "d": "d", "e": "d", "twin": "twin"}
+
+
+def test_a_peer_nobody_knows_joins_no_group() -> None:
+    assert society_groups({"a": ["ghost"], "b": []}) == [["a"], ["b"]]
+
+
+def telemetry(agent: str, learns_from: list[str], rounds: int) -> Telemetry:
+    return msgspec.structs.replace(
+        factories.telemetry(agent), learns_from=learns_from, federated_rounds=rounds
+    )
+
+
+def test_the_coordinator_groups_agents_by_their_newest_telemetry() -> None:
+    metrics = CollectorRegistry()
+    coordinator = Coordinator(
+        CoordinatorConfig(society="s"), MemoryBroker(), metrics_registry=metrics
+    )
+    roster = coordinator.roster
+    roster.on_telemetry(telemetry("b", ["a"], 4))
+    roster.on_telemetry(telemetry("a", ["b"], 5))
+    roster.on_telemetry(telemetry("a-twin", [], 0))
+    assert coordinator.summary()["groups"] == [["a", "b"], ["a-twin"]]
+    record = roster.agents["b"].as_summary()
+    assert (record["group"], record["learns_from"], record["federated_rounds"]) == ("a", ["a"], 4)
+    sample = metrics.get_sample_value
+    assert sample("society_agent_group", {"agent": "b", "group": "a"}) == 1
+    assert sample("society_agent_group", {"agent": "a-twin", "group": "a-twin"}) == 1
+    assert sample("society_agent_federated_rounds_total", {"agent": "a"}) == 5
+    # b stops learning from a, and a from b: two agents alone.
+    roster.on_telemetry(telemetry("a", [], 6))
+    roster.on_telemetry(telemetry("b", [], 6))
+    assert coordinator.summary()["groups"] == [["a"], ["a-twin"], ["b"]]
+    assert sample("society_agent_group", {"agent": "b", "group": "a"}) is None
+    assert sample("society_agent_group", {"agent": "b", "group": "b"}) == 1
+
+
+async def test_the_live_table_shows_each_agents_group() -> None:
+    state = LiveState(["a", "b", "c"])
+    for agent, peers in (("a", ["b"]), ("b", ["a"]), ("c", [])):
+        ref = TopicRef(society="s", kind=Kind.TELEMETRY, agent=agent)
+        await state.on_message(ref, telemetry(agent, peers, 1))
+    table = LiveDisplay(state, title="t", quiet=True).table()
+    column = next(c for c in table.columns if c.header == "group")
+    assert list(column.cells) == ["a", "a", "-"]
