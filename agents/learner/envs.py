@@ -19,7 +19,7 @@ import gymnasium as gym
 from agents.bus.schemas import HyperValue, RegimeSpec
 from agents.exceptions import ConfigError
 from agents.worlds import DriftSchedule, DriftWrapper, Regime, regimes_for
-from agents.worlds.shadow import BaselineShadow, can_shadow
+from agents.worlds.shadow import can_shadow, shadowed
 
 __all__ = ["DriftPlan", "make_env", "parse_drift"]
 
@@ -94,9 +94,9 @@ def make_env(
     """Build a gymnasium environment, drifting along ``drift`` or fixed at ``regime``.
 
     ``shadow_baseline`` plays the world's baseline controller on a copy of every episode and
-    reports its return at the episode's end (:class:`agents.worlds.shadow.BaselineShadow`);
-    ``meter_baseline`` does so where the world allows it (it has a baseline and can be
-    copied), and quietly not elsewhere.
+    reports its return at the episode's end (:mod:`agents.worlds.shadow`: on a copy, or on a
+    replay in a worker process for a world that cannot be copied); ``meter_baseline`` does
+    so where the world allows it, and quietly not elsewhere.
 
     ``env_id`` is either an id in gymnasium's registry, or ``package.module:Name`` where
     ``Name`` is a ``gymnasium.Env`` subclass or a function returning one; ``kwargs`` go to its
@@ -104,7 +104,7 @@ def make_env(
     """
     env = _base_env(env_id, dict(kwargs or {}))
     if shadow_baseline or (meter_baseline and can_shadow(env_id, env)):
-        env = BaselineShadow(env, env_id)  # inside the drift: the copy sees the regime applied
+        env = shadowed(env, env_id)  # inside the drift: the copy sees the regime applied
     if drift is not None and regime is not None:
         msg = "give a drift plan or a fixed regime, not both"
         raise ConfigError(msg)

@@ -17,6 +17,7 @@ import dataclasses
 import math
 from abc import abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import gymnasium as gym
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HOURS_PER_DAY",
+    "EpisodeRecipe",
     "ParamValue",
     "World",
     "WorldParams",
@@ -38,6 +40,20 @@ __all__ = [
     "check_day_structure",
     "check_ranges",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeRecipe:
+    """What rebuilds an episode in another process: picklable, plain values only.
+
+    ``kwargs`` build the world (its device parameters), ``regime`` is applied on top of them
+    (``World.apply_regime``), ``options`` go to ``reset`` (the simulator's seed).
+    """
+
+    kwargs: dict[str, Any]
+    regime: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
 
 ParamValue = float | int | str | bool
 """The value types a world parameter (and so a regime override) may take."""

@@ -16,19 +16,40 @@ change). Where episodes end on their own (CartPole's pole falls), the copy is pl
 end: the baseline's return is that of its whole episode from the same start. The copy doubles
 the simulation's cost, not the agent's steps: it is a digital twin kept for judging, its
 transitions are never learned from.
+
+A world that cannot be copied (libsumo runs one simulation per process) but can describe its
+episode (``episode_recipe()``: the device's parameters, the regime's, and the simulator's
+seed) gets a :class:`ProcessShadow` instead: the same episode is rebuilt and played with the
+baseline in one long-lived worker process, in parallel with the agent's, and its return
+awaited at the episode's end.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import weakref
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
 from typing import Any, SupportsFloat, TypeVar
 
 import gymnasium as gym
 
 from agents.exceptions import ConfigError
+from agents.worlds.base import EpisodeRecipe
 from agents.worlds.baselines import PRIMARY_BASELINE, make_baseline
 
-__all__ = ["BASELINE_RETURN", "BaselineShadow", "can_shadow", "is_shadowed"]
+__all__ = [
+    "BASELINE_RETURN",
+    "BaselineShadow",
+    "EpisodeRecipe",
+    "ProcessShadow",
+    "can_shadow",
+    "is_shadowed",
+    "shadowed",
+]
+
+log = logging.getLogger(__name__)
 
 ObsT = TypeVar("ObsT")
 ActT = TypeVar("ActT")
@@ -104,15 +125,105 @@ class BaselineShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
         super().close()
 
 
+#: The worker's world, kept between episodes while the device parameters stay the same.
+_WORKER_WORLD: dict[str, gym.Env[Any, Any]] = {}
+
+
+def _play_recipe(env_id: str, world_class: type[Any], recipe: EpisodeRecipe) -> float:
+    """In the worker: the primary baseline's return on the episode ``recipe`` describes."""
+    key = repr(sorted(recipe.kwargs.items()))
+    env = _WORKER_WORLD.get(key)
+    if env is None:
+        for old in _WORKER_WORLD.values():
+            old.close()
+        _WORKER_WORLD.clear()
+        env = _WORKER_WORLD[key] = world_class(**recipe.kwargs)
+    world: Any = env.unwrapped
+    world.apply_regime(recipe.regime)
+    controller = make_baseline(env_id, PRIMARY_BASELINE[env_id], env)
+    controller.reset()
+    obs, _ = env.reset(options=recipe.options)
+    total = 0.0
+    while True:
+        obs, reward, terminated, truncated, _ = env.step(controller.act(obs))
+        total += float(reward)
+        if terminated or truncated:
+            return total
+
+
+class ProcessShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
+    """The baseline on the same episode, replayed in a worker process (module docstring).
+
+    Args:
+        env: the world, whose ``unwrapped`` has ``episode_recipe()`` (the drift wrapper goes
+            outside this one, so the regime is in force when the recipe is read).
+        env_id: the world's id, naming its baseline in :data:`PRIMARY_BASELINE`.
+        timeout: seconds to wait at an episode's end for the baseline's return; past it (or
+            if the worker failed) the episode has no ``BASELINE_RETURN`` and is not compared
+            (counted in ``missed``, logged once).
+    """
+
+    def __init__(self, env: gym.Env[ObsT, ActT], env_id: str, timeout: float = 300.0) -> None:
+        super().__init__(env)
+        if env_id not in PRIMARY_BASELINE:
+            msg = f"{env_id} has no baseline controller to judge episodes against"
+            raise ConfigError(msg)
+        self.env_id = env_id
+        self.timeout = timeout
+        self.missed = 0
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+        # The worker must not outlive the agent, closed or not.
+        self._shutdown = weakref.finalize(
+            self, self._pool.shutdown, wait=False, cancel_futures=True
+        )
+        self._pending: Future[float] | None = None
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[ObsT, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        world = self.env.unwrapped
+        recipe: EpisodeRecipe = world.episode_recipe()  # type: ignore[attr-defined]
+        self._pending = self._pool.submit(_play_recipe, self.env_id, type(world), recipe)
+        return obs, info
+
+    def step(self, action: ActT) -> tuple[ObsT, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        pending = self._pending
+        if (terminated or truncated) and pending is not None:
+            self._pending = None
+            try:
+                info[BASELINE_RETURN] = float(pending.result(timeout=self.timeout))
+            except Exception as exc:  # noqa: BLE001 - any failure: this episode is not compared
+                self.missed += 1
+                if self.missed == 1:
+                    log.warning("the baseline's replay of an episode failed: %r", exc)
+        return obs, reward, terminated, truncated, info
+
+    def close(self) -> None:
+        self._shutdown()
+        super().close()
+
+
 def can_shadow(env_id: str, env: gym.Env[Any, Any]) -> bool:
-    """Whether ``env`` has a baseline to play, and can be copied (not one-per-process)."""
-    return env_id in PRIMARY_BASELINE and not getattr(env.unwrapped, "single_instance", False)
+    """Whether ``env`` has a baseline to play, on a copy or on a replay of each episode."""
+    world = env.unwrapped
+    if env_id not in PRIMARY_BASELINE:
+        return False
+    return not getattr(world, "single_instance", False) or hasattr(world, "episode_recipe")
+
+
+def shadowed(env: gym.Env[Any, Any], env_id: str) -> gym.Env[Any, Any]:
+    """``env`` with the shadow it allows: a copy where it can be copied, else a replay."""
+    if getattr(env.unwrapped, "single_instance", False):
+        return ProcessShadow(env, env_id)
+    return BaselineShadow(env, env_id)
 
 
 def is_shadowed(env: gym.Env[Any, Any]) -> bool:
-    """Whether a :class:`BaselineShadow` is among ``env``'s wrappers."""
+    """Whether a :class:`BaselineShadow` or :class:`ProcessShadow` is among ``env``'s wrappers."""
     while isinstance(env, gym.Wrapper):
-        if isinstance(env, BaselineShadow):
+        if isinstance(env, BaselineShadow | ProcessShadow):
             return True
         env = env.env
     return False

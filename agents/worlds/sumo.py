@@ -48,7 +48,7 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from agents.exceptions import ConfigError
-from agents.worlds.base import ParamValue, World, WorldParams, check_ranges
+from agents.worlds.base import EpisodeRecipe, ParamValue, World, WorldParams, check_ranges
 from agents.worlds.drift import Regime
 
 __all__ = [
@@ -562,6 +562,20 @@ class SumoTrafficSignal(World[SumoTrafficParams, np.int64]):
         )
         return (
             f"t={self._t * self.params.step_s}s phase {self.phase} {queues} backlog {meter.backlog}"
+        )
+
+    def episode_recipe(self) -> EpisodeRecipe:
+        """What rebuilds the current episode in another process (agents.worlds.shadow).
+
+        The device, the regime on top of it, and this episode's SUMO seed: demand does not
+        depend on the signal's actions, so that is the whole episode.
+        """
+        base = self.base_params.as_dict()
+        now = self.params.as_dict()
+        return EpisodeRecipe(
+            kwargs=base,
+            regime={name: value for name, value in now.items() if base[name] != value},
+            options={"sumo_seed": self.sumo_seed},
         )
 
     def close(self) -> None:

@@ -266,3 +266,85 @@ def test_ppo_learns_on_it() -> None:
         assert env.action_space.contains(int(action))
     finally:
         env.close()
+
+
+# --- the baseline on the same episode, replayed in a worker process -------------------------
+
+
+@pytest.mark.parametrize("regime", ["light", "rush"])
+def test_the_process_shadow_replays_the_very_episode_with_the_baseline(regime: str) -> None:
+    from agents.worlds.shadow import BASELINE_RETURN, ProcessShadow
+
+    device = {**SHORT, "ns_mult": 1.1, "we_mult": 0.9}
+    world = SumoTrafficSignal(**device)
+    world.set_regime(regime)
+    shadow = ProcessShadow(world, SUMO_ID)
+    try:
+        shadow.reset(seed=3)
+        seed = world.sumo_seed
+        done, info = False, {}
+        while not done:  # the agent does something else than the controller: always phase 0
+            _, _, terminated, truncated, info = shadow.step(np.int64(0))
+            done = terminated or truncated
+        replayed = info[BASELINE_RETURN]
+    finally:
+        shadow.close()
+    # The baseline itself on a fresh world of the same device, regime and SUMO seed.
+    assert replayed == pytest.approx(baseline_return(device, regime, seed), rel=1e-12)
+    assert replayed != pytest.approx(baseline_return(device, regime, seed + 1), rel=1e-6)
+
+
+def baseline_return(device: dict[str, Any], regime: str, sumo_seed: int) -> float:
+    fresh = SumoTrafficSignal(**device, sumo_seed=sumo_seed)
+    fresh.set_regime(regime)
+    try:
+        controller = BASELINES[SUMO_ID][PRIMARY_BASELINE[SUMO_ID]](fresh)
+        controller.reset()
+        obs, _ = fresh.reset()
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = fresh.step(controller.act(obs))
+            total += float(reward)
+            done = terminated or truncated
+    finally:
+        fresh.close()
+    return total
+
+
+def test_the_process_shadows_worker_is_gone_after_close() -> None:
+    from agents.worlds.shadow import ProcessShadow
+
+    shadow = ProcessShadow(SumoTrafficSignal(**SHORT), SUMO_ID)
+    shadow.reset(seed=0)
+    shadow.step(np.int64(1))
+    workers = list(shadow._pool._processes.values())
+    assert workers
+    assert all(worker.is_alive() for worker in workers)
+    shadow.close()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert not any(worker.is_alive() for worker in workers)
+
+
+def test_a_learner_on_sumo_meters_its_regret_and_can_be_guarded() -> None:
+    from agents.learner.guard import GuardedDevice
+    from agents.learner.learner import Learner, LearnerConfig
+    from agents.learner.pretrain import StartFrom
+    from tests.learner.test_learner import Recorder
+
+    config = LearnerConfig(
+        env_id=SUMO_ID, algo="ppo", env_kwargs=SHORT, budget_steps=240, seed=0,
+        hyperparams={"n_steps": 60, "batch_size": 30, "n_epochs": 1},
+        start_from=StartFrom.BASELINE, history_steps=60, guard=True, snapshot_every=10_000,
+    )  # fmt: skip
+    learner = Learner(config, Recorder())
+    assert isinstance(learner.device, GuardedDevice)
+    try:
+        learner.run()
+    finally:
+        learner.env.close()
+    meter = learner.meter
+    # The recorded history's episode, then 3 more episodes of 60 steps, every one compared.
+    assert meter.episodes == 4
+    assert meter.baseline_return < 0.0  # waiting, so negative: something was measured
+    assert meter.controller_episodes >= 1
