@@ -282,7 +282,7 @@ def test_the_process_shadow_replays_the_very_episode_with_the_baseline(regime: s
     try:
         shadow.reset(seed=3)
         seed = world.sumo_seed
-        done, info = False, {}
+        done, info = False, dict[str, Any]()
         while not done:  # the agent does something else than the controller: always phase 0
             _, _, terminated, truncated, info = shadow.step(np.int64(0))
             done = terminated or truncated
