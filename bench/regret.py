@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import json
 import statistics
 import sys
 import time
@@ -35,14 +36,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, replace_section, write_result
+from bench.common import RESULTS, machine, replace_section, write_result
 
 WORLDS = ("smart-home", "traffic", "home-battery")
+#: Worlds measured on request (``--worlds sumo-traffic --add``): SUMO needs the optional extra.
+OPTIONAL_WORLDS = ("sumo-traffic",)
 #: The world's own measure of each regime: (metric, higher is better?).
 MEASURE = {
     "society/TrafficSignal-v0": ("total_waiting_time", False),
     "society/Thermostat-v0": ("energy_cost", False),
     "society/HomeBattery-v0": ("return", True),
+    "society/SumoTraffic-v0": ("total_waiting_time", False),
 }
 EVAL_EPISODES = 10
 
@@ -275,14 +279,25 @@ def _median(values: list[float | None]) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worlds", nargs="+", default=list(WORLDS), choices=WORLDS)
+    parser.add_argument(
+        "--worlds", nargs="+", default=list(WORLDS), choices=WORLDS + OPTIONAL_WORLDS
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--add", action="store_true",
+        help="keep the last results of the other worlds; this run replaces its own worlds'",
+    )  # fmt: skip
     args = parser.parse_args()
     started = time.time()
     jobs = [(world, seed) for world in args.worlds for seed in args.seeds]
     runs: list[dict[str, Any]] = []
+    commands = ["python bench/regret.py " + " ".join(sys.argv[1:])]
+    if args.add:
+        last = json.loads((RESULTS / "regret.json").read_text())
+        runs = [r for r in last["runs"] if r["world"] not in args.worlds]
+        commands = [*last.get("commands", [last["command"]]), *commands]
     with concurrent.futures.ProcessPoolExecutor(
         args.workers, mp_context=get_context("spawn")
     ) as pool:
@@ -299,7 +314,8 @@ def main() -> None:
     runs.sort(key=lambda r: (r["world"], r["seed"]))
     result = {
         "machine": machine(),
-        "command": "python bench/regret.py " + " ".join(sys.argv[1:]),
+        "command": " ; ".join(commands),
+        "commands": commands,
         "seconds": round(time.time() - started),
         "steps": args.steps,
         "runs": runs,

@@ -22,6 +22,7 @@ from agents.bus.schemas import (
     Directive,
     Evaluation,
     ExperienceBatch,
+    FederatedWeights,
     Leaderboard,
     Lineage,
     Message,
@@ -145,6 +146,8 @@ def _summary(message: Message) -> tuple[str, int | None, dict[str, Scalar]]:
         return "seq", message.seq, fields
     if isinstance(message, PolicySnapshot | Evaluation):
         return "version", message.version, fields
+    if isinstance(message, FederatedWeights):
+        return "round", message.round, fields
     return "", None, fields
 
 
@@ -213,6 +216,21 @@ def _policy(message: Message) -> dict[str, Scalar]:
     }
 
 
+def _weights(message: Message) -> dict[str, Scalar]:
+    assert isinstance(message, FederatedWeights)
+    return {
+        "step": message.step,
+        "samples": message.samples,
+        "algo": message.algo,
+        "env_id": message.env_id,
+        "parameters": sum(math.prod(t.shape) for t in message.tensors),
+        "digest": message.digest[:_DIGEST_PREFIX],
+        "update": bool(message.delta),
+        "regime": message.regime or None,
+        "signed": bool(message.signature),
+    }
+
+
 def _telemetry(message: Message) -> dict[str, Scalar]:
     assert isinstance(message, Telemetry)
     returns = message.episode_returns
@@ -225,6 +243,7 @@ def _telemetry(message: Message) -> dict[str, Scalar]:
         "regime": message.regime or None,
         "drift_events": message.drift_events,
         "outbox_pending": message.outbox_pending,
+        "learns_from": ",".join(message.learns_from) or None,
     }
 
 
@@ -236,6 +255,7 @@ _FIELDS: Final[dict[type[Message], Callable[[Message], dict[str, Scalar]]]] = {
     Directive: _directive,
     Evaluation: _evaluation,
     Leaderboard: _leaderboard,
+    FederatedWeights: _weights,
 }
 
 

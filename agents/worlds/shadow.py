@@ -201,7 +201,9 @@ class ProcessShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
         return obs, reward, terminated, truncated, info
 
     def close(self) -> None:
-        self._shutdown()
+        # Closed on purpose: wait for the worker to end (an episode's replay at most).
+        self._shutdown.detach()
+        self._pool.shutdown(wait=True, cancel_futures=True)
         super().close()
 
 

@@ -127,9 +127,17 @@ def test_json_line_has_common_fields_then_kind_fields() -> None:
 def test_kinds_filter_accepts_topic_words_and_refuses_unknown_ones() -> None:
     assert parse_kinds("policy, evaluations") == {"policy", "evaluation"}
     assert set(KINDS) == {"status", "experience", "policy", "telemetry", "directive",
-                          "evaluation", "leaderboard"}  # fmt: skip
+                          "evaluation", "leaderboard", "weights"}  # fmt: skip
     with pytest.raises(Exception, match="unknown kind bogus"):
         parse_kinds("policy,bogus")
+
+
+def test_federated_weights_show_their_round_and_what_they_carry() -> None:
+    row = table_row(seen(Kind.WEIGHTS, factories.weights(round_=4)))
+    assert "weights" in row
+    assert " 4 " in row
+    assert "samples=512" in row
+    assert "update=False" in row
 
 
 def test_table_row_shows_the_key_fields_and_rejections() -> None:
