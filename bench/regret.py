@@ -95,7 +95,10 @@ def one_run(world: str, seed: int, steps: int) -> dict[str, Any]:
     learner = Learner(config, events)
     events.learner = learner
     started = time.perf_counter()
-    learner.run()
+    try:
+        learner.run()
+    finally:
+        learner.close()
     seconds = time.perf_counter() - started
     first = _evaluate(learner, events.snapshots[0], config)
     last = _evaluate(learner, events.snapshots[-1], config)

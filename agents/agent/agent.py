@@ -245,6 +245,7 @@ class Agent:
                     learner.stop()
                     for helper in helpers:
                         helper.cancel()
+                await asyncio.to_thread(learner.close)
                 if bus.fatal is not None:
                     raise bus.fatal
                 learning_seconds = time.monotonic() - started

@@ -509,6 +509,10 @@ class Learner:
         if callback.last_snapshot_step != self.step:
             callback.publish_snapshot(self.step)
 
+    def close(self) -> None:
+        """Release the device: its simulator and any worker process beside it (the shadow's)."""
+        self.env.close()
+
     def checkpoint(self) -> None:
         if self.store is not None:
             self.store.save(

@@ -26,11 +26,12 @@ awaited at the episode's end.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
-import weakref
-from concurrent.futures import Future, ProcessPoolExecutor
+import time
 from multiprocessing import get_context
+from multiprocessing.connection import Connection
 from typing import Any, SupportsFloat, TypeVar
 
 import gymnasium as gym
@@ -151,6 +152,65 @@ def _play_recipe(env_id: str, world_class: type[Any], recipe: EpisodeRecipe) -> 
             return total
 
 
+def _serve(conn: Connection) -> None:
+    """The worker's loop: replay each episode asked for, reply ``(tag, ok, value)``."""
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return  # the agent is gone
+        if job is None:
+            return
+        tag, env_id, world_class, recipe = job
+        try:
+            conn.send((tag, True, _play_recipe(env_id, world_class, recipe)))
+        except Exception as exc:  # noqa: BLE001 - reported to the agent, the worker goes on
+            conn.send((tag, False, repr(exc)))
+
+
+class _ReplayWorker:
+    """One daemon process replaying episodes: it dies with the agent whatever happens."""
+
+    def __init__(self) -> None:
+        context = get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve, args=(child,), daemon=True, name="baseline-replay"
+        )
+        self._process.start()
+        child.close()
+        self._tag = 0
+
+    def submit(self, env_id: str, world_class: type[Any], recipe: EpisodeRecipe) -> int:
+        self._tag += 1
+        self._conn.send((self._tag, env_id, world_class, recipe))
+        return self._tag
+
+    def result(self, tag: int, timeout: float) -> float:
+        """The replay ``tag``'s return; older replies (episodes cut short) are dropped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._conn.poll(left):
+                msg = f"no replay within {timeout:g} s"
+                raise TimeoutError(msg)
+            got, ok, value = self._conn.recv()
+            if got != tag:
+                continue
+            if not ok:
+                raise RuntimeError(value)
+            return float(value)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send(None)
+        self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._conn.close()
+
+
 class ProcessShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
     """The baseline on the same episode, replayed in a worker process (module docstring).
 
@@ -159,8 +219,8 @@ class ProcessShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
             outside this one, so the regime is in force when the recipe is read).
         env_id: the world's id, naming its baseline in :data:`PRIMARY_BASELINE`.
         timeout: seconds to wait at an episode's end for the baseline's return; past it (or
-            if the worker failed) the episode has no ``BASELINE_RETURN`` and is not compared
-            (counted in ``missed``, logged once).
+            if the replay failed) the episode has no ``BASELINE_RETURN`` and is not compared
+            (counted in ``missed``, logged once), and a worker that timed out is replaced.
     """
 
     def __init__(self, env: gym.Env[ObsT, ActT], env_id: str, timeout: float = 300.0) -> None:
@@ -171,12 +231,13 @@ class ProcessShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
         self.env_id = env_id
         self.timeout = timeout
         self.missed = 0
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
-        # The worker must not outlive the agent, closed or not.
-        self._shutdown = weakref.finalize(
-            self, self._pool.shutdown, wait=False, cancel_futures=True
-        )
-        self._pending: Future[float] | None = None
+        self._worker: _ReplayWorker | None = None
+        self._pending: int | None = None
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The replay worker's process id (``None`` before the first episode, after close)."""
+        return self._worker._process.pid if self._worker is not None else None  # noqa: SLF001
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -184,26 +245,42 @@ class ProcessShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
         obs, info = self.env.reset(seed=seed, options=options)
         world = self.env.unwrapped
         recipe: EpisodeRecipe = world.episode_recipe()  # type: ignore[attr-defined]
-        self._pending = self._pool.submit(_play_recipe, self.env_id, type(world), recipe)
+        if self._worker is None:
+            self._worker = _ReplayWorker()
+        try:
+            self._pending = self._worker.submit(self.env_id, type(world), recipe)
+        except OSError as exc:  # the worker died: the next episode gets a new one
+            self._fail(exc)
         return obs, info
 
     def step(self, action: ActT) -> tuple[ObsT, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        pending = self._pending
-        if (terminated or truncated) and pending is not None:
+        tag, worker = self._pending, self._worker
+        if (terminated or truncated) and tag is not None and worker is not None:
             self._pending = None
             try:
-                info[BASELINE_RETURN] = float(pending.result(timeout=self.timeout))
-            except Exception as exc:  # noqa: BLE001 - any failure: this episode is not compared
+                info[BASELINE_RETURN] = worker.result(tag, self.timeout)
+            except (TimeoutError, OSError, EOFError) as exc:
+                self._fail(exc)
+            except RuntimeError as exc:  # the replay raised: the worker itself is fine
                 self.missed += 1
                 if self.missed == 1:
-                    log.warning("the baseline's replay of an episode failed: %r", exc)
+                    log.warning("the baseline's replay of an episode failed: %s", exc)
         return obs, reward, terminated, truncated, info
 
+    def _fail(self, exc: BaseException) -> None:
+        self.missed += 1
+        if self.missed == 1:
+            log.warning("the baseline's replay worker failed (%r); starting another", exc)
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+        self._pending = None
+
     def close(self) -> None:
-        # Closed on purpose: wait for the worker to end (an episode's replay at most).
-        self._shutdown.detach()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
         super().close()
 
 
