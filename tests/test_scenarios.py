@@ -186,3 +186,33 @@ def test_a_bad_start_or_guard_budget_is_refused(tmp_path: Path) -> None:
     path.write_text('name = "bad"\n[world]\nenv = "CartPole-v1"\n[learner]\nguard_budget = 2\n')
     with pytest.raises(ConfigError, match=r"learner.guard_budget must be in \[0, 1\)"):
         load_scenario(str(path))
+
+
+def test_a_federations_members_share_one_initial_network_and_others_do_not(
+    tmp_path: Path,
+) -> None:
+    def init_seed(*flags: str) -> int | None:
+        args = agent_flags("--data-dir", str(tmp_path), *flags)
+        return agent_config(args).learner.init_seed
+
+    assert init_seed("--scenario", "traffic") == load_scenario("traffic").society.seed
+    assert init_seed("--scenario", "cartpole") is None  # it does not federate
+    assert init_seed("--scenario", "traffic", "--share", "experience") is None
+    assert init_seed("--scenario", "cartpole", "--init-seed", "9") == 9
+    assert init_seed("--env", "CartPole-v1") == 0  # shares all, federated included
+
+
+def test_society_run_gives_a_federation_and_its_twins_the_run_seed_as_initial_network(
+    tmp_path: Path,
+) -> None:
+    def init_seeds(*flags: str) -> set[int | None]:
+        plan = RunPlan.from_flags(run_flags(*flags, "--out", str(tmp_path)))
+        orchestrator = Orchestrator(plan)
+        url = BrokerUrl("127.0.0.1", 1883)
+        return {
+            agent_config(orchestrator._agent_flags(agent, url)).learner.init_seed
+            for agent in plan.agents
+        }
+
+    assert init_seeds("--scenario", "traffic", "--twins", "--seed", "5") == {5}
+    assert init_seeds("--scenario", "cartpole", "--twins") == {None}

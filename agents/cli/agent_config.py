@@ -7,6 +7,7 @@ hyperparameters, network, drift regimes) is checked here, before anything starts
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from agents.agent.agent import SHARE_KINDS, AgentConfig
@@ -74,9 +75,6 @@ def agent_config(args: AgentFlags) -> AgentConfig:
         hyperparams=hyperparams,
         arch=make_arch(spec, net_arch=net_arch, activation=activation, options=options),
         seed=pick(args.seed, scenario.society.seed if scenario else None, 0),
-        # One initial network for every agent of a society, so federated averaging works
-        # out of the box; exploration still follows each agent's own seed.
-        init_seed=pick(args.init_seed, scenario.society.seed if scenario else None, 0),
         budget_steps=pick(args.steps, None, 0),
         experience_batch=pick(
             args.experience_batch,
@@ -109,14 +107,14 @@ def agent_config(args: AgentFlags) -> AgentConfig:
         else learner_section is not None and learner_section.guard,
         guard_budget=_guard_budget(args, learner_section),
     )
-    if args.twin_of:
-        shares: frozenset[str] = frozenset()  # a control twin shares and takes nothing
-    elif args.share is not None:
-        shares = args.share
-    elif learner_section is not None:
-        shares = frozenset(learner_section.shares)
-    else:
-        shares = SHARE_KINDS
+    shares = _shares(args, learner_section)
+    # One initial network for every member of a federation, so that averaging works out of
+    # the box (`society run` passes the run's seed to the members and their twins); otherwise
+    # each agent draws its own. Exploration follows each agent's own seed either way.
+    init_seed = args.init_seed
+    if init_seed is None and "federated" in shares:
+        init_seed = scenario.society.seed if scenario else 0
+    learner = replace(learner, init_seed=init_seed)
     data_dir = Path(args.data_dir) if args.data_dir else Path("society-data/agents") / args.id
     if args.home_assistant and env_id not in ha.THERMOSTAT_ENV_IDS:
         msg = f"--home-assistant: only thermostat agents appear in Home Assistant, not {env_id}"
@@ -140,6 +138,16 @@ def _guard_budget(args: AgentFlags, section: LearnerSection | None) -> float:
     if args.guard_budget is not None:
         return float(args.guard_budget)
     return section.guard_budget if section is not None else DEFAULT_BUDGET
+
+
+def _shares(args: AgentFlags, learner_section: LearnerSection | None) -> frozenset[str]:
+    if args.twin_of:
+        return frozenset()  # a control twin shares and takes nothing
+    if args.share is not None:
+        return args.share
+    if learner_section is not None:
+        return frozenset(learner_section.shares)
+    return SHARE_KINDS
 
 
 def _peer_fraction(args: AgentFlags, section: LearnerSection | None) -> float:

@@ -74,6 +74,12 @@ class RunPlan:
     shares: frozenset[str] | None = None
     society_key: bytes | None = None
 
+    @property
+    def federates(self) -> bool:
+        """Whether the sharing agents average their weights (``--share``, else the scenario's)."""
+        shares = self.shares if self.shares is not None else self.scenario.learner.shares
+        return "federated" in shares
+
     @classmethod
     def from_flags(cls, flags: RunFlags) -> RunPlan:
         """Build the plan; raises ConfigError naming anything that does not fit."""

@@ -233,7 +233,9 @@ class Orchestrator:
             broker=url,
             scenario=plan.scenario_ref,
             seed=agent.seed,
-            init_seed=agent.init_seed,
+            # A federation's members (and their twins) start from one network; otherwise each
+            # agent draws its own.
+            init_seed=agent.init_seed if plan.federates else None,
             steps=plan.steps,
             data_dir=str(plan.out_dir / "agents" / agent.id),
             device_index=agent.device_index,
