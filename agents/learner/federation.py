@@ -17,7 +17,8 @@ learner
 Only peers alike enough are averaged in (:class:`Likeness`):
 
 - **the device they announce**: numeric device parameters (the world's ``env_kwargs``) within
-  ``radius`` of our own, relatively (``0.5``: no parameter more than half as large again);
+  ``radius`` of our own, relatively (``0.5``: the difference at most half the larger value,
+  so no parameter more than twice the other's);
 - **how well their policy fits our world now**: the peer's value function, on our latest
   rollout, errs at most ``tolerance`` times as much as ours did before we trained on it. A peer
   in another regime (after a drift, on either side) or on a device that behaves otherwise
