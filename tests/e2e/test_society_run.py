@@ -204,9 +204,8 @@ def test_twins_measure_the_gain_from_sharing(tmp_path: Path) -> None:
     assert twin["twin_of"] == "cartpole-0"
     assert twin["shares"] == []
     assert twin["seed"] == by_id["cartpole-0"]["seed"]
-    assert sorted(by_id["cartpole-0"]["shares"]) == [
-        "evolution", "experience", "federated", "snapshots",
-    ]  # fmt: skip
+    # The cartpole scenario shares all but federated averaging (its file says why).
+    assert sorted(by_id["cartpole-0"]["shares"]) == ["evolution", "experience", "snapshots"]
     sharing = summary["sharing"]
     assert sharing["threshold"] == 475.0
     assert [(p["agent"], p["twin"]) for p in sharing["pairs"]] == [
