@@ -9,10 +9,14 @@ average their weights often, so every one learns from all members' data. Asynchr
 learner
 
 1. publishes its weights as its latest local update left them (``samples``: the device steps
-   it learned from since its previous publication), then
+   it learned from since its previous publication) and that update itself (``delta``), then
 2. averages into its own the peers' weights that arrived since it last looked, each used once,
-   weighted by their ``samples`` against its own: a slow or dead peer is simply absent from a
-   round, nobody waits.
+   weighted by their ``samples`` against its own, and adds ``m - 1`` times the members'
+   averaged update for ``m`` members: the updates are summed rather than averaged (FedAvg with
+   a server step of ``m``, Reddi et al., "Adaptive Federated Optimization", ICLR 2021), so
+   each round moves every member as far as all members' data do together. A round without
+   every member's update (after a drift, an adoption) is a plain average. A slow or dead peer
+   is simply absent from a round: nobody waits.
 
 Only peers alike enough are averaged in (:class:`Likeness`):
 
