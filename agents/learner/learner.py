@@ -48,7 +48,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents.bus.arrays import Tensor, to_wire
+from agents.bus.arrays import Tensor
 from agents.bus.schemas import HyperValue, Lineage, PolicyArch, SpaceSpec
 from agents.exceptions import ConfigError, IncompatiblePolicy
 from agents.learner.adaptation import (
@@ -87,6 +87,7 @@ from agents.learner.snapshots import (
     make_arch,
     policy_kwargs,
     policy_tensors,
+    state_tensors,
 )
 from agents.learner.spaces import describe_space
 from agents.learner.stats import LearnerStats, StepRate
@@ -450,7 +451,7 @@ class Learner:
         federation.publish(
             OwnWeights(
                 policy_tensors(policy), self.step, samples, self.current_regime,
-                delta=_as_wire(delta) if delta is not None else [],
+                delta=state_tensors(delta) if delta is not None else [],
             )
         )  # fmt: skip
         loaded: list[tuple[PeerWeights, BasePolicy]] = []
@@ -671,14 +672,6 @@ def _update_since(
         for name, value in now.items()
         if torch.is_floating_point(value)
     }
-
-
-def _as_wire(state: Mapping[str, torch.Tensor]) -> list[Tensor]:
-    out = []
-    for name, value in state.items():
-        wire = to_wire(value.cpu().numpy())
-        out.append(Tensor(name=name, dtype=wire.dtype, shape=wire.shape, data=wire.data))
-    return out
 
 
 class _LifelongCallback(BaseCallback):

@@ -29,6 +29,7 @@ __all__ = [
     "parse_net_arch",
     "policy_kwargs",
     "policy_tensors",
+    "state_tensors",
 ]
 
 ACTIVATIONS: Final[dict[str, type[nn.Module]]] = {
@@ -143,10 +144,14 @@ def policy_kwargs(spec: AlgorithmSpec, arch: PolicyArch) -> dict[str, Any]:
 
 def policy_tensors(policy: BasePolicy) -> list[Tensor]:
     """The policy's state dict as wire tensors, in state-dict order."""
+    return state_tensors(policy.state_dict())
+
+
+def state_tensors(state: Mapping[str, torch.Tensor]) -> list[Tensor]:
+    """Named torch tensors (a state dict, or an update to one) as wire tensors, in order."""
     tensors = []
-    for name, value in policy.state_dict().items():
-        array = value.detach().cpu().numpy()
-        wire = to_wire(array)
+    for name, value in state.items():
+        wire = to_wire(value.detach().cpu().numpy())
         tensors.append(Tensor(name=name, dtype=wire.dtype, shape=wire.shape, data=wire.data))
     return tensors
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from agents.bus.arrays import Tensor, to_wire
 from agents.bus.schemas import SCHEMA_VERSION, FederatedWeights, HyperValue
 from agents.bus.signing import tensor_digest
 from agents.learner.federation import (
@@ -22,7 +21,7 @@ from agents.learner.federation import (
     value_error,
 )
 from agents.learner.learner import Learner, LearnerConfig
-from agents.learner.snapshots import load_tensors, policy_tensors
+from agents.learner.snapshots import load_tensors, policy_tensors, state_tensors
 from tests.learner.test_learner import Recorder
 
 N_STEPS = 64
@@ -185,7 +184,7 @@ def test_with_updates_the_members_updates_are_summed_not_averaged() -> None:
     me.model.policy.load_state_dict({k: start[k] + d_me[k] for k in start})
     peer_policy = other.fresh_policy()
     peer_policy.load_state_dict({k: start[k] + d_peer[k] for k in start})
-    peer = PeerWeights("p", 1, 64, [], {}, delta=_wire(d_peer))
+    peer = PeerWeights("p", 1, 64, [], {}, delta=state_tensors(d_peer))
     fed = federation(me)
     assert fed.average_into(me.model.policy, 64, [(peer, peer_policy)], None, d_me) == ["p"]
     for key, value in me.model.policy.state_dict().items():
@@ -204,11 +203,3 @@ def test_a_peer_without_an_update_makes_the_round_a_plain_average() -> None:
     )
     for key, value in me.model.policy.state_dict().items():
         torch.testing.assert_close(value, start[key] + 0.5)
-
-
-def _wire(state: dict[str, torch.Tensor]) -> list[Tensor]:
-    out = []
-    for name, value in state.items():
-        wire = to_wire(value.numpy())
-        out.append(Tensor(name=name, dtype=wire.dtype, shape=wire.shape, data=wire.data))
-    return out
