@@ -245,6 +245,7 @@ class Coordinator:
 
     def summary(self) -> dict[str, Any]:
         stats = self.inbox.stats
+        self.roster.regroup()
         gain = self.sharing()
         return {
             "society": self.config.society,

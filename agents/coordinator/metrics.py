@@ -132,6 +132,7 @@ class SocietyCollector(Collector):
         self.coordinator = coordinator
 
     def collect(self) -> Iterator[Metric]:
+        self.coordinator.roster.regroup()  # once per scrape, not at every telemetry
         records = list(self.coordinator.roster.agents.values())
         yield self._agents_by_state()
         yield from self._per_agent(records)

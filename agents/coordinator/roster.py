@@ -112,7 +112,7 @@ class AgentRecord:
     #: The peers the agent reports learning from lately, and its federated rounds.
     learns_from: tuple[str, ...] = ()
     federated_rounds: int = 0
-    #: Its group's name (agents.coordinator.groups), set by the roster.
+    #: Its group's name (agents.coordinator.groups), set by ``Roster.regroup``.
     group: str = ""
     #: The agent's regret against the baseline controller (see ``Telemetry``).
     regret: Regret = field(default_factory=Regret)
@@ -274,7 +274,6 @@ class Roster:
         record.peer_transitions = telemetry.peer_transitions
         record.learns_from = tuple(telemetry.learns_from)
         record.federated_rounds = telemetry.federated_rounds
-        self.regroup()
         if telemetry.regret_episodes >= record.regret.episodes:  # cumulative: keep the newest
             record.regret = Regret(
                 telemetry.regret,
@@ -294,6 +293,7 @@ class Roster:
         return society_groups({a: r.learns_from for a, r in list(self.agents.items())})
 
     def regroup(self) -> None:
+        """Set every record's ``group`` from the latest telemetry (before it is read)."""
         names = group_of(self.groups())
         for agent, record in list(self.agents.items()):
             record.group = names.get(agent, agent)

@@ -63,6 +63,7 @@ def write_run(folder: Path, summary: dict[str, Any], history: History) -> Path:
 
 
 def base_summary(roster: Roster) -> dict[str, Any]:
+    roster.regroup()
     return {
         "status": "completed", "reason": None, "society": "lab", "scenario": "cartpole",
         "steps_per_agent": 10000, "broker": {"url": "mqtt://127.0.0.1:1883", "managed": None},
