@@ -252,3 +252,31 @@ def test_big_endian_input_travels_as_little_endian() -> None:
 def test_unsupported_dtype_cannot_be_sent() -> None:
     with pytest.raises(ValueError, match="cannot travel"):
         to_wire(np.array(["a", "b"]))
+
+
+def test_federated_weights_are_checked_like_a_snapshots() -> None:
+    message = factories.weights()
+    tampered = msgspec.structs.replace(message, tensors=factories.tensors(seed=99))
+    assert reason(Kind.WEIGHTS, encode(tampered)) == "digest"
+    # The update travels unsigned by the digest but must be finite, well-formed tensors.
+    nan = to_wire(np.full((8, 4), np.nan, dtype=np.float32))
+    bad_delta = [msgspec.structs.replace(message.tensors[0], data=nan.data)]
+    assert reason(Kind.WEIGHTS, encode(msgspec.structs.replace(message, delta=bad_delta))) == (
+        "non_finite"
+    )
+    assert reason(Kind.WEIGHTS, encode(msgspec.structs.replace(message, samples=-1))) == "invalid"
+    assert reason(Kind.WEIGHTS, encode(msgspec.structs.replace(message, round=0))) == "invalid"
+
+
+def test_telemetry_names_at_most_256_valid_peers() -> None:
+    message = factories.telemetry()
+    too_many = [f"p{i}" for i in range(257)]
+    assert (
+        reason(Kind.TELEMETRY, encode(msgspec.structs.replace(message, learns_from=too_many)))
+        == "invalid"
+    )
+    assert (
+        reason(Kind.TELEMETRY, encode(msgspec.structs.replace(message, learns_from=["a/b"])))
+        == "invalid"
+    )
+    assert decode(Kind.TELEMETRY, encode(msgspec.structs.replace(message, learns_from=["a1"])))
