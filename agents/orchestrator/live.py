@@ -19,6 +19,8 @@ from rich.table import Table
 from agents.bus.schemas import Evaluation, Message, Status, Telemetry
 from agents.bus.topics import TopicRef
 from agents.coordinator.groups import group_of, society_groups
+from agents.coordinator.roster import Roster
+from agents.coordinator.sharing import SharingGain, sharing_gain
 
 __all__ = ["AgentRow", "LiveDisplay", "LiveState"]
 
@@ -49,13 +51,38 @@ class AgentRow:
     learns_from: tuple[str, ...] = ()
 
 
-class LiveState:
-    """The orchestrator's view of the society, built from bus messages."""
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """What "learned" means for the sharing gain (the scenario's ``[evaluation]``)."""
 
-    def __init__(self, expected: list[str]) -> None:
+    value: float
+    normalised: bool = False
+    window: int = 1
+
+
+class LiveState:
+    """The orchestrator's view of the society, built from bus messages.
+
+    With a ``threshold`` it also keeps a roster of the evaluations (the coordinator's own
+    bookkeeping), so that the table can show the sharing gain while the run goes.
+    """
+
+    def __init__(self, expected: list[str], threshold: Threshold | None = None) -> None:
         self.rows: dict[str, AgentRow] = {agent: AgentRow(agent) for agent in expected}
         self.evaluated: set[tuple[str, int]] = set()
         self.evaluations = 0
+        self.threshold = threshold
+        self.roster = Roster()
+
+    def sharing(self) -> SharingGain | None:
+        """The twins' steps to the threshold over the sharing agents' (None: no twins)."""
+        threshold = self.threshold
+        records = self.roster.agents
+        if threshold is None or not any(r.twin_of for r in records.values()):
+            return None
+        return sharing_gain(
+            records, threshold.value, normalised=threshold.normalised, window=threshold.window
+        )
 
     def row(self, agent: str) -> AgentRow:
         if agent not in self.rows:
@@ -74,31 +101,52 @@ class LiveState:
             row.env = message.env_id or row.env
             row.algo = message.algo or row.algo
         elif isinstance(message, Telemetry):
-            row = self.row(message.agent)
-            row.env, row.algo = message.env_id, message.algo
-            row.steps = max(row.steps, message.env_steps)
-            row.budget = message.budget_steps
-            row.steps_per_second = message.steps_per_second
-            row.drift_events = message.drift_events
-            row.regime = message.regime
-            if message.regret_episodes and message.regret_baseline_return:
-                row.regret_ratio = message.regret / abs(message.regret_baseline_return)
-            row.learns_from = tuple(message.learns_from)
-            if message.episode_returns:
-                row.recent_return = sum(message.episode_returns) / len(message.episode_returns)
+            self._on_telemetry(message)
         elif isinstance(message, Evaluation):
-            row = self.row(message.agent)
-            self.evaluated.add((message.agent, message.version))
-            self.evaluations += 1
-            if message.version >= row.last_eval_version:
-                row.last_eval_version = message.version
-                row.last_eval = message.mean_return
-                if message.recall_return is not None:
-                    row.last_recall = message.recall_return
-                if message.baseline_return is not None:
-                    row.baseline = message.baseline_return
-            if math.isnan(row.best_eval) or message.mean_return > row.best_eval:
-                row.best_eval = message.mean_return
+            self._on_evaluation(message)
+
+    def _on_telemetry(self, message: Telemetry) -> None:
+        if self.threshold is not None:
+            self.roster.on_telemetry(message)
+        row = self.row(message.agent)
+        row.env, row.algo = message.env_id, message.algo
+        row.steps = max(row.steps, message.env_steps)
+        row.budget = message.budget_steps
+        row.steps_per_second = message.steps_per_second
+        row.drift_events = message.drift_events
+        row.regime = message.regime
+        if message.regret_episodes and message.regret_baseline_return:
+            row.regret_ratio = message.regret / abs(message.regret_baseline_return)
+        row.learns_from = tuple(message.learns_from)
+        if message.episode_returns:
+            row.recent_return = sum(message.episode_returns) / len(message.episode_returns)
+
+    def _on_evaluation(self, message: Evaluation) -> None:
+        key = (message.agent, message.version)
+        if self.threshold is not None and key not in self.evaluated:
+            self.roster.on_evaluation(message)
+        row = self.row(message.agent)
+        self.evaluated.add(key)
+        self.evaluations += 1
+        if message.version >= row.last_eval_version:
+            row.last_eval_version = message.version
+            row.last_eval = message.mean_return
+            if message.recall_return is not None:
+                row.last_recall = message.recall_return
+            if message.baseline_return is not None:
+                row.baseline = message.baseline_return
+        if math.isnan(row.best_eval) or message.mean_return > row.best_eval:
+            row.best_eval = message.mean_return
+
+
+def gain_text(gain: SharingGain | None) -> str:
+    """The sharing gain as the table's title says it ("" without twins)."""
+    if gain is None:
+        return ""
+    ratio = gain.ratio
+    if ratio is None:
+        return "sharing gain: no sharing agent at the threshold yet"
+    return f"sharing gain {'>= ' if gain.at_least else ''}{ratio:.2f}x"
 
 
 def _group(agent: str, groups: dict[str, str]) -> str:
@@ -159,6 +207,9 @@ class LiveDisplay:
         if now - self._last_line >= 15.0:  # noqa: PLR2004
             self._last_line = now
             groups = self.state.group_names()
+            gain = gain_text(self.state.sharing())
+            if gain:
+                log.info("%s", gain)
             for row in self.state.rows.values():
                 log.info(
                     "%s %s steps=%d/%d sps=%.0f return=%s eval=%s recall=%s regret=%s group=%s",
@@ -176,8 +227,10 @@ class LiveDisplay:
 
     def table(self) -> Table:
         elapsed = time.monotonic() - self.started
+        gain = gain_text(self.state.sharing())
         table = Table(
-            title=f"{self.title} - {elapsed:,.0f} s - {self.state.evaluations} evaluations",
+            title=f"{self.title} - {elapsed:,.0f} s - {self.state.evaluations} evaluations"
+            + (f" - {gain}" if gain else ""),
             title_justify="left",
         )
         for header, justify in (

@@ -35,7 +35,7 @@ from agents.bus.transport import ConnectOptions
 from agents.bus.url import BrokerUrl
 from agents.exceptions import SocietyError
 from agents.flags import AgentFlags, CoordinatorFlags, to_argv
-from agents.orchestrator.live import LiveDisplay, LiveState
+from agents.orchestrator.live import LiveDisplay, LiveState, Threshold
 from agents.orchestrator.plan import AgentPlan, RunPlan
 from agents.orchestrator.processes import Child, spawn
 from agents.orchestrator.summary import build_summary, read_json, result_line
@@ -53,7 +53,15 @@ class Orchestrator:
     def __init__(self, plan: RunPlan) -> None:
         self.plan = plan
         self.topics = Topics(plan.society)
-        self.state = LiveState([agent.id for agent in plan.agents])
+        evaluation = plan.scenario.evaluation
+        threshold = (
+            Threshold(
+                evaluation.threshold, evaluation.threshold_normalised, evaluation.threshold_window
+            )
+            if evaluation.threshold is not None
+            else None
+        )
+        self.state = LiveState([agent.id for agent in plan.agents], threshold)
         self.interrupted = asyncio.Event()
         self.broker: ManagedBroker | None = None
         self.broker_url: BrokerUrl | None = plan.broker

@@ -6,11 +6,11 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from agents.bus.memory import MemoryBroker
-from agents.bus.schemas import Telemetry
+from agents.bus.schemas import Evaluation, RegimeScore, Telemetry
 from agents.bus.topics import Kind, TopicRef
 from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
 from agents.coordinator.groups import group_of, society_groups
-from agents.orchestrator.live import LiveDisplay, LiveState
+from agents.orchestrator.live import LiveDisplay, LiveState, Threshold
 from tests import factories
 
 
@@ -62,3 +62,31 @@ async def test_the_live_table_shows_each_agents_group() -> None:
     table = LiveDisplay(state, title="t", quiet=True).table()
     column = next(c for c in table.columns if c.header == "group")
     assert list(column.cells) == ["a", "a", "-"]
+
+
+def evaluation(agent: str, version: int, step: int, mean: float) -> Evaluation:
+    return msgspec.structs.replace(
+        factories.evaluation(agent, version), step=step, mean_return=mean,
+        regimes=[RegimeScore(regime="default", mean_return=mean)],
+    )  # fmt: skip
+
+
+async def test_the_live_table_shows_the_sharing_gain_while_the_run_goes() -> None:
+    state = LiveState(["a", "a-twin"], Threshold(100.0))
+    display = LiveDisplay(state, title="t", quiet=True)
+    twin = msgspec.structs.replace(factories.telemetry("a-twin"), twin_of="a", env_steps=3000)
+    await state.on_message(TopicRef(society="s", kind=Kind.TELEMETRY, agent="a-twin"), twin)
+    ref = TopicRef(society="s", kind=Kind.EVALUATION)
+    await state.on_message(ref, evaluation("a-twin", 1, 1000, 50.0))
+    assert "sharing gain: no sharing agent at the threshold yet" in str(display.table().title)
+    await state.on_message(ref, evaluation("a", 1, 1000, 120.0))
+    assert "sharing gain >= 3.00x" in str(display.table().title)  # the twin: 3,000 so far
+    await state.on_message(ref, evaluation("a-twin", 2, 3000, 110.0))
+    await state.on_message(ref, evaluation("a-twin", 2, 3000, 110.0))  # a duplicate: once
+    assert "sharing gain 3.00x" in str(display.table().title)
+
+
+def test_without_twins_the_table_shows_no_gain() -> None:
+    state = LiveState(["a"], Threshold(100.0))
+    assert state.sharing() is None
+    assert "gain" not in str(LiveDisplay(state, title="t", quiet=True).table().title)
