@@ -47,6 +47,7 @@ from stable_baselines3.common.policies import BasePolicy
 
 from agents.bus.arrays import Tensor, from_wire
 from agents.bus.schemas import FederatedWeights, HyperValue, PolicyArch, SpaceSpec
+from agents.learner.peers import OwnNetwork
 
 __all__ = [
     "DEFAULT_RADIUS",
@@ -160,12 +161,7 @@ class Federation:
     ) -> None:  # fmt: skip
         self.publish = publish
         """Sends our weights to the peers (the agent's bus; called from the learner's thread)."""
-        self.own_id = own_id
-        self.env_id = env_id
-        self.algo = algo
-        self.obs_space = obs_space
-        self.action_space = action_space
-        self.arch = arch
+        self.network = OwnNetwork(own_id, env_id, algo, obs_space, action_space, arch)
         self.likeness = likeness
         self._fresh: dict[str, PeerWeights] = {}
         self._lock = threading.Lock()
@@ -180,14 +176,7 @@ class Federation:
 
     def offer(self, message: FederatedWeights) -> bool:
         """Keep a peer's weights for the next round if they could be averaged with ours."""
-        if not (
-            message.agent != self.own_id
-            and message.env_id == self.env_id
-            and message.algo == self.algo
-            and message.obs_space == self.obs_space
-            and message.action_space == self.action_space
-            and message.arch == self.arch
-        ):
+        if not self.network.fits(message):
             self.ignored += 1
             return False
         peer = PeerWeights(

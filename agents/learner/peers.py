@@ -11,9 +11,31 @@ import threading
 from dataclasses import dataclass
 
 from agents.bus.arrays import Tensor
-from agents.bus.schemas import PolicyArch, PolicySnapshot, SpaceSpec
+from agents.bus.schemas import FederatedWeights, PolicyArch, PolicySnapshot, SpaceSpec
 
-__all__ = ["PeerPolicy", "PeerSnapshots"]
+__all__ = ["OwnNetwork", "PeerPolicy", "PeerSnapshots"]
+
+
+@dataclass(frozen=True, slots=True)
+class OwnNetwork:
+    """Whose weights can be loaded into ours: another agent's, same world, algorithm, network."""
+
+    own_id: str
+    env_id: str
+    algo: str
+    obs_space: SpaceSpec
+    action_space: SpaceSpec
+    arch: PolicyArch
+
+    def fits(self, message: PolicySnapshot | FederatedWeights) -> bool:
+        return (
+            message.agent != self.own_id
+            and message.env_id == self.env_id
+            and message.algo == self.algo
+            and message.obs_space == self.obs_space
+            and message.action_space == self.action_space
+            and message.arch == self.arch
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,25 +53,13 @@ class PeerSnapshots:
         self, *, env_id: str, algo: str, obs_space: SpaceSpec, action_space: SpaceSpec,
         arch: PolicyArch, own_id: str,
     ) -> None:  # fmt: skip
-        self.env_id = env_id
-        self.algo = algo
-        self.obs_space = obs_space
-        self.action_space = action_space
-        self.arch = arch
-        self.own_id = own_id
+        self.network = OwnNetwork(own_id, env_id, algo, obs_space, action_space, arch)
         self._latest: dict[str, PeerPolicy] = {}
         self._lock = threading.Lock()
         self.ignored = 0
 
     def fits(self, snapshot: PolicySnapshot) -> bool:
-        return (
-            snapshot.agent != self.own_id
-            and snapshot.env_id == self.env_id
-            and snapshot.algo == self.algo
-            and snapshot.obs_space == self.obs_space
-            and snapshot.action_space == self.action_space
-            and snapshot.arch == self.arch
-        )
+        return self.network.fits(snapshot)
 
     def offer(self, snapshot: PolicySnapshot) -> bool:
         """Keep ``snapshot`` if it fits and is newer than what we have; returns whether kept."""
