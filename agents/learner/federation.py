@@ -34,6 +34,7 @@ weights from one shared seed (``LearnerConfig.init_seed``), as federated learnin
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections import deque
@@ -45,9 +46,11 @@ import numpy as np
 import torch
 from stable_baselines3.common.policies import BasePolicy
 
-from agents.bus.arrays import Tensor, from_wire
+from agents.bus.arrays import Tensor
 from agents.bus.schemas import FederatedWeights, HyperValue, PolicyArch, SpaceSpec
+from agents.exceptions import IncompatiblePolicy
 from agents.learner.peers import OwnNetwork
+from agents.learner.snapshots import tensors_as_state
 
 __all__ = [
     "DEFAULT_RADIUS",
@@ -60,6 +63,8 @@ __all__ = [
     "device_distance",
     "value_error",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RADIUS = 0.5
 """Largest relative difference of any announced device parameter for a peer to be alike."""
@@ -170,6 +175,8 @@ class Federation:
         self.rounds = 0
         #: Peers left out of a round because their policy did not fit our latest rollout.
         self.unfit = 0
+        #: Rounds whose peers' updates could not be used (malformed for our network).
+        self.unusable_updates = 0
         self._recent: deque[frozenset[str]] = deque(maxlen=_REMEMBERED_ROUNDS)
         #: Sum the members' updates instead of averaging them (see :meth:`average_into`).
         self.sum_updates = sum_updates
@@ -192,6 +199,12 @@ class Federation:
                 return False
             self._fresh[peer.agent] = peer
         return True
+
+    def incompatible(self, peer: PeerWeights, exc: IncompatiblePolicy) -> None:
+        """A peer's weights that do not load into our network: counted, logged once."""
+        self.ignored += 1
+        if self.ignored == 1:
+            log.warning("weights of %s do not fit this network: %s", peer.agent, exc)
 
     def take(self) -> list[PeerWeights]:
         """The weights that arrived since the last call, each peer's newest (consumed)."""
@@ -244,8 +257,14 @@ class Federation:
             averaged[name] = sum(
                 (w / total) * state[name] for w, state in zip(weights, states, strict=True)
             )
-        deltas = _deltas(own_delta, [peer for peer, _ in used], own_state)
-        if self.sum_updates and deltas is not None:
+        try:
+            deltas = _deltas(own_delta, [peer for peer, _ in used]) if self.sum_updates else None
+        except IncompatiblePolicy as exc:
+            deltas = None  # a plain average this round; the update is counted and logged once
+            self.unusable_updates += 1
+            if self.unusable_updates == 1:
+                log.warning("a peer's update does not fit this network: %s", exc)
+        if deltas is not None:
             extra = len(states) - 1
             for name, members in deltas.items():
                 averaged[name] = averaged[name] + extra * sum(
@@ -257,22 +276,16 @@ class Federation:
 
 
 def _deltas(
-    own: Mapping[str, torch.Tensor] | None,
-    peers: Sequence[PeerWeights],
-    like: Mapping[str, torch.Tensor],
+    own: Mapping[str, torch.Tensor] | None, peers: Sequence[PeerWeights]
 ) -> dict[str, list[torch.Tensor]] | None:
-    """Every member's update per float tensor, own first; ``None`` if any is missing or off."""
-    if own is None:
+    """Every member's update per float tensor, own first; ``None`` if one sent none.
+
+    Raises :class:`IncompatiblePolicy` when a peer's update does not fit our network.
+    """
+    if own is None or any(not peer.delta for peer in peers):
         return None
     out: dict[str, list[torch.Tensor]] = {name: [value] for name, value in own.items()}
     for peer in peers:
-        given = {t.name: t for t in peer.delta}
-        if set(given) != set(out):
-            return None
-        for name, tensor in given.items():
-            array = from_wire(tensor.dtype, tensor.shape, tensor.data, what=tensor.name)
-            value = torch.from_numpy(array.copy())
-            if value.shape != like[name].shape or value.dtype != like[name].dtype:
-                return None
+        for name, value in tensors_as_state(peer.delta, own).items():
             out[name].append(value)
     return out

@@ -461,8 +461,8 @@ class Learner:
             scratch = self._scratch[len(loaded)]
             try:
                 load_tensors(scratch, peer.tensors)
-            except IncompatiblePolicy:
-                federation.ignored += 1
+            except IncompatiblePolicy as exc:
+                federation.incompatible(peer, exc)
                 continue
             loaded.append((peer, scratch))
         if loaded:

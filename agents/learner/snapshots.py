@@ -30,6 +30,7 @@ __all__ = [
     "policy_kwargs",
     "policy_tensors",
     "state_tensors",
+    "tensors_as_state",
 ]
 
 ACTIVATIONS: Final[dict[str, type[nn.Module]]] = {
@@ -161,7 +162,17 @@ def load_tensors(policy: BasePolicy, tensors: list[Tensor]) -> None:
 
     Nothing is changed unless every tensor fits: the check runs before the load.
     """
-    expected = policy.state_dict()
+    policy.load_state_dict(tensors_as_state(tensors, policy.state_dict()))
+
+
+def tensors_as_state(
+    tensors: list[Tensor], expected: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Wire tensors as torch tensors named, shaped and typed as ``expected``, in its order.
+
+    Raises :class:`IncompatiblePolicy` on any mismatch (a peer's weights or update for
+    another network).
+    """
     names = [t.name for t in tensors]
     if names != list(expected):
         missing = sorted(set(expected) - set(names))
@@ -179,7 +190,7 @@ def load_tensors(policy: BasePolicy, tensors: list[Tensor]) -> None:
             msg = f"{tensor.name}: dtype {tensor.dtype} != {target.dtype}"
             raise IncompatiblePolicy(msg)
         state[tensor.name] = torch.from_numpy(array.copy())
-    policy.load_state_dict(state)
+    return state
 
 
 def build_policy(

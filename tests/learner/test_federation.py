@@ -203,3 +203,18 @@ def test_a_peer_without_an_update_makes_the_round_a_plain_average() -> None:
     )
     for key, value in me.model.policy.state_dict().items():
         torch.testing.assert_close(value, start[key] + 0.5)
+
+
+def test_a_peers_update_that_does_not_fit_is_counted_and_the_round_is_a_plain_average() -> None:
+    me, other = learner(0), learner(1)
+    start = {k: v.clone() for k, v in me.model.policy.state_dict().items()}
+    peer_policy = other.fresh_policy()
+    peer_policy.load_state_dict({k: v + 1.0 for k, v in start.items()})
+    wrong = {f"x.{k}": torch.ones(3) for k in start}  # another network's names and shapes
+    peer = PeerWeights("p", 1, 64, [], {}, delta=state_tensors(wrong))
+    fed = federation(me)
+    own_delta = {k: torch.ones_like(v) for k, v in start.items()}
+    assert fed.average_into(me.model.policy, 64, [(peer, peer_policy)], None, own_delta) == ["p"]
+    assert fed.unusable_updates == 1
+    for key, value in me.model.policy.state_dict().items():
+        torch.testing.assert_close(value, start[key] + 0.5)
