@@ -233,10 +233,15 @@ def _recalled(score: RegimeScore) -> float:
 
 
 class Roster:
-    """Agents by id, updated from status, telemetry, snapshots and evaluations."""
+    """Agents by id, updated from status, telemetry, snapshots and evaluations.
 
-    def __init__(self) -> None:
+    ``lifelong=False`` keeps neither the training episodes nor the lifelong metrics: for a
+    reader that needs only the evaluations (the live table's sharing gain).
+    """
+
+    def __init__(self, *, lifelong: bool = True) -> None:
         self.agents: dict[str, AgentRecord] = {}
+        self.lifelong = lifelong
 
     def get(self, agent: str) -> AgentRecord:
         record = self.agents.get(agent)
@@ -281,7 +286,7 @@ class Roster:
                 telemetry.regret_episodes,
                 telemetry.controller_steps,
             )
-        if len(telemetry.episode_steps) == len(telemetry.episode_returns):
+        if self.lifelong and len(telemetry.episode_steps) == len(telemetry.episode_returns):
             regimes = telemetry.episode_regimes or [telemetry.regime] * len(telemetry.episode_steps)
             record.episode_log.extend(
                 zip(telemetry.episode_steps, regimes, telemetry.episode_returns, strict=True)
@@ -355,7 +360,8 @@ class Roster:
                 recall_return=evaluation.recall_return,
             )
         )
-        record.lifelong = lifelong_metrics(record)
+        if self.lifelong:
+            record.lifelong = lifelong_metrics(record)
         return record
 
     def counts_by_state(self) -> dict[str, int]:

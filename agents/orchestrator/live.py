@@ -64,7 +64,8 @@ class LiveState:
     """The orchestrator's view of the society, built from bus messages.
 
     With a ``threshold`` it also keeps a roster of the evaluations (the coordinator's own
-    bookkeeping), so that the table can show the sharing gain while the run goes.
+    bookkeeping, without the lifelong metrics it has no use for), so that the table can show
+    the sharing gain while the run goes.
     """
 
     def __init__(self, expected: list[str], threshold: Threshold | None = None) -> None:
@@ -72,7 +73,7 @@ class LiveState:
         self.evaluated: set[tuple[str, int]] = set()
         self.evaluations = 0
         self.threshold = threshold
-        self.roster = Roster()
+        self.roster = Roster(lifelong=False)
 
     def sharing(self) -> SharingGain | None:
         """The twins' steps to the threshold over the sharing agents' (None: no twins)."""

@@ -84,6 +84,8 @@ async def test_the_live_table_shows_the_sharing_gain_while_the_run_goes() -> Non
     await state.on_message(ref, evaluation("a-twin", 2, 3000, 110.0))
     await state.on_message(ref, evaluation("a-twin", 2, 3000, 110.0))  # a duplicate: once
     assert "sharing gain 3.00x" in str(display.table().title)
+    # The orchestrator keeps the evaluations only: no episodes, no lifelong metrics.
+    assert all(not r.episode_log and r.lifelong is None for r in state.roster.agents.values())
 
 
 def test_without_twins_the_table_shows_no_gain() -> None:
