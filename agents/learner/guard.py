@@ -36,7 +36,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 
 from agents.worlds.baselines import Controller
-from agents.worlds.shadow import BASELINE_RETURN
+from agents.worlds.shadow import BASELINE_RETURN, unjudged
 
 __all__ = [
     "DEFAULT_BUDGET",
@@ -155,15 +155,18 @@ class GuardedDevice(gym.Wrapper[Any, Any, Any, Any]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
-        obs, info = self.env.reset(seed=seed, options=options)
         gate = self.gate
-        while gate is not None and not gate.learner_may_drive(self.meter) and self.keep_going():
-            finished, obs = self._drive_with_controller(obs)
-            if not finished:
-                break  # the agent stops: it gets the device back as the controller left it
-            obs, info = self.env.reset(options=options)
         self._episode_return = 0.0
-        return obs, info
+        while gate is not None and not gate.learner_may_drive(self.meter) and self.keep_going():
+            # The controller's episode: the baseline's return on it is its own, not played.
+            with unjudged(self.env):
+                obs, info = self.env.reset(seed=seed, options=options)
+                finished, obs = self._drive_with_controller(obs)
+            seed = None
+            if not finished:
+                # The agent stops: it gets the device back as the controller left it.
+                return obs, info
+        return self.env.reset(seed=seed, options=options)
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)

@@ -92,7 +92,7 @@ from agents.learner.snapshots import (
 from agents.learner.spaces import describe_space
 from agents.learner.stats import LearnerStats, StepRate
 from agents.worlds import DriftWrapper
-from agents.worlds.shadow import BASELINE_RETURN, is_shadowed
+from agents.worlds.shadow import BASELINE_RETURN, is_shadowed, unjudged
 
 __all__ = [
     "MUTABLE_HYPERPARAMS",
@@ -540,12 +540,13 @@ class Learner:
         and count in the step budget, as the controller's (``controller_steps``, no regret).
         """
         config = self.config
-        history = record_controller(
-            self.env,
-            start_controller(config.env_id, self.env),
-            min(config.history_steps, config.budget_steps or config.history_steps),
-            seed=config.seed,
-        )
+        with unjudged(self.env):  # the controller's own episodes: nothing to compare
+            history = record_controller(
+                self.env,
+                start_controller(config.env_id, self.env),
+                min(config.history_steps, config.budget_steps or config.history_steps),
+                seed=config.seed,
+            )
         self.model.num_timesteps += len(history)
         # Where the learner's own episodes cannot be compared (no copy of the device to play
         # the controller on), the controller's are not counted either: the regret is unknown.

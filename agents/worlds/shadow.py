@@ -30,6 +30,7 @@ import contextlib
 import copy
 import logging
 import time
+from collections.abc import Iterator
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
 from typing import Any, SupportsFloat, TypeVar
@@ -48,6 +49,7 @@ __all__ = [
     "can_shadow",
     "is_shadowed",
     "shadowed",
+    "unjudged",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,8 @@ class BaselineShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
             msg = f"{env_id} has no baseline controller to judge episodes against"
             raise ConfigError(msg)
         self.controller = make_baseline(env_id, name, env)
+        #: While > 0, episodes starting are not played by the baseline (see :func:`unjudged`).
+        self.paused = 0
         self._twin: gym.Env[ObsT, ActT] | None = None
         self._twin_obs: ObsT | None = None
         self._twin_done = False
@@ -88,6 +92,9 @@ class BaselineShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
     ) -> tuple[ObsT, dict[str, Any]]:
         if self._twin is not None:
             self._twin.close()
+            self._twin = None
+        if self.paused:
+            return self.env.reset(seed=seed, options=options)
         # Copied before either resets: same parameters, same generator state, same episode.
         self._twin = copy.deepcopy(self.env)
         obs, info = self.env.reset(seed=seed, options=options)
@@ -100,7 +107,7 @@ class BaselineShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
     def step(self, action: ActT) -> tuple[ObsT, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._twin_step()
-        if terminated or truncated:
+        if (terminated or truncated) and self._twin is not None:
             # Episodes that end on their own (a pole that falls) may end at another step on
             # the twin: the baseline plays its copy of the episode to its own end.
             while not self._twin_done and self._twin_obs is not None:
@@ -231,6 +238,8 @@ class ProcessShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
         self.env_id = env_id
         self.timeout = timeout
         self.missed = 0
+        #: While > 0, episodes starting are not replayed (see :func:`unjudged`).
+        self.paused = 0
         self._worker: _ReplayWorker | None = None
         self._pending: int | None = None
 
@@ -243,6 +252,9 @@ class ProcessShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[ObsT, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
+        self._pending = None
+        if self.paused:
+            return obs, info
         world = self.env.unwrapped
         recipe: EpisodeRecipe = world.episode_recipe()  # type: ignore[attr-defined]
         if self._worker is None:
@@ -299,10 +311,29 @@ def shadowed(env: gym.Env[Any, Any], env_id: str) -> gym.Env[Any, Any]:
     return BaselineShadow(env, env_id)
 
 
+@contextlib.contextmanager
+def unjudged(env: gym.Env[Any, Any]) -> Iterator[None]:
+    """Episodes started inside are not played by the baseline: the controller drives them.
+
+    Its return on such an episode is the deployed one by definition; playing it on a copy or
+    a replay as well would only double the simulation's cost.
+    """
+    shadows = [w for w in _wrappers(env) if isinstance(w, BaselineShadow | ProcessShadow)]
+    for shadow in shadows:
+        shadow.paused += 1
+    try:
+        yield
+    finally:
+        for shadow in shadows:
+            shadow.paused -= 1
+
+
+def _wrappers(env: gym.Env[Any, Any]) -> Iterator[gym.Env[Any, Any]]:
+    while isinstance(env, gym.Wrapper):
+        yield env
+        env = env.env
+
+
 def is_shadowed(env: gym.Env[Any, Any]) -> bool:
     """Whether a :class:`BaselineShadow` or :class:`ProcessShadow` is among ``env``'s wrappers."""
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, BaselineShadow | ProcessShadow):
-            return True
-        env = env.env
-    return False
+    return any(isinstance(w, BaselineShadow | ProcessShadow) for w in _wrappers(env))

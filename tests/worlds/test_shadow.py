@@ -11,7 +11,7 @@ import pytest
 from agents.exceptions import ConfigError
 from agents.learner.envs import DriftPlan, make_env
 from agents.worlds import PRIMARY_BASELINE, WORLD_IDS, make_baseline
-from agents.worlds.shadow import BASELINE_RETURN, BaselineShadow
+from agents.worlds.shadow import BASELINE_RETURN, BaselineShadow, unjudged
 
 
 def play(env: gym.Env[Any, Any], act: Any, episodes: int) -> list[tuple[float, float]]:
@@ -87,3 +87,28 @@ def test_an_episode_that_ends_early_still_gets_the_baselines_whole_episode() -> 
         expected += float(reward)
         done = terminated or truncated
     assert baseline == expected > 400
+
+
+def test_an_unjudged_episode_is_not_played_by_the_baseline_and_the_next_one_is() -> None:
+    env = make_env("society/TrafficSignal-v0", shadow_baseline=True)
+    shadow = next(w for w in _chain(env) if isinstance(w, BaselineShadow))
+    env.reset(seed=0)
+    with unjudged(env):
+        env.reset()
+        assert shadow._twin is None  # no copy taken: no work done twice
+        done, info = False, dict[str, Any]()
+        while not done:
+            _, _, terminated, truncated, info = env.step(env.action_space.sample())
+            done = terminated or truncated
+        assert BASELINE_RETURN not in info
+    assert shadow.paused == 0
+    judged = play(env, lambda _: env.action_space.sample(), episodes=1)
+    assert judged[0][1] != 0.0  # compared again once the controller's episode is over
+
+
+def _chain(env: gym.Env[Any, Any]) -> list[gym.Env[Any, Any]]:
+    out: list[gym.Env[Any, Any]] = []
+    while isinstance(env, gym.Wrapper):
+        out.append(env)
+        env = env.env
+    return out

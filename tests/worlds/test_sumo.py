@@ -348,3 +348,20 @@ def test_a_learner_on_sumo_meters_its_regret_and_can_be_guarded() -> None:
     assert meter.episodes == 4
     assert meter.baseline_return < 0.0  # waiting, so negative: something was measured
     assert meter.controller_episodes >= 1
+
+
+def test_an_unjudged_episode_is_not_replayed() -> None:
+    from agents.worlds.shadow import BASELINE_RETURN, ProcessShadow, unjudged
+
+    shadow = ProcessShadow(SumoTrafficSignal(**SHORT), SUMO_ID)
+    try:
+        with unjudged(shadow):
+            shadow.reset(seed=0)
+            info: dict[str, Any] = {}
+            for _ in range(60):
+                _, _, _, truncated, info = shadow.step(np.int64(0))
+            assert truncated
+            assert BASELINE_RETURN not in info
+            assert shadow.worker_pid is None  # no replay asked for: no worker even started
+    finally:
+        shadow.close()
