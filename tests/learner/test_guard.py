@@ -151,3 +151,28 @@ def test_the_guard_hands_back_the_device_at_once_when_the_agent_stops() -> None:
     # gets the device back there.
     assert device.meter.controller_episodes == 2
     assert device.meter.controller_steps == 2 * EPISODE + 3
+
+
+def test_the_controllers_episodes_are_not_also_played_on_a_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import copy
+
+    copies = 0
+    deepcopy = copy.deepcopy
+
+    def counting(value: Any, memo: Any = None) -> Any:
+        nonlocal copies
+        copies += memo is None  # the shadow's own call, not deepcopy's recursion
+        return deepcopy(value, memo)
+
+    env = make_env("society/TrafficSignal-v0", meter_baseline=True)
+    monkeypatch.setattr(copy, "deepcopy", counting)
+    gate = ConservativeGate(budget=0.0)
+    gate.record(-1.0)  # the learner lost once: with no budget it never drives again
+    device = GuardedDevice(env, start_controller("society/TrafficSignal-v0", env), gate=gate)
+    # One controller episode, then the agent stops and the device is reset for its own.
+    device.keep_going = lambda: device.meter.controller_episodes < 1
+    device.reset(seed=0)
+    assert device.meter.controller_episodes == 1
+    assert copies == 1  # the learner's episode after it is copied; the controller's was not
