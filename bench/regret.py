@@ -19,7 +19,7 @@ steps traffic >= 10 % less waiting than max-pressure, the thermostat >= 15 % low
 the setpoint thermostat at no worse comfort, the battery ahead of its controller.
 
     python bench/regret.py [--worlds smart-home traffic home-battery] [--seeds 0 1 2 3 4]
-        [--steps 100000] [--workers 2]
+        [--steps 100000] [--workers 2] [--algo dqn] [--hp KEY=VALUE ...] [--add]
 """
 
 from __future__ import annotations
@@ -73,10 +73,17 @@ class _Events:
         pass
 
 
-def one_run(world: str, seed: int, steps: int) -> dict[str, Any]:
-    """One agent's life in ``world``'s scenario: regret over time, first and last evaluation."""
+def one_run(
+    world: str, seed: int, steps: int, algo: str | None = None, hp: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """One agent's life in ``world``'s scenario: regret over time, first and last evaluation.
+
+    ``algo`` and ``hp`` (``KEY=VALUE``) override the scenario's learner, as ``--algo`` and
+    ``--hp`` do for ``society agent``.
+    """
     from agents.cli.agent_config import agent_config
     from agents.flags import AgentFlags
+    from agents.flags.values import key_value
     from agents.learner.learner import Learner, limit_torch_threads
     from agents.scenarios import load_scenario
 
@@ -86,6 +93,8 @@ def one_run(world: str, seed: int, steps: int) -> dict[str, Any]:
         id=f"bench-{seed}", scenario=world, seed=seed, steps=steps,
         device_index=seed if scenario.world.heterogeneous else None,
         data_dir="/nonexistent-bench-dir",
+        algo=algo,
+        hp=tuple(key_value(kv) for kv in hp) or None,
     )  # fmt: skip
     config = agent_config(flags).learner
     from dataclasses import replace
@@ -292,6 +301,11 @@ def main() -> None:
         "--add", action="store_true",
         help="keep the last results of the other worlds; this run replaces its own worlds'",
     )  # fmt: skip
+    parser.add_argument("--algo", help="another learner than the scenario's (ppo, a2c, dqn, sac)")
+    parser.add_argument(
+        "--hp", action="append", default=[], metavar="KEY=VALUE",
+        help="a hyperparameter over the scenario's (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
     started = time.time()
     jobs = [(world, seed) for world in args.worlds for seed in args.seeds]
@@ -304,7 +318,10 @@ def main() -> None:
     with concurrent.futures.ProcessPoolExecutor(
         args.workers, mp_context=get_context("spawn")
     ) as pool:
-        futures = {pool.submit(one_run, w, s, args.steps): (w, s) for w, s in jobs}
+        futures = {
+            pool.submit(one_run, w, s, args.steps, args.algo, tuple(args.hp)): (w, s)
+            for w, s in jobs
+        }
         for future in concurrent.futures.as_completed(futures):
             run = future.result()
             runs.append(run)

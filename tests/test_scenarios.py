@@ -195,9 +195,10 @@ def test_a_federations_members_share_one_initial_network_and_others_do_not(
         args = agent_flags("--data-dir", str(tmp_path), *flags)
         return agent_config(args).learner.init_seed
 
-    assert init_seed("--scenario", "traffic") == load_scenario("traffic").society.seed
+    assert init_seed("--scenario", "smart-home") == load_scenario("smart-home").society.seed
+    assert init_seed("--scenario", "traffic") is None  # DQN: it does not federate
     assert init_seed("--scenario", "cartpole") is None  # it does not federate
-    assert init_seed("--scenario", "traffic", "--share", "experience") is None
+    assert init_seed("--scenario", "smart-home", "--share", "experience") is None
     assert init_seed("--scenario", "cartpole", "--init-seed", "9") == 9
     assert init_seed("--env", "CartPole-v1") == 0  # shares all, federated included
 
@@ -214,5 +215,5 @@ def test_society_run_gives_a_federation_and_its_twins_the_run_seed_as_initial_ne
             for agent in plan.agents
         }
 
-    assert init_seeds("--scenario", "traffic", "--twins", "--seed", "5") == {5}
+    assert init_seeds("--scenario", "smart-home", "--twins", "--seed", "5") == {5}
     assert init_seeds("--scenario", "cartpole", "--twins") == {None}

@@ -18,7 +18,9 @@ from the baseline (``start_from = "baseline"``):
      fitted policy evaluation). Without the value fit, the first PPO updates would follow the
      advantages of an untrained critic and undo the cloning;
    - off-policy learners (DQN, SAC): the transitions seed the replay buffer, so the first
-     updates already learn from the device's history;
+     updates already learn from the device's history; a DQN's Q-network is also fitted to
+     them as DQfD pre-trains one (TD learning plus a large-margin loss that makes the
+     controller's action the greedy one), so its first greedy policy is the controller's;
 
 3. then learns by reinforcement as any agent does.
 
@@ -40,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from gymnasium import spaces
+from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -164,6 +167,7 @@ def pretrain(
     learning_rate: float = 1e-3,
     value_rounds: int = 3,
     smoothing: float = 0.0,
+    margin: float = 1.0,
     seed: int = 0,
 ) -> PretrainResult:
     """Fit ``model`` to the controller's history (module docstring); returns how well it fits.
@@ -174,6 +178,12 @@ def pretrain(
     columns = history.columns
     if isinstance(model, OffPolicyAlgorithm):
         add_to_replay_buffer(model, columns)
+        if isinstance(model, DQN):
+            return _clone_q_network(
+                model, columns, epochs=epochs, batch_size=batch_size,
+                learning_rate=learning_rate, margin=margin,
+                generator=np.random.default_rng(seed),
+            )  # fmt: skip
         return PretrainResult(len(columns), None, None, len(columns))
     policy = model.policy
     if not isinstance(policy, ActorCriticPolicy):
@@ -363,3 +373,63 @@ class ControllerDemonstrations:
             return None
         columns = ExperienceColumns.concatenate(list(self.episodes))
         return pretrain(model, ControllerHistory(columns, ()), epochs=epochs, seed=seed)
+
+
+def _clone_q_network(
+    model: DQN,
+    columns: ExperienceColumns,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    margin: float,
+    generator: np.random.Generator,
+    target_every: int = 200,
+) -> PretrainResult:
+    """Fit a DQN's Q-network to the controller's history: TD learning and a large margin.
+
+    The pre-training phase of DQfD (Hester et al., "Deep Q-learning from Demonstrations",
+    AAAI 2018). The history says nothing about the actions the controller did not take, so TD
+    learning alone leaves their values arbitrary and the greedy policy anything. The margin
+    loss asks every other action's value to lie at least ``margin`` mean absolute rewards
+    below the controller's, so the greedy policy starts as the controller, while the TD loss
+    (with a target network synchronised every ``target_every`` updates) gives the controller's
+    actions the values of what followed them.
+    """
+    q_net, target_net = model.q_net, model.q_net_target
+    obs = torch.as_tensor(np.asarray(columns.obs, dtype=np.float32))
+    next_obs = torch.as_tensor(np.asarray(columns.next_obs, dtype=np.float32))
+    actions = torch.as_tensor(np.asarray(columns.actions, dtype=np.int64)).reshape(-1, 1)
+    rewards = torch.as_tensor(np.asarray(columns.rewards, dtype=np.float32))
+    # A time limit is not an end: only a termination stops the bootstrap (as SB3's DQN).
+    continues = 1.0 - torch.as_tensor(np.asarray(columns.terminated, dtype=np.float32))
+    gap = margin * float(rewards.abs().mean()) + 1e-6
+    gamma = float(model.gamma)
+    optimizer = torch.optim.Adam(q_net.parameters(), lr=learning_rate)
+    n = len(columns)
+    updates = 0
+    q_net.set_training_mode(True)
+    for _ in range(epochs):
+        order = generator.permutation(n)
+        for start in range(0, n, batch_size):
+            idx = torch.as_tensor(order[start : start + batch_size])
+            values = q_net(obs[idx])
+            chosen = values.gather(1, actions[idx]).squeeze(1)
+            with torch.no_grad():
+                following = target_net(next_obs[idx]).max(dim=1).values
+                target = rewards[idx] + gamma * continues[idx] * following
+            others_lower = torch.full_like(values, gap).scatter(1, actions[idx], 0.0)
+            large_margin = ((values + others_lower).max(dim=1).values - chosen).mean()
+            loss = F.smooth_l1_loss(chosen, target) + large_margin
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            updates += 1
+            if updates % target_every == 0:
+                target_net.load_state_dict(q_net.state_dict())
+    target_net.load_state_dict(q_net.state_dict())
+    q_net.set_training_mode(False)
+    with torch.no_grad():
+        greedy = q_net(obs).argmax(dim=1)
+    agreement = float((greedy == actions.squeeze(1)).float().mean())
+    return PretrainResult(n, agreement, None, n)

@@ -103,3 +103,54 @@ def test_off_policy_learners_take_the_history_into_their_replay_buffer() -> None
 def test_a_world_without_a_controller_cannot_start_from_one() -> None:
     with pytest.raises(ConfigError, match="no baseline controller"):
         start_controller("Pendulum-v1", make_world("Pendulum-v1"))
+
+
+def test_a_dqn_starts_greedy_as_the_controller_and_values_its_returns() -> None:
+    env = make_world(TRAFFIC, regime="weekday")
+    history = record_controller(env, start_controller(TRAFFIC, env), 20_160, seed=1)
+
+    def dqn() -> DQN:
+        return DQN(
+            "MlpPolicy", make_world(TRAFFIC, regime="weekday"), buffer_size=25_000, seed=0,
+            device="cpu", policy_kwargs={"net_arch": [64, 64]},
+        )  # fmt: skip
+
+    model, without_margin = dqn(), dqn()
+    result = pretrain(model, history, epochs=40)
+    assert result.agreement is not None
+    assert result.agreement >= 0.95
+    # TD learning alone says nothing of the actions the controller did not take; the margin
+    # puts them a mean absolute reward below it.
+    pretrain(without_margin, history, epochs=40, margin=0.0)
+    gap = float(np.mean(np.abs(history.columns.rewards)))
+
+    def leads(dqn: DQN) -> float:
+        """Share of the history's states where the controller's action leads by gap / 2."""
+        obs = torch.as_tensor(np.asarray(history.columns.obs, dtype=np.float32))
+        chosen = torch.as_tensor(np.asarray(history.columns.actions, dtype=np.int64))
+        with torch.no_grad():
+            values = dqn.q_net(obs)
+        own = values.gather(1, chosen.reshape(-1, 1)).squeeze(1)
+        others = values.scatter(1, chosen.reshape(-1, 1), -np.inf).max(dim=1).values
+        return float(((own - others) >= gap / 2).float().mean())
+
+    assert leads(model) >= 0.9
+    assert leads(without_margin) < 0.7
+    # On other days the greedy policy does what the controller does, within 10 %.
+    seeds = range(50, 53)
+    base = run_controller(lambda e: start_controller(TRAFFIC, e), TRAFFIC, seeds=seeds,
+                          regime="weekday").mean_return  # fmt: skip
+    greedy = run_controller(lambda _e: PolicyController(model), TRAFFIC, seeds=seeds,
+                            regime="weekday").mean_return  # fmt: skip
+    assert greedy >= base - 0.1 * abs(base)
+    # The controller's actions are valued by what followed them: across the states of the
+    # history, the greedy value follows the discounted return to the episode's end.
+    rewards = np.asarray(history.columns.rewards, dtype=np.float64).reshape(-1, 720)
+    discount = model.gamma ** np.arange(720)
+    following = np.array([[np.sum(day[t:] * discount[: 720 - t]) for t in range(0, 600, 20)]
+                          for day in rewards]).reshape(-1)  # fmt: skip
+    obs = np.asarray(history.columns.obs, dtype=np.float32).reshape(len(rewards), 720, -1)
+    with torch.no_grad():
+        values = model.q_net(torch.as_tensor(obs[:, 0:600:20].reshape(len(following), -1)))
+    correlation = np.corrcoef(values.max(dim=1).values.numpy(), following)[0, 1]
+    assert correlation > 0.7
