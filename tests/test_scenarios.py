@@ -211,9 +211,22 @@ def test_society_run_gives_a_federation_and_its_twins_the_run_seed_as_initial_ne
         orchestrator = Orchestrator(plan)
         url = BrokerUrl("127.0.0.1", 1883)
         return {
-            agent_config(orchestrator._agent_flags(agent, url)).learner.init_seed
+            agent_config(orchestrator.agent_flags(agent, url)).learner.init_seed
             for agent in plan.agents
         }
 
     assert init_seeds("--scenario", "smart-home", "--twins", "--seed", "5") == {5}
     assert init_seeds("--scenario", "cartpole", "--twins") == {None}
+
+
+def test_agents_without_a_seed_never_share_one(tmp_path: Path) -> None:
+    def seed(*flags: str) -> int:
+        return agent_config(agent_flags("--data-dir", str(tmp_path), *flags)).learner.seed
+
+    by_id = {seed("--scenario", "smart-home", "--id", f"home-{i}") for i in range(20)}
+    assert len(by_id) == 20
+    # The same id gives the same seed again; --seed is taken as given.
+    assert seed("--scenario", "smart-home", "--id", "home-3") == seed(
+        "--scenario", "smart-home", "--id", "home-3"
+    )
+    assert seed("--scenario", "smart-home", "--id", "home-3", "--seed", "0") == 0

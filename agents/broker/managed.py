@@ -57,6 +57,8 @@ class ManagedBroker:
             raise BrokerError(msg)
         self.binary = binary
         self.kind: Literal["mosquitto", "python"] = "mosquitto" if binary else "python"
+        #: Whether "auto" found no Mosquitto and fell back (said once, at start).
+        self.fell_back = kind == "auto" and binary is None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -100,7 +102,7 @@ class ManagedBroker:
         if self.kind == "mosquitto":
             settings = MosquittoSettings(port=self.port, data_dir=self.data_dir, host=self.host)
             (self.data_dir / "mosquitto.conf").write_text(settings.render())
-        else:
+        elif self.fell_back:
             log.warning(
                 "no mosquitto binary found: starting the pure-Python fallback broker "
                 "(fine for a laptop, not for production)"
@@ -111,6 +113,9 @@ class ManagedBroker:
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            # Its own session: Ctrl-C in the terminal goes to `society run`, which stops the
+            # agents and the coordinator first (they flush to the broker) and the broker last.
+            start_new_session=True,
             preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads hold locks at this point
         )
         log_file.close()

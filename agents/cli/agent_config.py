@@ -7,6 +7,7 @@ hyperparameters, network, drift regimes) is checked here, before anything starts
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def agent_config(args: AgentFlags) -> AgentConfig:
         env_kwargs=env_kwargs,
         hyperparams=hyperparams,
         arch=make_arch(spec, net_arch=net_arch, activation=activation, options=options),
-        seed=pick(args.seed, scenario.society.seed if scenario else None, 0),
+        seed=args.seed if args.seed is not None else own_seed(args.id, scenario),
         budget_steps=pick(args.steps, None, 0),
         experience_batch=pick(
             args.experience_batch,
@@ -138,6 +139,16 @@ def _guard_budget(args: AgentFlags, section: LearnerSection | None) -> float:
     if args.guard_budget is not None:
         return float(args.guard_budget)
     return section.guard_budget if section is not None else DEFAULT_BUDGET
+
+
+def own_seed(agent_id: str, scenario: Scenario | None) -> int:
+    """The seed of an agent started without ``--seed``: its scenario's, offset by its id.
+
+    Two agents never draw the same initial weights and exploration by default (`society run`
+    gives its members ``seed + index`` explicitly); the same id gives the same seed again.
+    """
+    base = scenario.society.seed if scenario is not None else 0
+    return (base + zlib.crc32(agent_id.encode())) % 2**31
 
 
 def _shares(args: AgentFlags, learner_section: LearnerSection | None) -> frozenset[str]:

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Seconds an agent or coordinator waits for its broker at start before it gives up (exit 2):
+#: long enough for a broker started at the same moment (docker compose, systemd) to come up.
+BROKER_WAIT = 10.0
+
 
 async def run_until_signal(work: Coroutine[Any, Any, T], on_signal: Callable[[], None]) -> T:
     """Run ``work``; SIGINT and SIGTERM call ``on_signal`` (a graceful stop) instead of killing."""
@@ -57,9 +61,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from agents.agent.agent import Agent  # noqa: PLC0415
     from agents.bus.mqtt import MqttTransport  # noqa: PLC0415
     from agents.cli.agent_config import agent_config  # noqa: PLC0415
+    from agents.cli.preflight import check_broker_reachable  # noqa: PLC0415
 
     flags = settings_of(AgentFlags, args)
     config = agent_config(flags)
+    check_broker_reachable(flags.broker, timeout=BROKER_WAIT)
     tls = tls_files(flags.tls_ca, flags.tls_cert, flags.tls_key)
     agent = Agent(config, MqttTransport(flags.broker, tls=tls))
     report = asyncio.run(run_until_signal(agent.run(), agent.stop))
@@ -75,10 +81,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
     from agents.bus.mqtt import MqttTransport  # noqa: PLC0415
+    from agents.cli.preflight import check_broker_reachable, check_port_free  # noqa: PLC0415
     from agents.coordinator.coordinator import Coordinator, CoordinatorConfig  # noqa: PLC0415
     from agents.integrations import home_assistant as ha  # noqa: PLC0415
 
     flags = settings_of(CoordinatorFlags, args)
+    check_port_free(flags.metrics_host, flags.metrics_port, flag="--metrics-port")
+    check_broker_reachable(flags.broker, timeout=BROKER_WAIT)
     config = CoordinatorConfig(
         society=flags.society,
         data_dir=Path(flags.data_dir),
@@ -110,11 +119,14 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from agents.cli.preflight import check_run  # noqa: PLC0415
     from agents.orchestrator.plan import RunPlan  # noqa: PLC0415
     from agents.orchestrator.run import Orchestrator  # noqa: PLC0415
 
     plan = RunPlan.from_flags(settings_of(RunFlags, args))
-    return asyncio.run(Orchestrator(plan).run())
+    orchestrator = Orchestrator(plan)
+    check_run(orchestrator)
+    return asyncio.run(orchestrator.run())
 
 
 def cmd_report(args: argparse.Namespace) -> int:

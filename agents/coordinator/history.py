@@ -256,7 +256,8 @@ class History:
 class HistoryReader:
     """Read-only queries on a ``history.sqlite`` for the report.
 
-    Opened read-only (``mode=ro``), so rendering a report never changes a run. A missing file,
+    Opened read-only (``mode=ro``), so rendering a report never changes a run (nor leaves
+    files beside it, see :meth:`_connect`). A missing file,
     table or column reads as empty: histories from older builds have fewer tables, and the
     report shows what they have. Values come back as stored; the report checks them.
     """
@@ -272,7 +273,12 @@ class HistoryReader:
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         assert self.path is not None
-        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        # A history its coordinator closed has no write-ahead log left: opened immutable,
+        # SQLite reads the file alone and creates no -wal/-shm files beside it. One with a log
+        # (its coordinator runs, or died) is read with the log, which takes those files.
+        wal = self.path.with_name(self.path.name + "-wal")
+        mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?{mode}", uri=True)
         try:
             yield db
         finally:

@@ -2,7 +2,8 @@
 
 ``society run --twins`` gives every sharing agent an isolated twin: same world, same device,
 same seed, sharing nothing. An agent's *steps to threshold* is the step of its first
-snapshot whose evaluation (its own current policy, not a recall) reaches the scenario's
+snapshot whose evaluation (per regime, what the agent achieves recalling from its library
+where it has one, as the run's final line reports) reaches the scenario's
 ``evaluation.threshold``: a mean return, or with ``threshold_normalised`` a mean normalised
 score (0: a random controller, 1: the world's baseline), for worlds whose devices differ;
 with ``threshold_window`` the mean of that many evaluations in a row. The
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from agents.bus.schemas import RegimeScore
 from agents.coordinator.lifelong import normalise, reference_spans
 from agents.coordinator.roster import AgentRecord, EvaluationPoint
 
@@ -81,9 +83,15 @@ class SharingGain:
 
 
 def score(point: EvaluationPoint, *, normalised: bool) -> float:
-    """An evaluation's mean return, or its mean normalised score (0 random, 1 baseline)."""
+    """An evaluation's mean return, or its mean normalised score (0 random, 1 baseline).
+
+    Per regime, what the agent achieves recalling from its library where it has one
+    (``recall_return``): in a world whose regimes ask for conflicting policies one network
+    cannot reach a threshold in all of them, an agent with its library can, and that is what
+    the run's final line and ``summary.json`` report too.
+    """
     if not normalised:
-        return point.mean_return
+        return point.with_recall
     references = {
         s.regime: (s.random_return, s.baseline_return)
         for s in point.regimes
@@ -91,12 +99,16 @@ def score(point: EvaluationPoint, *, normalised: bool) -> float:
     }
     spans = reference_spans(references)
     values = [
-        normalise(s.mean_return, *references[s.regime], span=spans[s.regime])
+        normalise(_worth(s), *references[s.regime], span=spans[s.regime])
         if s.regime in references
-        else s.mean_return
+        else _worth(s)
         for s in point.regimes
     ]
     return sum(values) / len(values) if values else point.mean_return
+
+
+def _worth(regime: RegimeScore) -> float:
+    return regime.mean_return if regime.recall_return is None else regime.recall_return
 
 
 def steps_to_threshold(

@@ -137,7 +137,12 @@ _STEPS: Final = Flag(
     env="SOCIETY_STEPS",
     type=non_negative_int,
 )
-_SEED: Final = Flag("--seed", "random seed", env="SOCIETY_SEED", type=non_negative_int)
+_SEED: Final = Flag(
+    "--seed",
+    "random seed (default: the scenario's offset by the agent id, so no two agents share one)",
+    env="SOCIETY_SEED",
+    type=non_negative_int,
+)
 _INIT_SEED: Final = Flag(
     "--init-seed",
     "seed of the network's initial weights, the same for a federation's members (default: "

@@ -97,6 +97,12 @@ _EVAL_TIMEOUT: Final = Flag(
     "--eval-timeout", "seconds to wait for the final evaluations", type=positive_float
 )
 _QUIET: Final = Flag("--quiet", "no live table, only the final line", kind="switch")
+_RESUME: Final = Flag(
+    "--resume",
+    "continue the run whose folder --out names (its agents resume from their checkpoints); "
+    "without it, a folder that holds a run is refused",
+    kind="switch",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,5 +126,6 @@ class RunFlags:
     seed: int | None = flag_field(_SEED)
     eval_timeout: float = flag_field(_EVAL_TIMEOUT, 180.0)
     quiet: bool = flag_field(_QUIET)
+    resume: bool = flag_field(_RESUME)
     log_level: str = flag_field(LOG_LEVEL, DEFAULT_LOG_LEVEL)
     json_logs: bool = flag_field(JSON_LOGS)

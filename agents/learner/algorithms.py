@@ -11,8 +11,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
+from gymnasium import spaces
 from stable_baselines3 import A2C, DQN, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
@@ -62,6 +63,20 @@ class AlgorithmSpec:
     defaults: Mapping[str, HyperValue] = field(default_factory=dict)
     #: Keys this project adds on top of SB3's constructor arguments.
     lifelong_keys: frozenset[str] = frozenset()
+    #: The action spaces it can act in (stable-baselines3's ``supported_action_spaces``).
+    action_spaces: tuple[type[spaces.Space[Any]], ...] = (
+        spaces.Box,
+        spaces.Discrete,
+        spaces.MultiDiscrete,
+        spaces.MultiBinary,
+    )
+
+    def check_action_space(self, env_id: str, space: spaces.Space[Any]) -> None:
+        """Raise :class:`ConfigError` if this algorithm cannot act in ``space``."""
+        if not isinstance(space, self.action_spaces):
+            needs = " or ".join(kind.__name__ for kind in self.action_spaces)
+            msg = f"{self.name} cannot act in {env_id}: it needs {needs} actions, not {space}"
+            raise ConfigError(msg)
 
     @property
     def constructor_keys(self) -> frozenset[str]:
@@ -97,8 +112,11 @@ ALGORITHMS: Final[dict[str, AlgorithmSpec]] = {
         off_policy=True,
         defaults={**_OFF_POLICY_DEFAULTS, "exploration_steps": 10_000},
         lifelong_keys=frozenset({"exploration_steps"}),
+        action_spaces=(spaces.Discrete,),
     ),
-    "sac": AlgorithmSpec("sac", SAC, off_policy=True, defaults=_OFF_POLICY_DEFAULTS),
+    "sac": AlgorithmSpec(
+        "sac", SAC, off_policy=True, defaults=_OFF_POLICY_DEFAULTS, action_spaces=(spaces.Box,)
+    ),
 }
 
 

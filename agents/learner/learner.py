@@ -319,20 +319,28 @@ class Learner:
             self.resumed_from_step = info.step
             log.info("resumed from checkpoint at step %d", info.step)
         else:
+            self.spec.check_action_space(self.config.env_id, self.env.action_space)
             constructor: dict[str, Any] = {
                 key: value
                 for key, value in self.hyperparams.items()
                 if key in self.spec.constructor_keys
             }
-            model = self.spec.cls(
-                self.arch.policy,
-                self._vec_env(self.config.seed),
-                policy_kwargs=policy_kwargs(self.spec, self.arch),
-                seed=self.config.seed,
-                device="cpu",
-                verbose=0,
-                **constructor,
-            )
+            try:
+                model = self.spec.cls(
+                    self.arch.policy,
+                    self._vec_env(self.config.seed),
+                    policy_kwargs=policy_kwargs(self.spec, self.arch),
+                    seed=self.config.seed,
+                    device="cpu",
+                    verbose=0,
+                    **constructor,
+                )
+            except (AssertionError, ValueError, TypeError) as exc:
+                # stable-baselines3 refuses an action space or a hyperparameter value by
+                # assertion: the user's mistake, said in one line.
+                reason = " ".join(str(exc).split()) or type(exc).__name__
+                msg = f"{self.spec.name} cannot learn {self.config.env_id}: {reason}"
+                raise ConfigError(msg) from exc
             if self.config.init_seed is not None:
                 # The initial weights from the shared seed; exploration stays the agent's own.
                 with torch.random.fork_rng():

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 from rich.console import Console
 from rich.live import Live
@@ -49,6 +50,8 @@ class AgentRow:
     regret_ratio: float = math.nan
     #: The peers the agent reports learning from (agents.coordinator.groups).
     learns_from: tuple[str, ...] = ()
+    #: The latest evaluation per regime: (regime, the agent's with recall, the baseline's).
+    regimes: tuple[tuple[str, float, float | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,16 @@ class LiveState:
         elif isinstance(message, Evaluation):
             self._on_evaluation(message)
 
+    def take_final_report(self, agent: str, report: Mapping[str, Any]) -> None:
+        """An agent's own report as it stopped (``final.json``): its exact steps and rate.
+
+        Telemetry's rate is over the last seconds, and the last seconds of an agent are its
+        checkpoint and flush; the table ends with the same figures as ``summary.json``.
+        """
+        row = self.row(agent)
+        row.steps = int(report.get("env_steps", row.steps))
+        row.steps_per_second = float(report.get("steps_per_second", row.steps_per_second))
+
     def _on_telemetry(self, message: Telemetry) -> None:
         if self.threshold is not None:
             self.roster.on_telemetry(message)
@@ -136,6 +149,14 @@ class LiveState:
                 row.last_recall = message.recall_return
             if message.baseline_return is not None:
                 row.baseline = message.baseline_return
+            row.regimes = tuple(
+                (
+                    score.regime,
+                    score.mean_return if score.recall_return is None else score.recall_return,
+                    score.baseline_return,
+                )
+                for score in message.regimes
+            )
         if math.isnan(row.best_eval) or message.mean_return > row.best_eval:
             row.best_eval = message.mean_return
 
@@ -164,6 +185,17 @@ def _number(value: float, digits: int = 1) -> str:
 def _regret(ratio: float) -> str:
     """A regret ratio as a signed percentage: "+3.1%" worse than the controller, "-8.0%" better."""
     return "-" if math.isnan(ratio) else f"{ratio:+.1%}"
+
+
+def _regimes(regimes: tuple[tuple[str, float, float | None], ...]) -> str:
+    """Each regime's latest evaluation (with recall) / the baseline's: "normal 500/500"."""
+    return (
+        " ".join(
+            f"{name} {value:.0f}" + (f"/{baseline:.0f}" if baseline is not None else "")
+            for name, value, baseline in regimes
+        )
+        or "-"
+    )
 
 
 def _bar(done: int, total: int, width: int = 12) -> str:
@@ -246,6 +278,7 @@ class LiveDisplay:
             ("w/ recall", "right"),
             ("best", "right"),
             ("baseline", "right"),
+            ("per regime (agent/baseline)", "left"),
             ("regret", "right"),
             ("regime", "left"),
             ("drift", "right"),
@@ -266,6 +299,7 @@ class LiveDisplay:
                 _number(row.last_recall),
                 _number(row.best_eval),
                 _number(row.baseline),
+                _regimes(row.regimes),
                 _regret(row.regret_ratio),
                 row.regime or "-",
                 str(row.drift_events),

@@ -73,6 +73,8 @@ class RunPlan:
     strategy: str | None = None
     shares: frozenset[str] | None = None
     society_key: bytes | None = None
+    #: Continue the run already in ``out_dir`` (``--resume``).
+    resume: bool = False
 
     @property
     def federates(self) -> bool:
@@ -137,4 +139,5 @@ class RunPlan:
             strategy=flags.strategy,
             shares=flags.share,
             society_key=society_key(flags.society_key_file),
+            resume=flags.resume,
         )

@@ -71,9 +71,25 @@ class Orchestrator:
         self.started_at = time.time()
 
     def interrupt(self) -> None:
+        """Ctrl-C (or SIGTERM): stop in order; a second one stops every child at once.
+
+        The first lets the agents checkpoint and flush their outboxes to the broker, then the
+        coordinator, then the broker, and says what it waits for. The second kills the agents
+        and the coordinator: what their outboxes hold is on disk and goes out at their next
+        start, so nothing is lost but the steps since their last checkpoint.
+        """
         if not self.interrupted.is_set():
-            log.warning("interrupted: stopping the society")
-        self.interrupted.set()
+            self.interrupted.set()
+            waiting = [name for name, child in self.agents.items() if child.running()]
+            what = f"{len(waiting)} agent{'s' if len(waiting) != 1 else ''} and the coordinator"
+            sys.stderr.write(
+                f"society: stopping: waiting for {what} to checkpoint and flush "
+                "(Ctrl-C again to stop at once)\n"
+            )
+            return
+        sys.stderr.write("society: stopping at once\n")
+        for child in [*self.agents.values(), *([self.coordinator] if self.coordinator else [])]:
+            child.signal(signal.SIGKILL)
 
     async def run(self) -> int:
         plan = self.plan
@@ -98,7 +114,10 @@ class Orchestrator:
         if status == "completed":
             print(result_line(summary, path), flush=True)  # noqa: T201 - the run's one line
             return 0
-        sys.stderr.write(f"society: run {status}: {reason or 'interrupted'}; see {path}\n")
+        if status == "interrupted":
+            sys.stderr.write(f"society: run interrupted; see {path}\n")
+        else:
+            sys.stderr.write(f"society: run failed: {reason}; see {path}\n")
         return 130 if status == "interrupted" else 1
 
     async def _run(self) -> str | None:
@@ -141,6 +160,10 @@ class Orchestrator:
                 )
             with LiveDisplay(self.state, title=f"society {plan.society}", quiet=plan.quiet) as show:
                 reason = await self._wait_for_agents(show)
+                for agent in plan.agents:
+                    report = read_json(plan.out_dir / "agents" / agent.id / "final.json")
+                    if report is not None:
+                        self.state.take_final_report(agent.id, report)
                 if reason is None and not self.interrupted.is_set():
                     reason = await self._wait_for_evaluations(show)
                 show.refresh()
@@ -207,9 +230,9 @@ class Orchestrator:
             await asyncio.to_thread(self.broker.stop)
 
     def _coordinator_args(self, url: BrokerUrl) -> list[str]:
-        return ["coordinator", *to_argv(self._coordinator_flags(url))]
+        return ["coordinator", *to_argv(self.coordinator_flags(url))]
 
-    def _coordinator_flags(self, url: BrokerUrl) -> CoordinatorFlags:
+    def coordinator_flags(self, url: BrokerUrl) -> CoordinatorFlags:
         plan = self.plan
         evaluation, evolution = plan.scenario.evaluation, plan.scenario.evolution
         threshold = evaluation.threshold
@@ -231,9 +254,9 @@ class Orchestrator:
         )
 
     def _agent_args(self, agent: AgentPlan, url: BrokerUrl) -> list[str]:
-        return ["agent", *to_argv(self._agent_flags(agent, url))]
+        return ["agent", *to_argv(self.agent_flags(agent, url))]
 
-    def _agent_flags(self, agent: AgentPlan, url: BrokerUrl) -> AgentFlags:
+    def agent_flags(self, agent: AgentPlan, url: BrokerUrl) -> AgentFlags:
         plan = self.plan
         return AgentFlags(
             id=agent.id,

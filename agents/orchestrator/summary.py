@@ -15,7 +15,7 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,7 +24,7 @@ from agents.regret import Regret
 if TYPE_CHECKING:
     from agents.broker.managed import ManagedBroker
     from agents.bus.url import BrokerUrl
-    from agents.orchestrator.plan import RunPlan
+    from agents.orchestrator.plan import AgentPlan, RunPlan
     from agents.orchestrator.processes import Child
 
 __all__ = ["RunState", "build_summary", "read_json"]
@@ -62,50 +62,24 @@ def build_summary(run: RunState, *, status: str, reason: str | None) -> dict[str
     plan = run.plan
     coordinator = read_json(plan.out_dir / "coordinator" / "coordinator.json") or {}
     evaluated = {entry["id"]: entry for entry in coordinator.get("agents", [])}
-    agents = []
-    for agent in plan.agents:
-        own = read_json(plan.out_dir / "agents" / agent.id / "final.json") or {}
-        seen = evaluated.get(agent.id, {})
-        child = run.agents.get(agent.id)
-        agents.append(
-            {
-                "id": agent.id,
-                "env": own.get("env", agent.env_id),
-                "algo": own.get("algo", agent.algo),
-                "seed": agent.seed,
-                "env_steps": own.get("env_steps", 0),
-                "episodes": own.get("episodes", 0),
-                "experience_batches_published": own.get("experience_batches_published", 0),
-                "snapshots_published": own.get("snapshots_published", 0),
-                "last_snapshot_version": own.get("last_snapshot_version", 0),
-                "steps_per_second": own.get("steps_per_second", 0.0),
-                "outbox_pending": own.get("outbox_pending", 0),
-                "best_eval_return": seen.get("best_eval_return"),
-                "last_eval_return": seen.get("last_eval_return"),
-                "last_eval_with_recall": seen.get("last_eval_with_recall"),
-                "baseline": seen.get("baseline", ""),
-                "baseline_eval_return": seen.get("baseline_eval_return"),
-                "strategy": own.get("strategy", ""),
-                "drift_events": own.get("drift_events", 0),
-                "adaptations": own.get("adaptations", 0),
-                "adaptation_steps": own.get("adaptation_steps", 0),
-                "lifelong": seen.get("lifelong"),
-                "device_index": agent.device_index,
-                "twin_of": agent.twin_of,
-                "shares": seen.get("shares", []),
-                "adoptions": seen.get("adoptions", 0),
-                "peer_transitions": seen.get("peer_transitions", 0),
-                "learns_from": seen.get("learns_from", []),
-                "federated_rounds": seen.get("federated_rounds", 0),
-                "group": seen.get("group", agent.id),
-                # The agent's own count is exact; the coordinator's is its latest telemetry.
-                "regret": Regret.from_counters(own).as_dict() if own else seen.get("regret"),
-                "experience_batches_received": seen.get("experience_batches_received", 0),
-                "snapshots_evaluated": seen.get("snapshots_evaluated", 0),
-                "evaluations": seen.get("evaluations", []),
-                "exit_code": child.returncode if child is not None else None,
-            }
+    agents = [
+        _agent_entry(
+            agent.id,
+            read_json(plan.out_dir / "agents" / agent.id / "final.json") or {},
+            evaluated.get(agent.id, {}),
+            agent,
+            run.agents.get(agent.id),
         )
+        for agent in plan.agents
+    ]
+    # Agents started by hand that joined the society (`society run --broker ...`): what the
+    # coordinator knows of them, marked as joined.
+    planned = {agent.id for agent in plan.agents}
+    agents += [
+        _agent_entry(agent_id, {}, seen, None, None)
+        for agent_id, seen in evaluated.items()
+        if agent_id not in planned
+    ]
     return {
         "status": status,
         "reason": reason,
@@ -135,6 +109,61 @@ def build_summary(run: RunState, *, status: str, reason: str | None) -> dict[str
             "messages_duplicate_by_kind": coordinator.get("messages_duplicate_by_kind", {}),
             "exit_code": run.coordinator.returncode if run.coordinator is not None else None,
         },
+    }
+
+
+def _agent_entry(
+    agent_id: str,
+    own: Mapping[str, Any],
+    seen: Mapping[str, Any],
+    planned: AgentPlan | None,
+    child: Child | None,
+) -> dict[str, Any]:
+    """One agent in ``summary.json``: its own final report, and what the coordinator saw.
+
+    ``planned`` is ``None`` for an agent that was not started by the run but joined it.
+    """
+    return {
+        "id": agent_id,
+        "joined": planned is None,
+        "env": own.get("env", planned.env_id if planned else seen.get("env_id", "")),
+        "algo": own.get("algo", planned.algo if planned else seen.get("algo", "")),
+        "seed": planned.seed if planned else None,
+        "env_steps": own.get("env_steps", seen.get("env_steps", 0)),
+        "episodes": own.get("episodes", seen.get("episodes", 0)),
+        "experience_batches_published": own.get(
+            "experience_batches_published", seen.get("experience_batches_published", 0)
+        ),
+        "snapshots_published": own.get("snapshots_published", seen.get("snapshots_published", 0)),
+        "last_snapshot_version": own.get(
+            "last_snapshot_version", seen.get("latest_snapshot_version", 0)
+        ),
+        "steps_per_second": own.get("steps_per_second", seen.get("steps_per_second", 0.0)),
+        "outbox_pending": own.get("outbox_pending", 0),
+        "best_eval_return": seen.get("best_eval_return"),
+        "last_eval_return": seen.get("last_eval_return"),
+        "last_eval_with_recall": seen.get("last_eval_with_recall"),
+        "baseline": seen.get("baseline", ""),
+        "baseline_eval_return": seen.get("baseline_eval_return"),
+        "strategy": own.get("strategy", seen.get("strategy", "")),
+        "drift_events": own.get("drift_events", seen.get("drift_events", 0)),
+        "adaptations": own.get("adaptations", seen.get("adaptations", 0)),
+        "adaptation_steps": own.get("adaptation_steps", 0),
+        "lifelong": seen.get("lifelong"),
+        "device_index": planned.device_index if planned else None,
+        "twin_of": planned.twin_of if planned else seen.get("twin_of", ""),
+        "shares": seen.get("shares", []),
+        "adoptions": seen.get("adoptions", 0),
+        "peer_transitions": seen.get("peer_transitions", 0),
+        "learns_from": seen.get("learns_from", []),
+        "federated_rounds": seen.get("federated_rounds", 0),
+        "group": seen.get("group", agent_id),
+        # The agent's own count is exact; the coordinator's is its latest telemetry.
+        "regret": Regret.from_counters(own).as_dict() if own else seen.get("regret"),
+        "experience_batches_received": seen.get("experience_batches_received", 0),
+        "snapshots_evaluated": seen.get("snapshots_evaluated", 0),
+        "evaluations": seen.get("evaluations", []),
+        "exit_code": child.returncode if child is not None else None,
     }
 
 
@@ -170,4 +199,32 @@ def result_line(summary: Mapping[str, Any], path: Path) -> str:
             f"{statistics.median(sorted(base for _, base in compared)):.1f}; "
             f"{ahead} of {len(compared)} agents ahead" + (f", {level} level" if level else "")
         )
-    return f"{head}; final evaluation {spread}{against}; summary in {path}"
+    return f"{head}; final evaluation {spread}{against}{_per_regime(agents)}; summary in {path}"
+
+
+def _per_regime(agents: Sequence[Mapping[str, Any]]) -> str:
+    """The last evaluation per regime, median over agents, beside the baseline's ("" if one).
+
+    Per regime, what the agent achieves with its library where it has one, as in the mean.
+    """
+    values: dict[str, list[float]] = {}
+    baselines: dict[str, list[float]] = {}
+    for agent in agents:
+        evaluations = agent.get("evaluations") or []
+        if not evaluations:
+            continue
+        for regime, score in evaluations[-1].get("regimes", {}).items():
+            recall = score.get("recall_return")
+            values.setdefault(regime, []).append(
+                float(score["mean_return"] if recall is None else recall)
+            )
+            if score.get("baseline_return") is not None:
+                baselines.setdefault(regime, []).append(float(score["baseline_return"]))
+    if len(values) < 2:  # noqa: PLR2004 - one regime: the mean says it all
+        return ""
+    parts = [
+        f"{regime} {statistics.median(found):.1f}"
+        + (f" vs {statistics.median(baselines[regime]):.1f}" if regime in baselines else "")
+        for regime, found in values.items()
+    ]
+    return "; per regime " + ", ".join(parts)

@@ -36,7 +36,9 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222;
        line-height: 1.45; padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .85em; }
+td:first-child { white-space: nowrap; }
 th, td { border: 1px solid #ddd; padding: .25em .55em; text-align: right; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
@@ -94,13 +96,14 @@ def _agents_table(agents: Sequence[AgentData]) -> str:
     if not agents:
         return _section("Agents", _empty("No agents in this run's summary or history."))
     header = ["agent", "world", "algo", "strategy", "steps", "episodes", "best eval",
-              "last eval", "with recall", "baseline", "regret", "drifts", "adaptations",
-              "adoptions", "twin of"]  # fmt: skip
+              "last eval", "with recall", "baseline", "last eval per regime (agent / baseline)",
+              "regret", "drifts", "adaptations", "adoptions", "twin of"]  # fmt: skip
     rows = [
         [a.id, a.env, a.algo, a.strategy, f"{a.env_steps:,}", f"{a.episodes:,}",
          _num(a.best_eval_return, 1), _num(a.last_eval_return, 1),
          _num(a.last_eval_with_recall, 1),
          f"{a.baseline} {_num(a.baseline_eval_return, 1)}" if a.baseline else _UNDEFINED,
+         _last_per_regime(a),
          _regret(a.regret, a.regret_ratio),
          a.drift_events, a.adaptations, a.adoptions, a.twin_of or _UNDEFINED]
         for a in agents
@@ -116,6 +119,18 @@ def _agents_table(agents: Sequence[AgentData]) -> str:
         "its own returns; adaptations are the times it changed policy because of one."
     )
     return _section("Agents", _table(header, rows) + note)
+
+
+def _last_per_regime(agent: AgentData) -> str:
+    """The last evaluation on each regime (with recall where there is one) / the baseline's."""
+    if not agent.evaluations or not agent.evaluations[-1].regimes:
+        return _UNDEFINED
+    parts = []
+    last = max(agent.evaluations, key=lambda e: e.step)
+    for name, result in last.regimes.items():
+        value = result.mean_return if result.recall_return is None else result.recall_return
+        parts.append(f"{name} {_num(value, 1)} / {_num(result.baseline_return, 1)}")
+    return "; ".join(parts)
 
 
 def _evaluations(run: RunData, figures: Mapping[str, RenderedFigure]) -> str:
@@ -309,7 +324,12 @@ def _regret(total: float | None, ratio: float | None) -> str:
 def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # Wide tables (many agents' columns, long metric names) scroll inside the page instead of
+    # running off it; agent ids never wrap.
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def _empty(text: str) -> str:

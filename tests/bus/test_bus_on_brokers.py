@@ -311,6 +311,18 @@ def test_managed_broker_refuses_a_missing_binary(
     assert managed.ManagedBroker(tmp_path, kind="auto").kind == "python"
 
 
+def test_the_fallback_warning_is_for_a_fallback_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agents.broker import managed
+
+    chosen = managed.ManagedBroker(tmp_path / "chosen", kind="python")
+    assert not chosen.fell_back
+    with chosen:
+        pass
+    assert "no mosquitto binary found" not in caplog.text
+
+
 def test_no_broker_process_outlives_its_owner(tmp_path: Path) -> None:
     """die_with_parent: killing the owner (-9) takes the broker down with it."""
     script = textwrap.dedent(

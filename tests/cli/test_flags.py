@@ -151,6 +151,7 @@ def strategy_for(cls: type[Any], a_file: Path) -> st.SearchStrategy[Any]:
         "out": optional(texts),
         "eval_timeout": positive,
         "quiet": st.booleans(),
+        "resume": st.booleans(),
     }
     if cls is RunFlags:
         fields.update(broker=optional(brokers), society=optional(names), steps=optional(
@@ -198,14 +199,14 @@ def test_run_starts_its_processes_with_the_settings_it_planned(tmp_path: Path) -
     plan = RunPlan.from_flags(settings_of(RunFlags, namespace))
     orchestrator = Orchestrator(plan)
     url = BrokerUrl("127.0.0.1", 1884, username="u", password="p")  # noqa: S106
-    coordinator = orchestrator._coordinator_flags(url)
+    coordinator = orchestrator.coordinator_flags(url)
     argv = orchestrator._coordinator_args(url)
     assert argv[0] == "coordinator"
     assert parse(CoordinatorFlags, argv[1:]) == coordinator
     assert coordinator.broker.password == "p"
     assert coordinator.json_logs
     for agent in plan.agents:
-        flags = orchestrator._agent_flags(agent, url)
+        flags = orchestrator.agent_flags(agent, url)
         argv = orchestrator._agent_args(agent, url)
         assert argv[0] == "agent"
         assert parse(AgentFlags, argv[1:]) == flags

@@ -102,3 +102,46 @@ def test_the_run_line_without_evaluations_or_baseline() -> None:
     assert result_line({"agents": [agent(12.0, None)]}, Path("s.json")) == (
         "society run completed: 1 agent, 1,000 steps; final evaluation 12.0; summary in s.json"
     )
+
+
+def two_wirings(earth: float, reversed_: float, recall: float | None) -> Evaluation:
+    return Evaluation(
+        schema=SCHEMA_VERSION, agent="cartpole-0", version=3, step=15000,
+        env_id="CartPole-v1", algo="ppo", mean_return=(earth + reversed_) / 2, std_return=1.0,
+        episodes=5, seeds=[0], seconds=0.1, ts=time.time(), baseline="pd", baseline_return=254.4,
+        regimes=[
+            RegimeScore(regime="earth", mean_return=earth, baseline_return=500.0),
+            RegimeScore(regime="reversed", mean_return=reversed_, baseline_return=8.8,
+                        recall_return=recall),
+        ],
+    )  # fmt: skip
+
+
+async def test_the_live_table_shows_each_regime_beside_its_baseline() -> None:
+    state = LiveState(["cartpole-0"])
+    ref = TopicRef(society="s", kind=Kind.EVALUATION, agent="cartpole-0")
+    await state.on_message(ref, two_wirings(500.0, 9.0, 431.0))
+    table = LiveDisplay(state, title="t", quiet=True).table()
+    column = next(c for c in table.columns if c.header == "per regime (agent/baseline)")
+    assert list(column.cells) == ["earth 500/500 reversed 431/9"]
+
+
+def test_the_run_line_gives_each_regime_beside_the_mean() -> None:
+    def summary_of(earth: float, reversed_: float) -> dict[str, object]:
+        return {
+            **agent((earth + reversed_) / 2, 254.4),
+            "evaluations": [
+                {"regimes": {
+                    "earth": {"mean_return": earth, "recall_return": None,
+                              "baseline_return": 500.0},
+                    "reversed": {"mean_return": 9.0, "recall_return": reversed_,
+                                 "baseline_return": 8.8},
+                }},
+            ],
+        }  # fmt: skip
+
+    line = result_line(
+        {"agents": [summary_of(500.0, 431.0), summary_of(480.0, 500.0), summary_of(500.0, 460.0)]},
+        Path("s.json"),
+    )
+    assert "; per regime earth 500.0 vs 500.0, reversed 460.0 vs 8.8; summary in s.json" in line

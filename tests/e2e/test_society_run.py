@@ -94,40 +94,72 @@ def test_society_run_trains_evaluates_and_summarises(tmp_path: Path) -> None:
     assert not wait_until_gone(str(out))
 
 
-def test_ctrl_c_stops_everything_and_leaves_no_process(tmp_path: Path) -> None:
-    out = tmp_path / "run"
+def start_learning_run(out: Path) -> subprocess.Popen[str]:
+    """``society run`` in a terminal's place: its own process group, as a shell starts it.
+
+    Returns once both agents are learning.
+    """
     run = subprocess.Popen(
         society("run", "--scenario", "cartpole", "--agents", "2", "--steps", "0",
                 "--out", str(out), "--quiet"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
+    deadline = time.monotonic() + 120
+    logs = [out / "logs" / f"cartpole-{i}.log" for i in range(2)]
+    while not all(log.exists() and "snapshot v1" in log.read_text() for log in logs):
+        assert time.monotonic() < deadline, "agents did not start learning"
+        assert run.poll() is None, run.stderr.read() if run.stderr else ""
+        time.sleep(0.2)
+    return run
+
+
+def ctrl_c(run: subprocess.Popen[str]) -> None:
+    """What Ctrl-C in a terminal does: SIGINT to every process of the foreground group."""
+    os.killpg(run.pid, signal.SIGINT)
+
+
+def test_ctrl_c_stops_everything_in_order_and_leaves_no_process(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run = start_learning_run(out)
     try:
-        # Wait until both agents are learning (their checkpoints folders exist once they start).
-        deadline = time.monotonic() + 120
-        while not all((out / "logs" / f"cartpole-{i}.log").exists() for i in range(2)):
-            assert time.monotonic() < deadline, "agents did not start"
-            assert run.poll() is None, run.stderr.read() if run.stderr else ""
-            time.sleep(0.2)
-        while "snapshot v1" not in (out / "logs" / "cartpole-1.log").read_text() and (
-            "agent cartpole-1" not in (out / "logs" / "cartpole-1.log").read_text()
-        ):
-            assert time.monotonic() < deadline, "agents did not start learning"
-            time.sleep(0.2)
-        time.sleep(2)
-        run.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
-        _, stderr = run.communicate(timeout=120)
+        ctrl_c(run)
+        # Within seconds: the broker is not in the terminal's group, so it outlives the agents
+        # and takes their last messages (it died first, and they waited 30 s for it).
+        _, stderr = run.communicate(timeout=30)
     finally:
         if run.poll() is None:
             run.kill()
     assert run.returncode == 130
-    assert stderr.strip().splitlines()[-1].startswith("society: run interrupted")
+    lines = stderr.strip().splitlines()
+    assert "society: stopping: waiting for 2 agents and the coordinator" in stderr
+    assert lines[-1] == f"society: run interrupted; see {out / 'summary.json'}"
     assert not wait_until_gone(str(out)), "processes left behind"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "interrupted"
     for agent in summary["agents"]:
-        # Stopped gracefully: each agent checkpointed and reported how far it got.
+        # Stopped gracefully: each agent checkpointed and reported how far it got, with
+        # nothing left in its outbox.
         assert agent["exit_code"] == 0
         assert agent["env_steps"] > 0
+        assert agent["outbox_pending"] == 0
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run = start_learning_run(out)
+    try:
+        ctrl_c(run)
+        time.sleep(0.3)
+        ctrl_c(run)
+        _, stderr = run.communicate(timeout=15)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130
+    assert "society: stopping at once" in stderr
+    assert not wait_until_gone(str(out)), "processes left behind"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
 
 
 def test_an_agent_started_by_hand_joins_a_running_society(
@@ -162,6 +194,11 @@ def test_an_agent_started_by_hand_joins_a_running_society(
     assert seen["visitor"]["state"] == "offline"
     # The managed broker was not started: the run used ours, which is still up.
     assert not (out / "broker").exists()
+    # The agent that joined by hand is in the summary and the final line, marked as joined.
+    summary = json.loads((out / "summary.json").read_text())
+    joined = {agent["id"]: agent["joined"] for agent in summary["agents"]}
+    assert joined == {"cartpole-0": False, "visitor": True}
+    assert "society run completed: 2 agents" in stdout
 
 
 def test_a_drifting_device_scenario_reports_the_baseline_per_regime(tmp_path: Path) -> None:

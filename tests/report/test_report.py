@@ -73,6 +73,14 @@ def test_the_page_shows_the_tables(full_run: Path) -> None:
     assert "<td>a1</td><td>7</td>" in lineage
     assert "1 adopt" in lineage
     assert "malformed 1" in page
+    # Beside the means, each agent's last evaluation per regime against the baseline's.
+    agents = page[page.index('id="agents"') : page.index('id="evaluations"')]
+    last = next(a for a in summary["agents"] if a["id"] == "a0")["evaluations"][-1]["regimes"]
+    per_regime = "; ".join(
+        f"{name} {score['mean_return']:,.1f} / {score['baseline_return']:,.1f}"
+        for name, score in last.items()
+    )
+    assert f"<td>{per_regime}</td>" in agents
 
 
 def test_regime_changes_come_from_the_training_blocks(full_run: Path) -> None:
@@ -120,6 +128,14 @@ def test_society_report_renders_again(full_run: Path, capsys: pytest.CaptureFixt
     assert main(["report", str(full_run)]) == 0
     assert capsys.readouterr().out.strip() == f"report: {full_run / 'report.html'}"
     assert (full_run / "report.html").is_file()
+
+
+def test_society_report_leaves_nothing_beside_a_closed_history(full_run: Path) -> None:
+    folder = full_run / "coordinator"
+    before = sorted(path.name for path in folder.iterdir())
+    assert "history.sqlite-wal" not in before  # its coordinator closed it
+    assert main(["report", str(full_run)]) == 0
+    assert sorted(path.name for path in folder.iterdir()) == before
 
 
 @pytest.mark.parametrize("setup", ["missing", "not-a-run", "bad-summary"])
