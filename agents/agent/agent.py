@@ -42,7 +42,7 @@ from agents.bus.signing import sign, tensor_digest
 from agents.bus.topics import DELIVERY, Kind, TopicRef, Topics, validate_name
 from agents.bus.topics import SHARE_KINDS as ALL_SHARE_KINDS
 from agents.bus.transport import Connection, ConnectOptions, Transport, WillMessage
-from agents.exceptions import ConfigError
+from agents.exceptions import ConfigError, MessageRejected
 from agents.hooks import AgentHook, HookRunner
 from agents.learner.adaptation import Adaptation, Adoption
 from agents.learner.experience import ExperienceColumns
@@ -490,6 +490,16 @@ class Agent:
             return
         if "evolution" not in self.config.shares:
             log.info("directive %s ignored: no evolution for this agent", directive.id)
+            return
+        try:
+            learner.checked_hyperparams(directive.hyperparams)
+        except ConfigError as exc:
+            # A learning rate of -1 or "fast", a gamma of 7: refused whole, counted, logged;
+            # the agent learns on as it was.
+            self.inbox.count_rejection(
+                self.topics.agent(self.id, Kind.DIRECTIVE),
+                MessageRejected("invalid", f"directive {directive.id}: {exc}"),
+            )
             return
         tensors = None
         lineage = None

@@ -286,18 +286,24 @@ class Adapter:
         """
         learner, stats = self.learner, self.learner.stats
         tensors = adoption.tensors
+        declined = False
         if tensors is not None and (not self.check_adoptions or self._fits_here(tensors)):
             learner.load_policy(tensors)
             learner.lineage = adoption.lineage
             stats.adoptions += 1
         elif tensors is not None:
             stats.adoptions_declined += 1
-            log.info("declined %s's weights: clearly worse on this device", adoption.lineage)
+            declined = True
         applied = learner.apply_hyperparams(adoption.hyperparams)
-        log.info(
-            "adopted %s (%s), hyperparameters %s",
-            adoption.lineage or "own weights", adoption.reason, applied,
-        )  # fmt: skip
+        lineage = adoption.lineage
+        source = f"{lineage.agent}@v{lineage.version}" if lineage else "own weights"
+        if declined:
+            log.info(
+                "declined %s's weights (%s): clearly worse on this device; hyperparameters %s",
+                source, adoption.reason, applied,
+            )  # fmt: skip
+        else:
+            log.info("adopted %s (%s), hyperparameters %s", source, adoption.reason, applied)
         # The context's best so far was another policy's: judge the new one afresh.
         self._forget_context()
 

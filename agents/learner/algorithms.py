@@ -9,6 +9,7 @@ ones this project adds (see :mod:`agents.learner.schedules`).
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -20,7 +21,14 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from agents.bus.schemas import HyperValue
 from agents.exceptions import ConfigError
 
-__all__ = ["ALGORITHMS", "AlgorithmSpec", "get_algorithm", "parse_hyperparams"]
+__all__ = [
+    "ALGORITHMS",
+    "HYPERPARAMETER_RANGES",
+    "AlgorithmSpec",
+    "Range",
+    "get_algorithm",
+    "parse_hyperparams",
+]
 
 # Constructor arguments that are not hyperparameters (objects, logging, plumbing).
 _NOT_HYPERPARAMETERS: Final = frozenset(
@@ -144,12 +152,61 @@ def parse_hyperparams(
             known = ", ".join(sorted(spec.accepted_keys))
             msg = f"unknown hyperparameter {key!r} for {spec.name} (known: {known})"
             raise ConfigError(msg)
-        merged[key] = _coerce(key, value, defaults.get(key))
+        merged[key] = _in_range(key, _coerce(key, value, defaults.get(key)))
     return merged
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """The values a hyperparameter may take: ``low`` to ``high``, ``low`` itself if closed."""
+
+    low: float
+    high: float
+    low_included: bool = True
+
+    def __contains__(self, value: float) -> bool:
+        above = value >= self.low if self.low_included else value > self.low
+        return above and value <= self.high
+
+    def __str__(self) -> str:
+        return f"{'[' if self.low_included else '('}{self.low:g}, {self.high:g}]"
+
+
+#: What the numbers stable-baselines3 takes mean allows: a rate, a coefficient or a discount
+#: outside these makes learning diverge or stop (a negative learning rate climbs the loss,
+#: ``gamma = 7`` sums growing returns). Scenarios, flags and directives are held to them.
+HYPERPARAMETER_RANGES: Final[Mapping[str, Range]] = {
+    "learning_rate": Range(0.0, 1.0, low_included=False),
+    "ent_coef": Range(0.0, 1.0),
+    "vf_coef": Range(0.0, 10.0),
+    "clip_range": Range(0.0, 1.0, low_included=False),
+    "clip_range_vf": Range(0.0, 1.0, low_included=False),
+    "gamma": Range(0.0, 1.0),
+    "gae_lambda": Range(0.0, 1.0),
+    "tau": Range(0.0, 1.0, low_included=False),
+    "max_grad_norm": Range(0.0, 1e6, low_included=False),
+    "exploration_initial_eps": Range(0.0, 1.0),
+    "exploration_final_eps": Range(0.0, 1.0),
+}
+
+
+def _in_range(key: str, value: HyperValue) -> HyperValue:
+    """``value`` if it is finite and within ``key``'s range; else :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if not math.isfinite(value):
+        raise ConfigError(f"hyperparameter {key}={value!r}: not a finite number")
+    allowed = HYPERPARAMETER_RANGES.get(key)
+    if allowed is not None and value not in allowed:
+        raise ConfigError(f"hyperparameter {key}={value!r}: must be in {allowed}")
+    return value
 
 
 def _coerce(key: str, value: HyperValue, default: HyperValue | None) -> HyperValue:
     """Give ``value`` the type of the default where that is unambiguous."""
+    if isinstance(value, bool) and not isinstance(default, bool):
+        msg = f"hyperparameter {key}={value!r}: expected a number"
+        raise ConfigError(msg)
     if default is None or isinstance(value, type(default)):
         return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):

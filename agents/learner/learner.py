@@ -389,13 +389,28 @@ class Learner:
         """
         return self.off_policy and self.intake.offer(batch)
 
+    def checked_hyperparams(self, changes: Mapping[str, HyperValue]) -> dict[str, HyperValue]:
+        """The changes this learner can make mid-life, checked (types, finiteness, ranges).
+
+        Keys it cannot change (not mutable, or not its algorithm's) are left out.
+
+        Raises:
+            ConfigError: a value it would take is not valid; nothing is changed.
+        """
+        mutable = {
+            k: v
+            for k, v in changes.items()
+            if k in MUTABLE_HYPERPARAMS and k in self.spec.accepted_keys
+        }
+        checked = parse_hyperparams(self.spec, mutable)
+        return {key: checked[key] for key in mutable}
+
     def apply_hyperparams(self, changes: Mapping[str, HyperValue]) -> dict[str, HyperValue]:
         """Change the hyperparameters that can change mid-life; returns those applied."""
-        applied = {k: v for k, v in changes.items() if k in MUTABLE_HYPERPARAMS}
-        applied = {k: v for k, v in applied.items() if k in self.spec.accepted_keys}
+        applied = self.checked_hyperparams(changes)
         if not applied:
             return {}
-        self.hyperparams.update(parse_hyperparams(self.spec, applied))
+        self.hyperparams.update(applied)
         model: Any = self.model
         for key, value in applied.items():
             if key in {"ent_coef", "vf_coef", "gamma", "gae_lambda", "tau"} and hasattr(model, key):

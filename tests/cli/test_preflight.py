@@ -46,6 +46,10 @@ def closed_port() -> Iterator[int]:
          "sac cannot act in CartPole-v1: it needs Box actions, not Discrete(2)"),
         ('[world]\nenv = "CartPole-v1"\n[learner.hyperparams]\nfoo = 1\n',
          "unknown hyperparameter 'foo' for ppo"),
+        ('[world]\nenv = "CartPole-v1"\n[learner.hyperparams]\nlearning_rate = -1.0\n',
+         "hyperparameter learning_rate=-1.0: must be in (0, 1]"),
+        ('[world]\nenv = "CartPole-v1"\n[learner.hyperparams]\ngamma = 7\n',
+         "hyperparameter gamma=7.0: must be in [0, 1]"),
         # A value stable-baselines3 refuses by assertion when it builds the model.
         ('[world]\nenv = "CartPole-v1"\n[learner.hyperparams]\nn_steps = 1\n',
          "ppo cannot learn CartPole-v1: "),

@@ -205,3 +205,52 @@ async def test_bad_payloads_on_every_topic_are_rejected_counted_and_survived(
     report = await asyncio.wait_for(running, 60)
     assert report.stopped_by == "signal"
     assert sum(report.messages_rejected.values()) == len(cases) + on_policy_topic
+
+
+async def test_a_directive_with_a_bad_hyperparameter_is_refused_and_the_agent_learns_on(
+    mosquitto: ManagedBroker, tmp_path: Path
+) -> None:
+    topics = Topics("s")
+    agent = Agent(
+        AgentConfig(agent_id="a0", society="s", learner=learner_config(0),
+                    data_dir=tmp_path / "a0", telemetry_interval=0.2),
+        MqttTransport(mosquitto.url),
+    )  # fmt: skip
+    running = asyncio.create_task(agent.run())
+    bad: list[dict[str, object]] = [
+        {"learning_rate": "fast"},
+        {"learning_rate": 1000.0, "ent_coef": 50.0, "gamma": 7.0},
+        {"learning_rate": -1.0},
+        {"learning_rate": float("nan")},
+        {"gamma": True},
+    ]
+    try:
+        await eventually(lambda: agent.learner is not None and agent.learner.step > 0)
+        learner = agent.learner
+        assert learner is not None
+        before = dict(learner.hyperparams)
+        async with aiomqtt.Client(
+            mosquitto.url.host, mosquitto.url.port, identifier="coordinator-ish"
+        ) as raw:
+            for number, changes in enumerate(bad):
+                directive = msgspec.structs.replace(
+                    factories.directive("a0"), id=f"bad-{number}", action="mutate",
+                    hyperparams=changes,
+                )  # fmt: skip
+                await raw.publish(topics.agent("a0", Kind.DIRECTIVE), encode(directive), qos=1)
+            # NaN is refused by the codec already (non_finite), the rest by the learner's check.
+            refused = {"invalid": len(bad) - 1, "non_finite": 1}
+            await eventually(lambda: dict(agent.inbox.stats.rejected) == refused)
+            assert learner.hyperparams == before  # nothing of any of them was applied
+            good = msgspec.structs.replace(
+                factories.directive("a0"), id="good", action="mutate",
+                hyperparams={"learning_rate": 1e-4},
+            )  # fmt: skip
+            await raw.publish(topics.agent("a0", Kind.DIRECTIVE), encode(good), qos=1)
+        await eventually(lambda: learner.hyperparams["learning_rate"] == 1e-4)
+        steps = learner.step
+        await eventually(lambda: learner.step > steps + 50)  # learning on
+    finally:
+        agent.stop()
+    report = await asyncio.wait_for(running, 60)
+    assert report.messages_rejected == refused

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from stable_baselines3 import DQN, PPO, SAC
@@ -134,7 +136,9 @@ def test_adopting_a_peers_policy_and_mutated_hyperparameters() -> None:
     assert learner.hyperparams["learning_rate"] == pytest.approx(1e-4)
 
 
-def test_weights_that_do_clearly_worse_on_this_device_are_declined() -> None:
+def test_weights_that_do_clearly_worse_on_this_device_are_declined(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     learner = ppo_learner()
     ours = balancer(learner)
     load_tensors(learner.model.policy, ours)
@@ -144,7 +148,11 @@ def test_weights_that_do_clearly_worse_on_this_device_are_declined() -> None:
         hyperparams=MUTATED, reason="test",
     )  # fmt: skip
     steps_before = learner.stats.adaptation_steps
-    learner.adapter.adopt(adoption)
+    with caplog.at_level(logging.INFO, logger="agents.learner.adaptation"):
+        learner.adapter.adopt(adoption)
+    said = [r.getMessage() for r in caplog.records if "peer" in r.getMessage()]
+    assert len(said) == 1
+    assert said[0].startswith("declined peer@v3's weights")  # and never "adopted"
     assert [t.data for t in policy_tensors(learner.model.policy)] == [t.data for t in ours]
     assert (learner.stats.adoptions, learner.stats.adoptions_declined) == (0, 1)
     assert learner.lineage is None
