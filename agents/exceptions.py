@@ -8,6 +8,7 @@ catch the project's failures without catching programming errors. The tree is sm
     ├── BusError               anything about the MQTT bus
     │   ├── BusConnectionError the broker cannot be reached or dropped the connection
     │   ├── BusAuthError       the broker refused our credentials (retrying will not help)
+    │   │   └── BusTlsError    its TLS certificate cannot be verified (nor will it be)
     │   └── MessageRejected    a received payload failed validation (carries a bounded reason)
     ├── LearnerError           the learner cannot be built or cannot load weights
     │   └── IncompatiblePolicy a snapshot does not fit this learner's spaces or architecture
@@ -22,6 +23,7 @@ __all__ = [
     "BusAuthError",
     "BusConnectionError",
     "BusError",
+    "BusTlsError",
     "CheckpointError",
     "ConfigError",
     "IncompatiblePolicy",
@@ -56,6 +58,15 @@ class BusAuthError(BusError):
 
     Unlike :class:`BusConnectionError` this is not retried: the same credentials will be
     refused again.
+    """
+
+
+class BusTlsError(BusAuthError):
+    """The broker's TLS certificate cannot be verified: not retried, as a refusal is not.
+
+    A certificate that did not verify will not verify on the next attempt either; retrying
+    would only hide the mistake (a missing ``--tls-ca``, a wrong host name) behind an agent
+    that learns its whole budget offline.
     """
 
 

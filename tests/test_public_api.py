@@ -34,10 +34,10 @@ def test_every_exported_name_resolves(name: str) -> None:
 def test_top_level_exports() -> None:
     assert set(agents.__all__) == {
         "Agent", "AgentConfig", "AgentReport", "BrokerError", "BusAuthError", "BusClient",
-        "BusConnectionError", "BusError", "CheckpointError", "ConfigError", "Coordinator",
-        "CoordinatorConfig", "IncompatiblePolicy", "Kind", "Learner", "LearnerConfig",
-        "LearnerError", "ManagedBroker", "MemoryBroker", "MessageRejected", "MqttTransport",
-        "Scenario", "SocietyError", "Topics", "__version__", "load_scenario",
+        "BusConnectionError", "BusError", "BusTlsError", "CheckpointError", "ConfigError",
+        "Coordinator", "CoordinatorConfig", "IncompatiblePolicy", "Kind", "Learner",
+        "LearnerConfig", "LearnerError", "ManagedBroker", "MemoryBroker", "MessageRejected",
+        "MqttTransport", "Scenario", "SocietyError", "Topics", "__version__", "load_scenario",
     }  # fmt: skip
 
 

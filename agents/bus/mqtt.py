@@ -20,7 +20,7 @@ from aiomqtt.exceptions import MqttConnectError
 
 from agents.bus.transport import Connection, ConnectOptions, RawMessage
 from agents.bus.url import BrokerUrl
-from agents.exceptions import BusAuthError, BusConnectionError, ConfigError
+from agents.exceptions import BusAuthError, BusConnectionError, BusTlsError, ConfigError
 
 __all__ = ["MqttTransport", "TlsFiles"]
 
@@ -159,5 +159,23 @@ class MqttTransport:
             msg = f"broker {self.url} refused the connection: {exc}"
             raise BusConnectionError(msg) from None
         except aiomqtt.MqttError as exc:
+            if _certificate_refused(exc):
+                msg = (
+                    f"broker {self.url}: its TLS certificate cannot be verified ({exc}); "
+                    "give the CA that signed it with --tls-ca (or SOCIETY_TLS_CA)"
+                )
+                raise BusTlsError(msg) from None
             msg = f"broker {self.url}: {exc}"
             raise BusConnectionError(msg) from None
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a failed verification of a TLS certificate."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)

@@ -137,6 +137,7 @@ def check_run(orchestrator: Orchestrator, *, broker_timeout: float = 5.0) -> Non
         if kind not in checked:
             checked.add(kind)
             check_learner(config)
+    plan.tls.context()  # the TLS files can be read (a ConfigError names the one that cannot)
     check_port_free("127.0.0.1", plan.metrics_port, flag="--metrics-port")
     if plan.broker is not None:
         check_broker_reachable(plan.broker, timeout=broker_timeout)

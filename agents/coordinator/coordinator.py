@@ -173,11 +173,19 @@ class Coordinator:
                     workers.append(asyncio.create_task(self._evolution_loop()))
                 workers.append(asyncio.create_task(self._health_loop()))
                 try:
-                    await self._stop.wait()
+                    # Until stopped, or refused by the broker for good (credentials, or a TLS
+                    # certificate it cannot verify): then it stops and says so.
+                    stopped = asyncio.ensure_future(self._stop.wait())
+                    refused = asyncio.ensure_future(bus.failed.wait())
+                    await asyncio.wait({stopped, refused}, return_when=asyncio.FIRST_COMPLETED)
+                    stopped.cancel()
+                    refused.cancel()
                 finally:
                     for worker in workers:
                         worker.cancel()
                     await asyncio.gather(*workers, return_exceptions=True)
+                if bus.fatal is not None:
+                    raise bus.fatal
                 await bus.flush(5.0)
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)

@@ -14,6 +14,9 @@ from agents.flags.common import (
     SHARE,
     SOCIETY_KEY_FILE,
     STRATEGY,
+    TLS_CA,
+    TLS_CERT,
+    TLS_KEY,
 )
 from agents.flags.declare import Flag, flag_field
 from agents.flags.values import (
@@ -127,5 +130,8 @@ class RunFlags:
     eval_timeout: float = flag_field(_EVAL_TIMEOUT, 180.0)
     quiet: bool = flag_field(_QUIET)
     resume: bool = flag_field(_RESUME)
+    tls_ca: Path | None = flag_field(TLS_CA)
+    tls_cert: Path | None = flag_field(TLS_CERT)
+    tls_key: Path | None = flag_field(TLS_KEY)
     log_level: str = flag_field(LOG_LEVEL, DEFAULT_LOG_LEVEL)
     json_logs: bool = flag_field(JSON_LOGS)

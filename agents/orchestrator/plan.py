@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from agents.bus.security import society_key
+from agents.bus.mqtt import TlsFiles
+from agents.bus.security import society_key, tls_files
 from agents.bus.topics import validate_name
 from agents.bus.url import BrokerUrl
 from agents.exceptions import ConfigError
@@ -75,6 +76,8 @@ class RunPlan:
     society_key: bytes | None = None
     #: Continue the run already in ``out_dir`` (``--resume``).
     resume: bool = False
+    #: TLS files for an ``mqtts://`` broker (``--tls-ca/--tls-cert/--tls-key``), handed on.
+    tls: TlsFiles = field(default_factory=TlsFiles)
 
     @property
     def federates(self) -> bool:
@@ -140,4 +143,5 @@ class RunPlan:
             shares=flags.share,
             society_key=society_key(flags.society_key_file),
             resume=flags.resume,
+            tls=tls_files(flags.tls_ca, flags.tls_cert, flags.tls_key),
         )

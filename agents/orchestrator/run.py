@@ -133,7 +133,7 @@ class Orchestrator:
             dedupe=False,
         )
         observer = BusClient(
-            MqttTransport(url),
+            MqttTransport(url, tls=plan.tls),
             ConnectOptions(client_id=f"{plan.society}-run-{os.getpid()}", clean_session=True),
             subscriptions=[
                 (self.topics.agents_filter(Kind.STATUS), 1),
@@ -251,6 +251,9 @@ class Orchestrator:
             data_dir=str(plan.out_dir / "coordinator"),
             log_level=plan.log_level,
             json_logs=plan.json_logs,
+            tls_ca=plan.tls.ca_file,
+            tls_cert=plan.tls.cert_file,
+            tls_key=plan.tls.key_file,
         )
 
     def _agent_args(self, agent: AgentPlan, url: BrokerUrl) -> list[str]:
@@ -276,4 +279,7 @@ class Orchestrator:
             share=None if agent.twin_of else plan.shares,
             log_level=plan.log_level,
             json_logs=plan.json_logs,
+            tls_ca=plan.tls.ca_file,
+            tls_cert=plan.tls.cert_file,
+            tls_key=plan.tls.key_file,
         )

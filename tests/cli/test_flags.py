@@ -191,10 +191,14 @@ def test_every_option_of_the_command_is_declared(cls: type[Any]) -> None:
 
 
 def test_run_starts_its_processes_with_the_settings_it_planned(tmp_path: Path) -> None:
+    ca, cert, key = (tmp_path / name for name in ("ca.pem", "cert.pem", "key.pem"))
+    for path in (ca, cert, key):
+        path.write_text("")
     namespace, _ = parse_args(
         build_parser(),
         ["run", "--scenario", "smart-home", "--agents", "2", "--twins", "--share", "experience",
-         "--strategy", "finetune", "--out", str(tmp_path), "--json-logs"],
+         "--strategy", "finetune", "--out", str(tmp_path), "--json-logs",
+         "--tls-ca", str(ca), "--tls-cert", str(cert), "--tls-key", str(key)],
     )  # fmt: skip
     plan = RunPlan.from_flags(settings_of(RunFlags, namespace))
     orchestrator = Orchestrator(plan)
@@ -205,6 +209,9 @@ def test_run_starts_its_processes_with_the_settings_it_planned(tmp_path: Path) -
     assert parse(CoordinatorFlags, argv[1:]) == coordinator
     assert coordinator.broker.password == "p"
     assert coordinator.json_logs
+    # The TLS files reach every process (the observer's transport too, plan.tls).
+    assert (coordinator.tls_ca, coordinator.tls_cert, coordinator.tls_key) == (ca, cert, key)
+    assert (plan.tls.ca_file, plan.tls.cert_file, plan.tls.key_file) == (ca, cert, key)
     for agent in plan.agents:
         flags = orchestrator.agent_flags(agent, url)
         argv = orchestrator._agent_args(agent, url)
@@ -215,3 +222,4 @@ def test_run_starts_its_processes_with_the_settings_it_planned(tmp_path: Path) -
         else:
             assert (flags.twin_of, flags.share) == (None, frozenset({"experience"}))
         assert (flags.device_index, flags.strategy) == (agent.device_index, "finetune")
+        assert (flags.tls_ca, flags.tls_cert, flags.tls_key) == (ca, cert, key)

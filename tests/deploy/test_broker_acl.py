@@ -30,10 +30,11 @@ from agents.bus.topics import Kind, Topics
 from agents.bus.transport import Connection, ConnectOptions, RawMessage
 from agents.bus.url import BrokerUrl, parse_broker_url
 from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
-from agents.exceptions import BusAuthError, BusConnectionError, ConfigError
+from agents.exceptions import BusAuthError, BusTlsError, ConfigError
 from tests import factories
 from tests.deploy.broker_setup import (
     BROKER_DIR,
+    PASSWORDS,
     ProductionBroker,
     build_password_file,
     make_tls,
@@ -378,11 +379,13 @@ async def test_our_transport_refuses_a_broker_certificate_it_cannot_verify(
 ) -> None:
     """mqtts:// verifies the broker against the system's CAs; our test CA is not one."""
     url = production_broker.tls_url("agent")
-    with pytest.raises(BusConnectionError) as failed:
+    # Not a connection error that the reconnect loop retries forever: a refusal, for good.
+    with pytest.raises(BusTlsError) as failed:
         async with MqttTransport(url).connect(ConnectOptions("a0")):
             pytest.fail("connected to a broker whose certificate it cannot verify")
     assert "CERTIFICATE_VERIFY_FAILED" in str(failed.value)
     assert str(url) in str(failed.value)
+    assert "--tls-ca" in str(failed.value)
 
 
 async def test_our_transport_with_a_ca_file(production_broker: ProductionBroker) -> None:
@@ -395,6 +398,30 @@ async def test_our_transport_with_a_ca_file(production_broker: ProductionBroker)
             TOPICS.agent("a0", Kind.TELEMETRY), encode(factories.telemetry("a0")),
             qos=1, retain=False,
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["agent", "coordinator"])
+def test_a_broker_certificate_that_cannot_be_verified_stops_a_process_loudly(
+    production_broker: ProductionBroker, tmp_path: Path, command: str
+) -> None:
+    """No CA given: one line naming the certificate problem and a non-zero exit, at once.
+
+    (It used to log the error at DEBUG, learn its whole budget offline and exit 0.)
+    """
+    user = "agent" if command == "agent" else "coordinator"
+    url = f"mqtts://{user}:{PASSWORDS[user]}@{production_broker.host}:{production_broker.tls_port}"
+    extra = ["--steps", "100000"] if command == "agent" else ["--metrics-port", "0"]
+    done = subprocess.run(
+        [sys.executable, "-m", "agents", command, "--broker", url,
+         "--data-dir", str(tmp_path / command), *extra],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"society: {command} failed: broker mqtts://")
+    assert "TLS certificate cannot be verified" in last
+    assert "--tls-ca" in last
+    assert "Traceback" not in done.stderr
 
 
 def test_a_tls_file_that_cannot_be_read_is_a_clear_error(tmp_path: Path) -> None:
