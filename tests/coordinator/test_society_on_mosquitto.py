@@ -22,6 +22,7 @@ from agents.bus.mqtt import MqttTransport
 from agents.bus.signing import tensor_digest
 from agents.bus.topics import Kind, Topics
 from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
+from agents.coordinator.evolution import Order
 from agents.learner.learner import LearnerConfig
 from tests import factories
 
@@ -254,3 +255,56 @@ async def test_a_directive_with_a_bad_hyperparameter_is_refused_and_the_agent_le
         agent.stop()
     report = await asyncio.wait_for(running, 60)
     assert report.messages_rejected == refused
+
+
+async def test_a_society_with_a_key_signs_and_checks_between_agent_and_coordinator(
+    mosquitto: ManagedBroker, tmp_path: Path
+) -> None:
+    """The agent signs what it publishes, the coordinator checks it, and the other way.
+
+    Without this, dropping the key in the agent or in the coordinator left every test green.
+    """
+    key = b"s" * 32
+    topics = Topics("s")
+    coordinator = Coordinator(
+        CoordinatorConfig(society="s", data_dir=tmp_path / "coordinator", metrics_port=0,
+                          eval_episodes=2, society_key=key),
+        MqttTransport(mosquitto.url), metrics_registry=CollectorRegistry(),
+    )  # fmt: skip
+    serving = asyncio.create_task(coordinator.run())
+    agent = Agent(
+        AgentConfig(agent_id="a0", society="s", learner=learner_config(0),
+                    data_dir=tmp_path / "a0", telemetry_interval=0.2, society_key=key),
+        MqttTransport(mosquitto.url),
+    )  # fmt: skip
+    running = asyncio.create_task(agent.run())
+    try:
+        # The agent's signed snapshots are evaluated.
+        await eventually(lambda: coordinator.evaluations_done >= 2, timeout=60)
+        async with aiomqtt.Client(
+            mosquitto.url.host, mosquitto.url.port, identifier="forger"
+        ) as raw:
+            # Unsigned, a snapshot for the coordinator and a directive for the agent: refused.
+            forged = factories.snapshot(agent="intruder", version=1)
+            await raw.publish(topics.agent("intruder", Kind.POLICY), encode(forged), qos=1)
+            order = msgspec.structs.replace(
+                factories.directive("a0"), action="mutate", hyperparams={"learning_rate": 0.5}
+            )
+            await raw.publish(topics.agent("a0", Kind.DIRECTIVE), encode(order), qos=1)
+            await eventually(lambda: coordinator.inbox.stats.rejected["signature"] == 1)
+            # The agent reads peers' snapshots too: it refuses both.
+            await eventually(lambda: agent.inbox.stats.rejected["signature"] == 2)
+        assert "intruder" not in coordinator.roster.agents
+        assert agent.learner is not None
+        assert agent.learner.hyperparams["learning_rate"] != 0.5
+        assert agent.inbox.stats.received["directive"] == 0
+        # A directive the coordinator signed passes the agent's check.
+        record = coordinator.roster.agents["a0"]
+        coordinator._direct(Order("a0", "a0", record.latest_version, {"learning_rate": 1e-4}))
+        await eventually(lambda: agent.inbox.stats.received["directive"] == 1)
+        assert agent.inbox.stats.rejected["signature"] == 2
+    finally:
+        agent.stop()
+        await asyncio.wait_for(running, 60)
+        coordinator.stop()
+        await asyncio.wait_for(serving, 30)

@@ -126,3 +126,16 @@ def test_no_history_dates_no_change() -> None:
     for value in (100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0):
         detector.update(value)
     assert detector.episodes_since_change() == 0  # no drop at any split
+
+
+def test_a_small_lasting_drop_is_not_a_drift() -> None:
+    # Many standard deviations, but under 10 % of the level: a good policy's wobble, not a
+    # changed world (the relative gate); 15 % lower is one.
+    rng = np.random.default_rng(3)
+    level = rng.normal(100.0, 0.5, 60)
+    detector = DropDetector()
+    assert not any(detector.update(float(v)) for v in level)
+    assert not any(detector.update(float(v)) for v in rng.normal(91.0, 0.5, 30))
+    detector = DropDetector()
+    assert not any(detector.update(float(v)) for v in level)
+    assert any(detector.update(float(v)) for v in rng.normal(85.0, 0.5, 30))

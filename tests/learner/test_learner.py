@@ -136,6 +136,18 @@ def test_resume_continues_from_the_checkpoint(algo: str, tmp_path: Path) -> None
     second, events = make(algo, steps=400, directory=tmp_path)
     assert second.resumed_from_step == saved
     assert second.step == saved
+    # The same network and the same optimiser moments: learning goes on where it stopped.
+    mine, theirs = second.model.policy.state_dict(), first.model.policy.state_dict()
+    assert mine.keys() == theirs.keys()
+    for name, value in theirs.items():
+        assert torch.equal(mine[name], value), name
+    before = first.model.policy.optimizer.state_dict()
+    after = second.model.policy.optimizer.state_dict()
+    assert after["param_groups"] == before["param_groups"]
+    assert before["state"], "the optimiser had stepped"
+    for index, moments in before["state"].items():
+        for key, value in moments.items():
+            assert torch.equal(after["state"][index][key], value), (index, key)
     assert second.stats.episodes == first.stats.episodes
     if isinstance(second.model, OffPolicyAlgorithm):
         assert isinstance(first.model, OffPolicyAlgorithm)

@@ -271,3 +271,23 @@ def test_the_library_keeps_the_policy_the_context_ended_with_not_its_luckiest_wi
     assert stored is not None
     assert [t.data for t in stored.tensors] == [t.data for t in final]
     assert stored.score == pytest.approx(110.0)
+
+
+def test_an_alarm_the_sandbox_does_not_confirm_changes_nothing(tmp_path: Path) -> None:
+    agent, events = learner(tmp_path, strategy=Strategy.LIFELONG)
+    load_tensors(agent.model.policy, balancer(agent))
+    for episode in range(30):  # the context's best: balancing, 500 a time
+        agent.adapter.observe(500.0, 500 * (episode + 1))
+    agent.library.store(entry(1, balancer(agent, mirrored=True)))
+    context, before = agent.stats.context, policy_tensors(agent.model.policy)
+    agent.adapter.adapt()  # the detector's alarm; the sandbox shows the policy still at 500
+    assert agent.stats.false_alarms == 1
+    assert events.adaptations == []
+    assert agent.stats.context == context
+    assert [t.data for t in policy_tensors(agent.model.policy)] == [t.data for t in before]
+    # Where the policy really does worse than its best, the drop is confirmed and acted on.
+    load_tensors(agent.model.policy, balancer(agent, mirrored=True))
+    agent.adapter.adapt()
+    assert agent.stats.false_alarms == 1
+    (adaptation,) = events.adaptations
+    assert adaptation.chosen != "current"
