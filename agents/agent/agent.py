@@ -9,6 +9,7 @@ status on every (re)connection, leaves a Last Will of ``offline``, and obeys dir
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -181,23 +182,7 @@ class Agent:
         learner_config = replace(config.learner, checkpoint_dir=config.data_dir / "checkpoint")
         self.learner = await asyncio.to_thread(Learner, learner_config, _LoopEvents(loop, self))
         learner = self.learner
-        if self.config.shares & {"snapshots", "evolution"}:
-            # Peers' snapshots of the same world: candidates when our world changes, and what
-            # the coordinator's adopt directives name.
-            self.peers = PeerSnapshots(
-                env_id=learner.config.env_id, algo=learner.spec.name,
-                obs_space=learner.obs_spec, action_space=learner.action_spec,
-                arch=learner.arch, own_id=self.id,
-            )  # fmt: skip
-            if "snapshots" in self.config.shares:
-                learner.peers = self.peers
-        if "federated" in self.config.shares and not learner.off_policy:
-            learner.federation = Federation(
-                own_id=self.id, env_id=learner.config.env_id, algo=learner.spec.name,
-                obs_space=learner.obs_spec, action_space=learner.action_spec,
-                arch=learner.arch, likeness=Likeness(device=dict(learner.config.env_kwargs)),
-                publish=lambda weights: loop.call_soon_threadsafe(self.on_weights, weights),
-            )  # fmt: skip
+        self._take_part(learner, loop)
         log.info(
             "agent %s: %s on %s%s",
             self.id,
@@ -217,19 +202,12 @@ class Agent:
             keepalive=config.keepalive,
             will=WillMessage(status_topic, encode(self._status("offline"))),
         )
-        subscriptions = [(self.topics.agent(self.id, Kind.DIRECTIVE), DELIVERY[Kind.DIRECTIVE].qos)]
-        if self.peers is not None:
-            subscriptions.append((self.topics.agents_filter(Kind.POLICY), 1))
-        if self.takes_experience:
-            subscriptions.append((self.topics.agents_filter(Kind.EXPERIENCE), 1))
-        if learner.federation is not None:
-            subscriptions.append((self.topics.agents_filter(Kind.WEIGHTS), 1))
         try:
             async with BusClient(
                 self.transport,
                 options,
                 outbox=outbox,
-                subscriptions=subscriptions,
+                subscriptions=self._subscriptions(learner),
                 handler=self.inbox,
                 on_connect=self._announce,
             ) as bus:
@@ -240,6 +218,12 @@ class Agent:
                 ]
                 try:
                     await asyncio.to_thread(learner.run)
+                except BaseException:
+                    # A crash (a disk that filled at a checkpoint): a clean disconnect would
+                    # suppress the Last Will, so the agent says offline itself before it goes.
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(self._say_offline(bus), 5.0)
+                    raise
                 finally:
                     # Whatever ended us (a refusal, a cancellation), the thread must end too.
                     learner.stop()
@@ -269,6 +253,41 @@ class Agent:
             await bus.publish_now(
                 message.topic, message.payload, qos=message.qos, retain=message.retain
             )
+        await self._say_offline(bus)
+
+    def _take_part(self, learner: Learner, loop: asyncio.AbstractEventLoop) -> None:
+        """Set up what the agent shares and takes in with its peers (``config.shares``)."""
+        if self.config.shares & {"snapshots", "evolution"}:
+            # Peers' snapshots of the same world: candidates when our world changes, and what
+            # the coordinator's adopt directives name.
+            self.peers = PeerSnapshots(
+                env_id=learner.config.env_id, algo=learner.spec.name,
+                obs_space=learner.obs_spec, action_space=learner.action_spec,
+                arch=learner.arch, own_id=self.id,
+            )  # fmt: skip
+            if "snapshots" in self.config.shares:
+                learner.peers = self.peers
+        if "federated" in self.config.shares and not learner.off_policy:
+            learner.federation = Federation(
+                own_id=self.id, env_id=learner.config.env_id, algo=learner.spec.name,
+                obs_space=learner.obs_spec, action_space=learner.action_spec,
+                arch=learner.arch, likeness=Likeness(device=dict(learner.config.env_kwargs)),
+                publish=lambda weights: loop.call_soon_threadsafe(self.on_weights, weights),
+            )  # fmt: skip
+
+    def _subscriptions(self, learner: Learner) -> list[tuple[str, int]]:
+        """Its directives, and what it takes in from peers."""
+        topics = self.topics
+        subscriptions = [(topics.agent(self.id, Kind.DIRECTIVE), DELIVERY[Kind.DIRECTIVE].qos)]
+        if self.peers is not None:
+            subscriptions.append((topics.agents_filter(Kind.POLICY), 1))
+        if self.takes_experience:
+            subscriptions.append((topics.agents_filter(Kind.EXPERIENCE), 1))
+        if learner.federation is not None:
+            subscriptions.append((topics.agents_filter(Kind.WEIGHTS), 1))
+        return subscriptions
+
+    async def _say_offline(self, bus: BusClient) -> None:
         status_topic = self.topics.agent(self.id, Kind.STATUS)
         await bus.publish_now(status_topic, encode(self._status("offline")), qos=1, retain=True)
 

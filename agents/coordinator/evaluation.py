@@ -28,6 +28,7 @@ import gymnasium as gym
 import msgspec
 import numpy as np
 
+from agents._process import die_with_parent
 from agents.exceptions import ConfigError, IncompatiblePolicy, MessageRejected
 
 __all__ = [
@@ -131,6 +132,9 @@ class EvaluationResult:
 def _init_worker() -> None:
     from agents.learner.learner import limit_torch_threads  # noqa: PLC0415 - in the child
 
+    # A coordinator killed with SIGKILL cannot shut its pool down: the kernel then stops the
+    # workers (320 MB each), and with them the last holders of the resource tracker's pipe.
+    die_with_parent()
     limit_torch_threads()
 
 

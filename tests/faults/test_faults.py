@@ -6,6 +6,7 @@ Nothing acknowledged is lost, nothing is counted twice, and learning goes on mea
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import signal
 import sqlite3
@@ -13,15 +14,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiomqtt
+import pytest
 from prometheus_client import CollectorRegistry
 
 from agents.agent.agent import Agent, AgentConfig
 from agents.broker.managed import ManagedBroker
 from agents.bus.client import Backoff
+from agents.bus.codec import decode_as
 from agents.bus.mqtt import MqttTransport
-from agents.bus.topics import Kind
+from agents.bus.schemas import Status
+from agents.bus.topics import Kind, Topics
 from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
-from agents.learner.learner import LearnerConfig
+from agents.learner.learner import Learner, LearnerConfig
 from tests.coordinator.test_society_on_mosquitto import eventually
 
 SMALL_PPO = {"n_steps": 64, "batch_size": 32, "n_epochs": 1}
@@ -212,3 +217,82 @@ async def test_a_restarted_coordinator_counts_nothing_twice(
     assert history.execute("SELECT count(*) FROM evaluations").fetchone()[0] == (
         report.last_snapshot_version
     )
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (Linux: /proc/<pid>/task/<tid>/children)."""
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                if child not in found:
+                    found.add(child)
+                    stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_a_killed_coordinator_leaves_no_evaluation_worker_behind(
+    mosquitto: ManagedBroker, tmp_path: Path
+) -> None:
+    url = f"mqtt://{mosquitto.url.host}:{mosquitto.url.port}"
+    process = subprocess.Popen(  # noqa: ASYNC220 - a child we kill on purpose
+        [sys.executable, "-m", "agents", "coordinator", "--society", "s", "--broker", url,
+         "--metrics-port", "0", "--data-dir", str(tmp_path / "coordinator"),
+         "--eval-episodes", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    member = agent(mosquitto, tmp_path, "a0")
+    running = asyncio.create_task(member.run())
+    try:
+        # Its evaluation worker exists once it has evaluated something.
+        await eventually(lambda: len(descendants(process.pid)) >= 1, timeout=90)
+        await asyncio.sleep(2.0)
+        children = descendants(process.pid)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        await eventually(lambda: not any(alive(pid) for pid in children), timeout=15)
+    finally:
+        member.stop()
+        await asyncio.wait_for(running, 60)
+        if process.poll() is None:
+            process.kill()
+
+
+async def test_an_agent_that_crashes_says_offline_first(
+    mosquitto: ManagedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills at a checkpoint: the agent stops, and says so (no Last Will comes
+    after a clean disconnect, so it must publish its offline status itself)."""
+
+    def disk_full(self: Learner) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Learner, "checkpoint", disk_full)
+    config = AgentConfig(
+        agent_id="a0", society="s", data_dir=tmp_path / "a0", telemetry_interval=0.2,
+        learner=LearnerConfig(env_id="CartPole-v1", algo="ppo", hyperparams=SMALL_PPO,
+                              checkpoint_every=128, snapshot_every=10_000, seed=1),
+    )  # fmt: skip
+    member = Agent(config, MqttTransport(mosquitto.url))
+    with pytest.raises(OSError, match="No space left"):
+        await asyncio.wait_for(member.run(), 60)
+    topic = Topics("s").agent("a0", Kind.STATUS)
+    async with aiomqtt.Client(mosquitto.url.host, mosquitto.url.port, identifier="w") as watcher:
+        await watcher.subscribe(topic, qos=1)
+        message = await asyncio.wait_for(anext(watcher.messages), 10)
+    assert isinstance(message.payload, bytes)
+    assert decode_as(Status, message.payload).state == "offline"
