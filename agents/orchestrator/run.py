@@ -24,6 +24,7 @@ import signal
 import sys
 import time
 
+from agents._atomic import write_text_atomically
 from agents._process import free_port
 from agents.broker.managed import ManagedBroker
 from agents.bus.client import BusClient
@@ -109,7 +110,7 @@ class Orchestrator:
         status = "interrupted" if self.interrupted.is_set() else "failed" if reason else "completed"
         summary = build_summary(self, status=status, reason=reason)
         path = plan.out_dir / "summary.json"
-        path.write_text(json.dumps(summary, indent=2))
+        write_text_atomically(path, json.dumps(summary, indent=2))
         render_after_run(plan.out_dir)  # report.html; a failure is logged, never raised
         if status == "completed":
             print(result_line(summary, path), flush=True)  # noqa: T201 - the run's one line
