@@ -39,7 +39,7 @@ from agents.bus.schemas import (
     Status,
     Telemetry,
 )
-from agents.bus.signing import sign, tensor_digest
+from agents.bus.signing import sign_with, tensor_digest
 from agents.bus.topics import DELIVERY, Kind, TopicRef, Topics, validate_name
 from agents.bus.topics import SHARE_KINDS as ALL_SHARE_KINDS
 from agents.bus.transport import Connection, ConnectOptions, Transport, WillMessage
@@ -66,6 +66,7 @@ SHARE_KINDS = frozenset(ALL_SHARE_KINDS)
 
 EXPERIENCE_SEQ = "experience_seq"
 POLICY_VERSION = "policy_version"
+TELEMETRY_SEQ = "telemetry_seq"
 _MAX_RETURNS_PER_TELEMETRY = 200
 #: How long a peer whose experience was taken in counts among those the agent learns from.
 _LEARNS_FROM_SECONDS = 60.0
@@ -200,7 +201,7 @@ class Agent:
             client_id=self.id,
             clean_session=False,
             keepalive=config.keepalive,
-            will=WillMessage(status_topic, encode(self._status("offline"))),
+            will=WillMessage(status_topic, self._sealed(self._status("offline"))),
         )
         try:
             async with BusClient(
@@ -287,9 +288,14 @@ class Agent:
             subscriptions.append((topics.agents_filter(Kind.WEIGHTS), 1))
         return subscriptions
 
+    def _sealed(self, message: Message) -> bytes:
+        """``message`` as it goes on the bus: signed when the society has a key."""
+        return encode(sign_with(message, self.config.society_key))
+
     async def _say_offline(self, bus: BusClient) -> None:
         status_topic = self.topics.agent(self.id, Kind.STATUS)
-        await bus.publish_now(status_topic, encode(self._status("offline")), qos=1, retain=True)
+        offline = self._sealed(self._status("offline"))
+        await bus.publish_now(status_topic, offline, qos=1, retain=True)
 
     # --- what the learner produced, on the event loop -------------------------------------------
 
@@ -317,7 +323,7 @@ class Agent:
                 shared="experience" in self.config.shares,
                 device=dict(learner.config.env_kwargs),
             )
-            return topic, encode(message)
+            return topic, self._sealed(message)
 
         bus.enqueue_counted(EXPERIENCE_SEQ, build, qos=DELIVERY[Kind.EXPERIENCE].qos)
 
@@ -358,13 +364,12 @@ class Agent:
                 shared=self.shares_snapshots,
                 library=library,
             )
-            if self.config.society_key is not None:
-                message = sign(message, self.config.society_key)
             try:
-                return topic, encode(message)
+                return topic, self._sealed(message)
             except ConfigError:
-                # Too large with the library (big networks): publish the policy alone.
-                return topic, encode(msgspec.structs.replace(message, library=[]))
+                # Too large with the library (big networks): publish the policy alone, signed
+                # as it is sent.
+                return topic, self._sealed(msgspec.structs.replace(message, library=[]))
 
         delivery = DELIVERY[Kind.POLICY]
         version = bus.enqueue_counted(
@@ -395,11 +400,9 @@ class Agent:
             regime=weights.regime,
             delta=weights.delta,
         )
-        if self.config.society_key is not None:
-            message = sign(message, self.config.society_key)
         delivery = DELIVERY[Kind.WEIGHTS]
         topic = self.topics.agent(self.id, Kind.WEIGHTS)
-        payload = encode(message)
+        payload = self._sealed(message)
         task = asyncio.ensure_future(
             bus.publish_now(topic, payload, qos=delivery.qos, retain=delivery.retain)
         )
@@ -441,7 +444,7 @@ class Agent:
         delivery = DELIVERY[Kind.STATUS]
         await connection.publish(
             self.topics.agent(self.id, Kind.STATUS),
-            encode(self._status("online")),
+            self._sealed(self._status("online")),
             qos=delivery.qos,
             retain=delivery.retain,
         )
@@ -545,11 +548,34 @@ class Agent:
             await self._send_telemetry()
 
     async def _send_telemetry(self) -> None:
+        """Telemetry through the outbox: numbered, durable, and so every episode exactly once.
+
+        The lifelong metrics are computed from the episodes it carries; a message lost under a
+        broker pause or a stopped coordinator would lose them. More episodes than one message
+        carries go in several.
+        """
         learner, bus = self.learner, self.bus
         if learner is None or bus is None:
             return
-        episodes = self._episodes_since_telemetry[-_MAX_RETURNS_PER_TELEMETRY:]
-        self._episodes_since_telemetry = []
+        while True:
+            episodes = self._episodes_since_telemetry[:_MAX_RETURNS_PER_TELEMETRY]
+            del self._episodes_since_telemetry[:_MAX_RETURNS_PER_TELEMETRY]
+            self._enqueue_telemetry(learner, bus, episodes)
+            if not self._episodes_since_telemetry:
+                break
+        latest = learner.latest_step
+        calls = ((h, lambda h=h: h.on_telemetry(latest)) for h in self.config.hooks)
+        for hook_message in self.hook_runner.gather("telemetry", calls):
+            await bus.publish_now(
+                hook_message.topic,
+                hook_message.payload,
+                qos=hook_message.qos,
+                retain=hook_message.retain,
+            )
+
+    def _enqueue_telemetry(
+        self, learner: Learner, bus: BusClient, episodes: list[tuple[float, int, str]]
+    ) -> None:
         outbox = bus.outbox
         message = Telemetry(
             schema=SCHEMA_VERSION,
@@ -578,21 +604,12 @@ class Agent:
             **learner.stats.counters(Telemetry.__struct_fields__),
         )
         delivery = DELIVERY[Kind.TELEMETRY]
-        await bus.publish_now(
-            self.topics.agent(self.id, Kind.TELEMETRY),
-            encode(message),
-            qos=delivery.qos,
-            retain=delivery.retain,
-        )
-        latest = learner.latest_step
-        calls = ((h, lambda h=h: h.on_telemetry(latest)) for h in self.config.hooks)
-        for hook_message in self.hook_runner.gather("telemetry", calls):
-            await bus.publish_now(
-                hook_message.topic,
-                hook_message.payload,
-                qos=hook_message.qos,
-                retain=hook_message.retain,
-            )
+        topic = self.topics.agent(self.id, Kind.TELEMETRY)
+
+        def build(seq: int) -> tuple[str, bytes]:
+            return topic, self._sealed(msgspec.structs.replace(message, seq=seq))
+
+        bus.enqueue_counted(TELEMETRY_SEQ, build, qos=delivery.qos, retain=delivery.retain)
 
     def _delivered(self, outbox: Outbox, kind: Kind, counter: str) -> int:
         """Messages of ``kind`` the broker acknowledged, over the agent's whole life."""

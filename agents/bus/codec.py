@@ -67,6 +67,7 @@ REJECT_REASONS: Final = (
     "invalid",
     "incompatible",
     "topic",
+    "capacity",
 )
 
 _MiB: Final = 1 << 20

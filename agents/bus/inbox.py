@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 
 from agents.bus.codec import decode
 from agents.bus.schemas import (
-    Directive,
     ExperienceBatch,
-    FederatedWeights,
     Message,
     PolicySnapshot,
+    Telemetry,
 )
 from agents.bus.signing import verify
 from agents.bus.topics import Kind, TopicRef, Topics
@@ -118,9 +117,7 @@ class Inbox:
         try:
             message = decode(ref.kind, raw.payload)
             self._check_sender(ref, message)
-            if self.key is not None and isinstance(
-                message, PolicySnapshot | Directive | FederatedWeights
-            ):
+            if self.key is not None:
                 verify(message, self.key)
         except MessageRejected as exc:
             self._reject(raw.topic, exc)
@@ -154,6 +151,8 @@ class Inbox:
             number = message.seq
         elif isinstance(message, PolicySnapshot):
             number = message.version
+        elif isinstance(message, Telemetry) and message.seq > 0:
+            number = message.seq
         else:
             return False
         assert ref.agent is not None

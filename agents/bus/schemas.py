@@ -52,7 +52,11 @@ class _Struct(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class Message(_Struct, tag_field="kind"):
-    """Base of every top-level message. ``schema`` is required in every message."""
+    """Base of every top-level message. ``schema`` is required in every message.
+
+    ``signature`` is an HMAC-SHA256 over the message (:mod:`agents.bus.signing`) when the
+    society has a key; receivers with the key refuse a message of any kind without it.
+    """
 
     schema: Int64
 
@@ -133,6 +137,7 @@ class Status(Message, tag="status"):
     env_id: str = ""
     algo: str = ""
     pid: Int64 = 0
+    signature: str | None = None
 
 
 class ExperienceBatch(Message, tag="experience"):
@@ -161,6 +166,7 @@ class ExperienceBatch(Message, tag="experience"):
     #: The device parameters the sender announces (its world's ``env_kwargs``): a receiver
     #: takes in only transitions from devices alike enough to its own.
     device: dict[str, HyperValue] = {}
+    signature: str | None = None
 
 
 class PolicySnapshot(Message, tag="policy"):
@@ -223,7 +229,12 @@ class FederatedWeights(Message, tag="weights"):
 
 
 class Telemetry(Message, tag="telemetry"):
-    """An agent's progress, a few times a minute. Episode returns since the previous one."""
+    """An agent's progress, a few times a minute. Episode returns since the previous one.
+
+    ``seq`` numbers an agent's telemetry from 1, across restarts, as ``ExperienceBatch.seq``
+    does its batches (0: an agent that does not number it); it travels durably, so a receiver
+    records every episode exactly once.
+    """
 
     agent: str
     ts: float
@@ -263,6 +274,8 @@ class Telemetry(Message, tag="telemetry"):
     learns_from: list[str] = []
     #: Times the agent averaged peers' weights into its own (federated rounds), this run.
     federated_rounds: Int64 = 0
+    seq: Int64 = 0
+    signature: str | None = None
 
 
 class Directive(Message, tag="directive"):
@@ -316,6 +329,7 @@ class Evaluation(Message, tag="evaluation"):
     #: agent would keep its current policy): the agent's worth with its library. ``None``
     #: when the snapshot carries no library.
     recall_return: float | None = None
+    signature: str | None = None
 
 
 class LeaderboardEntry(_Struct):
@@ -332,3 +346,4 @@ class Leaderboard(Message, tag="leaderboard"):
 
     ts: float
     entries: list[LeaderboardEntry]
+    signature: str | None = None

@@ -10,9 +10,9 @@ the order they are listed::
 with every integer little-endian. Length prefixes make the framing unambiguous: no two
 different tensor lists produce the same byte stream.
 
-When the society has a key (``--society-key`` / ``SOCIETY_KEY``), snapshots and directives
-carry an HMAC-SHA256 over their canonical encoding (:func:`signing_input`), and receivers
-refuse unsigned or tampered ones. The key never travels on the bus.
+When the society has a key (``--society-key-file`` / ``SOCIETY_KEY``), every message of every
+kind carries an HMAC-SHA256 over its canonical encoding (:func:`signing_input`), and
+receivers refuse unsigned or tampered ones. The key never travels on the bus.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ from typing import TypeVar
 import msgspec
 
 from agents.bus.arrays import Tensor
-from agents.bus.schemas import Directive, FederatedWeights, PolicySnapshot
+from agents.bus.schemas import FederatedWeights, Message, PolicySnapshot
+from agents.bus.topics import Kind
 from agents.exceptions import MessageRejected
 
-__all__ = ["SIGNED_KINDS", "sign", "signing_input", "tensor_digest", "verify"]
+__all__ = ["SIGNED_KINDS", "sign", "sign_with", "signing_input", "tensor_digest", "verify"]
 
-M = TypeVar("M", PolicySnapshot, Directive, FederatedWeights)
+M = TypeVar("M", bound=Message)
 
 _CANONICAL = msgspec.msgpack.Encoder()
 
@@ -55,11 +56,11 @@ def tensor_digest(tensors: Iterable[Tensor]) -> str:
 
 # --- authenticity ------------------------------------------------------------------------------
 
-#: Kinds of message that carry a signature when the society has a key.
-SIGNED_KINDS = ("policy", "directive", "weights")
+#: Kinds of message that carry a signature when the society has a key: all of them.
+SIGNED_KINDS = tuple(kind.value for kind in Kind)
 
 
-def signing_input(message: PolicySnapshot | Directive | FederatedWeights) -> bytes:
+def signing_input(message: Message) -> bytes:
     """The bytes an HMAC covers: the message as msgspec encodes it with ``signature`` unset.
 
     Every field is covered (a snapshot's tensors through their ``digest``). A third-party
@@ -87,10 +88,16 @@ def sign(message: M, key: bytes) -> M:
     return msgspec.structs.replace(message, signature=signature)
 
 
-def verify(message: PolicySnapshot | Directive | FederatedWeights, key: bytes) -> None:
+def sign_with(message: M, key: bytes | None) -> M:
+    """``message`` signed with the society's key, or as it is in a society without one."""
+    return message if key is None else sign(message, key)
+
+
+def verify(message: Message, key: bytes) -> None:
     """Raise :class:`MessageRejected` (``signature``) unless ``message`` is signed with ``key``."""
-    if not message.signature:
+    signature: str | None = getattr(message, "signature", None)
+    if not signature:
         raise MessageRejected("signature", "unsigned, and this society requires signatures")
     expected = hmac.new(key, signing_input(message), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, message.signature):
+    if not hmac.compare_digest(expected, signature):
         raise MessageRejected("signature", "the signature does not match (tampered or wrong key)")

@@ -82,7 +82,8 @@ DELIVERY: dict[Kind, Delivery] = {
     Kind.STATUS: Delivery(qos=1, retain=True, durable=False),
     Kind.EXPERIENCE: Delivery(qos=1, retain=False, durable=True),
     Kind.POLICY: Delivery(qos=1, retain=True, durable=True),
-    Kind.TELEMETRY: Delivery(qos=0, retain=False, durable=False),
+    # Durable: the episodes it carries are what the lifelong metrics are computed from.
+    Kind.TELEMETRY: Delivery(qos=1, retain=False, durable=True),
     Kind.DIRECTIVE: Delivery(qos=1, retain=False, durable=True),
     Kind.EVALUATION: Delivery(qos=1, retain=False, durable=True),
     Kind.LEADERBOARD: Delivery(qos=1, retain=True, durable=True),

@@ -41,7 +41,7 @@ from agents.bus.schemas import (
     Status,
     Telemetry,
 )
-from agents.bus.signing import sign
+from agents.bus.signing import sign_with
 from agents.bus.topics import DELIVERY, Kind, TopicRef, Topics
 from agents.bus.transport import ConnectOptions, Transport
 from agents.coordinator.evaluation import (
@@ -86,6 +86,9 @@ class CoordinatorConfig:
     seed: int = 0
     #: The society's key: sign directives, require signed snapshots.
     society_key: bytes | None = field(default=None, repr=False)
+    #: The most agents it keeps track of (records, metric series); messages from further
+    #: senders are refused as ``capacity``.
+    max_agents: int = 1000
     #: Mark thermostat agents that die ``offline`` in Home Assistant (their Last Will is
     #: MessagePack, which Home Assistant cannot read).
     #: Integrations told of agents' status changes (agents.hooks).
@@ -236,8 +239,14 @@ class Coordinator:
         for agent, seq in self.history.experience_seen():
             roster.on_experience(agent)
             self.inbox.remember(Kind.EXPERIENCE, agent, seq)
+        for agent, seq in self.history.telemetry_seen():
+            self.inbox.remember(Kind.TELEMETRY, agent, seq)
         for agent, step, regime, value in self.history.episode_rows():
-            roster.get(agent).episode_log.append((step, regime, value))
+            record = roster.get(agent)
+            record.episode_log.append((step, regime, value))
+            record.last_episode_step = max(record.last_episode_step, step)
+        for agent, count in self.history.relearned_counts().items():
+            roster.get(agent).episodes_relearned = count
         evaluations = self.history.evaluations_messages()
         for evaluation in evaluations:
             roster.on_evaluation(evaluation)
@@ -274,6 +283,19 @@ class Coordinator:
     # --- incoming -------------------------------------------------------------------------
 
     async def _on_message(self, ref: TopicRef, message: Message) -> None:
+        sender = getattr(message, "agent", None)
+        if (
+            isinstance(sender, str)
+            and sender not in self.roster.agents
+            and len(self.roster.agents) >= self.config.max_agents
+        ):
+            # Whoever can publish could invent agents by the thousand; each would cost a
+            # record and its metric series. Beyond the cap, new senders are refused, counted.
+            topic = self.topics.agent(sender, ref.kind)
+            cap = self.config.max_agents
+            detail = f"{sender!r} would be agent {len(self.roster.agents) + 1} (cap {cap})"
+            self.inbox.count_rejection(topic, MessageRejected("capacity", detail))
+            return
         if isinstance(message, Status):
             before = self.roster.get(message.agent).state
             record = self.roster.on_status(message)
@@ -282,8 +304,8 @@ class Coordinator:
                 self.history.record_presence(record.id, record.state)
                 await self._tell_hooks(message)
         elif isinstance(message, Telemetry):
-            self.roster.on_telemetry(message)
-            self.history.record_telemetry(message)
+            record = self.roster.on_telemetry(message)
+            self.history.record_telemetry(message, *record.latest_episodes)
         elif isinstance(message, ExperienceBatch):
             self.roster.on_experience(message.agent)
             self.history.record_experience(message.agent, message.seq)
@@ -361,8 +383,7 @@ class Coordinator:
             source=Lineage(agent=order.source, version=order.version),
             hyperparams=order.hyperparams,
         )
-        if self.config.society_key is not None:
-            directive = sign(directive, self.config.society_key)
+        directive = sign_with(directive, self.config.society_key)
         record = self.roster.get(order.agent)
         record.directed_at_version = record.latest_version
         self.directives_sent += 1
@@ -450,7 +471,7 @@ class Coordinator:
             delivery = DELIVERY[Kind.EVALUATION]
             self.bus.enqueue(
                 self.topics.coordinator(Kind.EVALUATION),
-                encode(evaluation),
+                encode(sign_with(evaluation, self.config.society_key)),
                 qos=delivery.qos,
                 retain=delivery.retain,
             )
@@ -475,7 +496,7 @@ class Coordinator:
             delivery = DELIVERY[Kind.LEADERBOARD]
             self.bus.enqueue(
                 self.topics.coordinator(Kind.LEADERBOARD),
-                encode(board),
+                encode(sign_with(board, self.config.society_key)),
                 qos=delivery.qos,
                 retain=delivery.retain,
             )

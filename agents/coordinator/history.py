@@ -15,7 +15,7 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,12 @@ CREATE TABLE IF NOT EXISTS experience_seen (
 );
 CREATE TABLE IF NOT EXISTS episodes (
     agent TEXT NOT NULL, step INTEGER NOT NULL, regime TEXT NOT NULL, value REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS relearned_episodes (
+    agent TEXT NOT NULL, step INTEGER NOT NULL, regime TEXT NOT NULL, value REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS telemetry_seen (
+    agent TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (agent, seq)
 );
 CREATE TABLE IF NOT EXISTS telemetry (
     agent TEXT NOT NULL, ts REAL NOT NULL, env_steps INTEGER NOT NULL,
@@ -155,17 +161,22 @@ class History:
     def record_experience(self, agent: str, seq: int) -> None:
         self._db.execute("INSERT OR IGNORE INTO experience_seen VALUES (?, ?)", (agent, seq))
 
-    def record_telemetry(self, telemetry: Telemetry) -> None:
-        if len(telemetry.episode_steps) == len(telemetry.episode_returns):
-            regimes = telemetry.episode_regimes or [telemetry.regime] * len(telemetry.episode_steps)
+    def record_telemetry(
+        self,
+        telemetry: Telemetry,
+        episodes: Sequence[tuple[int, str, float]],
+        relearned: Sequence[tuple[int, str, float]] = (),
+    ) -> None:
+        """A telemetry sample, its episodes (first lives) and those re-learned after a resume."""
+        agent = telemetry.agent
+        for table, rows in (("episodes", episodes), ("relearned_episodes", relearned)):
             self._db.executemany(
-                "INSERT INTO episodes VALUES (?, ?, ?, ?)",
-                [
-                    (telemetry.agent, step, regime, value)
-                    for step, regime, value in zip(
-                        telemetry.episode_steps, regimes, telemetry.episode_returns, strict=True
-                    )
-                ],
+                f"INSERT INTO {table} VALUES (?, ?, ?, ?)",  # noqa: S608 - our own table names
+                [(agent, step, regime, value) for step, regime, value in rows],
+            )
+        if telemetry.seq > 0:
+            self._db.execute(
+                "INSERT OR IGNORE INTO telemetry_seen VALUES (?, ?)", (agent, telemetry.seq)
             )
         returns = telemetry.episode_returns
         self._db.execute(
@@ -235,6 +246,14 @@ class History:
     def experience_seen(self) -> list[tuple[str, int]]:
         rows = self._db.execute("SELECT agent, seq FROM experience_seen ORDER BY agent, seq")
         return [(str(a), int(s)) for a, s in rows.fetchall()]
+
+    def telemetry_seen(self) -> list[tuple[str, int]]:
+        rows = self._db.execute("SELECT agent, seq FROM telemetry_seen ORDER BY agent, seq")
+        return [(str(a), int(s)) for a, s in rows.fetchall()]
+
+    def relearned_counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT agent, count(*) FROM relearned_episodes GROUP BY agent")
+        return {str(a): int(n) for a, n in rows.fetchall()}
 
     def episode_rows(self) -> list[tuple[str, int, str, float]]:
         rows = self._db.execute("SELECT agent, step, regime, value FROM episodes ORDER BY rowid")

@@ -128,6 +128,15 @@ class AgentRecord:
     episode_log: deque[tuple[int, str, float]] = field(
         default_factory=lambda: deque(maxlen=_MAX_EPISODES)
     )
+    #: The step of the latest episode recorded in its first life (-1: none yet).
+    last_episode_step: int = -1
+    #: Episodes of steps learned again after the agent resumed from an older checkpoint.
+    episodes_relearned: int = 0
+    #: The latest telemetry's episodes as (first lives, re-learned), for the history.
+    latest_episodes: tuple[list[tuple[int, str, float]], list[tuple[int, str, float]]] = (
+        [],
+        [],
+    )
     #: The lifelong metrics, recomputed after every evaluation.
     lifelong: LifelongReport | None = None
 
@@ -179,6 +188,7 @@ class AgentRecord:
             "federated_rounds": self.federated_rounds,
             "group": self.group or self.id,
             "regret": self.regret.as_dict(),
+            "episodes_relearned": self.episodes_relearned,
             "adoptions": self.adoptions,
             "lineage": None
             if self.lineage is None
@@ -230,6 +240,28 @@ def lifelong_metrics(record: AgentRecord) -> LifelongReport:
 
 def _recalled(score: RegimeScore) -> float:
     return score.recall_return if score.recall_return is not None else score.mean_return
+
+
+def _episodes_of(
+    record: AgentRecord, telemetry: Telemetry
+) -> tuple[list[tuple[int, str, float]], list[tuple[int, str, float]]]:
+    """The telemetry's episodes as (step, regime, return): first lives, and re-learned ones.
+
+    Within one life of an agent's process its steps only grow; an episode at a step no later
+    than one already recorded was learned again after a resume from an older checkpoint.
+    """
+    if len(telemetry.episode_steps) != len(telemetry.episode_returns):
+        return [], []
+    regimes = telemetry.episode_regimes or [telemetry.regime] * len(telemetry.episode_steps)
+    first: list[tuple[int, str, float]] = []
+    relearned: list[tuple[int, str, float]] = []
+    for episode in zip(telemetry.episode_steps, regimes, telemetry.episode_returns, strict=True):
+        if episode[0] <= record.last_episode_step:
+            relearned.append(episode)
+        else:
+            first.append(episode)
+            record.last_episode_step = episode[0]
+    return first, relearned
 
 
 class Roster:
@@ -286,11 +318,10 @@ class Roster:
                 telemetry.regret_episodes,
                 telemetry.controller_steps,
             )
-        if self.lifelong and len(telemetry.episode_steps) == len(telemetry.episode_returns):
-            regimes = telemetry.episode_regimes or [telemetry.regime] * len(telemetry.episode_steps)
-            record.episode_log.extend(
-                zip(telemetry.episode_steps, regimes, telemetry.episode_returns, strict=True)
-            )
+        record.latest_episodes = first, relearned = _episodes_of(record, telemetry)
+        record.episodes_relearned += len(relearned)
+        if self.lifelong:
+            record.episode_log.extend(first)
         return record
 
     def groups(self) -> list[list[str]]:

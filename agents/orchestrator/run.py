@@ -132,6 +132,7 @@ class Orchestrator:
             self.state.on_message,
             kinds={Kind.STATUS, Kind.TELEMETRY, Kind.EVALUATION},
             dedupe=False,
+            key=plan.society_key,
         )
         observer = BusClient(
             MqttTransport(url, tls=plan.tls),

@@ -131,6 +131,8 @@ def _agent_entry(
         "seed": planned.seed if planned else None,
         "env_steps": own.get("env_steps", seen.get("env_steps", 0)),
         "episodes": own.get("episodes", seen.get("episodes", 0)),
+        # Episodes of steps learned again after a resume from an older checkpoint.
+        "episodes_relearned": seen.get("episodes_relearned", 0),
         "experience_batches_published": own.get(
             "experience_batches_published", seen.get("experience_batches_published", 0)
         ),

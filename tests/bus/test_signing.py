@@ -1,4 +1,4 @@
-"""Snapshots and directives signed with the society's key; anything else refused."""
+"""Every kind of message signed with the society's key; anything else refused."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 
 from agents.bus.codec import decode, encode
 from agents.bus.inbox import Inbox
-from agents.bus.schemas import Lineage, Message
-from agents.bus.signing import sign, verify
+from agents.bus.schemas import Lineage, Message, Status
+from agents.bus.signing import SIGNED_KINDS, sign, verify
 from agents.bus.topics import Kind, TopicRef, Topics
 from agents.bus.transport import RawMessage
 from agents.exceptions import MessageRejected
@@ -21,7 +21,7 @@ def test_a_signed_snapshot_verifies() -> None:
     snapshot = sign(factories.snapshot(), KEY)
     assert snapshot.signature is not None
     assert len(snapshot.signature) == 64
-    verify(decode(Kind.POLICY, encode(snapshot)), KEY)  # type: ignore[arg-type]
+    verify(decode(Kind.POLICY, encode(snapshot)), KEY)
 
 
 @pytest.mark.parametrize("field", ["step", "algo", "hyperparams", "lineage"])
@@ -78,3 +78,31 @@ async def test_without_a_key_signatures_are_not_required() -> None:
     inbox = Inbox(topics, kept)
     await inbox(RawMessage(topics.agent("a0", Kind.DIRECTIVE), encode(factories.directive())))
     assert len(kept.messages) == 1
+
+
+EVERY_KIND = [
+    (Kind.STATUS, factories.status()),
+    (Kind.EXPERIENCE, factories.experience()),
+    (Kind.POLICY, factories.snapshot()),
+    (Kind.WEIGHTS, factories.weights()),
+    (Kind.TELEMETRY, factories.telemetry()),
+    (Kind.DIRECTIVE, factories.directive()),
+    (Kind.EVALUATION, factories.evaluation()),
+    (Kind.LEADERBOARD, factories.leaderboard()),
+]
+
+
+@pytest.mark.parametrize(("kind", "message"), EVERY_KIND, ids=lambda x: getattr(x, "value", ""))
+def test_every_kind_of_message_is_signed_and_checked(kind: Kind, message: Message) -> None:
+    assert {kind.value for kind, _ in EVERY_KIND} == set(SIGNED_KINDS)
+    signed = sign(message, KEY)
+    verify(decode(kind, encode(signed)), KEY)
+    with pytest.raises(MessageRejected, match="unsigned"):
+        verify(decode(kind, encode(message)), KEY)
+    with pytest.raises(MessageRejected, match="does not match"):
+        verify(decode(kind, encode(signed)), b"another key")
+    # A forged status (an agent marked offline by someone else) does not pass either.
+    if isinstance(signed, Status):
+        forged = msgspec.structs.replace(signed, state="offline")
+        with pytest.raises(MessageRejected, match="does not match"):
+            verify(forged, KEY)

@@ -85,4 +85,6 @@ def test_delivery_rules() -> None:
     assert not DELIVERY[Kind.EXPERIENCE].retain
     assert DELIVERY[Kind.EXPERIENCE].durable
     assert DELIVERY[Kind.LEADERBOARD].retain
-    assert not DELIVERY[Kind.TELEMETRY].durable
+    # Telemetry carries the episodes the lifelong metrics are computed from: durable, QoS 1.
+    assert DELIVERY[Kind.TELEMETRY].durable
+    assert DELIVERY[Kind.TELEMETRY].qos == 1

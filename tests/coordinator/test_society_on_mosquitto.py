@@ -295,6 +295,12 @@ async def test_a_society_with_a_key_signs_and_checks_between_agent_and_coordinat
             # The agent reads peers' snapshots too: it refuses both.
             await eventually(lambda: agent.inbox.stats.rejected["signature"] == 2)
         assert "intruder" not in coordinator.roster.agents
+        # Everything of the agent's (status, telemetry, experience, snapshots) passed the
+        # coordinator's check; only the forgery was refused.
+        record = coordinator.roster.agents["a0"]
+        assert (record.state, record.experience_batches_received > 0) == ("online", True)
+        assert record.env_steps > 0
+        assert dict(coordinator.inbox.stats.rejected) == {"signature": 1}
         assert agent.learner is not None
         assert agent.learner.hyperparams["learning_rate"] != 0.5
         assert agent.inbox.stats.received["directive"] == 0

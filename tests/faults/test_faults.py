@@ -118,17 +118,24 @@ async def test_a_killed_agent_goes_offline_and_resumes_where_it_was(
     boss = coordinator(mosquitto, tmp_path / "coordinator")
     serving = asyncio.create_task(boss.run())
     data = tmp_path / "victim"
-    process = spawn_agent(mosquitto, data, "--steps", "0")
+    process = spawn_agent(mosquitto, data, "--steps", "0", "--telemetry-interval", "0.3")
     try:
         await eventually((data / "checkpoint" / "checkpoint.json").exists, timeout=90)
         await eventually(lambda: boss.roster.get("victim").latest_version >= 3, timeout=90)
         await eventually(lambda: boss.roster.get("victim").state == "online")
+
+        def lived_past_its_checkpoint() -> bool:
+            checkpoint = json.loads((data / "checkpoint" / "checkpoint.json").read_text())
+            return bool(boss.roster.get("victim").last_episode_step > int(checkpoint["step"]) + 20)
+
+        await eventually(lived_past_its_checkpoint, timeout=30)
         process.send_signal(signal.SIGKILL)
         process.wait(30)
         # The broker publishes the Last Will at once: the socket closed without DISCONNECT.
         await eventually(lambda: boss.roster.get("victim").state == "offline", timeout=15)
         saved = json.loads((data / "checkpoint" / "checkpoint.json").read_text())
         versions_before = boss.roster.get("victim").latest_version
+        last_before_kill = boss.roster.get("victim").last_episode_step
         seq_before = (
             sqlite3.connect(data / "outbox.sqlite")
             .execute("SELECT value FROM counters WHERE name = 'experience_seq'")
@@ -144,6 +151,17 @@ async def test_a_killed_agent_goes_offline_and_resumes_where_it_was(
         assert report["last_snapshot_version"] > versions_before
         assert report["experience_batches_published"] > seq_before
         await eventually(lambda: boss.roster.get("victim").latest_version > versions_before)
+        # The steps between the checkpoint and the kill were learned twice: their second
+        # episodes are recorded as re-learned, never as a second life of those steps.
+        record = boss.roster.get("victim")
+        await eventually(lambda: record.last_episode_step > saved["step"] + 500)
+        if last_before_kill > saved["step"]:  # no checkpoint came between the check and the kill
+            assert record.episodes_relearned > 0
+        history = sqlite3.connect(tmp_path / "coordinator" / "history.sqlite")
+        steps = [row[0] for row in history.execute("SELECT step FROM episodes")]
+        assert steps == sorted(steps)  # first lives only: steps never go back
+        relearned = history.execute("SELECT count(*) FROM relearned_episodes").fetchone()[0]
+        assert relearned == record.episodes_relearned
     finally:
         if process.poll() is None:
             process.kill()
@@ -217,6 +235,11 @@ async def test_a_restarted_coordinator_counts_nothing_twice(
     assert history.execute("SELECT count(*) FROM evaluations").fetchone()[0] == (
         report.last_snapshot_version
     )
+    # Every episode the agent lived is in the history once, those of the time no coordinator
+    # was there included (telemetry waits in the outbox and is de-duplicated by its seq).
+    steps = [row[0] for row in history.execute("SELECT step FROM episodes WHERE agent = 'a0'")]
+    assert len(steps) == report.episodes
+    assert len(set(steps)) == len(steps)
 
 
 def descendants(pid: int) -> set[int]:

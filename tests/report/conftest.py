@@ -84,8 +84,8 @@ def full_run(tmp_path: Path) -> Path:
     for agent, (twin_of, pace) in members.items():
         for version, step in enumerate(range(0, 10001, 2000), start=1):
             message = telemetry(agent, max(step, 300), twin_of)
-            roster.on_telemetry(message)
-            history.record_telemetry(message)
+            record = roster.on_telemetry(message)
+            history.record_telemetry(message, *record.latest_episodes)
             result = evaluation(agent, version, step, skill=min(1.0, pace * (0.2 + step / 8000)))
             roster.on_evaluation(result)
             history.record_evaluation(result)
