@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
@@ -67,6 +68,17 @@ SHARE_KINDS = frozenset(ALL_SHARE_KINDS)
 EXPERIENCE_SEQ = "experience_seq"
 POLICY_VERSION = "policy_version"
 TELEMETRY_SEQ = "telemetry_seq"
+#: The outbox counter that holds the agent's incarnation (``Message`` docstring).
+INCARNATION = "incarnation"
+
+
+def incarnation_of(outbox: Outbox) -> int:
+    """The incarnation kept in ``outbox``; a new random one for a new data folder."""
+    if outbox.counter(INCARNATION) == 0:
+        outbox.advance_counter(INCARNATION, secrets.randbelow(2**62) + 1)
+    return outbox.counter(INCARNATION)
+
+
 _MAX_RETURNS_PER_TELEMETRY = 200
 #: How long a peer whose experience was taken in counts among those the agent learns from.
 _LEARNS_FROM_SECONDS = 60.0
@@ -157,6 +169,8 @@ class Agent:
         )
         self.learner: Learner | None = None
         self.bus: BusClient | None = None
+        #: This life of the agent (``incarnation_of``); 0 until its data folder is open.
+        self.incarnation = 0
         self._stop_requested = False
         self._episodes_since_telemetry: list[tuple[float, int, str]] = []
         self._recent_returns: deque[float] = deque(maxlen=100)
@@ -194,6 +208,7 @@ class Agent:
         if self._stop_requested:
             learner.stop()
         outbox = Outbox(config.data_dir / "outbox.sqlite")
+        self.incarnation = incarnation_of(outbox)
         start_step = learner.step
         started = time.monotonic()
         status_topic = self.topics.agent(self.id, Kind.STATUS)
@@ -308,6 +323,7 @@ class Agent:
         def build(seq: int) -> tuple[str, bytes]:
             message = ExperienceBatch(
                 schema=SCHEMA_VERSION,
+                incarnation=self.incarnation,
                 agent=self.id,
                 seq=seq,
                 env_id=learner.config.env_id,
@@ -346,6 +362,7 @@ class Agent:
         def build(version: int) -> tuple[str, bytes]:
             message = PolicySnapshot(
                 schema=SCHEMA_VERSION,
+                incarnation=self.incarnation,
                 agent=self.id,
                 version=version,
                 step=state.step,
@@ -385,6 +402,7 @@ class Agent:
         self._weights_round += 1
         message = FederatedWeights(
             schema=SCHEMA_VERSION,
+            incarnation=self.incarnation,
             agent=self.id,
             round=self._weights_round,
             step=weights.step,
@@ -432,6 +450,7 @@ class Agent:
         learner = self.config.learner
         return Status(
             schema=SCHEMA_VERSION,
+            incarnation=self.incarnation,
             agent=self.id,
             state="online" if state == "online" else "offline",
             ts=time.time(),
@@ -579,6 +598,7 @@ class Agent:
         outbox = bus.outbox
         message = Telemetry(
             schema=SCHEMA_VERSION,
+            incarnation=self.incarnation,
             agent=self.id,
             ts=time.time(),
             env_id=learner.config.env_id,

@@ -68,6 +68,7 @@ REJECT_REASONS: Final = (
     "incompatible",
     "topic",
     "capacity",
+    "stale",
 )
 
 _MiB: Final = 1 << 20

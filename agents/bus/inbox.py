@@ -133,6 +133,11 @@ class Inbox:
         tracker = self.streams.setdefault((kind, agent), SeqTracker(floor=0))
         tracker.add(number)
 
+    def forget(self, agent: str) -> None:
+        """Forget ``agent``'s sequence numbers and versions: a new life numbers from 1."""
+        for key in [key for key in self.streams if key[1] == agent]:
+            del self.streams[key]
+
     def count_rejection(self, topic: str, exc: MessageRejected) -> None:
         """Count a rejection found later by the handler (say, incompatible spaces)."""
         self._reject(topic, exc)

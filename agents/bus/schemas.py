@@ -137,6 +137,7 @@ class Status(Message, tag="status"):
     env_id: str = ""
     algo: str = ""
     pid: Int64 = 0
+    incarnation: Int64 = 0
     signature: str | None = None
 
 
@@ -166,6 +167,7 @@ class ExperienceBatch(Message, tag="experience"):
     #: The device parameters the sender announces (its world's ``env_kwargs``): a receiver
     #: takes in only transitions from devices alike enough to its own.
     device: dict[str, HyperValue] = {}
+    incarnation: Int64 = 0
     signature: str | None = None
 
 
@@ -194,6 +196,7 @@ class PolicySnapshot(Message, tag="policy"):
     regime: str = ""
     shared: bool = True
     library: list[LibraryPolicy] = []
+    incarnation: Int64 = 0
     signature: str | None = None
 
 
@@ -225,6 +228,7 @@ class FederatedWeights(Message, tag="weights"):
     #: ``tensors`` minus where its local training started), so peers can sum the members'
     #: updates rather than average them; empty: peers average weights only.
     delta: list[Tensor] = []
+    incarnation: Int64 = 0
     signature: str | None = None
 
 
@@ -275,6 +279,7 @@ class Telemetry(Message, tag="telemetry"):
     #: Times the agent averaged peers' weights into its own (federated rounds), this run.
     federated_rounds: Int64 = 0
     seq: Int64 = 0
+    incarnation: Int64 = 0
     signature: str | None = None
 
 

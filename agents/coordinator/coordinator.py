@@ -296,6 +296,8 @@ class Coordinator:
             detail = f"{sender!r} would be agent {len(self.roster.agents) + 1} (cap {cap})"
             self.inbox.count_rejection(topic, MessageRejected("capacity", detail))
             return
+        if isinstance(sender, str) and not self._of_current_life(sender, message, ref):
+            return
         if isinstance(message, Status):
             before = self.roster.get(message.agent).state
             record = self.roster.on_status(message)
@@ -316,6 +318,46 @@ class Coordinator:
             self._queue.put_nowait(message)
         else:
             log.debug("ignoring %s on %s", type(message).__name__, ref)
+
+    def _of_current_life(self, agent: str, message: Message, ref: TopicRef) -> bool:
+        """Whether ``message`` belongs to the agent's current life; starts a new one if due.
+
+        An ``online`` status with another incarnation is the agent starting a new life (a
+        fresh data folder: a society run again on the same broker): what the coordinator
+        knew of the old one is set aside under ``{agent}~{incarnation}`` and the new one
+        starts clean. Anything else from another incarnation is the old life's, retained on
+        the broker or still in flight: refused as ``stale``, counted.
+        """
+        incarnation = getattr(message, "incarnation", 0)
+        record = self.roster.agents.get(agent)
+        if not incarnation or record is None or record.incarnation in (0, incarnation):
+            if incarnation:
+                self.roster.get(agent).incarnation = incarnation
+            return True
+        if isinstance(message, Status) and message.state == "online":
+            old = record.incarnation
+            archived = f"{agent}~{old:x}"
+            log.info("agent %s starts a new life; its previous one is kept as %s", agent, archived)
+            self.history.archive_agent(agent, archived)
+            self.inbox.forget(agent)
+            del self.roster.agents[agent]
+            self.roster.get(agent).incarnation = incarnation
+            return True
+        detail = (
+            f"incarnation {incarnation:x} of {agent}; its current one is {record.incarnation:x}"
+        )
+        topic = self.topics.agent(agent, ref.kind)
+        self.inbox.count_rejection(topic, MessageRejected("stale", detail))
+        return False
+
+    def _current(self, snapshot: PolicySnapshot) -> bool:
+        """Whether ``snapshot`` is of its agent's current life (else its evaluation is moot)."""
+        record = self.roster.agents.get(snapshot.agent)
+        return (
+            record is None
+            or 0 in (snapshot.incarnation, record.incarnation)
+            or (snapshot.incarnation == record.incarnation)
+        )
 
     async def _tell_hooks(self, status: Status) -> None:
         """An agent's status changed: what the integrations want published, published."""
@@ -407,6 +449,9 @@ class Coordinator:
         loop = asyncio.get_running_loop()
         while True:
             snapshot = await self._queue.get()
+            if not self._current(snapshot):
+                self.history.remove_pending(snapshot.agent, snapshot.version)
+                continue
             request = EvaluationRequest(
                 payload=encode(snapshot),
                 episodes=self.config.eval_episodes,
@@ -417,6 +462,8 @@ class Coordinator:
             self._record(snapshot, result)
 
     def _record(self, snapshot: PolicySnapshot, result: EvaluationResult) -> None:
+        if not self._current(snapshot):
+            return  # its agent started a new life while it was being evaluated
         self.history.remove_pending(snapshot.agent, snapshot.version)
         topic = self.topics.agent(snapshot.agent, Kind.POLICY)
         if result.error_reason is not None:

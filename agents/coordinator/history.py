@@ -75,6 +75,12 @@ CREATE TABLE IF NOT EXISTS presence (
 );
 """
 
+#: Tables with an ``agent`` column: what is known of one agent, set aside as a whole.
+_AGENT_TABLES = (
+    "evaluations", "snapshots", "pending_evaluations", "experience_seen", "telemetry_seen",
+    "episodes", "relearned_episodes", "telemetry", "directives", "presence",
+)  # fmt: skip
+
 #: Snapshots that name a lineage, oldest first: (agent, version, step, from agent, from version).
 _ADOPTIONS = (
     "SELECT agent, version, step, lineage_agent, lineage_version FROM snapshots "
@@ -246,6 +252,14 @@ class History:
     def experience_seen(self) -> list[tuple[str, int]]:
         rows = self._db.execute("SELECT agent, seq FROM experience_seen ORDER BY agent, seq")
         return [(str(a), int(s)) for a, s in rows.fetchall()]
+
+    def archive_agent(self, agent: str, archived: str) -> None:
+        """Set ``agent``'s rows aside under the name ``archived`` (an earlier life of it)."""
+        for table in _AGENT_TABLES:
+            self._db.execute(
+                f"UPDATE OR REPLACE {table} SET agent = ? WHERE agent = ?",  # noqa: S608 - ours
+                (archived, agent),
+            )
 
     def telemetry_seen(self) -> list[tuple[str, int]]:
         rows = self._db.execute("SELECT agent, seq FROM telemetry_seen ORDER BY agent, seq")

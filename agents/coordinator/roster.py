@@ -87,6 +87,8 @@ class AgentRecord:
 
     id: str
     state: str = "unknown"
+    #: The life of the agent this record is about (``Message`` docstring); 0: not said.
+    incarnation: int = 0
     env_id: str = ""
     algo: str = ""
     env_steps: int = 0

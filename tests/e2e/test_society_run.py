@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -249,3 +250,33 @@ def test_twins_measure_the_gain_from_sharing(tmp_path: Path) -> None:
         ("cartpole-0", "cartpole-0-twin"),
         ("cartpole-1", "cartpole-1-twin"),
     ]
+
+
+def test_a_society_run_again_on_the_same_broker_reports_its_own_run(
+    mosquitto: ManagedBroker, tmp_path: Path
+) -> None:
+    """The second run finds the first one's retained snapshots and statuses on the broker;
+    its agents number their snapshots from 1 again. Its summary is its own run's."""
+    url = f"mqtt://{mosquitto.url.host}:{mosquitto.url.port}"
+
+    def run(out: Path, steps: int) -> dict[str, Any]:
+        done = subprocess.run(
+            society("run", "--scenario", "cartpole", "--agents", "1", "--steps", str(steps),
+                    "--broker", url, "--out", str(out), "--quiet"),
+            capture_output=True, text=True, timeout=240, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+        return summary
+
+    first = run(tmp_path / "first", 1200)
+    second = run(tmp_path / "second", 600)
+    (before,) = first["agents"]
+    (agent,) = second["agents"]
+    assert before["evaluations"][-1]["step"] == 1200
+    # Every snapshot of the second run evaluated, and only those: none of the first run's.
+    assert agent["snapshots_evaluated"] == agent["snapshots_published"]
+    assert [e["version"] for e in agent["evaluations"]] == list(
+        range(1, agent["snapshots_published"] + 1)
+    )
+    assert agent["evaluations"][-1]["step"] == 600
