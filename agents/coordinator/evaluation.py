@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -129,20 +130,25 @@ class EvaluationResult:
         return float(np.mean([m for m in means if m is not None]))
 
 
-def _init_worker() -> None:
-    from agents.learner.learner import limit_torch_threads  # noqa: PLC0415 - in the child
-
+def _init_worker(coordinator_pid: int) -> None:
     # A coordinator killed with SIGKILL cannot shut its pool down: the kernel then stops the
     # workers (320 MB each), and with them the last holders of the resource tracker's pipe.
     die_with_parent()
+    if os.getppid() != coordinator_pid:
+        # It died while this worker was still starting (importing takes seconds), before the
+        # kernel could be asked to tell us: nobody is left to work for.
+        os._exit(0)
+    from agents.learner.learner import limit_torch_threads  # noqa: PLC0415 - in the child
+
     limit_torch_threads()
 
 
 def make_pool(workers: int) -> ProcessPoolExecutor:
     """Worker processes for evaluations; ``spawn`` so no event-loop or thread state leaks in."""
     return ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker
-    )
+        max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker,
+        initargs=(os.getpid(),),
+    )  # fmt: skip
 
 
 def env_allowed(env_id: str, allowed: frozenset[str]) -> bool:

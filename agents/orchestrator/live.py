@@ -50,6 +50,8 @@ class AgentRow:
     regret_ratio: float = math.nan
     #: The peers the agent reports learning from (agents.coordinator.groups).
     learns_from: tuple[str, ...] = ()
+    #: The latest snapshot version the agent published (telemetry).
+    published_version: int = 0
     #: The latest evaluation per regime: (regime, the agent's with recall, the baseline's).
     regimes: tuple[tuple[str, float, float | None], ...] = ()
 
@@ -127,6 +129,7 @@ class LiveState:
         row.steps = max(row.steps, message.env_steps)
         row.budget = message.budget_steps
         row.steps_per_second = message.steps_per_second
+        row.published_version = max(row.published_version, message.snapshot_version)
         row.drift_events = message.drift_events
         row.regime = message.regime
         if message.regret_episodes and message.regret_baseline_return:
@@ -198,6 +201,13 @@ def _regimes(regimes: tuple[tuple[str, float, float | None], ...]) -> str:
     )
 
 
+def _lag(row: AgentRow) -> str:
+    """Snapshots published and not evaluated yet: how far evaluation is behind this agent."""
+    if row.published_version == 0:
+        return "-"
+    return str(max(0, row.published_version - row.last_eval_version))
+
+
 def _bar(done: int, total: int, width: int = 12) -> str:
     if total <= 0:
         return f"{done:,}"
@@ -217,6 +227,8 @@ class LiveDisplay:
         self._live: Live | None = None
         self._last_line = 0.0
         self.started = time.monotonic()
+        #: What the run waits for at its end ("waiting for 3 evaluations, 120 s left").
+        self.waiting = ""
 
     def __enter__(self) -> Self:
         if not self.quiet and self.console.is_terminal:
@@ -263,7 +275,8 @@ class LiveDisplay:
         gain = gain_text(self.state.sharing())
         table = Table(
             title=f"{self.title} - {elapsed:,.0f} s - {self.state.evaluations} evaluations"
-            + (f" - {gain}" if gain else ""),
+            + (f" - {gain}" if gain else "")
+            + (f" - {self.waiting}" if self.waiting else ""),
             title_justify="left",
         )
         for header, justify in (
@@ -276,6 +289,7 @@ class LiveDisplay:
             ("return", "right"),
             ("eval", "right"),
             ("w/ recall", "right"),
+            ("eval lag", "right"),
             ("best", "right"),
             ("baseline", "right"),
             ("per regime (agent/baseline)", "left"),
@@ -297,6 +311,7 @@ class LiveDisplay:
                 _number(row.recent_return),
                 _number(row.last_eval),
                 _number(row.last_recall),
+                _lag(row),
                 _number(row.best_eval),
                 _number(row.baseline),
                 _regimes(row.regimes),

@@ -47,6 +47,8 @@ class RunState(Protocol):
     def metrics_port(self) -> int: ...
     @property
     def started_at(self) -> float: ...
+    @property
+    def pending_evaluations(self) -> list[tuple[str, int]]: ...
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -99,6 +101,10 @@ def build_summary(run: RunState, *, status: str, reason: str | None) -> dict[str
         "sharing": coordinator.get("sharing"),
         "lineage": coordinator.get("lineage", []),
         "evolution_directives": coordinator.get("evolution_directives", 0),
+        # The agents' last snapshots not evaluated when the final wait (--eval-timeout) ended.
+        "evaluations_pending": [
+            {"agent": agent, "version": version} for agent, version in run.pending_evaluations
+        ],
         "coordinator": {
             "snapshots_evaluated": coordinator.get("snapshots_evaluated", 0),
             "evaluation_failures": coordinator.get("evaluation_failures", 0),
@@ -184,8 +190,10 @@ def result_line(summary: Mapping[str, Any], path: Path) -> str:
         for a in agents
         if a.get("last_eval_with_recall") is not None
     ]
+    pending = summary.get("evaluations_pending") or []
+    behind = f"; {len(pending)} last snapshots not evaluated in time" if pending else ""
     if not ends:
-        return f"{head}, no evaluation; summary in {path}"
+        return f"{head}, no evaluation{behind}; summary in {path}"
     values = sorted(end for end, _, _ in ends)
     spread = f"{statistics.median(values):.1f}" + (
         f" ({values[0]:.1f} to {values[-1]:.1f})" if len(values) > 1 else ""
@@ -201,7 +209,10 @@ def result_line(summary: Mapping[str, Any], path: Path) -> str:
             f"{statistics.median(sorted(base for _, base in compared)):.1f}; "
             f"{ahead} of {len(compared)} agents ahead" + (f", {level} level" if level else "")
         )
-    return f"{head}; final evaluation {spread}{against}{_per_regime(agents)}; summary in {path}"
+    return (
+        f"{head}; final evaluation {spread}{against}{_per_regime(agents)}{behind}; "
+        f"summary in {path}"
+    )
 
 
 def _per_regime(agents: Sequence[Mapping[str, Any]]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -15,6 +16,7 @@ from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
 from agents.coordinator.evaluation import EvaluationResult, RegimeResult
 from agents.orchestrator.live import LiveDisplay, LiveState
 from agents.orchestrator.summary import result_line
+from tests import factories
 
 
 def regime(name: str, returns: list[float], recall: list[float] | None) -> RegimeResult:
@@ -145,3 +147,16 @@ def test_the_run_line_gives_each_regime_beside_the_mean() -> None:
         Path("s.json"),
     )
     assert "; per regime earth 500.0 vs 500.0, reversed 460.0 vs 8.8; summary in s.json" in line
+
+
+async def test_the_live_table_shows_how_far_evaluation_is_behind() -> None:
+    state = LiveState(["cartpole-0"])
+    telemetry = msgspec.structs.replace(factories.telemetry("cartpole-0"), snapshot_version=5)
+    await state.on_message(
+        TopicRef(society="s", kind=Kind.TELEMETRY, agent="cartpole-0"), telemetry
+    )
+    ref = TopicRef(society="s", kind=Kind.EVALUATION, agent="cartpole-0")
+    await state.on_message(ref, evaluation(3, 254.0, None))
+    table = LiveDisplay(state, title="t", quiet=True).table()
+    column = next(c for c in table.columns if c.header == "eval lag")
+    assert list(column.cells) == ["2"]  # versions 4 and 5 published, not evaluated yet

@@ -6,6 +6,7 @@ Nothing acknowledged is lost, nothing is counted twice, and learning goes on mea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import signal
@@ -281,10 +282,21 @@ async def test_a_killed_coordinator_leaves_no_evaluation_worker_behind(
     member = agent(mosquitto, tmp_path, "a0")
     running = asyncio.create_task(member.run())
     try:
-        # Its evaluation worker exists once it has evaluated something.
-        await eventually(lambda: len(descendants(process.pid)) >= 1, timeout=90)
-        await asyncio.sleep(2.0)
+        history = tmp_path / "coordinator" / "history.sqlite"
+
+        def evaluated() -> bool:
+            """Its evaluation worker has worked (and so started up)."""
+            if not history.exists():
+                return False
+            with contextlib.closing(sqlite3.connect(history)) as db:
+                try:
+                    return bool(db.execute("SELECT count(*) FROM evaluations").fetchone()[0])
+                except sqlite3.Error:
+                    return False
+
+        await eventually(evaluated, timeout=90)
         children = descendants(process.pid)
+        assert children  # the worker, and multiprocessing's resource tracker
         process.send_signal(signal.SIGKILL)
         process.wait()
         await eventually(lambda: not any(alive(pid) for pid in children), timeout=15)
