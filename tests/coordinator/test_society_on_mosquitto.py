@@ -36,6 +36,17 @@ def learner_config(steps: int) -> LearnerConfig:
     )  # fmt: skip
 
 
+def agent_a0(
+    broker: ManagedBroker, tmp_path: Path, *, steps: int, key: bytes | None = None
+) -> Agent:
+    """Agent ``a0`` of society ``s`` on ``broker``: PPO on CartPole, telemetry every 0.2 s."""
+    return Agent(
+        AgentConfig(agent_id="a0", society="s", learner=learner_config(steps),
+                    data_dir=tmp_path / "a0", telemetry_interval=0.2, society_key=key),
+        MqttTransport(broker.url),
+    )  # fmt: skip
+
+
 async def eventually(predicate: object, timeout: float = 30.0) -> None:
     assert callable(predicate)
     loop = asyncio.get_running_loop()
@@ -70,11 +81,7 @@ def sample(coordinator: Coordinator, name: str, **labels: str) -> float | None:
 async def test_agent_learns_publishes_and_is_evaluated(
     mosquitto: ManagedBroker, coordinator: Coordinator, tmp_path: Path
 ) -> None:
-    agent = Agent(
-        AgentConfig(agent_id="a0", society="s", learner=learner_config(600),
-                    data_dir=tmp_path / "a0", telemetry_interval=0.2),
-        MqttTransport(mosquitto.url),
-    )  # fmt: skip
+    agent = agent_a0(mosquitto, tmp_path, steps=600)
     report = await agent.run()
     assert report.env_steps == 600
     assert report.experience_batches_published == 6
@@ -155,11 +162,7 @@ async def test_bad_payloads_on_every_topic_are_rejected_counted_and_survived(
     mosquitto: ManagedBroker, coordinator: Coordinator, tmp_path: Path
 ) -> None:
     topics = Topics("s")
-    agent = Agent(
-        AgentConfig(agent_id="a0", society="s", learner=learner_config(0),
-                    data_dir=tmp_path / "a0", telemetry_interval=0.2),
-        MqttTransport(mosquitto.url),
-    )  # fmt: skip
+    agent = agent_a0(mosquitto, tmp_path, steps=0)
     running = asyncio.create_task(agent.run())
     try:
         await eventually(lambda: agent.bus is not None and agent.bus.connected.is_set())
@@ -212,11 +215,7 @@ async def test_a_directive_with_a_bad_hyperparameter_is_refused_and_the_agent_le
     mosquitto: ManagedBroker, tmp_path: Path
 ) -> None:
     topics = Topics("s")
-    agent = Agent(
-        AgentConfig(agent_id="a0", society="s", learner=learner_config(0),
-                    data_dir=tmp_path / "a0", telemetry_interval=0.2),
-        MqttTransport(mosquitto.url),
-    )  # fmt: skip
+    agent = agent_a0(mosquitto, tmp_path, steps=0)
     running = asyncio.create_task(agent.run())
     bad: list[dict[str, object]] = [
         {"learning_rate": "fast"},
@@ -272,11 +271,7 @@ async def test_a_society_with_a_key_signs_and_checks_between_agent_and_coordinat
         MqttTransport(mosquitto.url), metrics_registry=CollectorRegistry(),
     )  # fmt: skip
     serving = asyncio.create_task(coordinator.run())
-    agent = Agent(
-        AgentConfig(agent_id="a0", society="s", learner=learner_config(0),
-                    data_dir=tmp_path / "a0", telemetry_interval=0.2, society_key=key),
-        MqttTransport(mosquitto.url),
-    )  # fmt: skip
+    agent = agent_a0(mosquitto, tmp_path, steps=0, key=key)
     running = asyncio.create_task(agent.run())
     try:
         # The agent's signed snapshots are evaluated.
