@@ -43,7 +43,12 @@ async def healthcheck(process: str, env: dict[str, str], timeout: float = 3.0) -
         "--timeout", str(timeout), env={**clean, **env},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    _, stderr = await child.communicate()
+    try:
+        _, stderr = await asyncio.wait_for(child.communicate(), timeout + 30)
+    except TimeoutError:
+        child.kill()
+        await child.wait()
+        pytest.fail(f"the healthcheck did not end within {timeout + 30:.0f} s")
     assert child.returncode is not None
     return child.returncode, stderr.decode()
 
@@ -59,20 +64,25 @@ async def agent_a0(broker: ProductionBroker, state: str | None) -> AsyncIterator
             payload = encode(factories.status("a0", state))
             await connection.publish(status, payload, qos=1, retain=True)
 
+        stop = asyncio.Event()
+
         async def telemetry() -> None:
-            while True:
+            # Stopped between two publishes, never cancelled in the middle of one: a publish
+            # cancelled half-way can leave the client waiting forever on the next.
+            while not stop.is_set():
                 await connection.publish(
                     TOPICS.agent("a0", Kind.TELEMETRY), encode(factories.telemetry("a0")),
                     qos=0, retain=False,
                 )  # fmt: skip
-                await asyncio.sleep(0.2)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.2)
 
         task = asyncio.create_task(telemetry())
         try:
             yield
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            stop.set()
+            await task
             await connection.publish(status, b"", qos=1, retain=True)
 
 
