@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
+import signal
 import sys
 import urllib.request
 
@@ -79,11 +81,21 @@ def check_coordinator(timeout: float) -> str | None:
     return f"coordinator: {url} has no society_bus_connected"
 
 
+def _too_late(signum: int, frame: object) -> None:  # noqa: ARG001 - a signal handler's
+    sys.stderr.write("unhealthy: the check itself did not end in time\n")
+    sys.stderr.flush()
+    os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("process", choices=["agent", "coordinator"])
     parser.add_argument("--timeout", type=float, default=8.0, help="seconds to wait")
     args = parser.parse_args(argv)
+    # A healthcheck must end: whatever hangs (a connection that neither opens nor fails, a
+    # client that does not close), the alarm ends the process a few seconds after its time.
+    signal.signal(signal.SIGALRM, _too_late)
+    signal.alarm(math.ceil(args.timeout) + 5)
     try:
         if args.process == "agent":
             reason = asyncio.run(asyncio.wait_for(check_agent(args.timeout), args.timeout))
