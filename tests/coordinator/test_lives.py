@@ -6,27 +6,16 @@ import sqlite3
 from pathlib import Path
 
 import msgspec
-from prometheus_client import CollectorRegistry
 
 from agents.bus.codec import encode
-from agents.bus.memory import MemoryBroker
 from agents.bus.schemas import Message
 from agents.bus.topics import Kind, Topics
 from agents.bus.transport import RawMessage
-from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
-from agents.coordinator.history import History
+from agents.coordinator.coordinator import Coordinator
 from tests import factories
+from tests.coordinator.test_episodes_once import coordinator
 
 OLD, NEW = 0xA11CE, 0xB0B
-
-
-def coordinator(folder: Path) -> Coordinator:
-    boss = Coordinator(
-        CoordinatorConfig(society="s", data_dir=folder), MemoryBroker(),
-        metrics_registry=CollectorRegistry(),
-    )  # fmt: skip
-    boss.history = History(folder / "history.sqlite")
-    return boss
 
 
 async def deliver(boss: Coordinator, kind: Kind, message: Message, life: int) -> None:

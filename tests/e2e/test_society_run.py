@@ -52,14 +52,21 @@ def wait_until_gone(text: str, timeout: float = 10.0) -> list[str]:
     return left
 
 
-def test_society_run_trains_evaluates_and_summarises(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    result = subprocess.run(
-        society("run", "--scenario", "cartpole", "--agents", "2", "--steps", "1200",
-                "--metrics-port", "0", "--out", str(out), "--quiet"),
+def completed_run(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``society run ARGS --out OUT --quiet``, which must exit 0."""
+    done = subprocess.run(
+        society("run", *args, "--out", str(out), "--quiet"),
         capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def test_society_run_trains_evaluates_and_summarises(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = completed_run(
+        out, "--scenario", "cartpole", "--agents", "2", "--steps", "1200", "--metrics-port", "0"
+    )
     assert "society run completed" in result.stdout
     assert "final evaluation" in result.stdout
     assert "against pd" in result.stdout
@@ -260,12 +267,8 @@ def test_a_society_run_again_on_the_same_broker_reports_its_own_run(
     url = f"mqtt://{mosquitto.url.host}:{mosquitto.url.port}"
 
     def run(out: Path, steps: int) -> dict[str, Any]:
-        done = subprocess.run(
-            society("run", "--scenario", "cartpole", "--agents", "1", "--steps", str(steps),
-                    "--broker", url, "--out", str(out), "--quiet"),
-            capture_output=True, text=True, timeout=240, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
+        completed_run(out, "--scenario", "cartpole", "--agents", "1", "--steps", str(steps),
+                      "--broker", url)  # fmt: skip
         summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
         return summary
 
@@ -285,12 +288,9 @@ def test_a_society_run_again_on_the_same_broker_reports_its_own_run(
 def test_a_run_whose_evaluation_is_behind_still_completes(tmp_path: Path) -> None:
     """The agents did their work; evaluations not done in time are listed, not a failure."""
     out = tmp_path / "run"
-    done = subprocess.run(
-        society("run", "--scenario", "cartpole", "--agents", "2", "--steps", "600",
-                "--eval-timeout", "0.01", "--out", str(out), "--quiet"),
-        capture_output=True, text=True, timeout=240, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = completed_run(
+        out, "--scenario", "cartpole", "--agents", "2", "--steps", "600", "--eval-timeout", "0.01"
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed"
     pending = {(p["agent"], p["version"]) for p in summary["evaluations_pending"]}
