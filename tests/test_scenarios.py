@@ -230,3 +230,19 @@ def test_agents_without_a_seed_never_share_one(tmp_path: Path) -> None:
         "--scenario", "smart-home", "--id", "home-3"
     )
     assert seed("--scenario", "smart-home", "--id", "home-3", "--seed", "0") == 0
+
+
+def test_evolution_by_steps_reaches_the_coordinator_and_one_clock_only(tmp_path: Path) -> None:
+    plan = RunPlan.from_flags(run_flags("--scenario", "cartpole", "--out", str(tmp_path)))
+    args = run_args(*Orchestrator(plan)._coordinator_args(BrokerUrl("h", 1)))
+    assert (args.evolution_every_steps, args.evolution_interval) == (10_000, 0.0)
+    path = tmp_path / "both.toml"
+    path.write_text(
+        'name = "both"\n[world]\nenv = "CartPole-v1"\n[evolution]\ninterval = 30.0\n'
+        "every_steps = 10000\n"
+    )
+    with pytest.raises(ConfigError, match="set interval or every_steps, not both"):
+        load_scenario(str(path))
+    path.write_text('name = "neg"\n[world]\nenv = "CartPole-v1"\n[evolution]\nevery_steps = -1\n')
+    with pytest.raises(ConfigError, match="must be >= 0"):
+        load_scenario(str(path))

@@ -102,6 +102,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         threshold_window=flags.threshold_window,
         society_key=society_key(flags.society_key_file),
         evolution_interval=flags.evolution_interval,
+        evolution_every_steps=flags.evolution_every_steps,
         evolution_quantile=flags.evolution_quantile,
         hooks=(ha.HomeAssistantCoordinator(flags.society),) if flags.home_assistant else (),
     )

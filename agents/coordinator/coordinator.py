@@ -76,8 +76,11 @@ class CoordinatorConfig:
     eval_workers: int = 1
     allowed_envs: frozenset[str] = field(default_factory=frozenset)
     keepalive: int = 15
-    #: Seconds between generations of population-based training; 0 turns evolution off.
+    #: Seconds between generations of population-based training; 0: not by the clock.
     evolution_interval: float = 0.0
+    #: An agent is ready for evolution each time it has lived this many more steps since it
+    #: last was (per agent, as in Jaderberg et al. 2017); 0: not by steps.
+    evolution_every_steps: int = 0
     evolution_quantile: float = 0.25
     #: The evaluation return that counts as "learned", for the sharing gain (None: not set).
     threshold: float | None = None
@@ -392,8 +395,34 @@ class Coordinator:
             await asyncio.sleep(self.config.evolution_interval)
             self.evolve()
 
+    def evolve_if_ready(self, agent: str, step: int) -> list[Order]:
+        """``agent``'s own generation, when it has lived ``evolution_every_steps`` since its last.
+
+        Readiness counted in the agent's steps, not in seconds, makes what evolution does the
+        same on a fast machine and a slow one: with a clock, which snapshots were ranked (and
+        whether an agent was ready at all within a short run) followed the machine's speed.
+        The agent is ranked within its niche on everyone's latest evaluations; only its own
+        order (if it is in the bottom quantile) is sent.
+        """
+        record, every = self.roster.get(agent), self.config.evolution_every_steps
+        if record.evolution_ready_at is None:  # first seen: it has yet to live `every` steps
+            record.evolution_ready_at = step + every
+        if step < record.evolution_ready_at:
+            return []
+        record.evolution_ready_at = step + every
+        orders = [order for order in self._plan_generation() if order.agent == agent]
+        for order in orders:
+            self._direct(order)
+        return orders
+
     def evolve(self) -> list[Order]:
         """One generation: order the bottom of each niche to adopt from its top, perturbed."""
+        orders = self._plan_generation()
+        for order in orders:
+            self._direct(order)
+        return orders
+
+    def _plan_generation(self) -> list[Order]:
         members = [
             Member(
                 agent=record.id,
@@ -410,10 +439,7 @@ class Coordinator:
             # judged only on a snapshot published after its last directive
             and record.evaluations[-1].version > record.directed_at_version
         ]
-        orders = plan_generation(members, quantile=self.config.evolution_quantile, rng=self._rng)
-        for order in orders:
-            self._direct(order)
-        return orders
+        return plan_generation(members, quantile=self.config.evolution_quantile, rng=self._rng)
 
     def _direct(self, order: Order) -> None:
         directive = Directive(
@@ -504,6 +530,8 @@ class Coordinator:
         )
         self.roster.on_evaluation(evaluation)
         self.history.record_evaluation(evaluation)
+        if self.config.evolution_every_steps > 0:
+            self.evolve_if_ready(snapshot.agent, snapshot.step)
         self.evaluation_seconds.observe(result.seconds)
         self.evaluations_done += 1
         log.info(

@@ -124,6 +124,9 @@ class AgentRecord:
     adoptions: int = 0
     #: The snapshot version the agent had when evolution last gave it a directive.
     directed_at_version: int = -1
+    #: The step from which the agent is next ready for evolution (``evolution_every_steps``;
+    #: None until its first evaluation).
+    evolution_ready_at: int | None = None
     evaluations: list[EvaluationPoint] = field(default_factory=list)
     #: Training episodes as (step, regime, return), for recovery times. Bounded: a lifelong
     #: agent's history is not.

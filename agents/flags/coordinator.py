@@ -71,6 +71,12 @@ _EVOLUTION_INTERVAL: Final = Flag(
     env="SOCIETY_EVOLUTION_INTERVAL",
     type=non_negative_float,
 )
+_EVOLUTION_EVERY_STEPS: Final = Flag(
+    "--evolution-every-steps",
+    "population-based training: rank each agent every N steps of its life (0: off)",
+    env="SOCIETY_EVOLUTION_EVERY_STEPS",
+    type=non_negative_int,
+)
 _THRESHOLD_NORMALISED: Final = Flag(
     "--threshold-normalised",
     "read --threshold as a normalised score (0 random, 1 baseline)",
@@ -118,6 +124,7 @@ class CoordinatorFlags:
     eval_workers: int = flag_field(_EVAL_WORKERS, 1)
     threshold: float | None = flag_field(_THRESHOLD)
     evolution_interval: float = flag_field(_EVOLUTION_INTERVAL, 0.0)
+    evolution_every_steps: int = flag_field(_EVOLUTION_EVERY_STEPS, 0)
     society_key_file: Path | None = flag_field(SOCIETY_KEY_FILE)
     threshold_normalised: bool = flag_field(_THRESHOLD_NORMALISED)
     threshold_window: int = flag_field(_THRESHOLD_WINDOW, 1)

@@ -129,10 +129,24 @@ class EvaluationSection(_Section):
 
 
 class EvolutionSection(_Section):
-    """Population-based training by the coordinator; ``interval`` 0 turns it off."""
+    """Population-based training by the coordinator: off unless one of the two is set.
+
+    ``every_steps``: each agent is ranked each time it has lived that many more steps (the
+    same on any machine). ``interval``: the whole society every that many seconds of wall
+    clock (what an agent has done by then depends on the machine's speed).
+    """
 
     interval: float = 0.0
+    every_steps: int = 0
     quantile: float = 0.25
+
+    def check(self, origin: str) -> None:
+        if self.interval < 0 or self.every_steps < 0:
+            msg = f"scenario {origin}: evolution.interval and evolution.every_steps must be >= 0"
+            raise ConfigError(msg)
+        if self.interval > 0 and self.every_steps > 0:
+            msg = f"scenario {origin}: evolution: set interval or every_steps, not both"
+            raise ConfigError(msg)
 
 
 class Scenario(_Section):
@@ -162,6 +176,7 @@ class Scenario(_Section):
                 msg = f"scenario {origin}: {name} must be >= 1, got {value}"
                 raise ConfigError(msg)
         self.learner.check(origin)
+        self.evolution.check(origin)
         if self.society.steps < 0:
             msg = f"scenario {origin}: society.steps must be >= 0, got {self.society.steps}"
             raise ConfigError(msg)

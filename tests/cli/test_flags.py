@@ -139,6 +139,7 @@ def strategy_for(cls: type[Any], a_file: Path) -> st.SearchStrategy[Any]:
         "eval_workers": st.integers(1, 64),
         "threshold": optional(finite),
         "evolution_interval": st.floats(min_value=0, allow_nan=False, allow_infinity=False),
+        "evolution_every_steps": st.integers(0, 10**9),
         "threshold_normalised": st.booleans(),
         "threshold_window": st.integers(1, 100),
         "evolution_quantile": fractions,

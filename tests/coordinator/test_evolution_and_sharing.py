@@ -7,7 +7,10 @@ import random
 import msgspec
 import pytest
 
+from agents.bus.memory import MemoryBroker
 from agents.bus.schemas import Lineage, RegimeScore
+from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
+from agents.coordinator.evaluation import EvaluationResult, RegimeResult
 from agents.coordinator.evolution import RESAMPLE_RANGES, Member, plan_generation
 from agents.coordinator.roster import AgentRecord, EvaluationPoint, Roster
 from agents.coordinator.sharing import sharing_gain, steps_to_threshold
@@ -118,3 +121,36 @@ def test_adoptions_are_counted_from_lineage_changes() -> None:
         msgspec.structs.replace(snapshot, version=4, lineage=Lineage(agent="a2", version=9))
     )
     assert roster.agents["a1"].adoptions == 2
+
+
+def test_evolution_by_steps_ranks_each_agent_when_it_has_lived_the_interval() -> None:
+    coordinator = Coordinator(
+        CoordinatorConfig(society="s", evolution_every_steps=10_000, seed=3), MemoryBroker()
+    )
+    roster = coordinator.roster
+    for agent in ("good", "bad"):
+        roster.on_status(factories.status(agent))
+        roster.get(agent).shares = ("evolution",)
+
+    def evaluated(agent: str, version: int, step: int, score: float) -> list[str]:
+        snapshot = msgspec.structs.replace(
+            factories.snapshot(agent, version), step=step, incarnation=0
+        )
+        roster.on_snapshot(snapshot)
+        sent = coordinator.directives_sent
+        coordinator._record(  # the path every evaluation takes
+            snapshot, EvaluationResult(regimes=[RegimeResult(regime="r", returns=[score])])
+        )
+        return ["ordered"] * (coordinator.directives_sent - sent)
+
+    # First evaluations: nobody has lived 10,000 steps since it was first seen.
+    assert evaluated("good", 1, 0, 400.0) == []
+    assert evaluated("bad", 1, 0, 20.0) == []
+    assert evaluated("bad", 2, 5_000, 30.0) == []  # halfway: not ready
+    assert evaluated("good", 2, 10_000, 450.0) == []  # ready, but at the top
+    assert evaluated("bad", 3, 10_000, 40.0) == ["ordered"]  # ready and at the bottom
+    record = roster.agents["bad"]
+    assert record.evolution_ready_at == 20_000
+    # Its next snapshots are not judged before it has lived another 10,000 steps.
+    assert evaluated("bad", 4, 15_000, 10.0) == []
+    assert evaluated("bad", 5, 20_000, 10.0) == ["ordered"]

@@ -29,7 +29,9 @@ def test_false_alarm_rate_on_a_stationary_world() -> None:
         stream = rng.normal(100.0, 10.0, 5_000)
         false_alarms += len(alarms(stream))
         episodes += stream.size
-    assert 1000 * false_alarms / episodes <= 0.1  # measured: 0 in 100,000 episodes
+    # measured: 8 in 100,000 episodes (0 before the window's own spread was used; each
+    # false alarm costs a sandbox confirmation)
+    assert 1000 * false_alarms / episodes <= 0.2
 
 
 def test_no_alarm_while_returns_rise_as_the_agent_learns() -> None:
@@ -95,6 +97,29 @@ def test_a_collapse_after_a_drift_is_seen_within_a_few_episodes() -> None:
         delays.append(late)
     assert None not in delays
     assert median(delays) <= 4  # measured: 2 episodes
+
+
+def test_a_collapse_while_the_agent_is_still_learning_is_seen() -> None:
+    # The reference spans a rising learning curve (wide spread); then the world changes and
+    # every episode ends at about 10. Measured with the reference's spread on both sides this
+    # went unnoticed in 19 of 50 streams; the collapsed window's own spread shows it.
+    rng = np.random.default_rng(12)
+    delays: list[int | None] = []
+    for _ in range(50):
+        learning = np.clip(np.linspace(30.0, 300.0, 40) * rng.lognormal(0.0, 0.5, 40), 9.0, 500.0)
+        stream = np.concatenate([learning, np.clip(rng.normal(10.0, 2.0, 200), 8.0, None)])
+        detector = DropDetector()
+        late = None
+        for index, value in enumerate(stream):
+            if detector.update(float(value)):
+                if index < learning.size:
+                    detector.snooze(5)  # the agent's sandbox would not confirm it
+                    continue
+                late = index - learning.size
+                break
+        delays.append(late)
+    assert None not in delays
+    assert median(delays) <= 12  # measured: 9 episodes
 
 
 def test_a_stream_stuck_at_a_constant_does_not_alarm_on_a_tiny_dip() -> None:
