@@ -20,8 +20,10 @@ from agents.bus.schemas import (
     Message,
     PolicyArch,
     PolicySnapshot,
+    Receipt,
     SpaceSpec,
     Status,
+    StreamReceipt,
     Telemetry,
 )
 from agents.bus.signing import tensor_digest
@@ -128,6 +130,13 @@ def leaderboard() -> Leaderboard:
     return Leaderboard(schema=SCHEMA_VERSION, ts=time.time(), entries=[entry])
 
 
+def receipt(agent: str = "a0") -> Receipt:
+    return Receipt(
+        schema=SCHEMA_VERSION, agent=agent, incarnation=7, ts=time.time(),
+        streams=[StreamReceipt(stream="experience", floor=3, highest=9, missing=[5, 6])],
+    )  # fmt: skip
+
+
 #: A valid message of every kind, by the kind whose topics carry it.
 BY_KIND: dict[Kind, Callable[[], Message]] = {
     Kind.STATUS: status,
@@ -138,4 +147,5 @@ BY_KIND: dict[Kind, Callable[[], Message]] = {
     Kind.EVALUATION: evaluation,
     Kind.LEADERBOARD: leaderboard,
     Kind.WEIGHTS: weights,
+    Kind.RECEIPT: receipt,
 }

@@ -27,7 +27,7 @@ from agents.bus.arrays import Array, from_wire, to_wire
 from agents.bus.client import BusClient
 from agents.bus.codec import encode
 from agents.bus.inbox import Inbox
-from agents.bus.outbox import Outbox
+from agents.bus.outbox import RESENT, UNRECEIPTED_DROPPED, Outbox
 from agents.bus.schemas import (
     SCHEMA_VERSION,
     Directive,
@@ -37,6 +37,7 @@ from agents.bus.schemas import (
     Lineage,
     Message,
     PolicySnapshot,
+    Receipt,
     Status,
     Telemetry,
 )
@@ -93,6 +94,11 @@ class AgentConfig:
     telemetry_interval: float = 2.0
     keepalive: int = 15
     flush_timeout: float = 30.0
+    #: Seconds after the broker's acknowledgement before a numbered message a receipt does
+    #: not show is sent again (the receiver may still be working through a queue).
+    receipt_grace: float = 60.0
+    #: Seconds a clean exit waits for the receipt of its last messages.
+    receipt_wait: float = 5.0
     #: ``experience``: off-policy learners take in peers' transitions; ``snapshots``: peers'
     #: snapshots are candidates when the world changes; ``evolution``: obey the coordinator's
     #: adopt/mutate directives; ``federated``: on-policy learners average their weights with
@@ -129,6 +135,12 @@ class AgentReport:
     snapshots_published: int = 0
     last_snapshot_version: int = 0
     outbox_pending: int = 0
+    #: Numbered messages the broker acknowledged that no receipt has covered yet; those sent
+    #: again because a receipt showed them missing (or long unrecorded); those given up when
+    #: more than the outbox's bound waited (docs/reliability.md).
+    awaiting_receipt: int = 0
+    resent: int = 0
+    unreceipted_dropped: int = 0
     resumed_from_step: int | None = None
     steps_this_run: int = 0
     learning_seconds: float = 0.0
@@ -164,7 +176,7 @@ class Agent:
         self.inbox = Inbox(
             self.topics,
             self._on_message,
-            kinds={Kind.DIRECTIVE, Kind.POLICY, Kind.EXPERIENCE, Kind.WEIGHTS},
+            kinds={Kind.DIRECTIVE, Kind.POLICY, Kind.EXPERIENCE, Kind.WEIGHTS, Kind.RECEIPT},
             key=config.society_key,
         )
         self.learner: Learner | None = None
@@ -180,6 +192,8 @@ class Agent:
         #: When each peer's experience was last taken in; batches refused as unlike.
         self._experience_from: dict[str, float] = {}
         self.experience_unlike = 0
+        #: Receipts received from the coordinator in this life.
+        self.receipts = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -263,7 +277,14 @@ class Agent:
         if not await bus.flush(config.flush_timeout):
             log.warning(
                 "%d messages not yet acknowledged; they stay in the outbox for next time",
-                outbox.pending(),
+                outbox.unsent(),
+            )
+        elif self.receipts and not await bus.wait_receipted(config.receipt_wait):
+            # Only when a coordinator has been heard from: alone, nobody would receipt.
+            log.info(
+                "%d messages not yet recorded by the coordinator; they stay in the outbox and "
+                "go again if its next receipt does not show them",
+                outbox.awaiting(),
             )
         for message in self.hook_runner.gather("stop", ((h, h.on_stop) for h in config.hooks)):
             await bus.publish_now(
@@ -294,7 +315,10 @@ class Agent:
     def _subscriptions(self, learner: Learner) -> list[tuple[str, int]]:
         """Its directives, and what it takes in from peers."""
         topics = self.topics
-        subscriptions = [(topics.agent(self.id, Kind.DIRECTIVE), DELIVERY[Kind.DIRECTIVE].qos)]
+        subscriptions = [
+            (topics.agent(self.id, Kind.DIRECTIVE), DELIVERY[Kind.DIRECTIVE].qos),
+            (topics.agent(self.id, Kind.RECEIPT), DELIVERY[Kind.RECEIPT].qos),
+        ]
         if self.peers is not None:
             subscriptions.append((topics.agents_filter(Kind.POLICY), 1))
         if self.takes_experience:
@@ -341,7 +365,12 @@ class Agent:
             )
             return topic, self._sealed(message)
 
-        bus.enqueue_counted(EXPERIENCE_SEQ, build, qos=DELIVERY[Kind.EXPERIENCE].qos)
+        bus.enqueue_counted(
+            EXPERIENCE_SEQ,
+            build,
+            qos=DELIVERY[Kind.EXPERIENCE].qos,
+            receipted=Kind.EXPERIENCE.value,
+        )
 
     def on_snapshot(self, state: PolicyState) -> None:
         learner, bus = self.learner, self.bus
@@ -390,8 +419,9 @@ class Agent:
 
         delivery = DELIVERY[Kind.POLICY]
         version = bus.enqueue_counted(
-            POLICY_VERSION, build, qos=delivery.qos, retain=delivery.retain
-        )
+            POLICY_VERSION, build, qos=delivery.qos, retain=delivery.retain,
+            receipted=Kind.POLICY.value,
+        )  # fmt: skip
         log.info("snapshot v%d at step %d", version, state.step)
 
     def on_weights(self, weights: OwnWeights) -> None:
@@ -491,6 +521,10 @@ class Agent:
         return "experience" in self.config.shares and learner is not None and learner.off_policy
 
     async def _on_message(self, ref: TopicRef, message: Message) -> None:
+        if isinstance(message, Receipt):
+            if ref.agent == self.id:
+                self._apply_receipt(message)
+            return
         if ref.agent == self.id and not isinstance(message, Directive):
             return  # our own snapshots and batches, echoed by the broker
         if isinstance(message, PolicySnapshot):
@@ -504,6 +538,23 @@ class Agent:
             self._take_experience(message)
         elif isinstance(message, Directive) and ref.agent == self.id:
             self._obey(message)
+
+    def _apply_receipt(self, receipt: Receipt) -> None:
+        """What the coordinator recorded: let go of it, send again what it lacks."""
+        bus = self.bus
+        if bus is None or receipt.incarnation != self.incarnation:
+            return  # a receipt for an earlier life of this agent id (retained)
+        self.receipts += 1
+        for stream in receipt.streams:
+            again = bus.receipted(
+                stream.stream, floor=stream.floor, highest=stream.highest,
+                missing=stream.missing, grace=self.config.receipt_grace,
+            )  # fmt: skip
+            if again:
+                log.warning(
+                    "the coordinator lacks %d %s messages; sending them again",
+                    again, stream.stream,
+                )  # fmt: skip
 
     def _take_experience(self, batch: ExperienceBatch) -> None:
         learner = self.learner
@@ -615,7 +666,7 @@ class Agent:
             experience_batches_published=self._delivered(outbox, Kind.EXPERIENCE, EXPERIENCE_SEQ),
             snapshots_published=self._delivered(outbox, Kind.POLICY, POLICY_VERSION),
             snapshot_version=outbox.counter(POLICY_VERSION),
-            outbox_pending=outbox.pending(),
+            outbox_pending=outbox.unsent(),
             regime=learner.current_regime,
             messages_rejected=dict(self.inbox.stats.rejected),
             learns_from=self.learns_from,
@@ -629,11 +680,14 @@ class Agent:
         def build(seq: int) -> tuple[str, bytes]:
             return topic, self._sealed(msgspec.structs.replace(message, seq=seq))
 
-        bus.enqueue_counted(TELEMETRY_SEQ, build, qos=delivery.qos, retain=delivery.retain)
+        bus.enqueue_counted(
+            TELEMETRY_SEQ, build, qos=delivery.qos, retain=delivery.retain,
+            receipted=Kind.TELEMETRY.value,
+        )  # fmt: skip
 
     def _delivered(self, outbox: Outbox, kind: Kind, counter: str) -> int:
         """Messages of ``kind`` the broker acknowledged, over the agent's whole life."""
-        return outbox.counter(counter) - outbox.pending(self.topics.agent(self.id, kind))
+        return outbox.counter(counter) - outbox.unsent(self.topics.agent(self.id, kind))
 
     # --- the report -------------------------------------------------------------------------
 
@@ -649,7 +703,10 @@ class Agent:
             experience_batches_published=self._delivered(outbox, Kind.EXPERIENCE, EXPERIENCE_SEQ),
             snapshots_published=self._delivered(outbox, Kind.POLICY, POLICY_VERSION),
             last_snapshot_version=outbox.counter(POLICY_VERSION),
-            outbox_pending=outbox.pending(),
+            outbox_pending=outbox.unsent(),
+            awaiting_receipt=outbox.awaiting(),
+            resent=outbox.counter(RESENT),
+            unreceipted_dropped=outbox.counter(UNRECEIPTED_DROPPED),
             resumed_from_step=learner.resumed_from_step,
             steps_this_run=steps,
             learning_seconds=round(learning_seconds, 3),

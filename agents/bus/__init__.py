@@ -24,8 +24,10 @@ from agents.bus.schemas import (
     Message,
     PolicyArch,
     PolicySnapshot,
+    Receipt,
     SpaceSpec,
     Status,
+    StreamReceipt,
     Telemetry,
 )
 from agents.bus.signing import tensor_digest
@@ -62,9 +64,11 @@ __all__ = [
     "PolicyArch",
     "PolicySnapshot",
     "RawMessage",
+    "Receipt",
     "SeqTracker",
     "SpaceSpec",
     "Status",
+    "StreamReceipt",
     "Telemetry",
     "Tensor",
     "TopicRef",

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -142,11 +143,41 @@ class BusClient:
         *,
         qos: int = 1,
         retain: bool = False,
+        receipted: str | None = None,
     ) -> int:
-        """Like :meth:`enqueue`, numbering the message with durable counter ``counter``."""
-        value = self.outbox.put_counted(counter, build, qos=qos, retain=retain)
+        """Like :meth:`enqueue`, numbering the message with durable counter ``counter``.
+
+        With ``receipted`` (its stream's name) the message is kept until a receipt covers it.
+        """
+        value = self.outbox.put_counted(counter, build, qos=qos, retain=retain, receipted=receipted)
         self._wake_sender.set()
         return value
+
+    async def wait_receipted(self, timeout: float) -> bool:
+        """Wait until every receipted message is covered by a receipt; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.outbox.pending():
+            if loop.time() >= deadline or self.fatal is not None:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    def receipted(
+        self, stream: str, *, floor: int, highest: int, missing: Sequence[int], grace: float
+    ) -> int:
+        """Apply the receiver's receipt for ``stream`` (:meth:`Outbox.receipted`).
+
+        Rows the broker acknowledged more than ``grace`` seconds ago that the receipt does not
+        show are sent again. Returns how many go out again.
+        """
+        again = self.outbox.receipted(
+            stream, floor=floor, highest=highest, missing=missing,
+            resend_before=time.time() - grace,
+        )  # fmt: skip
+        if again:
+            self._wake_sender.set()
+        return again
 
     async def publish_now(
         self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
@@ -166,10 +197,13 @@ class BusClient:
         return True
 
     async def flush(self, timeout: float) -> bool:
-        """Wait until the outbox is empty; returns False if ``timeout`` ran out first."""
+        """Wait until the broker acknowledged everything; False if ``timeout`` ran out first.
+
+        Rows waiting for a receipt stay in the outbox file for the next start.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.outbox.pending():
+        while self.outbox.unsent():
             if loop.time() >= deadline or self.fatal is not None:
                 return False
             await asyncio.sleep(0.05)
@@ -240,7 +274,7 @@ class BusClient:
                 continue
             for item in items:
                 await connection.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
-                self.outbox.remove(item.id)
+                self.outbox.acknowledged(item.id, time.time())
                 self.stats.published += 1
 
     async def _receive_loop(self, connection: Connection) -> None:

@@ -35,6 +35,7 @@ from agents.bus.schemas import (
     LibraryPolicy,
     Message,
     PolicySnapshot,
+    Receipt,
     SpaceSpec,
     Status,
     Telemetry,
@@ -44,14 +45,21 @@ from agents.bus.topics import Kind, validate_name
 from agents.exceptions import ConfigError, MessageRejected
 
 __all__ = [
+    "MAX_MISSING_LISTED",
     "MAX_PAYLOAD_BYTES",
     "MESSAGE_TYPES",
+    "RECEIPTED_KINDS",
     "REJECT_REASONS",
     "decode",
     "decode_as",
     "encode",
     "kind_of",
 ]
+
+#: The numbered streams an agent keeps until the coordinator's receipt covers them.
+RECEIPTED_KINDS: Final = ("experience", "policy", "telemetry")
+#: The most missing numbers one receipt lists per stream (the lowest first).
+MAX_MISSING_LISTED: Final = 1000
 
 #: Every reason a message can be rejected for. Bounded: these are Prometheus label values.
 REJECT_REASONS: Final = (
@@ -83,6 +91,7 @@ MAX_PAYLOAD_BYTES: Final[dict[Kind, int]] = {
     Kind.EXPERIENCE: 8 * _MiB,
     Kind.POLICY: 16 * _MiB,
     Kind.WEIGHTS: 16 * _MiB,
+    Kind.RECEIPT: 64 << 10,
 }
 
 MESSAGE_TYPES: Final[dict[Kind, type[Message]]] = {
@@ -94,6 +103,7 @@ MESSAGE_TYPES: Final[dict[Kind, type[Message]]] = {
     Kind.EVALUATION: Evaluation,
     Kind.LEADERBOARD: Leaderboard,
     Kind.WEIGHTS: FederatedWeights,
+    Kind.RECEIPT: Receipt,
 }
 
 KIND_OF: Final[dict[type[Message], Kind]] = {tp: kind for kind, tp in MESSAGE_TYPES.items()}
@@ -381,6 +391,23 @@ def _check_leaderboard(message: Message) -> None:
         _name(entry.agent, "agent")
 
 
+def _check_receipt(message: Message) -> None:
+    assert isinstance(message, Receipt)
+    _name(message.agent, "agent")
+    _finite(message.ts, "ts")
+    if len(message.streams) > len(RECEIPTED_KINDS):
+        raise MessageRejected("invalid", f"{len(message.streams)} streams in a receipt")
+    for stream in message.streams:
+        if stream.stream not in RECEIPTED_KINDS:
+            raise MessageRejected("invalid", f"no receipts for stream {stream.stream!r}")
+        _at_least(stream.floor, 0, "floor")
+        _at_least(stream.highest, stream.floor, "highest")
+        if len(stream.missing) > MAX_MISSING_LISTED:
+            raise MessageRejected("invalid", f"{len(stream.missing)} missing numbers listed")
+        if any(not stream.floor < number < stream.highest for number in stream.missing):
+            raise MessageRejected("invalid", "a missing number outside (floor, highest)")
+
+
 _VALIDATORS: Final = {
     Kind.STATUS: _check_status,
     Kind.EXPERIENCE: _check_experience,
@@ -390,4 +417,5 @@ _VALIDATORS: Final = {
     Kind.EVALUATION: _check_evaluation,
     Kind.LEADERBOARD: _check_leaderboard,
     Kind.WEIGHTS: _check_weights,
+    Kind.RECEIPT: _check_receipt,
 }

@@ -45,6 +45,22 @@ class SeqTracker:
         self.floor = floor
         self.max_gap = max_gap
         self.above: set[int] = set()
+        #: Numbers that arrived after a later one had (a gap filled: a repair).
+        self.repaired = 0
+        #: Numbers given up on (a gap wider than ``max_gap``).
+        self.given_up = 0
+
+    @property
+    def highest(self) -> int:
+        """The highest number seen (``floor`` when nothing beyond it)."""
+        return max(self.above, default=self.floor or 0)
+
+    @property
+    def missing_count(self) -> int:
+        """How many numbers below the highest seen have not arrived."""
+        if not self.above or self.floor is None:
+            return 0
+        return self.highest - self.floor - len(self.above)
 
     def add(self, seq: int) -> bool:
         """Record ``seq``; returns False if it was seen before (a duplicate)."""
@@ -52,8 +68,11 @@ class SeqTracker:
             self.floor = seq - 1
         if seq <= self.floor or seq in self.above:
             return False
+        if self.above and seq < self.highest:
+            self.repaired += 1
         self.above.add(seq)
         if len(self.above) > self.max_gap:
+            self.given_up += self.missing_count
             self.floor = min(self.above) - 1
         while self.floor + 1 in self.above:
             self.floor += 1
@@ -63,9 +82,19 @@ class SeqTracker:
     @property
     def missing(self) -> list[int]:
         """Numbers below the highest seen that have not arrived (yet)."""
-        if not self.above or self.floor is None:
-            return []
-        return [s for s in range(self.floor + 1, max(self.above)) if s not in self.above]
+        return self.lowest_missing(self.missing_count)
+
+    def lowest_missing(self, limit: int) -> list[int]:
+        """The lowest ``limit`` numbers below the highest seen that have not arrived."""
+        found: list[int] = []
+        if self.floor is None:
+            return found
+        number = self.floor + 1
+        while len(found) < min(limit, self.missing_count):
+            if number not in self.above:
+                found.append(number)
+            number += 1
+        return found
 
 
 @dataclass(slots=True)
@@ -87,6 +116,9 @@ class Inbox:
         kinds: the kinds this process wants; others are ignored without counting.
         dedupe: de-duplicate experience by (agent, seq) and snapshots by (agent, version).
         key: the society's key: snapshots and directives must carry its HMAC signature.
+        numbered_from_one: every agent's streams start at 1, so numbers before the first one
+            seen are missing, not before our time (the coordinator, which receipts them; a
+            peer joining late takes a stream from where it finds it).
     """
 
     def __init__(
@@ -97,8 +129,12 @@ class Inbox:
         kinds: Iterable[Kind] | None = None,
         dedupe: bool = True,
         key: bytes | None = None,
+        numbered_from_one: bool = False,
     ) -> None:
         self.topics = topics
+        self.numbered_from_one = numbered_from_one
+        #: Agents whose streams changed since :meth:`take_changed` was last called.
+        self.changed: set[str] = set()
         self.handler = handler
         self.kinds = set(kinds) if kinds is not None else set(Kind)
         self.dedupe = dedupe
@@ -132,6 +168,12 @@ class Inbox:
         """Mark ``(agent, number)`` of ``kind`` as seen (state restored after a restart)."""
         tracker = self.streams.setdefault((kind, agent), SeqTracker(floor=0))
         tracker.add(number)
+        self.changed.add(agent)
+
+    def take_changed(self) -> set[str]:
+        """The agents whose streams changed since the last call (and forget them)."""
+        changed, self.changed = self.changed, set()
+        return changed
 
     def forget(self, agent: str) -> None:
         """Forget ``agent``'s sequence numbers and versions: a new life numbers from 1."""
@@ -161,8 +203,14 @@ class Inbox:
         else:
             return False
         assert ref.agent is not None
-        tracker = self.streams.setdefault((ref.kind, ref.agent), SeqTracker())
-        return not tracker.add(number)
+        tracker = self.streams.get((ref.kind, ref.agent))
+        if tracker is None:
+            tracker = SeqTracker(floor=0 if self.numbered_from_one else None)
+            self.streams[(ref.kind, ref.agent)] = tracker
+        if not tracker.add(number):
+            return True
+        self.changed.add(ref.agent)
+        return False
 
     def _reject(self, topic: str, exc: MessageRejected) -> None:
         self.stats.rejected[exc.reason] += 1

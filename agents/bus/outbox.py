@@ -1,23 +1,37 @@
 """A durable outbox: what a process must publish survives broker outages and its own crash.
 
 Messages that must not be lost (experience batches, snapshots, directives) are written to a
-SQLite file before anything is sent; the bus client removes a row only after the broker
-acknowledged it (PUBACK). Delivery is therefore at least once, and receivers de-duplicate by
-(agent, seq). The per-agent counters (experience ``seq``, snapshot ``version``) live in the
-same file and are advanced in the same transaction that stores the message, so a number is
-never used twice, not even after ``kill -9``.
+SQLite file before anything is sent. A plain row is removed once the broker acknowledged it
+(PUBACK). A *receipted* row (one of an agent's numbered streams: experience, snapshots,
+telemetry) is kept after the PUBACK until the receiver says it recorded it: a broker's
+acknowledgement is not delivery (a broker restarted with no memory forgets what it queued).
+:meth:`Outbox.receipted` applies a receipt: rows it covers go, rows it lists as missing are
+sent again, and so are rows acknowledged long before it that it does not show (the tail of a
+stream lost with a broker). Delivery is at least once; receivers de-duplicate by
+(agent, seq). Rows waiting for a receipt are bounded (``max_awaiting``): beyond it the oldest
+are given up, and counted (``unreceipted_dropped``).
+
+The per-agent counters (experience ``seq``, snapshot ``version``) live in the same file and
+are advanced in the same transaction that stores the message, so a number is never used
+twice, not even after ``kill -9``.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agents._sqlite import open_database
 
-__all__ = ["Outbox", "OutboxItem"]
+__all__ = ["RESENT", "UNRECEIPTED_DROPPED", "Outbox", "OutboxItem"]
+
+#: Durable counters of what receipts made the outbox do.
+RESENT = "resent"
+UNRECEIPTED_DROPPED = "unreceipted_dropped"
+#: Columns added after the first release, added to an older file when it is opened.
+_ADDED_COLUMNS = (("stream", "TEXT"), ("number", "INTEGER"), ("acked", "REAL"))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -25,7 +39,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     qos INTEGER NOT NULL,
-    retain INTEGER NOT NULL
+    retain INTEGER NOT NULL,
+    stream TEXT,
+    number INTEGER,
+    acked REAL
 );
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
@@ -50,9 +67,14 @@ class Outbox:
     Use from one thread (the event loop's).
     """
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, max_awaiting: int = 20_000) -> None:
         self.path = path
+        self.max_awaiting = max_awaiting
         self._db = open_database(path, _SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        for name, sql_type in _ADDED_COLUMNS:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {sql_type}")
 
     def close(self) -> None:
         self._db.close()
@@ -70,11 +92,21 @@ class Outbox:
             (name, at_least),
         )
 
-    def put(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
-        """Store one message; returns its row id."""
+    def put(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        stream: str | None = None,
+        number: int | None = None,
+    ) -> int:
+        """Store one message (receipted when ``stream`` and ``number`` are given); its row id."""
         cursor = self._db.execute(
-            "INSERT INTO outbox(topic, payload, qos, retain) VALUES(?, ?, ?, ?)",
-            (topic, payload, qos, int(retain)),
+            "INSERT INTO outbox(topic, payload, qos, retain, stream, number) "
+            "VALUES(?, ?, ?, ?, ?, ?)",
+            (topic, payload, qos, int(retain), stream, number),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -86,34 +118,98 @@ class Outbox:
         *,
         qos: int = 1,
         retain: bool = False,
+        receipted: str | None = None,
     ) -> int:
         """Take the next value of ``counter``, build ``(topic, payload)`` with it, store both.
 
         One transaction: either the message is stored and the counter advanced, or neither.
+        With ``receipted`` (a stream's name) the row waits for a receipt after the PUBACK.
         Returns the counter value used.
         """
         with self._transaction():
             value = self.counter(counter) + 1
             topic, payload = build(value)
             self.advance_counter(counter, value)
-            self.put(topic, payload, qos=qos, retain=retain)
+            self.put(
+                topic, payload, qos=qos, retain=retain, stream=receipted,
+                number=value if receipted else None,
+            )  # fmt: skip
         return value
 
     def peek(self, limit: int = 64) -> list[OutboxItem]:
+        """The oldest rows not yet acknowledged by the broker."""
         rows = self._db.execute(
-            "SELECT id, topic, payload, qos, retain FROM outbox ORDER BY id LIMIT ?", (limit,)
+            "SELECT id, topic, payload, qos, retain FROM outbox WHERE acked IS NULL "
+            "ORDER BY id LIMIT ?",
+            (limit,),
         ).fetchall()
         return [OutboxItem(int(r[0]), r[1], bytes(r[2]), int(r[3]), bool(r[4])) for r in rows]
 
     def remove(self, item_id: int) -> None:
         self._db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
 
+    def acknowledged(self, item_id: int, now: float) -> None:
+        """The broker acknowledged row ``item_id``: a plain row goes, a receipted one waits."""
+        with self._transaction():
+            self._db.execute("DELETE FROM outbox WHERE id = ? AND stream IS NULL", (item_id,))
+            self._db.execute("UPDATE outbox SET acked = ? WHERE id = ?", (now, item_id))
+            excess = self.awaiting() - self.max_awaiting
+            if excess > 0:
+                self._db.execute(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE acked IS NOT "
+                    "NULL ORDER BY id LIMIT ?)",
+                    (excess,),
+                )
+                self.advance_counter(
+                    UNRECEIPTED_DROPPED, self.counter(UNRECEIPTED_DROPPED) + excess
+                )
+
+    def receipted(
+        self, stream: str, *, floor: int, highest: int, missing: Sequence[int], resend_before: float
+    ) -> int:
+        """Apply a receipt for ``stream``; returns how many rows go out again.
+
+        Rows up to ``floor`` are recorded: they go. Rows the receipt lists as ``missing``, and
+        rows above ``highest`` the broker acknowledged before ``resend_before`` (the receiver
+        has had time to record them and has not), are sent again (counted as ``resent``).
+        """
+        with self._transaction():
+            self._db.execute("DELETE FROM outbox WHERE stream = ? AND number <= ?", (stream, floor))
+            again = 0
+            for number in missing:
+                again += self._db.execute(
+                    "UPDATE outbox SET acked = NULL WHERE stream = ? AND number = ? "
+                    "AND acked IS NOT NULL",
+                    (stream, number),
+                ).rowcount
+            again += self._db.execute(
+                "UPDATE outbox SET acked = NULL WHERE stream = ? AND number > ? "
+                "AND acked IS NOT NULL AND acked < ?",
+                (stream, highest, resend_before),
+            ).rowcount
+            if again:
+                self.advance_counter(RESENT, self.counter(RESENT) + again)
+        return again
+
     def pending(self, topic: str | None = None) -> int:
-        """Messages not yet acknowledged, on ``topic`` or in all."""
+        """Messages not yet recorded by their receiver (or, if plain, acknowledged)."""
         if topic is None:
             return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
         query = "SELECT count(*) FROM outbox WHERE topic = ?"
         return int(self._db.execute(query, (topic,)).fetchone()[0])
+
+    def unsent(self, topic: str | None = None) -> int:
+        """Messages the broker has not acknowledged yet, on ``topic`` or in all."""
+        if topic is None:
+            query = "SELECT count(*) FROM outbox WHERE acked IS NULL"
+            return int(self._db.execute(query).fetchone()[0])
+        query = "SELECT count(*) FROM outbox WHERE acked IS NULL AND topic = ?"
+        return int(self._db.execute(query, (topic,)).fetchone()[0])
+
+    def awaiting(self) -> int:
+        """Receipted messages the broker acknowledged, waiting for their receipt."""
+        query = "SELECT count(*) FROM outbox WHERE acked IS NOT NULL"
+        return int(self._db.execute(query).fetchone()[0])
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

@@ -299,6 +299,35 @@ class Directive(Message, tag="directive"):
     signature: str | None = None
 
 
+class StreamReceipt(_Struct):
+    """What the coordinator has recorded of one of an agent's numbered streams.
+
+    ``stream`` is the kind (``experience``, ``policy``, ``telemetry``); every number up to
+    ``floor`` is recorded; ``highest`` is the highest recorded; ``missing`` the numbers between
+    that have not arrived (at most ``MAX_MISSING_LISTED`` of them, the lowest first).
+    """
+
+    stream: str
+    floor: Int64
+    highest: Int64
+    missing: list[Int64] = []
+
+
+class Receipt(Message, tag="receipt"):
+    """The coordinator's word to one agent of what it has recorded. Retained; the latest wins.
+
+    An agent keeps each numbered message (experience, snapshots, telemetry) after the broker's
+    acknowledgement until a receipt covers it, and sends again what a receipt lists as missing
+    (docs/reliability.md).
+    """
+
+    agent: str
+    incarnation: Int64
+    ts: float
+    streams: list[StreamReceipt]
+    signature: str | None = None
+
+
 class RegimeScore(_Struct):
     """An evaluation's mean return on one regime of the world."""
 

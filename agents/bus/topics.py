@@ -52,6 +52,7 @@ class Kind(StrEnum):
     EVALUATION = "evaluations"
     LEADERBOARD = "leaderboard"
     WEIGHTS = "weights"
+    RECEIPT = "receipt"
 
 
 #: What an agent can share with (and take in from) its peers, each over its own topics:
@@ -61,6 +62,7 @@ SHARE_KINDS = ("experience", "snapshots", "evolution", "federated")
 
 AGENT_KINDS = (
     Kind.STATUS, Kind.EXPERIENCE, Kind.POLICY, Kind.TELEMETRY, Kind.DIRECTIVE, Kind.WEIGHTS,
+    Kind.RECEIPT,
 )  # fmt: skip
 COORDINATOR_KINDS = (Kind.EVALUATION, Kind.LEADERBOARD)
 
@@ -89,6 +91,8 @@ DELIVERY: dict[Kind, Delivery] = {
     Kind.LEADERBOARD: Delivery(qos=1, retain=True, durable=True),
     # Perishable: the next round replaces a lost one, and nobody waits for it.
     Kind.WEIGHTS: Delivery(qos=1, retain=False, durable=False),
+    # The latest replaces any lost one; retained, so an agent that reconnects finds it.
+    Kind.RECEIPT: Delivery(qos=1, retain=True, durable=False),
 }
 
 

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 
 from agents._atomic import write_text_atomically
 from agents.bus.client import BusClient, BusStats
-from agents.bus.codec import encode
+from agents.bus.codec import MAX_MISSING_LISTED, RECEIPTED_KINDS, encode
 from agents.bus.inbox import Inbox
 from agents.bus.outbox import Outbox
 from agents.bus.schemas import (
@@ -37,8 +37,10 @@ from agents.bus.schemas import (
     Lineage,
     Message,
     PolicySnapshot,
+    Receipt,
     RegimeScore,
     Status,
+    StreamReceipt,
     Telemetry,
 )
 from agents.bus.signing import sign_with
@@ -76,6 +78,8 @@ class CoordinatorConfig:
     eval_workers: int = 1
     allowed_envs: frozenset[str] = field(default_factory=frozenset)
     keepalive: int = 15
+    #: Seconds between receipts to agents whose numbered streams changed.
+    receipt_interval: float = 1.0
     #: Seconds between generations of population-based training; 0: not by the clock.
     evolution_interval: float = 0.0
     #: An agent is ready for evolution each time it has lived this many more steps since it
@@ -116,7 +120,10 @@ class Coordinator:
         self.roster = Roster()
         #: Calls the integrations' hooks; counts the calls that raised.
         self.hook_runner = HookRunner()
-        self.inbox = Inbox(self.topics, self._on_message, kinds=_SUBSCRIBED, key=config.society_key)
+        self.inbox = Inbox(
+            self.topics, self._on_message, kinds=_SUBSCRIBED, key=config.society_key,
+            numbered_from_one=True,
+        )  # fmt: skip
         self.metrics_registry = metrics_registry or CollectorRegistry()
         self.evaluation_seconds: Histogram = register_metrics(self, self.metrics_registry)
         self.metrics_port: int | None = None
@@ -178,6 +185,7 @@ class Coordinator:
                 if config.evolution_interval > 0:
                     workers.append(asyncio.create_task(self._evolution_loop()))
                 workers.append(asyncio.create_task(self._health_loop()))
+                workers.append(asyncio.create_task(self._receipt_loop()))
                 try:
                     # Until stopped, or refused by the broker for good (credentials, or a TLS
                     # certificate it cannot verify): then it stops and says so.
@@ -279,6 +287,7 @@ class Coordinator:
             "messages_rejected": sum(stats.rejected.values()),
             "messages_rejected_by_reason": dict(stats.rejected),
             "messages_duplicate_by_kind": dict(stats.duplicates),
+            "delivery": self.delivery(),
             "groups": self.roster.groups(),
             "agents": [record.as_summary() for record in self.roster.agents.values()],
         }
@@ -387,6 +396,68 @@ class Coordinator:
             reconnects=bus.connection_losses if bus is not None else 0,
             evaluation_backlog=self.evaluation_backlog,
         )
+
+    # --- receipts -------------------------------------------------------------------------
+
+    async def _receipt_loop(self) -> None:
+        """Tell each agent what of its numbered streams is recorded, when that changed."""
+        while True:
+            await asyncio.sleep(self.config.receipt_interval)
+            await self.send_receipts()
+
+    def receipt(self, agent: str) -> Receipt:
+        """What is recorded of ``agent``'s experience, snapshots and telemetry."""
+        streams = []
+        for name in RECEIPTED_KINDS:
+            tracker = self.inbox.streams.get((Kind(name), agent))
+            if tracker is None or tracker.floor is None:
+                continue
+            streams.append(
+                StreamReceipt(
+                    stream=name, floor=tracker.floor, highest=tracker.highest,
+                    missing=tracker.lowest_missing(MAX_MISSING_LISTED),
+                )
+            )  # fmt: skip
+        return Receipt(
+            schema=SCHEMA_VERSION, agent=agent, incarnation=self.roster.get(agent).incarnation,
+            ts=time.time(), streams=streams,
+        )  # fmt: skip
+
+    async def send_receipts(self) -> int:
+        """Publish a receipt (retained) to every agent whose streams changed; how many sent.
+
+        Sent after the messages were recorded: the inbox hands a message to the handler, which
+        writes it to the history, before this loop runs again.
+        """
+        if self.bus is None:
+            return 0
+        delivery = DELIVERY[Kind.RECEIPT]
+        sent = 0
+        for agent in sorted(self.inbox.take_changed()):
+            if agent not in self.roster.agents:
+                continue
+            payload = encode(sign_with(self.receipt(agent), self.config.society_key))
+            topic = self.topics.agent(agent, Kind.RECEIPT)
+            if await self.bus.publish_now(topic, payload, qos=delivery.qos, retain=delivery.retain):
+                sent += 1
+            else:
+                self.inbox.changed.add(agent)  # not connected: next time
+        return sent
+
+    def delivery(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Per agent and numbered stream: recorded through, missing now, repaired, given up."""
+        report: dict[str, dict[str, dict[str, int]]] = {}
+        for (kind, agent), tracker in sorted(self.inbox.streams.items()):
+            if kind.value not in RECEIPTED_KINDS or tracker.floor is None:
+                continue
+            report.setdefault(agent, {})[kind.value] = {
+                "recorded_through": tracker.floor,
+                "highest": tracker.highest,
+                "missing": tracker.missing_count,
+                "repaired": tracker.repaired,
+                "given_up": tracker.given_up,
+            }
+        return report
 
     # --- evolution ------------------------------------------------------------------------
 

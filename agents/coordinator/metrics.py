@@ -123,6 +123,7 @@ class SocietyState(Protocol):
     @property
     def bus_stats(self) -> BusStats | None: ...
     def sharing(self) -> SharingGain | None: ...
+    def delivery(self) -> dict[str, dict[str, dict[str, int]]]: ...
 
 
 class SocietyCollector(Collector):
@@ -251,6 +252,25 @@ class SocietyCollector(Collector):
         for reason in REJECT_REASONS:
             rejected.add_metric([reason], stats.rejected.get(reason, 0))
         yield from (received, duplicates, rejected)
+        yield from self._delivery()
+
+    def _delivery(self) -> Iterator[Metric]:
+        """End-to-end delivery of each agent's numbered streams (receipts, docs/reliability.md)."""
+        missing = GaugeMetricFamily(
+            "society_messages_missing",
+            "Numbered messages of an agent not recorded though a later one was, by kind.",
+            labels=["agent", "kind"],
+        )
+        repaired = CounterMetricFamily(
+            "society_messages_repaired",
+            "Numbered messages recorded after a later one had been (a gap repaired), by kind.",
+            labels=["agent", "kind"],
+        )
+        for agent, streams in self.coordinator.delivery().items():
+            for kind, counts in streams.items():
+                missing.add_metric([agent, kind], counts["missing"])
+                repaired.add_metric([agent, kind], counts["repaired"])
+        yield from (missing, repaired)
 
     def _evaluation_and_bus(self) -> Iterator[Metric]:
         coordinator = self.coordinator

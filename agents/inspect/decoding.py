@@ -27,6 +27,7 @@ from agents.bus.schemas import (
     Lineage,
     Message,
     PolicySnapshot,
+    Receipt,
     Status,
     Telemetry,
 )
@@ -247,6 +248,15 @@ def _telemetry(message: Message) -> dict[str, Scalar]:
     }
 
 
+def _receipt(message: Message) -> dict[str, Scalar]:
+    assert isinstance(message, Receipt)
+    return {
+        "incarnation": f"{message.incarnation:x}",
+        **{f"{s.stream}_through": s.floor for s in message.streams},
+        "missing": sum(len(s.missing) for s in message.streams) or None,
+    }
+
+
 _FIELDS: Final[dict[type[Message], Callable[[Message], dict[str, Scalar]]]] = {
     Status: _status,
     ExperienceBatch: _experience,
@@ -256,6 +266,7 @@ _FIELDS: Final[dict[type[Message], Callable[[Message], dict[str, Scalar]]]] = {
     Evaluation: _evaluation,
     Leaderboard: _leaderboard,
     FederatedWeights: _weights,
+    Receipt: _receipt,
 }
 
 

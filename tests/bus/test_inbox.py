@@ -141,3 +141,17 @@ def test_decoded_payload_keeps_no_reference_to_untrusted_types() -> None:
     inbox = Inbox(topics, Received())
     asyncio.run(inbox(RawMessage(topics.agent("a0", Kind.STATUS), payload)))
     assert inbox.stats.rejected["schema"] == 1
+
+
+def test_a_tracker_counts_its_gaps_and_their_repairs() -> None:
+    tracker = SeqTracker(floor=0)
+    for seq in (1, 2, 5, 6, 9):
+        tracker.add(seq)
+    assert (tracker.floor, tracker.highest, tracker.missing_count) == (2, 9, 4)
+    assert tracker.lowest_missing(3) == [3, 4, 7]
+    assert tracker.missing == [3, 4, 7, 8]
+    tracker.add(4)
+    tracker.add(3)
+    assert (tracker.floor, tracker.repaired, tracker.missing_count) == (6, 2, 2)
+    tracker.add(10)  # beyond the highest: no repair
+    assert tracker.repaired == 2

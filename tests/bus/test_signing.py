@@ -89,6 +89,7 @@ EVERY_KIND = [
     (Kind.DIRECTIVE, factories.directive()),
     (Kind.EVALUATION, factories.evaluation()),
     (Kind.LEADERBOARD, factories.leaderboard()),
+    (Kind.RECEIPT, factories.receipt()),
 ]
 
 

@@ -127,7 +127,7 @@ def test_json_line_has_common_fields_then_kind_fields() -> None:
 def test_kinds_filter_accepts_topic_words_and_refuses_unknown_ones() -> None:
     assert parse_kinds("policy, evaluations") == {"policy", "evaluation"}
     assert set(KINDS) == {"status", "experience", "policy", "telemetry", "directive",
-                          "evaluation", "leaderboard", "weights"}  # fmt: skip
+                          "evaluation", "leaderboard", "weights", "receipt"}  # fmt: skip
     with pytest.raises(Exception, match="unknown kind bogus"):
         parse_kinds("policy,bogus")
 
