@@ -280,3 +280,25 @@ def test_telemetry_names_at_most_256_valid_peers() -> None:
         == "invalid"
     )
     assert decode(Kind.TELEMETRY, encode(msgspec.structs.replace(message, learns_from=["a1"])))
+
+
+@pytest.mark.parametrize(
+    ("stream", "match"),
+    [
+        ({"stream": "status", "floor": 1, "highest": 1}, "no receipts for stream"),
+        ({"stream": "experience", "floor": 5, "highest": 3}, "highest"),
+        ({"stream": "experience", "floor": -1, "highest": 3}, "floor"),
+        ({"stream": "experience", "floor": 2, "highest": 9, "missing": [2]}, "outside"),
+        ({"stream": "experience", "floor": 2, "highest": 9, "missing": [9]}, "outside"),
+        (
+            {"stream": "experience", "floor": 0, "highest": 5000, "missing": list(range(1, 1002))},
+            "missing numbers listed",
+        ),
+    ],
+)
+def test_a_receipt_that_makes_no_sense_is_refused(stream: dict[str, Any], match: str) -> None:
+    good = msgspec.to_builtins(factories.receipt())
+    payload = msgspec.msgpack.encode({**good, "kind": "receipt", "streams": [stream]})
+    with pytest.raises(MessageRejected, match=match) as caught:
+        decode(Kind.RECEIPT, payload)
+    assert caught.value.reason == "invalid"
