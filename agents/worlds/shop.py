@@ -174,7 +174,8 @@ class ShopParams(WorldParams):
     """Utility the front page adds to the featured product (logit units)."""
     # Traffic and stock: device parameters.
     visitors_per_hour: float = 12.0
-    """Visitors per hour at the daily profile's reference level (about midday), weekdays."""
+    """Visitors per hour on weekdays, before the hour's profile (0.12 at night, 1.5 at the
+    evening peak)."""
     visitor_noise_sd: float = 0.2
     """Standard deviation of the day's log-normal traffic factor."""
     appeal_noise_sd: float = 0.15
