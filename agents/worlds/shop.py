@@ -912,4 +912,5 @@ SHOP_BASELINES: Mapping[str, Callable[[gym.Env[Any, Any]], Any]] = types.Mapping
 SHOP_PRIMARY_BASELINE = "fixed_markup"
 """The rule the shop runs today, what an agent starts from and is guarded against: the
 bandits learn as they go (their score depends on how long they have lived, and cloning one
-would clone its exploration), so the reference is the fixed rule, the stronger of the two."""
+would clone its exploration), so the reference is the fixed rule, the stronger of the two rules
+(in every regime but the holiday season, where they tie)."""
