@@ -2,8 +2,8 @@
 
 Importing this package registers the built-in worlds with gymnasium under the ``society/``
 namespace (``society/Thermostat-v0``, ``society/TrafficSignal-v0``,
-``society/HomeBattery-v0``). See ``docs/worlds.md`` for each world's physics, observation,
-reward, regimes and baselines.
+``society/HomeBattery-v0``, ``society/Shop-v0``). See ``docs/worlds.md`` for each world's
+physics, observation, reward, regimes and baselines.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from agents.worlds.drift import (
 )
 from agents.worlds.registry import (
     BATTERY_ID,
+    SHOP_ID,
     THERMOSTAT_ID,
     TRAFFIC_ID,
     WORLD_IDS,
@@ -41,6 +42,7 @@ from agents.worlds.registry import (
     register_worlds,
     world_class,
 )
+from agents.worlds.shop import Shop
 from agents.worlds.thermostat import Thermostat
 from agents.worlds.traffic import TrafficSignal
 
@@ -49,6 +51,7 @@ __all__ = [
     "BATTERY_ID",
     "CARTPOLE_REGIMES",
     "PRIMARY_BASELINE",
+    "SHOP_ID",
     "THERMOSTAT_ID",
     "TRAFFIC_ID",
     "WORLD_IDS",
@@ -61,6 +64,7 @@ __all__ = [
     "PolicyController",
     "RandomController",
     "Regime",
+    "Shop",
     "Thermostat",
     "TrafficSignal",
     "baseline_names",

@@ -17,6 +17,10 @@ only the observation.
 - Home battery: ``self_consumption`` (store solar surplus, cover deficits: the default mode of
   home batteries) and ``tou`` (also charge from the grid at off-peak and hold the charge for the
   peak).
+- Shop: ``fixed_markup`` (cost-plus list prices, the highest-margin product featured),
+  ``popularity`` (list prices, the last day's best seller featured) and the contextual bandits
+  ``linucb`` and ``thompson``, which learn from the reward the observation reports
+  (:mod:`agents.worlds.shop`).
 - CartPole: ``pd`` (a proportional-derivative balance rule), so the seed's example has a
   reference too.
 """
@@ -39,12 +43,14 @@ from agents.worlds import thermostat as th
 from agents.worlds.registry import (
     BATTERY_ID,
     OPTIONAL_WORLD_IDS,
+    SHOP_ID,
     SUMO_ID,
     THERMOSTAT_ID,
     TRAFFIC_ID,
     WORLD_CLASSES,
     make_world,
 )
+from agents.worlds.shop import SHOP_BASELINES, SHOP_PRIMARY_BASELINE
 from agents.worlds.sumo import SumoFixedTime, SumoLongestQueue, SumoMaxPressure
 from agents.worlds.traffic import TIME_IN_PHASE_SCALE_S, TrafficSignal, arrival_rates_per_h
 
@@ -539,6 +545,7 @@ BASELINES: Mapping[str, Mapping[str, ControllerFactory]] = types.MappingProxyTyp
                 "tou": lambda env: SelfConsumptionBattery(env, tou=True),
             }
         ),
+        SHOP_ID: SHOP_BASELINES,
         "CartPole-v1": types.MappingProxyType({"pd": CartPolePD}),
         "CartPole-v0": types.MappingProxyType({"pd": CartPolePD}),
         **_SUMO_BASELINES,
@@ -551,6 +558,7 @@ PRIMARY_BASELINE: Mapping[str, str] = types.MappingProxyType(
         THERMOSTAT_ID: "programmable",
         TRAFFIC_ID: "max_pressure",
         BATTERY_ID: "self_consumption",
+        SHOP_ID: SHOP_PRIMARY_BASELINE,
         "CartPole-v1": "pd",
         "CartPole-v0": "pd",
         **({SUMO_ID: "max_pressure"} if SUMO_ID in OPTIONAL_WORLD_IDS else {}),

@@ -25,6 +25,7 @@ from agents.worlds.drift import (
     DriftWrapper,
     Regime,
 )
+from agents.worlds.shop import Shop
 from agents.worlds.sumo import SumoTrafficSignal, sumo_available
 from agents.worlds.thermostat import Thermostat
 from agents.worlds.traffic import TrafficSignal
@@ -32,6 +33,7 @@ from agents.worlds.traffic import TrafficSignal
 __all__ = [
     "BATTERY_ID",
     "OPTIONAL_WORLD_IDS",
+    "SHOP_ID",
     "SUMO_ID",
     "THERMOSTAT_ID",
     "TRAFFIC_ID",
@@ -49,11 +51,13 @@ THERMOSTAT_ID = "society/Thermostat-v0"
 TRAFFIC_ID = "society/TrafficSignal-v0"
 BATTERY_ID = "society/HomeBattery-v0"
 SUMO_ID = "society/SumoTraffic-v0"
+SHOP_ID = "society/Shop-v0"
 
 _BUILTIN: dict[str, type[World[Any, Any]]] = {
     THERMOSTAT_ID: Thermostat,
     TRAFFIC_ID: TrafficSignal,
     BATTERY_ID: HomeBattery,
+    SHOP_ID: Shop,
 }
 # Worlds that need an optional extra: known (registered, with regimes, devices and baselines)
 # only where it is installed. SUMO: ``pip install .[sumo]``.
