@@ -212,16 +212,16 @@ def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
     from agents.bus.codec import decode_as  # noqa: PLC0415
     from agents.bus.schemas import PolicySnapshot, RegimeSpec  # noqa: PLC0415
     from agents.learner.algorithms import get_algorithm  # noqa: PLC0415
+    from agents.learner.batch_actor import batch_actor  # noqa: PLC0415
     from agents.learner.envs import make_env  # noqa: PLC0415
     from agents.learner.snapshots import build_policy, load_tensors  # noqa: PLC0415
     from agents.learner.spaces import describe_space  # noqa: PLC0415
     from agents.worlds import (  # noqa: PLC0415
         BASELINES,
         PRIMARY_BASELINE,
-        PolicyController,
         RandomController,
         metric_keys,
-        play_episodes,
+        play_batched,
     )
 
     snapshot = decode_as(PolicySnapshot, request.payload)
@@ -237,6 +237,12 @@ def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
     regimes: list[RegimeSpec | None] = [*snapshot.regimes] or [None]
     for regime in regimes:
         env = make_env(snapshot.env_id, snapshot.env_kwargs, regime=regime)
+        # The policy plays all its episodes of the regime side by side (one batched forward
+        # pass per step); the references play on `env`, one episode after another.
+        side_by_side = [env] + [
+            make_env(snapshot.env_id, snapshot.env_kwargs, regime=regime)
+            for _ in range(0 if one_per_process(env) else max(len(seeds), _RECALL_EPISODES) - 1)
+        ]
         try:
             if policy is None:
                 if describe_space(env.observation_space) != snapshot.obs_space:
@@ -250,8 +256,8 @@ def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
                 recaller = build_policy(
                     spec, snapshot.arch, env.observation_space, env.action_space
                 )
-            score = play_episodes(
-                PolicyController(policy), env, seeds=seeds, metrics=keys,
+            score = play_batched(
+                batch_actor(policy), side_by_side, seeds=seeds, metrics=keys,
                 max_steps=request.max_episode_steps,
             )  # fmt: skip
             world = [snapshot.env_id, snapshot.env_kwargs, regime, seeds, request.max_episode_steps]
@@ -259,8 +265,8 @@ def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
             baseline_metrics: dict[str, float] = {}
             limit = request.max_episode_steps
             recall_from, recall_returns = _recall(
-                snapshot, recaller, env, score.returns, seeds=seeds, seed=request.seed,
-                max_steps=limit,
+                snapshot, recaller, side_by_side, score.returns, seeds=seeds,
+                seed=request.seed, max_steps=limit,
             )  # fmt: skip
             if baseline:
                 baseline_returns, baseline_metrics = _reference(
@@ -272,7 +278,8 @@ def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
                 metrics={}, max_steps=limit,
             )  # fmt: skip
         finally:
-            env.close()
+            for opened in side_by_side:
+                opened.close()
         results.append(
             RegimeResult(
                 regime=regime.name if regime is not None else DEFAULT_REGIME,
@@ -295,10 +302,15 @@ _RECALL_SEED_OFFSET = 7919
 _RECALL_EPISODES = 3
 
 
+def one_per_process(env: gym.Env[Any, Any]) -> bool:
+    """Whether the world runs one instance per process (SUMO): its episodes go one by one."""
+    return bool(getattr(env.unwrapped, "one_per_process", False))
+
+
 def _recall(
     snapshot: Any,
     recaller: Any,
-    env: gym.Env[Any, Any],
+    envs: list[gym.Env[Any, Any]],
     current_returns: Any,
     *,
     seeds: list[int],
@@ -313,8 +325,9 @@ def _recall(
     enough: a traffic episode that starts at 01:00 hardly tells a policy for the crossed wiring
     from one for the normal wiring. Without a library there is nothing to recall: ``("", None)``.
     """
+    from agents.learner.batch_actor import batch_actor  # noqa: PLC0415
     from agents.learner.snapshots import load_tensors  # noqa: PLC0415
-    from agents.worlds import PolicyController, play_episodes  # noqa: PLC0415
+    from agents.worlds import play_batched  # noqa: PLC0415
 
     if not snapshot.library:
         return "", None
@@ -325,8 +338,8 @@ def _recall(
     best_label, best_score = "current", -math.inf
     for label, tensors in candidates:
         load_tensors(recaller, tensors)
-        played = play_episodes(
-            PolicyController(recaller), env, seeds=selection, metrics={}, max_steps=max_steps
+        played = play_batched(
+            batch_actor(recaller), envs, seeds=selection, metrics={}, max_steps=max_steps
         )
         score = float(np.mean(played.returns))
         if score > best_score:
@@ -334,9 +347,7 @@ def _recall(
     if best_label == "current":
         return best_label, list(current_returns)
     load_tensors(recaller, dict(candidates)[best_label])
-    chosen = play_episodes(
-        PolicyController(recaller), env, seeds=seeds, metrics={}, max_steps=max_steps
-    )
+    chosen = play_batched(batch_actor(recaller), envs, seeds=seeds, metrics={}, max_steps=max_steps)
     return best_label, list(chosen.returns)
 
 

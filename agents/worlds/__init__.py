@@ -18,6 +18,7 @@ from agents.worlds.baselines import (
     baseline_names,
     make_baseline,
     metric_keys,
+    play_batched,
     play_episodes,
     run_controller,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "make_schedule",
     "make_world",
     "metric_keys",
+    "play_batched",
     "play_episodes",
     "regimes_for",
     "register_worlds",

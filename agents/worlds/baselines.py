@@ -73,6 +73,7 @@ __all__ = [
     "baseline_names",
     "make_baseline",
     "metric_keys",
+    "play_batched",
     "play_episodes",
     "run_controller",
 ]
@@ -690,6 +691,53 @@ def play_episodes(
         lengths.append(steps)
         for name, key in metrics.items():
             totals[name].append(float(info[key]))
+    return ControllerScore(
+        seeds=tuple(int(s) for s in seeds),
+        returns=tuple(returns),
+        lengths=tuple(lengths),
+        metrics=types.MappingProxyType({k: tuple(v) for k, v in totals.items()}),
+        regime=regime,
+    )
+
+
+def play_batched(
+    act: Callable[[NDArray[Any]], NDArray[Any]],
+    envs: Sequence[gym.Env[Any, Any]],
+    *,
+    seeds: Sequence[int],
+    metrics: Mapping[str, str],
+    regime: str | None = None,
+    max_steps: int = 1_000_000,
+) -> ControllerScore:
+    """:func:`play_episodes` for a policy, every episode at once: one ``act`` call per step.
+
+    Episode ``i`` (seed ``seeds[i]``) is played on ``envs[i % len(envs)]``, up to
+    ``len(envs)`` side by side; ``act`` gets the observations of the episodes still running,
+    stacked, and returns their actions. The worlds draw an episode at reset from its seed, so
+    each episode is the one :func:`play_episodes` plays with the same seed.
+    """
+    width = len(envs)
+    returns = [0.0] * len(seeds)
+    lengths = [0] * len(seeds)
+    totals: dict[str, list[float]] = {name: [0.0] * len(seeds) for name in metrics}
+    for start in range(0, len(seeds), width):
+        running: dict[int, Any] = {}  # episode -> its latest observation
+        for slot, index in enumerate(range(start, min(start + width, len(seeds)))):
+            running[index], _ = envs[slot].reset(seed=int(seeds[index]))
+        while running:
+            episodes = list(running)
+            actions = act(np.stack([running[i] for i in episodes]))
+            for row, index in enumerate(episodes):
+                env = envs[index - start]
+                obs, reward, terminated, truncated, info = env.step(actions[row])
+                returns[index] += float(reward)
+                lengths[index] += 1
+                if terminated or truncated or lengths[index] >= max_steps:
+                    del running[index]
+                    for name, key in metrics.items():
+                        totals[name][index] = float(info[key])
+                else:
+                    running[index] = obs
     return ControllerScore(
         seeds=tuple(int(s) for s in seeds),
         returns=tuple(returns),

@@ -372,6 +372,8 @@ class SumoTrafficSignal(World[SumoTrafficParams, np.int64]):
 
     regimes: ClassVar[Mapping[str, Regime]] = SUMO_REGIMES
     default_regime: ClassVar[str | None] = "light"
+    #: libsumo runs one simulation per process: episodes are played one after another.
+    one_per_process: ClassVar[bool] = True
     #: libsumo runs one simulation per process: another env's reset interrupts this one's
     #: episode (the learner resets its own env after using a sandbox).
     single_instance: ClassVar[bool] = True
