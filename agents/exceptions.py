@@ -13,6 +13,7 @@ catch the project's failures without catching programming errors. The tree is sm
     ├── LearnerError           the learner cannot be built or cannot load weights
     │   └── IncompatiblePolicy a snapshot does not fit this learner's spaces or architecture
     ├── CheckpointError        a local checkpoint is missing pieces or cannot be written
+    ├── StorageError           a process's data folder cannot be written (disk full, read-only)
     └── BrokerError            the managed broker could not be started
 """
 
@@ -30,6 +31,7 @@ __all__ = [
     "LearnerError",
     "MessageRejected",
     "SocietyError",
+    "StorageError",
 ]
 
 
@@ -95,6 +97,14 @@ class IncompatiblePolicy(LearnerError):  # noqa: N818 - reads as a verdict on th
 
 class CheckpointError(SocietyError):
     """A local checkpoint cannot be written, or is missing pieces when read back."""
+
+
+class StorageError(SocietyError):
+    """A process's data folder cannot be written: the disk is full or it is read-only.
+
+    What must not be lost is written there first (the outbox), so the process stops rather
+    than go on dropping it.
+    """
 
 
 class BrokerError(SocietyError):

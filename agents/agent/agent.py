@@ -16,6 +16,7 @@ import os
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from agents.bus.signing import sign_with, tensor_digest
 from agents.bus.topics import DELIVERY, Kind, TopicRef, Topics, validate_name
 from agents.bus.topics import SHARE_KINDS as ALL_SHARE_KINDS
 from agents.bus.transport import Connection, ConnectOptions, Transport, WillMessage
-from agents.exceptions import ConfigError, MessageRejected
+from agents.exceptions import ConfigError, MessageRejected, StorageError
 from agents.hooks import AgentHook, HookRunner
 from agents.learner.adaptation import Adaptation, Adoption
 from agents.learner.experience import ExperienceColumns
@@ -194,6 +195,8 @@ class Agent:
         self.experience_unlike = 0
         #: Receipts received from the coordinator in this life.
         self.receipts = 0
+        #: Set when the data folder could not be written: the agent stops instead of dropping.
+        self.storage_error: StorageError | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -248,11 +251,13 @@ class Agent:
                 ]
                 try:
                     await asyncio.to_thread(learner.run)
-                except BaseException:
+                except BaseException as exc:
                     # A crash (a disk that filled at a checkpoint): a clean disconnect would
                     # suppress the Last Will, so the agent says offline itself before it goes.
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(self._say_offline(bus), 5.0)
+                    if self.storage_error is not None:
+                        raise self.storage_error from exc
                     raise
                 finally:
                     # Whatever ended us (a refusal, a cancellation), the thread must end too.
@@ -262,6 +267,9 @@ class Agent:
                 await asyncio.to_thread(learner.close)
                 if bus.fatal is not None:
                     raise bus.fatal
+                if self.storage_error is not None:
+                    await asyncio.wait_for(self._say_offline(bus), 5.0)
+                    raise self.storage_error
                 learning_seconds = time.monotonic() - started
                 await self._say_goodbye(bus, outbox)
                 report = self._report(outbox, start_step, learning_seconds)
@@ -365,12 +373,12 @@ class Agent:
             )
             return topic, self._sealed(message)
 
-        bus.enqueue_counted(
-            EXPERIENCE_SEQ,
-            build,
-            qos=DELIVERY[Kind.EXPERIENCE].qos,
-            receipted=Kind.EXPERIENCE.value,
-        )
+        self._stored(
+            lambda: bus.enqueue_counted(
+                EXPERIENCE_SEQ, build, qos=DELIVERY[Kind.EXPERIENCE].qos,
+                receipted=Kind.EXPERIENCE.value,
+            )
+        )  # fmt: skip
 
     def on_snapshot(self, state: PolicyState) -> None:
         learner, bus = self.learner, self.bus
@@ -418,11 +426,15 @@ class Agent:
                 return topic, self._sealed(msgspec.structs.replace(message, library=[]))
 
         delivery = DELIVERY[Kind.POLICY]
-        version = bus.enqueue_counted(
-            POLICY_VERSION, build, qos=delivery.qos, retain=delivery.retain,
-            receipted=Kind.POLICY.value,
-        )  # fmt: skip
-        log.info("snapshot v%d at step %d", version, state.step)
+
+        def store() -> None:
+            version = bus.enqueue_counted(
+                POLICY_VERSION, build, qos=delivery.qos, retain=delivery.retain,
+                receipted=Kind.POLICY.value,
+            )  # fmt: skip
+            log.info("snapshot v%d at step %d", version, state.step)
+
+        self._stored(store)
 
     def on_weights(self, weights: OwnWeights) -> None:
         """Our weights after a local update, to the peers (perishable: not through the outbox)."""
@@ -607,6 +619,17 @@ class Agent:
             Adoption(tensors, lineage, dict(directive.hyperparams), f"directive {directive.id}")
         )
 
+    def _stored(self, store: Callable[[], object]) -> None:
+        """Run ``store`` (an outbox write); if the disk refuses it, stop rather than drop."""
+        if self.storage_error is not None:
+            return  # stopping already; the learner's last callbacks find no room either
+        try:
+            store()
+        except StorageError as exc:
+            log.error("%s; stopping: what the outbox holds stays there", exc)  # noqa: TRY400
+            self.storage_error = exc
+            self.stop()
+
     async def _stop_if_refused(self, bus: BusClient) -> None:
         """Stop when the broker refuses our credentials: it will keep refusing them."""
         await bus.failed.wait()
@@ -680,9 +703,11 @@ class Agent:
         def build(seq: int) -> tuple[str, bytes]:
             return topic, self._sealed(msgspec.structs.replace(message, seq=seq))
 
-        bus.enqueue_counted(
-            TELEMETRY_SEQ, build, qos=delivery.qos, retain=delivery.retain,
-            receipted=Kind.TELEMETRY.value,
+        self._stored(
+            lambda: bus.enqueue_counted(
+                TELEMETRY_SEQ, build, qos=delivery.qos, retain=delivery.retain,
+                receipted=Kind.TELEMETRY.value,
+            )
         )  # fmt: skip
 
     def _delivered(self, outbox: Outbox, kind: Kind, counter: str) -> int:

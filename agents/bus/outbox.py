@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents._sqlite import open_database
+from agents.exceptions import StorageError
 
 __all__ = ["RESENT", "UNRECEIPTED_DROPPED", "Outbox", "OutboxItem"]
 
@@ -92,6 +93,10 @@ class Outbox:
             (name, at_least),
         )
 
+    def _written(self, what: str) -> _Writing:
+        """Turns a failed write into :class:`StorageError` naming the file."""
+        return _Writing(self.path, what)
+
     def put(
         self,
         topic: str,
@@ -103,11 +108,12 @@ class Outbox:
         number: int | None = None,
     ) -> int:
         """Store one message (receipted when ``stream`` and ``number`` are given); its row id."""
-        cursor = self._db.execute(
-            "INSERT INTO outbox(topic, payload, qos, retain, stream, number) "
-            "VALUES(?, ?, ?, ?, ?, ?)",
-            (topic, payload, qos, int(retain), stream, number),
-        )
+        with self._written(f"a message for {topic}"):
+            cursor = self._db.execute(
+                "INSERT INTO outbox(topic, payload, qos, retain, stream, number) "
+                "VALUES(?, ?, ?, ?, ?, ?)",
+                (topic, payload, qos, int(retain), stream, number),
+            )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
@@ -126,7 +132,7 @@ class Outbox:
         With ``receipted`` (a stream's name) the row waits for a receipt after the PUBACK.
         Returns the counter value used.
         """
-        with self._transaction():
+        with self._written(f"{counter} {self.counter(counter) + 1}"), self._transaction():
             value = self.counter(counter) + 1
             topic, payload = build(value)
             self.advance_counter(counter, value)
@@ -223,4 +229,24 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            self._db.execute("COMMIT")
+        elif self._db.in_transaction:
+            # SQLite already rolled back after some errors (SQLITE_FULL): rolling back again
+            # would fail and hide the error that matters.
+            self._db.execute("ROLLBACK")
+
+
+class _Writing:
+    """``with``: an SQLite or OS error while writing becomes :class:`StorageError`."""
+
+    def __init__(self, path: Path | None, what: str) -> None:
+        self.path, self.what = path, what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if isinstance(exc, sqlite3.OperationalError | OSError):
+            msg = f"cannot store {self.what} in {self.path or 'the outbox'}: {exc}"
+            raise StorageError(msg) from exc

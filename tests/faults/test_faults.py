@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -24,9 +25,11 @@ from agents.broker.managed import ManagedBroker
 from agents.bus.client import Backoff
 from agents.bus.codec import decode_as
 from agents.bus.mqtt import MqttTransport
+from agents.bus.outbox import Outbox
 from agents.bus.schemas import Status
 from agents.bus.topics import Kind, Topics
 from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
+from agents.exceptions import StorageError
 from agents.learner.learner import Learner, LearnerConfig
 from tests.coordinator.test_society_on_mosquitto import eventually
 
@@ -331,3 +334,36 @@ async def test_an_agent_that_crashes_says_offline_first(
         message = await asyncio.wait_for(anext(watcher.messages), 10)
     assert isinstance(message.payload, bytes)
     assert decode_as(Status, message.payload).state == "offline"
+
+
+async def test_a_full_disk_stops_the_agent_with_a_clear_error_and_drops_nothing(
+    mosquitto: ManagedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outbox's file can grow no more (SQLite's own "database or disk is full"): the agent
+    stops with one clear error and says offline; no batch was numbered and then dropped."""
+    opened = Outbox.__init__
+
+    def small_disk(self: Outbox, path: Path | None = None, **kwargs: Any) -> None:
+        opened(self, path, **kwargs)
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        self._db.execute(f"PRAGMA max_page_count = {pages + 40}")
+
+    monkeypatch.setattr(Outbox, "__init__", small_disk)
+    member = agent(mosquitto, tmp_path, "a0")
+    with pytest.raises(StorageError, match="disk is full"):
+        await asyncio.wait_for(member.run(), 120)
+    topic = Topics("s").agent("a0", Kind.STATUS)
+    async with aiomqtt.Client(mosquitto.url.host, mosquitto.url.port, identifier="w") as watcher:
+        await watcher.subscribe(topic, qos=1)
+        message = await asyncio.wait_for(anext(watcher.messages), 10)
+    assert isinstance(message.payload, bytes)
+    assert decode_as(Status, message.payload).state == "offline"
+    # Every number handed out is a message in the outbox or one the broker acknowledged.
+    monkeypatch.setattr(Outbox, "__init__", opened)
+    outbox = Outbox(tmp_path / "a0" / "outbox.sqlite")
+    rows = outbox._db.execute(
+        "SELECT number FROM outbox WHERE stream = 'experience' ORDER BY number"
+    ).fetchall()
+    last = outbox.counter("experience_seq")
+    assert last > 0
+    assert [n for (n,) in rows] == list(range(last - len(rows) + 1, last + 1))
