@@ -23,7 +23,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from agents._atomic import write_atomically, write_text_atomically
-from agents.exceptions import CheckpointError
+from agents.exceptions import CheckpointError, StorageError
 from agents.learner.library import PolicyLibrary
 from agents.learner.schedules import SCHEDULE_ATTRIBUTES
 
@@ -76,7 +76,25 @@ class CheckpointStore:
         library: PolicyLibrary | None = None,
         loop_state: Mapping[str, int | float] | None = None,
     ) -> CheckpointInfo:
-        """Write a complete checkpoint, then switch ``checkpoint.json`` to it atomically."""
+        """Write a complete checkpoint, then switch ``checkpoint.json`` to it atomically.
+
+        A write that fails (a full disk) raises :class:`StorageError` naming the folder; the
+        previous checkpoint stays the one in force.
+        """
+        try:
+            return self._save(model, episodes=episodes, library=library, loop_state=loop_state)
+        except OSError as exc:
+            msg = f"cannot write a checkpoint in {self.directory}: {exc}"
+            raise StorageError(msg) from exc
+
+    def _save(
+        self,
+        model: BaseAlgorithm,
+        *,
+        episodes: int,
+        library: PolicyLibrary | None,
+        loop_state: Mapping[str, int | float] | None,
+    ) -> CheckpointInfo:
         self.directory.mkdir(parents=True, exist_ok=True)
         step = int(model.num_timesteps)
         stamp = f"{step:012d}-{time.time_ns()}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from agents.bus.arrays import Tensor
-from agents.exceptions import ConfigError, IncompatiblePolicy
+from agents.exceptions import ConfigError, IncompatiblePolicy, StorageError
 from agents.learner.adaptation import Adaptation
 from agents.learner.algorithms import get_algorithm, parse_hyperparams
 from agents.learner.experience import ExperienceColumns
@@ -168,6 +169,24 @@ def test_a_checkpoint_never_leaves_a_half_written_state(tmp_path: Path) -> None:
     # One model file, named by the manifest; old ones are removed, no temporary left.
     assert len([f for f in files if f.startswith("model-")]) == 1
     assert not [f for f in files if f.endswith(".tmp")]
+
+
+def test_a_checkpoint_that_cannot_be_written_says_where_and_keeps_the_previous(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    learner, _ = make("ppo", steps=64, directory=tmp_path)
+    learner.run()
+    learner.checkpoint()
+    manifest = (tmp_path / "checkpoint.json").read_text()
+
+    def disk_full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(learner.model, "save", disk_full)
+    with pytest.raises(StorageError, match=r"cannot write a checkpoint in .*No space left"):
+        learner.checkpoint()
+    assert (tmp_path / "checkpoint.json").read_text() == manifest
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_stop_interrupts_learning_without_a_budget() -> None:
