@@ -445,6 +445,9 @@ class Soak:
             except subprocess.TimeoutExpired:
                 self.coordinator.kill()
         self.broker.stop()
+        for member in self.members:
+            if member.process is not None:
+                member.process.wait()
         if self.args.disk_full_at:
             subprocess.run(["umount", str(self.members[0].data_dir)], check=False)
         return still_alive_after(self.pids, 15.0)

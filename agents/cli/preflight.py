@@ -93,8 +93,12 @@ def check_port_free(host: str, port: int, *, flag: str) -> None:
     if port == 0:
         return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the metrics server binds (SO_REUSEADDR): connections of a process that just
+        # ended (TIME_WAIT) do not hold the port, a listening socket does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
+            probe.listen()
         except OSError as exc:
             reason = "in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
             msg = f"{flag} {port}: {reason} on {host}; choose another port, or 0 for any free one"

@@ -10,7 +10,7 @@ import pytest
 
 from agents.bus.url import BrokerUrl
 from agents.cli import commands, main
-from agents.cli.preflight import check_broker_reachable, check_out_dir
+from agents.cli.preflight import check_broker_reachable, check_out_dir, check_port_free
 from agents.exceptions import ConfigError
 
 
@@ -106,6 +106,21 @@ def test_a_metrics_port_in_use_is_refused(
             capsys, "coordinator", "--metrics-port", str(port), "--data-dir", str(tmp_path / "c")
         )
         assert f"--metrics-port {port}: in use" in line
+
+
+def test_a_port_a_process_just_left_is_free_again() -> None:
+    # A coordinator killed after Prometheus scraped it leaves its port in TIME_WAIT; the one
+    # started in its place must be able to listen there (the metrics server reuses addresses).
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server's side closes first: its port goes to TIME_WAIT
+        client.close()
+    check_port_free("127.0.0.1", port, flag="--metrics-port")
 
 
 def test_a_broker_that_is_not_there_is_said_in_one_line(
