@@ -510,8 +510,9 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "|---|---|",
         f"| experience batches sent (sum of last `seq`) | {result['batches_sent']} |",
         f"| batches received, distinct `(agent, seq)` | {result['batches_received']} |",
-        f"| deliveries (before de-duplication) | {result['messages_delivered']} |",
-        f"| duplicates removed | {result['duplicates_removed']} |",
+        f"| deliveries (before de-duplication; the coordinator's last life) | "
+        f"{result['messages_delivered']} |",
+        f"| duplicates removed (the coordinator's last life) | {result['duplicates_removed']} |",
         f"| **lost** | **{result['lost']}** |",
         f"| repaired (recorded after a later one: gaps the receipts filled) | "
         f"{result.get('repaired', 'n/a')} |",
