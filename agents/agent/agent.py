@@ -26,7 +26,7 @@ import msgspec
 from agents._atomic import write_text_atomically
 from agents.bus.arrays import Array, from_wire, to_wire
 from agents.bus.client import BusClient
-from agents.bus.codec import encode
+from agents.bus.codec import decode, encode
 from agents.bus.inbox import Inbox
 from agents.bus.outbox import RESENT, UNRECEIPTED_DROPPED, Outbox
 from agents.bus.schemas import (
@@ -72,6 +72,14 @@ POLICY_VERSION = "policy_version"
 TELEMETRY_SEQ = "telemetry_seq"
 #: The outbox counter that holds the agent's incarnation (``Message`` docstring).
 INCARNATION = "incarnation"
+#: Times a stream's numbering was moved past what the coordinator had recorded.
+RENUMBERED = "renumbered"
+#: The outbox counter of each stream the coordinator receipts.
+_COUNTER_OF_STREAM = {
+    Kind.EXPERIENCE.value: EXPERIENCE_SEQ,
+    Kind.POLICY.value: POLICY_VERSION,
+    Kind.TELEMETRY.value: TELEMETRY_SEQ,
+}
 
 
 def incarnation_of(outbox: Outbox) -> int:
@@ -142,6 +150,9 @@ class AgentReport:
     awaiting_receipt: int = 0
     resent: int = 0
     unreceipted_dropped: int = 0
+    #: Times a stream's numbering moved past what the coordinator had recorded (a data folder
+    #: restored from a backup).
+    renumbered: int = 0
     resumed_from_step: int | None = None
     steps_this_run: int = 0
     learning_seconds: float = 0.0
@@ -558,6 +569,10 @@ class Agent:
             return  # a receipt for an earlier life of this agent id (retained)
         self.receipts += 1
         for stream in receipt.streams:
+            counter = _COUNTER_OF_STREAM[stream.stream]
+            if stream.highest > bus.outbox.counter(counter):
+                self._continue_after(bus, stream.stream, counter, stream.highest)
+                continue
             again = bus.receipted(
                 stream.stream, floor=stream.floor, highest=stream.highest,
                 missing=stream.missing, grace=self.config.receipt_grace,
@@ -567,6 +582,33 @@ class Agent:
                     "the coordinator lacks %d %s messages; sending them again",
                     again, stream.stream,
                 )  # fmt: skip
+
+    def _continue_after(self, bus: BusClient, stream: str, counter: str, highest: int) -> None:
+        """The coordinator recorded numbers this data folder has not handed out yet.
+
+        The folder is older than the agent's last life (restored from a backup, or copied):
+        messages numbered from it would be dropped as duplicates of the ones recorded. Every
+        message of the stream still in the outbox is numbered again after ``highest``, and the
+        numbering continues from there; the steps learned again are recorded as re-learned.
+        """
+        kind = Kind(stream)
+        field_name = "version" if kind is Kind.POLICY else "seq"
+
+        def rebuild(payload: bytes, number: int) -> bytes:
+            message = decode(kind, payload)
+            renumbered = msgspec.structs.replace(message, signature=None, **{field_name: number})
+            return self._sealed(renumbered)
+
+        before = bus.outbox.counter(counter)
+        moved = bus.outbox.renumber(stream, counter, highest, rebuild)
+        bus.outbox.advance_counter(RENUMBERED, bus.outbox.counter(RENUMBERED) + 1)
+        bus.wake_sender()
+        log.warning(
+            "this data folder is behind what the coordinator recorded (%s %d here, %d there: "
+            "restored from a backup?); %d messages in the outbox numbered again, numbering "
+            "continues after %d",
+            stream, before, highest, moved, highest,
+        )  # fmt: skip
 
     def _take_experience(self, batch: ExperienceBatch) -> None:
         learner = self.learner
@@ -732,6 +774,7 @@ class Agent:
             awaiting_receipt=outbox.awaiting(),
             resent=outbox.counter(RESENT),
             unreceipted_dropped=outbox.counter(UNRECEIPTED_DROPPED),
+            renumbered=outbox.counter(RENUMBERED),
             resumed_from_step=learner.resumed_from_step,
             steps_this_run=steps,
             learning_seconds=round(learning_seconds, 3),

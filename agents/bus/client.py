@@ -179,6 +179,10 @@ class BusClient:
             self._wake_sender.set()
         return again
 
+    def wake_sender(self) -> None:
+        """Look at the outbox again now (rows were made sendable from outside)."""
+        self._wake_sender.set()
+
     async def publish_now(
         self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
     ) -> bool:

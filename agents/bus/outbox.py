@@ -197,6 +197,30 @@ class Outbox:
                 self.advance_counter(RESENT, self.counter(RESENT) + again)
         return again
 
+    def renumber(
+        self, stream: str, counter: str, after: int, rebuild: Callable[[bytes, int], bytes]
+    ) -> int:
+        """Number every row of ``stream`` again from ``after + 1``, in order; how many.
+
+        For a data folder older than what its receiver recorded (restored from a backup): the
+        numbers it would hand out were used already, and the receiver would drop its new
+        messages as duplicates. ``rebuild(payload, number)`` re-encodes a message with its new
+        number; every renumbered row is sent (again), and ``counter`` continues after the last.
+        """
+        with self._written(f"{stream} renumbered after {after}"), self._transaction():
+            rows = self._db.execute(
+                "SELECT id, payload FROM outbox WHERE stream = ? ORDER BY number, id", (stream,)
+            ).fetchall()
+            number = after
+            for row_id, payload in rows:
+                number += 1
+                self._db.execute(
+                    "UPDATE outbox SET number = ?, payload = ?, acked = NULL WHERE id = ?",
+                    (number, rebuild(bytes(payload), number), row_id),
+                )
+            self.advance_counter(counter, number)
+        return len(rows)
+
     def pending(self, topic: str | None = None) -> int:
         """Messages not yet recorded by their receiver (or, if plain, acknowledged)."""
         if topic is None:

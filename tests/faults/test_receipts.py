@@ -10,10 +10,12 @@ gap, the agent sends them again, and every number is recorded exactly once.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from agents.agent.agent import AgentReport
 from agents.broker.managed import ManagedBroker
 from agents.bus.client import Backoff
 from agents.bus.mqtt import MqttTransport
@@ -90,6 +92,42 @@ async def test_a_broker_that_forgets_everything_loses_nothing_the_agent_sent(
         # Snapshots and telemetry went through the same repair.
         for kind in (Kind.POLICY, Kind.TELEMETRY):
             assert boss.inbox.streams[(kind, "a0")].missing_count == 0
+    finally:
+        boss.stop()
+        await asyncio.wait_for(serving, 30)
+
+
+async def test_a_data_folder_restored_from_a_backup_is_not_taken_for_its_past(
+    mosquitto: ManagedBroker, tmp_path: Path
+) -> None:
+    """A folder copied back from a backup hands out numbers the coordinator recorded already:
+    without care its new messages are dropped as duplicates. The receipt shows it; the agent
+    numbers what it holds again after what was recorded, and everything new is recorded."""
+    boss = coordinator(mosquitto, tmp_path / "coordinator")
+    serving = asyncio.create_task(boss.run())
+    folder, backup = tmp_path / "a0", tmp_path / "backup"
+
+    async def live_until(recorded: int) -> AgentReport:
+        member = agent(mosquitto, tmp_path, "a0")
+        running = asyncio.create_task(member.run())
+        try:
+            await eventually(lambda: recorded_through(boss, Kind.EXPERIENCE) >= recorded, 90)
+        finally:
+            member.stop()
+        return await asyncio.wait_for(running, 120)
+
+    try:
+        await live_until(3)
+        shutil.copytree(folder, backup)  # the backup
+        await live_until(recorded_through(boss, Kind.EXPERIENCE) + 4)  # life goes on
+        before = boss.inbox.streams[(Kind.EXPERIENCE, "a0")].highest
+        shutil.rmtree(folder)
+        shutil.copytree(backup, folder)  # the disk died; the backup comes back
+        report = await live_until(before + 4)
+        tracker = boss.inbox.streams[(Kind.EXPERIENCE, "a0")]
+        assert tracker.highest >= before + 4  # new batches recorded, not dropped
+        assert tracker.missing_count == 0
+        assert report.renumbered >= 1
     finally:
         boss.stop()
         await asyncio.wait_for(serving, 30)
