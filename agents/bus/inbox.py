@@ -49,6 +49,8 @@ class SeqTracker:
         self.repaired = 0
         #: Numbers given up on (a gap wider than ``max_gap``).
         self.given_up = 0
+        #: The sender's life these numbers belong to (0: not known, as after a restore).
+        self.incarnation = 0
 
     @property
     def highest(self) -> int:
@@ -203,10 +205,18 @@ class Inbox:
         else:
             return False
         assert ref.agent is not None
+        incarnation = getattr(message, "incarnation", 0)
         tracker = self.streams.get((ref.kind, ref.agent))
         if tracker is None:
             tracker = SeqTracker(floor=0 if self.numbered_from_one else None)
+            tracker.incarnation = incarnation
             self.streams[(ref.kind, ref.agent)] = tracker
+        elif incarnation and tracker.incarnation and incarnation != tracker.incarnation:
+            # Another life's numbers (an old one's still in flight, or a new one's before it
+            # said so): not counted against this life's; the handler decides what it is.
+            return False
+        elif incarnation and not tracker.incarnation:
+            tracker.incarnation = incarnation
         if not tracker.add(number):
             return True
         self.changed.add(ref.agent)

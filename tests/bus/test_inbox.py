@@ -155,3 +155,27 @@ def test_a_tracker_counts_its_gaps_and_their_repairs() -> None:
     assert (tracker.floor, tracker.repaired, tracker.missing_count) == (6, 2, 2)
     tracker.add(10)  # beyond the highest: no repair
     assert tracker.repaired == 2
+
+
+async def test_numbers_of_another_life_are_not_counted_against_this_one() -> None:
+    seen: list[int] = []
+
+    async def handler(_ref: TopicRef, message: Message) -> None:
+        assert isinstance(message, ExperienceBatch)
+        seen.append(message.seq)
+
+    topics = Topics("s")
+    inbox = Inbox(topics, handler, numbered_from_one=True)
+
+    async def deliver(seq: int, incarnation: int) -> None:
+        batch = msgspec.structs.replace(factories.experience(seq=seq), incarnation=incarnation)
+        await inbox(RawMessage(topics.agent("a0", Kind.EXPERIENCE), encode(batch)))
+
+    await deliver(1, incarnation=7)
+    await deliver(2, incarnation=7)
+    await deliver(5, incarnation=3)  # an old life's, late: handed on (the handler refuses it)
+    await deliver(2, incarnation=7)  # a duplicate of this life's
+    tracker = inbox.streams[(Kind.EXPERIENCE, "a0")]
+    assert (tracker.floor, tracker.highest, tracker.missing_count) == (2, 2, 0)
+    assert seen == [1, 2, 5]
+    assert inbox.stats.duplicates["experience"] == 1
