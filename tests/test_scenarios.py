@@ -236,6 +236,11 @@ def test_evolution_by_steps_reaches_the_coordinator_and_one_clock_only(tmp_path:
     plan = RunPlan.from_flags(run_flags("--scenario", "cartpole", "--out", str(tmp_path)))
     args = run_args(*Orchestrator(plan)._coordinator_args(BrokerUrl("h", 1)))
     assert (args.evolution_every_steps, args.evolution_interval) == (10_000, 0.0)
+    assert args.seed == 0  # the scenario's seed: evolution draws differently in another run
+    seeded = RunPlan.from_flags(
+        run_flags("--scenario", "cartpole", "--seed", "7", "--out", str(tmp_path))
+    )
+    assert run_args(*Orchestrator(seeded)._coordinator_args(BrokerUrl("h", 1))).seed == 7
     path = tmp_path / "both.toml"
     path.write_text(
         'name = "both"\n[world]\nenv = "CartPole-v1"\n[evolution]\ninterval = 30.0\n'

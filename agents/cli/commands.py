@@ -104,6 +104,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         evolution_interval=flags.evolution_interval,
         evolution_every_steps=flags.evolution_every_steps,
         evolution_quantile=flags.evolution_quantile,
+        seed=flags.seed or 0,
         hooks=(ha.HomeAssistantCoordinator(flags.society),) if flags.home_assistant else (),
     )
     tls = tls_files(flags.tls_ca, flags.tls_cert, flags.tls_key)

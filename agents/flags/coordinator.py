@@ -77,6 +77,12 @@ _EVOLUTION_EVERY_STEPS: Final = Flag(
     env="SOCIETY_EVOLUTION_EVERY_STEPS",
     type=non_negative_int,
 )
+_SEED: Final = Flag(
+    "--seed",
+    "seed of evolution's random choices (which top agent, which perturbation); default 0",
+    env="SOCIETY_SEED",
+    type=non_negative_int,
+)
 _THRESHOLD_NORMALISED: Final = Flag(
     "--threshold-normalised",
     "read --threshold as a normalised score (0 random, 1 baseline)",
@@ -125,6 +131,7 @@ class CoordinatorFlags:
     threshold: float | None = flag_field(_THRESHOLD)
     evolution_interval: float = flag_field(_EVOLUTION_INTERVAL, 0.0)
     evolution_every_steps: int = flag_field(_EVOLUTION_EVERY_STEPS, 0)
+    seed: int | None = flag_field(_SEED)
     society_key_file: Path | None = flag_field(SOCIETY_KEY_FILE)
     threshold_normalised: bool = flag_field(_THRESHOLD_NORMALISED)
     threshold_window: int = flag_field(_THRESHOLD_WINDOW, 1)

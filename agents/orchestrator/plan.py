@@ -78,6 +78,8 @@ class RunPlan:
     resume: bool = False
     #: TLS files for an ``mqtts://`` broker (``--tls-ca/--tls-cert/--tls-key``), handed on.
     tls: TlsFiles = field(default_factory=TlsFiles)
+    #: The run's seed (agents get it offset by their index; the coordinator's evolution it).
+    seed: int = 0
 
     @property
     def federates(self) -> bool:
@@ -144,4 +146,5 @@ class RunPlan:
             society_key=society_key(flags.society_key_file),
             resume=flags.resume,
             tls=tls_files(flags.tls_ca, flags.tls_cert, flags.tls_key),
+            seed=seed,
         )

@@ -260,6 +260,7 @@ class Orchestrator:
             eval_seed=evaluation.seed,
             evolution_interval=float(evolution.interval),
             evolution_every_steps=evolution.every_steps,
+            seed=plan.seed,
             evolution_quantile=evolution.quantile,
             threshold=threshold,
             threshold_normalised=threshold is not None and evaluation.threshold_normalised,
