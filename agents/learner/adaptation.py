@@ -283,11 +283,21 @@ class Adapter:
         device may differ (another intersection, another house). So the weights are first
         played against the current policy on the sandbox, and declined when they do clearly
         worse here; the new hyperparameters (the exploring half of the directive) apply anyway.
+
+        Weights taken on end the current context, as a drift does: the policy it had is
+        remembered in the library first (what the agent learned must not go with the weights
+        that replace it), and the adopted weights start a new context. A directive can arrive
+        just as the world changes (evolution counts steps, and so may a drift schedule); its
+        reset of the drift detector then hides the change, and without this the policy for
+        the world that ended was lost.
         """
         learner, stats = self.learner, self.learner.stats
         tensors = adoption.tensors
         declined = False
         if tensors is not None and (not self.check_adoptions or self._fits_here(tensors)):
+            if self.strategy is Strategy.LIFELONG:
+                self._remember_context(dropped_at=self.context_episodes)
+                stats.context = max([stats.context, *learner.library.entries]) + 1
             learner.load_policy(tensors)
             learner.lineage = adoption.lineage
             stats.adoptions += 1
@@ -337,7 +347,9 @@ class Adapter:
         scores = run.scores()
         context = max([stats.context, *learner.library.entries]) + 1
         if strategy is Strategy.LIFELONG:
-            self._remember_context()
+            self._remember_context(
+                dropped_at=self.watched_until - self.detector.episodes_since_change()
+            )
             others = learner.on_sandbox(self._candidates)
             run.steps += others.steps
             scores.update(others.scores())
@@ -375,16 +387,15 @@ class Adapter:
             return False  # it does not even fit the network
         return not _confirmed(scores["current"], scores["peer"])
 
-    def _remember_context(self) -> None:
-        """Store the policy the context had before its returns began to fall (ContextMemory)."""
+    def _remember_context(self, *, dropped_at: int) -> None:
+        """Store the policy the context had by its episode ``dropped_at`` (ContextMemory)."""
         learner = self.learner
-        dropped_at = self.watched_until - self.detector.episodes_since_change()
         remembered = self.memory.before(dropped_at)
         if remembered is not None:
             learner.library.store(remembered)
             log.info(
-                "remembering context %d: its policy at step %d (window %.2f, best %.2f); "
-                "returns fell after episode %d of %d",
+                "remembering context %d: its policy at step %d (window %.2f, best %.2f), "
+                "as of its episode %d of %d",
                 learner.stats.context, remembered.step, remembered.score,
                 self.memory.best_score, dropped_at, self.watched_until,
             )  # fmt: skip

@@ -158,3 +158,25 @@ def test_weights_that_do_clearly_worse_on_this_device_are_declined(
     assert learner.lineage is None
     assert learner.stats.adaptation_steps > steps_before  # the trial is counted
     assert learner.hyperparams["learning_rate"] == pytest.approx(1e-4)  # exploring goes on
+
+
+def test_adopted_weights_start_a_new_context_and_the_old_one_is_remembered() -> None:
+    learner = ppo_learner()
+    ours = balancer(learner)
+    load_tensors(learner.model.policy, ours)
+    for episode in range(8):  # a context with a policy worth remembering
+        learner.adapter.observe(480.0 + episode, step=100 * episode)
+    context = learner.stats.context
+    learner.adapter.check_adoptions = False  # the sandbox's verdict is another test's
+    learner.adapter.adopt(
+        Adoption(
+            tensors=balancer(learner, mirrored=True),
+            lineage=Lineage(agent="peer", version=3),
+            hyperparams={},
+            reason="test",
+        )
+    )
+    remembered = learner.library.get(context)
+    assert remembered is not None, "the replaced policy went with the weights"
+    assert [t.data for t in remembered.tensors] == [t.data for t in ours]
+    assert learner.stats.context == context + 1
