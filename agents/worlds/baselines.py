@@ -17,6 +17,8 @@ only the observation.
 - Home battery: ``self_consumption`` (store solar surplus, cover deficits: the default mode of
   home batteries) and ``tou`` (also charge from the grid at off-peak and hold the charge for the
   peak).
+- Car following: ``idm`` (the Intelligent Driver Model) and ``acc`` (a constant-time-gap
+  adaptive cruise control); both live in :mod:`agents.worlds.vehicle`.
 - CartPole: ``pd`` (a proportional-derivative balance rule), so the seed's example has a
   reference too.
 """
@@ -42,11 +44,13 @@ from agents.worlds.registry import (
     SUMO_ID,
     THERMOSTAT_ID,
     TRAFFIC_ID,
+    VEHICLE_ID,
     WORLD_CLASSES,
     make_world,
 )
 from agents.worlds.sumo import SumoFixedTime, SumoLongestQueue, SumoMaxPressure
 from agents.worlds.traffic import TIME_IN_PHASE_SCALE_S, TrafficSignal, arrival_rates_per_h
+from agents.worlds.vehicle import ConstantTimeGapACC, IntelligentDriver
 
 __all__ = [
     "BASELINES",
@@ -539,6 +543,7 @@ BASELINES: Mapping[str, Mapping[str, ControllerFactory]] = types.MappingProxyTyp
                 "tou": lambda env: SelfConsumptionBattery(env, tou=True),
             }
         ),
+        VEHICLE_ID: types.MappingProxyType({"idm": IntelligentDriver, "acc": ConstantTimeGapACC}),
         "CartPole-v1": types.MappingProxyType({"pd": CartPolePD}),
         "CartPole-v0": types.MappingProxyType({"pd": CartPolePD}),
         **_SUMO_BASELINES,
@@ -551,6 +556,7 @@ PRIMARY_BASELINE: Mapping[str, str] = types.MappingProxyType(
         THERMOSTAT_ID: "programmable",
         TRAFFIC_ID: "max_pressure",
         BATTERY_ID: "self_consumption",
+        VEHICLE_ID: "idm",
         "CartPole-v1": "pd",
         "CartPole-v0": "pd",
         **({SUMO_ID: "max_pressure"} if SUMO_ID in OPTIONAL_WORLD_IDS else {}),
