@@ -793,13 +793,13 @@ class IntelligentDriver(_FollowingController):
         self.min_gap = min_gap_m
         self.a = accel_ms2
         self.delta = delta
-        self.sqrt_ab = 2.0 * math.sqrt(accel_ms2 * decel_ms2)
+        self.two_sqrt_ab = 2.0 * math.sqrt(accel_ms2 * decel_ms2)
 
     def accel(self, gap: float, v: float, v_lead: float, v0: float) -> float:
         """The IDM's acceleration, m/s²."""
-        s_star = self.min_gap + max(0.0, v * self.time_gap + v * (v - v_lead) / self.sqrt_ab)
+        s_star = self.min_gap + max(0.0, v * self.time_gap + v * (v - v_lead) / self.two_sqrt_ab)
         s = max(gap, 0.1)
-        return self.a * (1.0 - (v / v0) ** self.delta - (s_star / s) ** 2)
+        return self.a * (1.0 - math.pow(v / v0, self.delta) - (s_star / s) ** 2)
 
     def act(self, obs: NDArray[np.float32]) -> Any:
         gap, v, v_lead, v0 = self.decode(obs)
