@@ -7,11 +7,13 @@ comfort and efficiency together (the *combined score*, below).
 Follower dynamics, per step of ``step_s`` seconds. The commanded acceleration ``u`` (limited to
 ``[-brake_max_ms2, accel_max_ms2]``) reaches the wheels through the first-order lag of the
 powertrain and brakes, the standard model of an ACC's lower-level controller (Rajamani,
-*Vehicle Dynamics and Control*, 2nd ed. 2012, ch. 5): ``a' = a + (u - a)(1 - exp(-dt/lag_s))``.
-The tyres cap what is achieved at the friction limit, ``|a'| <= mu g`` with ``mu =
-road_friction * tyre_grip`` (traction also at ``accel_max_ms2``); speed never goes below zero
-(a car that stops stands, and its acceleration is then zero). Position advances by the mean
-speed of the step (exactly, for a car that stops within it).
+*Vehicle Dynamics and Control*, 2nd ed. 2012, ch. 5): the actuators' acceleration follows
+``act' = act + (u - act)(1 - exp(-dt/lag_s))``. The tyres cap it at the friction limit,
+``|act| <= mu g`` with ``mu = road_friction * tyre_grip`` (traction also at
+``accel_max_ms2``); speed never goes below zero (a car that stops stands, its acceleration is
+then zero, and it keeps its brake pressure until the command releases it, through the same
+lag). Position advances by the mean speed of the step (exactly, for a car that stops within
+it).
 
 The leader. Its whole trajectory is drawn at reset from the seeded generator and does not
 depend on the follower: it drives *segments* of ``segment_min_s``..``segment_max_s`` seconds,
@@ -34,15 +36,16 @@ The combined score (a cost, lower is better) sums, per step:
 
 - ``collision_cost`` per collision;
 - ``headway_cost_per_s`` per second with a time headway ``gap / v`` below ``headway_min_s``
-  (1 s: tailgating; Vogel 2003 uses 1 s as the dangerous headway);
+  (1 s: tailgating, half the two-second rule; Vogel 2003 on headway as a safety indicator);
 - ``hard_brake_cost_per_s`` per second braking harder than ``hard_brake_ms2`` (3 m/s², about
   0.3 g; an ACC may brake automatically at up to 3.5 m/s² at speed, ISO 15622);
-- ``jerk_cost`` times the squared jerk (m²/s⁶) times the step (comfort);
+- ``jerk_cost`` times the squared jerk (m²/s⁶) times the step (comfort; the jerk of the
+  achieved acceleration);
 - ``energy_cost_per_kwh`` per kWh of traction energy (wheel power from the road-load equation,
   ``m a + m g c_r + rho c_d A v^2 / 2`` times speed, positive part, over the drivetrain's
   efficiency; no recuperation);
 - ``time_gap_cost_per_s`` times the step times the *time gap*, the seconds the leader needed
-  to cover the gap (``gap / max(v_lead, 5 m/s)``, capped at 6 s): how far behind the follower
+  to cover the gap (``gap / max(v_lead, 2 m/s)``, capped at 30 s): how far behind the follower
   drives, i.e. how much road it takes (a lane carries ``3600 / time gap`` vehicles/h).
 
 The reward is minus that cost times ``reward_scale``, so an episode's return is minus its score
@@ -351,15 +354,18 @@ class CarFollowing(World[CarFollowingParams, VehicleAction]):
         render_mode: ``None`` or ``"ansi"``.
         **params: overrides of :class:`CarFollowingParams` (the car, the score's weights).
 
-    Action: ``Box([-1], [1])``, the commanded acceleration: ``x * accel_max_ms2`` for ``x >= 0``,
-    ``x * brake_max_ms2`` below (so 0 holds the speed, -1 is full braking).
+    Action: ``Box([-1], [1])``, the commanded acceleration ``x * brake_max_ms2``, capped at
+    ``accel_max_ms2`` (0 holds the speed, -1 is full braking). One linear scale: with separate
+    scales for braking and accelerating, symmetric exploration noise would brake on average.
 
-    Observation (9 float32, what an ACC's radar and the car's own sensors give): gap / 50 m,
+    Observation (11 float32, what an ACC's radar and the car's own sensors give): gap / 50 m,
     speed / 30 m/s, relative speed ``v_lead - v`` / 10 m/s, the car's achieved acceleration / 3
     m/s², the leader's acceleration over the last step / 3 m/s², the time headway ``gap / v``
     (capped at 10 s) / 5 s, the closing rate over the gap ``(v - v_lead) / gap`` (the inverse
-    time to collision, clipped to ±2 /s), the set speed / 30 m/s, and the last command / 3 m/s².
-    The road's friction and the leader's style are not observed.
+    time to collision, clipped to ±2 /s), the set speed / 30 m/s, the last command / 3 m/s²,
+    the score's time gap / 5 s, and the leader's unsteadiness (root mean square of its
+    acceleration over about 10 s) / 3 m/s². The road's friction and the leader's style are not
+    observed.
 
     Reward: minus the step's share of the combined score (module docstring) times
     ``reward_scale``.
