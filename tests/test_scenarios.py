@@ -155,7 +155,7 @@ def test_the_scenarios_threshold_reaches_the_coordinator(tmp_path: Path) -> None
     assert run_args(*Orchestrator(plain)._coordinator_args(BrokerUrl("h", 1))).threshold_window == 1
 
 
-@pytest.mark.parametrize("name", ["smart-home", "traffic", "home-battery", "shop"])
+@pytest.mark.parametrize("name", ["smart-home", "traffic", "home-battery", "shop", "car-following"])
 def test_device_scenarios_start_from_their_controller_behind_the_guard(
     name: str, tmp_path: Path
 ) -> None:

@@ -2,8 +2,8 @@
 
 Importing this package registers the built-in worlds with gymnasium under the ``society/``
 namespace (``society/Thermostat-v0``, ``society/TrafficSignal-v0``,
-``society/HomeBattery-v0``, ``society/Shop-v0``). See ``docs/worlds.md`` for each world's
-physics, observation, reward, regimes and baselines.
+``society/HomeBattery-v0``, ``society/Shop-v0``, ``society/CarFollowing-v0``). See
+``docs/worlds.md`` for each world's physics, observation, reward, regimes and baselines.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from agents.worlds.registry import (
     SHOP_ID,
     THERMOSTAT_ID,
     TRAFFIC_ID,
+    VEHICLE_ID,
     WORLD_IDS,
     device_params,
     make_schedule,
@@ -46,6 +47,7 @@ from agents.worlds.registry import (
 from agents.worlds.shop import Shop
 from agents.worlds.thermostat import Thermostat
 from agents.worlds.traffic import TrafficSignal
+from agents.worlds.vehicle import CarFollowing
 
 __all__ = [
     "BASELINES",
@@ -55,7 +57,9 @@ __all__ = [
     "SHOP_ID",
     "THERMOSTAT_ID",
     "TRAFFIC_ID",
+    "VEHICLE_ID",
     "WORLD_IDS",
+    "CarFollowing",
     "Controller",
     "ControllerScore",
     "DriftPhase",

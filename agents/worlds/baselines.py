@@ -21,6 +21,8 @@ only the observation.
   ``popularity`` (list prices, the last day's best seller featured) and the contextual bandits
   ``linucb`` and ``thompson``, which learn from the reward the observation reports
   (:mod:`agents.worlds.shop`).
+- Car following: ``idm`` (the Intelligent Driver Model) and ``acc`` (a constant-time-gap
+  adaptive cruise control); both live in :mod:`agents.worlds.vehicle`.
 - CartPole: ``pd`` (a proportional-derivative balance rule), so the seed's example has a
   reference too.
 """
@@ -47,12 +49,14 @@ from agents.worlds.registry import (
     SUMO_ID,
     THERMOSTAT_ID,
     TRAFFIC_ID,
+    VEHICLE_ID,
     WORLD_CLASSES,
     make_world,
 )
 from agents.worlds.shop import SHOP_BASELINES, SHOP_PRIMARY_BASELINE
 from agents.worlds.sumo import SumoFixedTime, SumoLongestQueue, SumoMaxPressure
 from agents.worlds.traffic import TIME_IN_PHASE_SCALE_S, TrafficSignal, arrival_rates_per_h
+from agents.worlds.vehicle import ConstantTimeGapACC, IntelligentDriver
 
 __all__ = [
     "BASELINES",
@@ -547,6 +551,7 @@ BASELINES: Mapping[str, Mapping[str, ControllerFactory]] = types.MappingProxyTyp
             }
         ),
         SHOP_ID: SHOP_BASELINES,
+        VEHICLE_ID: types.MappingProxyType({"idm": IntelligentDriver, "acc": ConstantTimeGapACC}),
         "CartPole-v1": types.MappingProxyType({"pd": CartPolePD}),
         "CartPole-v0": types.MappingProxyType({"pd": CartPolePD}),
         **_SUMO_BASELINES,
@@ -560,6 +565,7 @@ PRIMARY_BASELINE: Mapping[str, str] = types.MappingProxyType(
         TRAFFIC_ID: "max_pressure",
         BATTERY_ID: "self_consumption",
         SHOP_ID: SHOP_PRIMARY_BASELINE,
+        VEHICLE_ID: "idm",
         "CartPole-v1": "pd",
         "CartPole-v0": "pd",
         **({SUMO_ID: "max_pressure"} if SUMO_ID in OPTIONAL_WORLD_IDS else {}),

@@ -29,6 +29,7 @@ from agents.worlds.shop import Shop
 from agents.worlds.sumo import SumoTrafficSignal, sumo_available
 from agents.worlds.thermostat import Thermostat
 from agents.worlds.traffic import TrafficSignal
+from agents.worlds.vehicle import CarFollowing
 
 __all__ = [
     "BATTERY_ID",
@@ -37,6 +38,7 @@ __all__ = [
     "SUMO_ID",
     "THERMOSTAT_ID",
     "TRAFFIC_ID",
+    "VEHICLE_ID",
     "WORLD_CLASSES",
     "WORLD_IDS",
     "device_params",
@@ -52,12 +54,14 @@ TRAFFIC_ID = "society/TrafficSignal-v0"
 BATTERY_ID = "society/HomeBattery-v0"
 SUMO_ID = "society/SumoTraffic-v0"
 SHOP_ID = "society/Shop-v0"
+VEHICLE_ID = "society/CarFollowing-v0"
 
 _BUILTIN: dict[str, type[World[Any, Any]]] = {
     THERMOSTAT_ID: Thermostat,
     TRAFFIC_ID: TrafficSignal,
     BATTERY_ID: HomeBattery,
     SHOP_ID: Shop,
+    VEHICLE_ID: CarFollowing,
 }
 # Worlds that need an optional extra: known (registered, with regimes, devices and baselines)
 # only where it is installed. SUMO: ``pip install .[sumo]``.

@@ -18,6 +18,7 @@ from agents.worlds import (
     SHOP_ID,
     THERMOSTAT_ID,
     TRAFFIC_ID,
+    VEHICLE_ID,
     WORLD_IDS,
     HomeBattery,
     Thermostat,
@@ -62,7 +63,7 @@ def test_registered_under_society_namespace() -> None:
     for env_id in WORLD_IDS:
         assert env_id.startswith("society/")
         assert env_id in gym.registry
-    assert set(WORLD_IDS) == {THERMOSTAT_ID, TRAFFIC_ID, BATTERY_ID, SHOP_ID}
+    assert set(WORLD_IDS) == {THERMOSTAT_ID, TRAFFIC_ID, BATTERY_ID, SHOP_ID, VEHICLE_ID}
     assert world_class(TRAFFIC_ID) is TrafficSignal
     assert sorted(agents.worlds.__all__) == sorted(set(agents.worlds.__all__))
     for name in agents.worlds.__all__:
