@@ -697,6 +697,17 @@ def play_episodes(
         lengths.append(steps)
         for name, key in metrics.items():
             totals[name].append(float(info[key]))
+    return _score(seeds, returns, lengths, totals, regime)
+
+
+def _score(
+    seeds: Sequence[int],
+    returns: list[float],
+    lengths: list[int],
+    totals: dict[str, list[float]],
+    regime: str | None,
+) -> ControllerScore:
+    """The episodes' figures, frozen."""
     return ControllerScore(
         seeds=tuple(int(s) for s in seeds),
         returns=tuple(returns),
@@ -744,10 +755,4 @@ def play_batched(
                         totals[name][index] = float(info[key])
                 else:
                     running[index] = obs
-    return ControllerScore(
-        seeds=tuple(int(s) for s in seeds),
-        returns=tuple(returns),
-        lengths=tuple(lengths),
-        metrics=types.MappingProxyType({k: tuple(v) for k, v in totals.items()}),
-        regime=regime,
-    )
+    return _score(seeds, returns, lengths, totals, regime)

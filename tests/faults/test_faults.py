@@ -310,6 +310,16 @@ async def test_a_killed_coordinator_leaves_no_evaluation_worker_behind(
             process.kill()
 
 
+async def retained_state(broker: ManagedBroker, agent_id: str) -> str:
+    """The state in ``agent_id``'s retained status on ``broker``."""
+    topic = Topics("s").agent(agent_id, Kind.STATUS)
+    async with aiomqtt.Client(broker.url.host, broker.url.port, identifier="w") as watcher:
+        await watcher.subscribe(topic, qos=1)
+        message = await asyncio.wait_for(anext(watcher.messages), 10)
+    assert isinstance(message.payload, bytes)
+    return decode_as(Status, message.payload).state
+
+
 async def test_an_agent_that_crashes_says_offline_first(
     mosquitto: ManagedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -328,12 +338,7 @@ async def test_an_agent_that_crashes_says_offline_first(
     member = Agent(config, MqttTransport(mosquitto.url))
     with pytest.raises(OSError, match="No space left"):
         await asyncio.wait_for(member.run(), 60)
-    topic = Topics("s").agent("a0", Kind.STATUS)
-    async with aiomqtt.Client(mosquitto.url.host, mosquitto.url.port, identifier="w") as watcher:
-        await watcher.subscribe(topic, qos=1)
-        message = await asyncio.wait_for(anext(watcher.messages), 10)
-    assert isinstance(message.payload, bytes)
-    assert decode_as(Status, message.payload).state == "offline"
+    assert await retained_state(mosquitto, "a0") == "offline"
 
 
 async def test_a_full_disk_stops_the_agent_with_a_clear_error_and_drops_nothing(
@@ -352,12 +357,7 @@ async def test_a_full_disk_stops_the_agent_with_a_clear_error_and_drops_nothing(
     member = agent(mosquitto, tmp_path, "a0")
     with pytest.raises(StorageError, match="disk is full"):
         await asyncio.wait_for(member.run(), 120)
-    topic = Topics("s").agent("a0", Kind.STATUS)
-    async with aiomqtt.Client(mosquitto.url.host, mosquitto.url.port, identifier="w") as watcher:
-        await watcher.subscribe(topic, qos=1)
-        message = await asyncio.wait_for(anext(watcher.messages), 10)
-    assert isinstance(message.payload, bytes)
-    assert decode_as(Status, message.payload).state == "offline"
+    assert await retained_state(mosquitto, "a0") == "offline"
     # Every number handed out is a message in the outbox or one the broker acknowledged.
     monkeypatch.setattr(Outbox, "__init__", opened)
     outbox = Outbox(tmp_path / "a0" / "outbox.sqlite")
