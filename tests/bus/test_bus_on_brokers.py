@@ -237,6 +237,28 @@ async def test_outbox_delivers_everything_after_a_broker_outage(mosquitto: Manag
     assert agent.outbox.pending() == 0
 
 
+async def test_a_volatile_message_the_broker_never_acknowledges_is_dropped_and_counted(
+    mosquitto: ManagedBroker,
+) -> None:
+    """A frozen broker (a node of a cluster under load) times a QoS 1 publish out: the sender
+    of a volatile message gets False, the drop is counted, and no error escapes."""
+    topics = Topics("s")
+    agent = BusClient(
+        MqttTransport(mosquitto.url, timeout=0.5), ConnectOptions(client_id="a0"), backoff=FAST
+    )
+    async with agent:
+        await agent.wait_connected(timeout=5)
+        process = mosquitto.process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        try:
+            sent = await agent.publish_now(topics.agent("a0", Kind.WEIGHTS), b"w", qos=1)
+        finally:
+            process.send_signal(signal.SIGCONT)
+    assert sent is False
+    assert agent.stats.volatile_dropped == 1
+
+
 def experience_session(
     transport: MqttTransport, topics: Topics, handler: Callable[[RawMessage], Awaitable[None]]
 ) -> BusClient:
