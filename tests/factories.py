@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from agents.bus.arrays import Tensor, to_wire
+from agents.bus.codec import encode
 from agents.bus.schemas import (
     SCHEMA_VERSION,
     Directive,
@@ -30,7 +31,6 @@ from agents.bus.schemas import (
     TaskResult,
     Telemetry,
 )
-from agents.bus.codec import encode
 from agents.bus.signing import tensor_digest
 from agents.bus.topics import Kind
 

@@ -94,6 +94,8 @@ class Evaluator:
 
     async def run(self) -> EvaluatorReport:
         """Serve until :meth:`stop` or until the broker refuses us for good."""
+        # Online means ready: the first task should not wait seconds for torch to import.
+        await asyncio.to_thread(_warm_up)
         presence_topic = self.topics.evaluator(self.id, Kind.PRESENCE)
         delivery = DELIVERY[Kind.PRESENCE]
         options = ConnectOptions(
@@ -168,6 +170,13 @@ class Evaluator:
                 qos=delivery.qos,
                 retain=delivery.retain,
             )
+
+
+def _warm_up() -> None:
+    """Import what an evaluation needs (torch, stable-baselines3, the worlds) now."""
+    import agents.learner.batch_actor  # noqa: PLC0415
+    import agents.learner.snapshots  # noqa: PLC0415
+    import agents.worlds  # noqa: F401, PLC0415
 
 
 async def _in_daemon_thread(work: Callable[[], T]) -> T:
