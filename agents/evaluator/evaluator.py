@@ -52,6 +52,10 @@ class EvaluatorConfig:
     evaluator_id: str
     allowed_envs: frozenset[str] = field(default_factory=frozenset)
     keepalive: int = 15
+    #: Seconds between repeats of its ``online`` presence: a coordinator that started (or
+    #: reconnected) after it finds it even on a broker that does not hand retained messages
+    #: to wildcard subscriptions (RabbitMQ 3.x).
+    presence_interval: float = 10.0
     #: The society's key: tasks must be signed with it, results and presence are.
     society_key: bytes | None = field(default=None, repr=False)
 
@@ -112,7 +116,7 @@ class Evaluator:
             on_connect=self._announce,
         ) as bus:
             self.bus = bus
-            worker = asyncio.create_task(self._work())
+            workers = [asyncio.create_task(self._work()), asyncio.create_task(self._repeat())]
             stopped = asyncio.ensure_future(self._stop.wait())
             refused = asyncio.ensure_future(bus.failed.wait())
             try:
@@ -120,8 +124,9 @@ class Evaluator:
             finally:
                 stopped.cancel()
                 refused.cancel()
-                worker.cancel()
-                await asyncio.gather(worker, return_exceptions=True)
+                for worker in workers:
+                    worker.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
             if bus.fatal is not None:
                 raise bus.fatal
             # A clean disconnect suppresses the Last Will: say it, so the work moves on now.
@@ -141,6 +146,17 @@ class Evaluator:
             retain=delivery.retain,
         )
         log.info("evaluator %s online (session %s)", self.id, self.session)
+
+    async def _repeat(self) -> None:
+        """Say ``online`` again every ``presence_interval`` seconds while connected."""
+        assert self.bus is not None
+        delivery = DELIVERY[Kind.PRESENCE]
+        topic = self.topics.evaluator(self.id, Kind.PRESENCE)
+        while True:
+            await asyncio.sleep(self.config.presence_interval)
+            await self.bus.publish_now(
+                topic, self._presence("online"), qos=delivery.qos, retain=delivery.retain
+            )
 
     async def _on_task(self, ref: TopicRef, message: Message) -> None:  # noqa: ARG002
         assert isinstance(message, EvaluationTask)  # the inbox lets only tasks through
