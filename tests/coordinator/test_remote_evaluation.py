@@ -13,16 +13,23 @@ from dataclasses import dataclass, field
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from agents.bus.codec import decode, encode
+from agents.bus.codec import REJECT_REASONS, decode, encode
 from agents.bus.memory import MemoryBroker
 from agents.bus.schemas import EvaluationTask, PolicySnapshot, TaskResult
 from agents.bus.topics import Kind, Topics
 from agents.bus.transport import RawMessage
 from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
 from agents.coordinator.evaluation import EvaluationResult
-from agents.coordinator.remote import MAX_ATTEMPTS, RemoteEvaluation, RemoteSettings
+from agents.coordinator.remote import (
+    MAX_ATTEMPTS,
+    RemoteEvaluation,
+    RemoteSettings,
+    _Outstanding,
+)
 from agents.coordinator.tasks import result_from_wire, result_to_wire, task_id
 from agents.exceptions import ConfigError, MessageRejected
 from tests import factories
@@ -284,3 +291,56 @@ def test_a_coordinator_that_nobody_evaluates_for_is_refused() -> None:
     with pytest.raises(ConfigError, match="--remote-evaluators"):
         coordinator(eval_workers=0, remote_evaluators=False)
     assert coordinator(eval_workers=0).remote is not None
+
+
+ODD = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.text(max_size=20),
+    st.floats(allow_nan=True, allow_infinity=True), st.binary(max_size=20),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=3),
+)  # fmt: skip
+
+
+@st.composite
+def hostile_evaluator_message(draw: st.DrawFn) -> tuple[Kind, bytes]:
+    """A presence or a result for outstanding work, broken in one way (or not at all)."""
+    kind = draw(st.sampled_from([Kind.PRESENCE, Kind.RESULT]))
+    valid = factories.presence("e0") if kind is Kind.PRESENCE else factories.task_result("e0")
+    data = msgspec.to_builtins(valid, builtin_types=(bytes,))
+    how = draw(st.sampled_from(["random", "truncated", "field", "extra", "regime", "none"]))
+    if how == "random":
+        return kind, draw(st.binary(max_size=200))
+    payload = encode(valid)
+    if how == "truncated":
+        return kind, payload[: draw(st.integers(0, len(payload) - 1))]
+    if how == "field":
+        data[draw(st.sampled_from(sorted(data)))] = draw(ODD)
+    elif how == "extra":
+        data[draw(st.text(min_size=1, max_size=8))] = draw(ODD)
+    elif how == "regime" and kind is Kind.RESULT:
+        data["regimes"][0][draw(st.sampled_from(sorted(data["regimes"][0])))] = draw(ODD)
+    return kind, msgspec.msgpack.encode(data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(case=hostile_evaluator_message())
+def test_hostile_evaluator_messages_crash_nothing_and_are_counted_once(
+    case: tuple[Kind, bytes],
+) -> None:
+    kind, payload = case
+    society = coordinator()
+    assert society.remote is not None
+    society.remote.on_presence(factories.presence("e0"))
+    snapshot = factories.snapshot("a0", 1)
+    society.roster.on_snapshot(snapshot)
+    society.remote.outstanding[task_id(snapshot)] = _Outstanding(snapshot, "e0", 0.0)
+    stats = society.inbox.stats
+    asyncio.run(society.inbox(RawMessage(TOPICS.evaluator("e0", kind), payload)))
+    # Refused by the inbox, or received (and then, not fitting its task, refused once more by
+    # the coordinator, as a snapshot whose spaces do not fit its world is).
+    assert sum(stats.received.values()) + sum(stats.rejected.values()) >= 1
+    assert sum(stats.rejected.values()) <= 1
+    assert set(stats.rejected) <= set(REJECT_REASONS)
+    if stats.rejected:  # a refused result settles nothing: the work is still to be done
+        assert society.evaluations_done == 0
+        assert len(society.remote.outstanding) + society.evaluation_backlog == 1
+    assert society.evaluations_done + society.evaluation_failures <= 1
