@@ -247,27 +247,28 @@ class RemoteEvaluation:
         return seat
 
     async def dispatch(self, send: Send, connected: asyncio.Event) -> None:
-        """Hand queued snapshots to free evaluators, one task each, until cancelled."""
-        snapshot: PolicySnapshot | None = None
-        try:
-            while True:
-                await self._wait_for_seat()
-                if snapshot is None:
-                    snapshot = await self.queue.get()
-                    if self._moot(snapshot):
-                        snapshot = None
-                        continue
-                seat = self._free_seat()  # the queue may have taken a while: look again
-                if seat is None:
-                    continue
-                await connected.wait()
-                if await self._assign(snapshot, seat, send):
-                    snapshot = None
-                else:
-                    await asyncio.sleep(0.5)  # not connected just now: the same again soon
-        finally:
-            if snapshot is not None:
-                self.queue.put_nowait(snapshot)
+        """Hand queued snapshots to free evaluators, one task each, until cancelled.
+
+        A snapshot is taken from the queue only while an evaluator is free and the bus is
+        connected; one that cannot be handed out after all goes back to the queue, for
+        whoever is free first (the coordinator's own workers included).
+        """
+        while True:
+            await self._wait_for_seat()
+            await connected.wait()
+            snapshot = await self.queue.get()
+            if self._moot(snapshot):
+                continue
+            seat = self._free_seat()  # the queue may have taken a while: look again
+            sent = False
+            try:
+                if seat is not None:
+                    sent = await self._assign(snapshot, seat, send)
+            finally:
+                if not sent:
+                    self.queue.put_nowait(snapshot)
+            if seat is not None and not sent:
+                await asyncio.sleep(0.5)  # the connection dropped just now: again soon
 
     async def _assign(self, snapshot: PolicySnapshot, seat: _Seat, send: Send) -> bool:
         tid = task_id(snapshot)

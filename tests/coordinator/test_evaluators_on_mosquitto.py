@@ -2,7 +2,8 @@
 
 The coordinator evaluates nothing itself (``eval_workers=0``): every snapshot goes to an
 evaluator process. One of them is sent SIGKILL while it is evaluating; its Last Will hands the
-work to another, and every snapshot is evaluated and recorded exactly once.
+work to another, and every snapshot is evaluated and recorded exactly once. The society has a
+key, so every task, result and presence on the way is signed and checked.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from agents.bus.client import BusClient
 from agents.bus.codec import decode, encode
 from agents.bus.mqtt import MqttTransport
 from agents.bus.schemas import Evaluation
+from agents.bus.signing import sign, verify
 from agents.bus.topics import Kind, Topics
 from agents.bus.transport import ConnectOptions, RawMessage
 from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
@@ -37,6 +39,7 @@ SLOW_WORLD = "tests.coordinator.slow_world:slow_cartpole"
 AGENTS = ("a0", "a1", "a2")
 VERSIONS = (1, 2)
 TOPICS = Topics("s")
+KEY = b"evaluators-test-key"
 
 
 async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
@@ -54,9 +57,12 @@ class EvaluatorProcess:
     def __init__(self, name: str, broker: ManagedBroker, folder: Path) -> None:
         self.name = name
         self.log = folder / f"{name}.log"
+        key_file = folder / "society.key"
+        key_file.write_bytes(KEY)
         argv = [
             sys.executable, "-m", "agents", "evaluator", "--id", name, "--society", "s",
             "--broker", f"mqtt://127.0.0.1:{broker.port}", "--allow-env", SLOW_WORLD,
+            "--society-key-file", str(key_file),
         ]  # fmt: skip
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
@@ -94,7 +100,7 @@ def evaluators(mosquitto: ManagedBroker, tmp_path: Path) -> Iterator[list[Evalua
 async def coordinator(mosquitto: ManagedBroker, tmp_path: Path) -> AsyncIterator[Coordinator]:
     config = CoordinatorConfig(
         society="s", data_dir=tmp_path / "coordinator", eval_episodes=2, eval_workers=0,
-        remote_evaluators=True,
+        remote_evaluators=True, society_key=KEY,
         # Far beyond the test: what hands the killed evaluator's work on is its Last Will.
         remote_eval_timeout=600.0,
     )  # fmt: skip
@@ -119,7 +125,7 @@ async def test_three_evaluators_one_killed_mid_evaluation_every_snapshot_recorde
 ) -> None:
     base = snapshot_of(learner())
     snapshots = [
-        msgspec.structs.replace(base, agent=agent, version=version, env_id=SLOW_WORLD)
+        sign(msgspec.structs.replace(base, agent=agent, version=version, env_id=SLOW_WORLD), KEY)
         for agent in AGENTS
         for version in VERSIONS
     ]
@@ -129,6 +135,7 @@ async def test_three_evaluators_one_killed_mid_evaluation_every_snapshot_recorde
     async def hear(raw: RawMessage) -> None:
         message = decode(Kind.EVALUATION, raw.payload)
         assert isinstance(message, Evaluation)
+        verify(message, KEY)
         published.append(message)
 
     listener = BusClient(
@@ -176,6 +183,7 @@ async def test_three_evaluators_one_killed_mid_evaluation_every_snapshot_recorde
     # Recorded exactly once each: counted, in the roster, and published.
     assert coordinator.evaluations_done == everything
     assert coordinator.evaluation_failures == 0
+    assert sum(coordinator.inbox.stats.rejected.values()) == 0  # every signature held
     for agent in AGENTS:
         versions = [e.version for e in coordinator.roster.get(agent).evaluations]
         assert sorted(versions) == list(VERSIONS)
