@@ -29,6 +29,8 @@ __all__ = ["Inbox", "InboxStats", "SeqTracker"]
 log = logging.getLogger(__name__)
 
 Handler = Callable[[TopicRef, Message], Awaitable[None]]
+Admit = Callable[[TopicRef, Message], None]
+"""Refuses a valid message the receiver will not take (raises :class:`MessageRejected`)."""
 
 _LOGGED_ONCE_LIMIT = 10_000
 
@@ -121,6 +123,9 @@ class Inbox:
         numbered_from_one: every agent's streams start at 1, so numbers before the first one
             seen are missing, not before our time (the coordinator, which receipts them; a
             peer joining late takes a stream from where it finds it).
+        admit: the receiver's own refusals (an agent beyond its cap, a message of an agent's
+            earlier life), asked before a message is counted or marks its number seen: a
+            refused message counts once, as rejected, and leaves the streams as they were.
     """
 
     def __init__(
@@ -132,8 +137,10 @@ class Inbox:
         dedupe: bool = True,
         key: bytes | None = None,
         numbered_from_one: bool = False,
+        admit: Admit | None = None,
     ) -> None:
         self.topics = topics
+        self.admit = admit
         self.numbered_from_one = numbered_from_one
         #: Agents whose streams changed since :meth:`take_changed` was last called.
         self.changed: set[str] = set()
@@ -157,6 +164,8 @@ class Inbox:
             self._check_sender(ref, message)
             if self.key is not None:
                 verify(message, self.key)
+            if self.admit is not None:
+                self.admit(ref, message)
         except MessageRejected as exc:
             self._reject(raw.topic, exc)
             return

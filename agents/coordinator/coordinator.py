@@ -136,7 +136,7 @@ class Coordinator:
         kinds = _SUBSCRIBED + (_FROM_EVALUATORS if config.remote_evaluators else ())
         self.inbox = Inbox(
             self.topics, self._on_message, kinds=kinds, key=config.society_key,
-            numbered_from_one=True,
+            numbered_from_one=True, admit=self._admit,
         )  # fmt: skip
         self.metrics_registry = metrics_registry or CollectorRegistry()
         self.evaluation_seconds: Histogram = register_metrics(self, self.metrics_registry)
@@ -335,6 +335,26 @@ class Coordinator:
 
     # --- incoming -------------------------------------------------------------------------
 
+    def _admit(self, ref: TopicRef, message: Message) -> None:  # noqa: ARG002 - Admit's signature
+        """The coordinator's own refusals, before the inbox counts a message (Inbox ``admit``).
+
+        Raises:
+            MessageRejected: ``capacity`` (a new agent beyond ``max_agents``) or ``stale``
+                (a message of an agent's earlier life).
+        """
+        if isinstance(message, EvaluatorPresence | TaskResult):
+            return  # evaluators' messages: the remote evaluation's own checks
+        sender = getattr(message, "agent", None)
+        if not isinstance(sender, str):
+            return
+        if sender not in self.roster.agents and len(self.roster.agents) >= self.config.max_agents:
+            # Whoever can publish could invent agents by the thousand; each would cost a
+            # record and its metric series. Beyond the cap, new senders are refused, counted.
+            cap = self.config.max_agents
+            detail = f"{sender!r} would be agent {len(self.roster.agents) + 1} (cap {cap})"
+            raise MessageRejected("capacity", detail)
+        self._of_current_life(sender, message)
+
     async def _on_message(self, ref: TopicRef, message: Message) -> None:
         if isinstance(message, EvaluatorPresence | TaskResult):
             # Only subscribed (and let through by the inbox) with remote evaluation on.
@@ -343,21 +363,6 @@ class Coordinator:
                 self.remote.on_presence(message)
             else:
                 self.remote.on_result(message)
-            return
-        sender = getattr(message, "agent", None)
-        if (
-            isinstance(sender, str)
-            and sender not in self.roster.agents
-            and len(self.roster.agents) >= self.config.max_agents
-        ):
-            # Whoever can publish could invent agents by the thousand; each would cost a
-            # record and its metric series. Beyond the cap, new senders are refused, counted.
-            topic = self.topics.agent(sender, ref.kind)
-            cap = self.config.max_agents
-            detail = f"{sender!r} would be agent {len(self.roster.agents) + 1} (cap {cap})"
-            self.inbox.count_rejection(topic, MessageRejected("capacity", detail))
-            return
-        if isinstance(sender, str) and not self._of_current_life(sender, message, ref):
             return
         if isinstance(message, Status):
             before = self.roster.get(message.agent).state
@@ -380,21 +385,24 @@ class Coordinator:
         else:
             log.debug("ignoring %s on %s", type(message).__name__, ref)
 
-    def _of_current_life(self, agent: str, message: Message, ref: TopicRef) -> bool:
-        """Whether ``message`` belongs to the agent's current life; starts a new one if due.
+    def _of_current_life(self, agent: str, message: Message) -> None:
+        """Refuse ``message`` unless it belongs to the agent's current life; start a new one.
 
         An ``online`` status with another incarnation is the agent starting a new life (a
         fresh data folder: a society run again on the same broker): what the coordinator
         knew of the old one is set aside under ``{agent}~{incarnation}`` and the new one
         starts clean. Anything else from another incarnation is the old life's, retained on
-        the broker or still in flight: refused as ``stale``, counted.
+        the broker or still in flight: refused as ``stale``.
+
+        Raises:
+            MessageRejected: ``stale``.
         """
         incarnation = getattr(message, "incarnation", 0)
         record = self.roster.agents.get(agent)
         if not incarnation or record is None or record.incarnation in (0, incarnation):
             if incarnation:
                 self.roster.get(agent).incarnation = incarnation
-            return True
+            return
         if isinstance(message, Status) and message.state == "online":
             old = record.incarnation
             archived = f"{agent}~{old:x}"
@@ -403,13 +411,11 @@ class Coordinator:
             self.inbox.forget(agent)
             del self.roster.agents[agent]
             self.roster.get(agent).incarnation = incarnation
-            return True
+            return
         detail = (
             f"incarnation {incarnation:x} of {agent}; its current one is {record.incarnation:x}"
         )
-        topic = self.topics.agent(agent, ref.kind)
-        self.inbox.count_rejection(topic, MessageRejected("stale", detail))
-        return False
+        raise MessageRejected("stale", detail)
 
     def _current(self, snapshot: PolicySnapshot) -> bool:
         """Whether ``snapshot`` is of its agent's current life (else its evaluation is moot)."""

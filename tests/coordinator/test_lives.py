@@ -59,3 +59,20 @@ async def test_messages_that_say_no_life_are_taken_as_before(tmp_path: Path) -> 
     await deliver(boss, Kind.POLICY, factories.snapshot("a0", version=2), 0)
     assert boss.roster.agents["a0"].latest_version == 2
     assert not boss.inbox.stats.rejected
+
+
+async def test_a_message_of_an_earlier_life_counts_once_and_takes_no_number_of_the_new_one(
+    tmp_path: Path,
+) -> None:
+    """Refused before the inbox counts it: one rejection, not also a message received, and
+    its number is not marked seen in the new life's stream (where it would make the new
+    life's batch of that number look like a duplicate)."""
+    boss = coordinator(tmp_path)
+    await deliver(boss, Kind.STATUS, factories.status("a0"), NEW)
+    received = sum(boss.inbox.stats.received.values())
+    await deliver(boss, Kind.EXPERIENCE, factories.experience(agent="a0", seq=3), OLD)
+    assert boss.inbox.stats.rejected["stale"] == 1
+    assert sum(boss.inbox.stats.received.values()) == received
+    await deliver(boss, Kind.EXPERIENCE, factories.experience(agent="a0", seq=3), NEW)
+    assert boss.inbox.stats.duplicates["experience"] == 0
+    assert boss.roster.agents["a0"].experience_batches_received == 1
