@@ -190,6 +190,7 @@ class Agent:
             self._on_message,
             kinds={Kind.DIRECTIVE, Kind.POLICY, Kind.EXPERIENCE, Kind.WEIGHTS, Kind.RECEIPT},
             key=config.society_key,
+            admit=self._admit,
         )
         self.learner: Learner | None = None
         self.bus: BusClient | None = None
@@ -626,6 +627,29 @@ class Agent:
         if learner.offer_experience(columns_from_wire(batch)):
             self._experience_from[batch.agent] = time.monotonic()
 
+    def _admit(self, ref: TopicRef, message: Message) -> None:
+        """The agent's own refusals, before the inbox counts a message (Inbox ``admit``).
+
+        A directive for us whose hyperparameters this learner would not take (a learning
+        rate of -1 or "fast", a gamma of 7) is refused whole; the agent learns on as it was.
+
+        Raises:
+            MessageRejected: ``invalid``.
+        """
+        learner = self.learner
+        if (
+            not isinstance(message, Directive)
+            or ref.agent != self.id
+            or learner is None
+            or message.action == "snapshot"
+            or "evolution" not in self.config.shares
+        ):
+            return
+        try:
+            learner.checked_hyperparams(message.hyperparams)
+        except ConfigError as exc:
+            raise MessageRejected("invalid", f"directive {message.id}: {exc}") from None
+
     def _obey(self, directive: Directive) -> None:
         learner = self.learner
         if learner is None:
@@ -636,16 +660,6 @@ class Agent:
             return
         if "evolution" not in self.config.shares:
             log.info("directive %s ignored: no evolution for this agent", directive.id)
-            return
-        try:
-            learner.checked_hyperparams(directive.hyperparams)
-        except ConfigError as exc:
-            # A learning rate of -1 or "fast", a gamma of 7: refused whole, counted, logged;
-            # the agent learns on as it was.
-            self.inbox.count_rejection(
-                self.topics.agent(self.id, Kind.DIRECTIVE),
-                MessageRejected("invalid", f"directive {directive.id}: {exc}"),
-            )
             return
         tensors = None
         lineage = None

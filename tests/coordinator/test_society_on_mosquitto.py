@@ -242,6 +242,7 @@ async def test_a_directive_with_a_bad_hyperparameter_is_refused_and_the_agent_le
             refused = {"invalid": len(bad) - 1, "non_finite": 1}
             await eventually(lambda: dict(agent.inbox.stats.rejected) == refused)
             assert learner.hyperparams == before  # nothing of any of them was applied
+            assert agent.inbox.stats.received["directive"] == 0  # each counted once, refused
             good = msgspec.structs.replace(
                 factories.directive("a0"), id="good", action="mutate",
                 hyperparams={"learning_rate": 1e-4},
