@@ -137,12 +137,31 @@ def metric_values(text: str, name: str) -> dict[str, float]:
     return {agent: float(value) for agent, value in pattern.findall(text)}
 
 
+def image_exists(image: str) -> bool:
+    return run("docker", "image", "inspect", image, check=False).returncode == 0
+
+
+def base_images() -> dict[str, str]:
+    """The broker's and Prometheus's images, chosen as build-images.sh chose them: the one a
+    variable names, else the real image when it is here, else the stand-in."""
+    chosen = {}
+    for name, real, stand_in in (
+        ("MOSQUITTO_IMAGE", "eclipse-mosquitto:2.0.20", "agent-society-stand-in/mosquitto:2.0"),
+        ("PROMETHEUS_IMAGE", "prom/prometheus:v2.53.0", "agent-society-stand-in/prometheus:2.42"),
+    ):
+        image = os.environ.get(name) or (real if image_exists(real) else stand_in)
+        if not image_exists(image):
+            pytest.fail(f"{image} is missing: run tests/containers/build-images.sh (make images)")
+        chosen[name] = image
+    return chosen
+
+
 @pytest.fixture(scope="module")
 def society(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Society]:
     reason = docker_ready()
     if reason is not None:
         pytest.skip(f"container tests: {reason}")
-    if run("docker", "image", "inspect", IMAGE, check=False).returncode != 0:
+    if not image_exists(IMAGE):
         pytest.fail(f"{IMAGE} is missing: run tests/containers/build-images.sh (make images)")
     folder = tmp_path_factory.mktemp("compose")
     env_file = folder / ".env"
@@ -154,9 +173,8 @@ def society(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Society]:
     with env_file.open("a") as env:
         for name, port in ports.items():
             env.write(f"{name}={port}\n")
-        for name in ("MOSQUITTO_IMAGE", "PROMETHEUS_IMAGE"):
-            if os.environ.get(name):
-                env.write(f"{name}={os.environ[name]}\n")
+        for name, image in base_images().items():
+            env.write(f"{name}={image}\n")
     society = Society(f"agent-society-test-{os.getpid()}", env_file, ports, 0.0)
     start = time.monotonic()
     try:
