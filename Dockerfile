@@ -37,14 +37,16 @@ RUN --mount=type=secret,id=ca --mount=type=bind,from=torch-wheels,target=/tmp/to
     pip install --find-links /tmp/torch-wheels --index-url "$TORCH_INDEX_URL" "$TORCH"
 
 WORKDIR /app
-# The project's dependencies (and its build backend) first, from pyproject.toml alone, so that
-# a change to the code reinstalls only the project, offline, in seconds.
-COPY pyproject.toml README.md ./
+# The project's dependencies (and its build backend) first, from pyproject.toml alone (an
+# empty package and README stand in), so that a change to the code or the README reinstalls
+# only the project, offline, in seconds.
+COPY pyproject.toml ./
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
-    mkdir agents && touch agents/__init__.py \
+    mkdir agents && touch agents/__init__.py README.md \
     && pip install . "setuptools>=77" wheel && pip uninstall -y agent-society \
-    && rm -rf /app/agents /app/build
+    && rm -rf /app/agents /app/build /app/README.md
+COPY README.md ./
 COPY agents ./agents
 RUN pip install --no-deps --no-build-isolation . && rm -rf /app/agents /app/build
 COPY deploy/healthcheck.py /app/healthcheck.py
