@@ -44,6 +44,8 @@ BENCHMARKS: dict[str, list[str]] = {
     "evaluation_speed": ["evaluation_speed.py", "--worlds", "cartpole", "thermostat", "traffic"],
     "soak": ["soak.py"],  # issue 6: docs/reliability.md
     "scaling": ["scaling.py"],  # issue 7: docs/scaling.md
+    # issue 18: societies of 4 to 48 agents against as many bare processes
+    "society-size": ["scaling.py", "--societies", "4", "8", "16", "32", "48"],
 }
 
 

@@ -15,6 +15,11 @@ Three measurements, each bounded in count and time, on the loopback interface on
     python bench/scaling.py [--messages 2000] [--publishers 4]
 
 Writes bench/results/scaling.json and prints a summary.
+
+4. **Societies of N** (``--societies 4 8 16 32 48``, run on its own): N agent processes with
+   a broker and a coordinator against N bare stable-baselines3 processes, alternately
+   (:mod:`bench.society_size`); writes bench/results/society_size.json and the tables in
+   docs/benchmarks.md and docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -244,7 +249,26 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000, help="batches per broker run")
     parser.add_argument("--publishers", type=int, default=4, help="publishers in the second run")
     parser.add_argument("--repeats", type=int, default=3, help="evaluations timed per snapshot")
+    parser.add_argument(
+        "--societies", type=int, nargs="+", metavar="N",
+        help="measure societies of these sizes against bare processes (only that)",
+    )  # fmt: skip
+    parser.add_argument("--steps", type=int, default=4000, help="--societies: steps per agent")
+    parser.add_argument(
+        "--steps-per-agent", type=int, default=200,
+        help="--societies: at least this many steps per agent per member of the society, so "
+        "that large societies learn long after the last one started",
+    )  # fmt: skip
+    parser.add_argument(
+        "--eval-wait", type=float, default=120.0,
+        help="--societies: seconds to wait for the last evaluations after the agents ended",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.societies:
+        from bench.society_size import report
+
+        report(args.societies, args.steps, args.steps_per_agent, args.eval_wait, sys.argv[1:])
+        return
     result = {
         "machine": machine(),
         "broker": broker(args.messages, args.publishers),

@@ -8,10 +8,13 @@ from collections.abc import Callable
 import numpy as np
 
 from agents.bus.arrays import Tensor, to_wire
+from agents.bus.codec import encode
 from agents.bus.schemas import (
     SCHEMA_VERSION,
     Directive,
     Evaluation,
+    EvaluationTask,
+    EvaluatorPresence,
     ExperienceBatch,
     FederatedWeights,
     Leaderboard,
@@ -21,9 +24,11 @@ from agents.bus.schemas import (
     PolicyArch,
     PolicySnapshot,
     Receipt,
+    RegimeOutcome,
     SpaceSpec,
     Status,
     StreamReceipt,
+    TaskResult,
     Telemetry,
 )
 from agents.bus.signing import tensor_digest
@@ -137,6 +142,39 @@ def receipt(agent: str = "a0") -> Receipt:
     )  # fmt: skip
 
 
+def presence(
+    evaluator: str = "e0", state: str = "online", session: str = "s1"
+) -> EvaluatorPresence:
+    return EvaluatorPresence(
+        schema=SCHEMA_VERSION, evaluator=evaluator, state=state,  # type: ignore[arg-type]
+        session=session, ts=time.time(), pid=1,
+    )  # fmt: skip
+
+
+def task(evaluator: str = "e0", agent: str = "a0", version: int = 1) -> EvaluationTask:
+    return EvaluationTask(
+        schema=SCHEMA_VERSION, task=f"{agent}:{version}:0", evaluator=evaluator, session="s1",
+        snapshot=encode(snapshot(agent, version)), episodes=2, seed=10_000,
+        max_episode_steps=500, ts=time.time(),
+    )  # fmt: skip
+
+
+def task_result(
+    evaluator: str = "e0", task_id: str = "a0:1:0", episodes: int = 2, session: str = "s1"
+) -> TaskResult:
+    return TaskResult(
+        schema=SCHEMA_VERSION, task=task_id, evaluator=evaluator, session=session,
+        regimes=[
+            RegimeOutcome(
+                regime="default", returns=[10.0 + i for i in range(episodes)],
+                metrics={"steps": 10.0}, baseline_returns=[20.0] * episodes,
+                random_returns=[5.0] * episodes,
+            )
+        ],
+        baseline="pd", seconds=0.5, ts=time.time(),
+    )  # fmt: skip
+
+
 #: A valid message of every kind, by the kind whose topics carry it.
 BY_KIND: dict[Kind, Callable[[], Message]] = {
     Kind.STATUS: status,
@@ -148,4 +186,7 @@ BY_KIND: dict[Kind, Callable[[], Message]] = {
     Kind.LEADERBOARD: leaderboard,
     Kind.WEIGHTS: weights,
     Kind.RECEIPT: receipt,
+    Kind.PRESENCE: presence,
+    Kind.TASK: task,
+    Kind.RESULT: task_result,
 }

@@ -20,6 +20,7 @@ STRUCTS: list[type[msgspec.Struct]] = [
     schemas.PolicyArch,
     schemas.Lineage,
     schemas.RegimeScore,
+    schemas.RegimeOutcome,
     schemas.RegimeSpec,
     schemas.LibraryPolicy,
     schemas.LeaderboardEntry,

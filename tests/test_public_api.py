@@ -15,6 +15,7 @@ PACKAGES = [
     "agents",
     "agents.bus",
     "agents.bus.security",
+    "agents.evaluator",
     "agents.exceptions",
     "agents.flags",
     "agents.inspect",

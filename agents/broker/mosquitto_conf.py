@@ -6,9 +6,10 @@ The limits matter more than they look:
   silently drops acknowledged messages for a slow or offline subscriber (a coordinator busy
   evaluating, or restarting). We raise it to :data:`MAX_QUEUED_MESSAGES` and bound memory with
   ``max_queued_bytes`` instead.
-- ``max_packet_size``: above the largest payload the codec accepts (16 MiB snapshots) plus
-  room for the topic and header, so no valid message is refused, and anything larger is cut
-  off at the broker. (``message_size_limit`` would instead accept, acknowledge and drop it.)
+- ``max_packet_size``: 17 MiB, above the largest payload the codec accepts (16 MiB snapshots;
+  an evaluation task, a snapshot and 64 KiB around it) plus room for the topic and header, so
+  no valid message is refused, and anything larger is cut off at the broker.
+  (``message_size_limit`` would instead accept, acknowledge and drop it.)
 - ``persistence``: retained snapshots, statuses and queued messages for persistent sessions
   survive a broker restart.
 """
@@ -25,7 +26,9 @@ from agents.bus.codec import MAX_PAYLOAD_BYTES
 
 __all__ = ["MAX_PACKET_SIZE", "MAX_QUEUED_BYTES", "MAX_QUEUED_MESSAGES", "MosquittoSettings"]
 
-MAX_PACKET_SIZE: Final = max(MAX_PAYLOAD_BYTES.values()) + (1 << 20)
+MAX_PACKET_SIZE: Final = 17 << 20
+# The shipped configurations (broker/, deploy/k8s/) say 17 MiB too; tests hold them together.
+assert max(MAX_PAYLOAD_BYTES.values()) + (64 << 10) < MAX_PACKET_SIZE
 MAX_QUEUED_MESSAGES: Final = 1_000_000
 MAX_QUEUED_BYTES: Final = 2 << 30  # 2 GiB per client
 

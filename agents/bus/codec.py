@@ -28,6 +28,8 @@ from agents.bus.schemas import (
     SCHEMA_VERSION,
     Directive,
     Evaluation,
+    EvaluationTask,
+    EvaluatorPresence,
     ExperienceBatch,
     FederatedWeights,
     HyperValue,
@@ -36,8 +38,10 @@ from agents.bus.schemas import (
     Message,
     PolicySnapshot,
     Receipt,
+    RegimeOutcome,
     SpaceSpec,
     Status,
+    TaskResult,
     Telemetry,
 )
 from agents.bus.signing import tensor_digest
@@ -92,6 +96,10 @@ MAX_PAYLOAD_BYTES: Final[dict[Kind, int]] = {
     Kind.POLICY: 16 * _MiB,
     Kind.WEIGHTS: 16 * _MiB,
     Kind.RECEIPT: 64 << 10,
+    Kind.PRESENCE: 4 << 10,
+    # A snapshot (at most 16 MiB) and the task's few fields around it.
+    Kind.TASK: 16 * _MiB + (64 << 10),
+    Kind.RESULT: 1 * _MiB,
 }
 
 MESSAGE_TYPES: Final[dict[Kind, type[Message]]] = {
@@ -104,6 +112,9 @@ MESSAGE_TYPES: Final[dict[Kind, type[Message]]] = {
     Kind.LEADERBOARD: Leaderboard,
     Kind.WEIGHTS: FederatedWeights,
     Kind.RECEIPT: Receipt,
+    Kind.PRESENCE: EvaluatorPresence,
+    Kind.TASK: EvaluationTask,
+    Kind.RESULT: TaskResult,
 }
 
 KIND_OF: Final[dict[type[Message], Kind]] = {tp: kind for kind, tp in MESSAGE_TYPES.items()}
@@ -408,6 +419,80 @@ def _check_receipt(message: Message) -> None:
             raise MessageRejected("invalid", "a missing number outside (floor, highest)")
 
 
+#: Bounds of an evaluation task: what one evaluator may be asked to play.
+_MAX_EPISODES: Final = 10_000
+_MAX_REGIMES: Final = 256
+#: A task id is ``{agent}:{version}:{incarnation}`` (hex): three names' worth.
+_MAX_TASK_ID: Final = 200
+
+
+def _task_id(value: str) -> None:
+    if not 1 <= len(value) <= _MAX_TASK_ID or not value.isprintable():
+        raise MessageRejected("invalid", f"task id {value[:_MAX_TASK_ID]!r}")
+
+
+def _check_presence(message: Message) -> None:
+    assert isinstance(message, EvaluatorPresence)
+    _name(message.evaluator, "evaluator")
+    _name(message.session, "session")
+    _finite(message.ts, "ts")
+
+
+def _check_task(message: Message) -> None:
+    assert isinstance(message, EvaluationTask)
+    _name(message.evaluator, "evaluator")
+    _name(message.session, "session")
+    _task_id(message.task)
+    _finite(message.ts, "ts")
+    if not 1 <= message.episodes <= _MAX_EPISODES:
+        raise MessageRejected("invalid", f"{message.episodes} episodes")
+    _at_least(message.seed, 0, "seed")
+    _at_least(message.max_episode_steps, 1, "max_episode_steps")
+    if len(message.snapshot) > MAX_PAYLOAD_BYTES[Kind.POLICY]:
+        raise MessageRejected("too_large", f"a snapshot of {len(message.snapshot)} bytes")
+
+
+def _returns(values: list[float] | None, what: str) -> None:
+    if values is None:
+        return
+    if not 1 <= len(values) <= _MAX_EPISODES:
+        raise MessageRejected("shape", f"{what}: {len(values)} returns")
+    for value in values:
+        _finite(value, what)
+
+
+def _check_outcome(outcome: RegimeOutcome) -> None:
+    if not 1 <= len(outcome.regime) <= 64:  # noqa: PLR2004 - a label value, kept short
+        raise MessageRejected("invalid", f"regime name {outcome.regime[:64]!r}")
+    _returns(outcome.returns, "returns")
+    for name in ("baseline_returns", "random_returns", "recall_returns"):
+        _returns(getattr(outcome, name), name)
+    for key, value in (*outcome.metrics.items(), *outcome.baseline_metrics.items()):
+        _finite(value, f"metrics[{key!r}]")
+    if len(outcome.recall_from) > 64:  # noqa: PLR2004
+        raise MessageRejected("invalid", "recall_from is too long")
+
+
+def _check_result(message: Message) -> None:
+    assert isinstance(message, TaskResult)
+    _name(message.evaluator, "evaluator")
+    _name(message.session, "session")
+    _task_id(message.task)
+    _finite(message.seconds, "seconds")
+    _finite(message.ts, "ts")
+    if message.seconds < 0:
+        raise MessageRejected("invalid", f"seconds is {message.seconds}")
+    # The reason becomes a label of society_messages_rejected_total: bounded, never free text.
+    if message.error_reason and message.error_reason not in REJECT_REASONS:
+        raise MessageRejected("invalid", f"error reason {message.error_reason[:64]!r}")
+    if len(message.regimes) > _MAX_REGIMES:
+        raise MessageRejected("invalid", f"{len(message.regimes)} regimes")
+    if not message.error_reason and not message.regimes:
+        raise MessageRejected("invalid", "a result without regimes nor an error")
+    for outcome in message.regimes:
+        _check_outcome(outcome)
+
+
 _VALIDATORS: Final = {
     Kind.STATUS: _check_status,
     Kind.EXPERIENCE: _check_experience,
@@ -418,4 +503,7 @@ _VALIDATORS: Final = {
     Kind.LEADERBOARD: _check_leaderboard,
     Kind.WEIGHTS: _check_weights,
     Kind.RECEIPT: _check_receipt,
+    Kind.PRESENCE: _check_presence,
+    Kind.TASK: _check_task,
+    Kind.RESULT: _check_result,
 }

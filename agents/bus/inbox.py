@@ -187,6 +187,14 @@ class Inbox:
         self._reject(topic, exc)
 
     def _check_sender(self, ref: TopicRef, message: Message) -> None:
+        if ref.evaluator is not None:
+            claimed = getattr(message, "evaluator", None)
+            if claimed != ref.evaluator:
+                raise MessageRejected(
+                    "topic",
+                    f"payload says evaluator {claimed!r} on the topic of {ref.evaluator!r}",
+                )
+            return
         if ref.agent is None:
             return
         claimed = getattr(message, "agent", None)

@@ -70,7 +70,14 @@ class _AiomqttConnection:
         self._paho = _paho_client(client)
 
     async def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
-        await self._client.publish(topic, payload, qos=qos, retain=retain)
+        # A publish from another task than the connection's (a volatile message) would let
+        # aiomqtt's error escape the project's tree: a broker slow to acknowledge (a
+        # clustered one under load) made it "Task exception was never retrieved".
+        try:
+            await self._client.publish(topic, payload, qos=qos, retain=retain)
+        except aiomqtt.MqttError as exc:
+            msg = f"publishing on {topic} failed: {exc}"
+            raise BusConnectionError(msg) from exc
 
     async def subscribe(self, topic_filter: str, *, qos: int) -> None:
         await self._client.subscribe(topic_filter, qos=qos)

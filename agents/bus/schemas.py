@@ -20,6 +20,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "Directive",
     "Evaluation",
+    "EvaluationTask",
+    "EvaluatorPresence",
     "ExperienceBatch",
     "FederatedWeights",
     "HyperValue",
@@ -30,10 +32,12 @@ __all__ = [
     "Message",
     "PolicyArch",
     "PolicySnapshot",
+    "RegimeOutcome",
     "RegimeScore",
     "RegimeSpec",
     "SpaceSpec",
     "Status",
+    "TaskResult",
     "Telemetry",
 ]
 
@@ -380,4 +384,73 @@ class Leaderboard(Message, tag="leaderboard"):
 
     ts: float
     entries: list[LeaderboardEntry]
+    signature: str | None = None
+
+
+# --- remote evaluation (docs/scaling.md, "Evaluators anywhere") -----------------------------
+
+
+class EvaluatorPresence(Message, tag="evaluator_presence"):
+    """An evaluator's presence, retained; its Last Will carries the same with ``offline``.
+
+    ``session`` is new on every connection: work handed to an earlier session of the same
+    evaluator is handed out again, since a clean session lost whatever was on its way.
+    """
+
+    evaluator: str
+    state: Literal["online", "offline"]
+    session: str
+    ts: float
+    pid: Int64 = 0
+    signature: str | None = None
+
+
+class EvaluationTask(Message, tag="evaluation_task"):
+    """The coordinator hands one snapshot to one evaluator.
+
+    ``snapshot`` is the snapshot's MessagePack payload as the agent published it; the
+    evaluator decodes and validates it itself. ``task`` names the work (agent, version and
+    life): results are recorded once per task, whoever sends them.
+    """
+
+    task: str
+    evaluator: str
+    session: str
+    snapshot: bytes
+    episodes: Int64
+    seed: Int64
+    max_episode_steps: Int64
+    ts: float
+    signature: str | None = None
+
+
+class RegimeOutcome(_Struct):
+    """What an evaluator measured on one regime: every return, not only their means."""
+
+    regime: str
+    returns: list[float]
+    metrics: dict[str, float] = {}
+    baseline_returns: list[float] | None = None
+    baseline_metrics: dict[str, float] = {}
+    random_returns: list[float] | None = None
+    recall_returns: list[float] | None = None
+    recall_from: str = ""
+
+
+class TaskResult(Message, tag="task_result"):
+    """An evaluator's result for a task: the regimes played, or why it could not play them.
+
+    ``error_reason`` is empty on success, else a reject reason (``incompatible``, ``digest``,
+    ...) that the coordinator counts as it would its own evaluation's failure.
+    """
+
+    task: str
+    evaluator: str
+    session: str
+    regimes: list[RegimeOutcome] = []
+    baseline: str = ""
+    seconds: float = 0.0
+    error_reason: str = ""
+    error_detail: str = ""
+    ts: float = 0.0
     signature: str | None = None

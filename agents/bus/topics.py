@@ -11,6 +11,9 @@ changed) in one module. The layout, documented in ``docs/protocol.md``::
     society/{society}/agents/{agent}/directive    QoS 1, coordinator to agent
     society/{society}/coordinator/evaluations     QoS 1, one message per evaluated snapshot
     society/{society}/coordinator/leaderboard     retained, QoS 1
+    society/{society}/evaluators/{evaluator}/presence  retained, QoS 1, Last Will "offline"
+    society/{society}/evaluators/{evaluator}/task      QoS 1, coordinator to evaluator
+    society/{society}/evaluators/{evaluator}/result    QoS 1, evaluator to coordinator
 
 ``{agent}`` doubles as the MQTT client id, so a broker ACL can confine an agent to its own
 subtree with a ``%c`` pattern.
@@ -53,6 +56,9 @@ class Kind(StrEnum):
     LEADERBOARD = "leaderboard"
     WEIGHTS = "weights"
     RECEIPT = "receipt"
+    PRESENCE = "presence"
+    TASK = "task"
+    RESULT = "result"
 
 
 #: What an agent can share with (and take in from) its peers, each over its own topics:
@@ -65,6 +71,7 @@ AGENT_KINDS = (
     Kind.RECEIPT,
 )  # fmt: skip
 COORDINATOR_KINDS = (Kind.EVALUATION, Kind.LEADERBOARD)
+EVALUATOR_KINDS = (Kind.PRESENCE, Kind.TASK, Kind.RESULT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,10 @@ DELIVERY: dict[Kind, Delivery] = {
     Kind.WEIGHTS: Delivery(qos=1, retain=False, durable=False),
     # The latest replaces any lost one; retained, so an agent that reconnects finds it.
     Kind.RECEIPT: Delivery(qos=1, retain=True, durable=False),
+    Kind.PRESENCE: Delivery(qos=1, retain=True, durable=False),
+    # Perishable: the coordinator keeps the work pending and hands it out again if lost.
+    Kind.TASK: Delivery(qos=1, retain=False, durable=False),
+    Kind.RESULT: Delivery(qos=1, retain=False, durable=True),
 }
 
 
@@ -113,11 +124,15 @@ def validate_name(value: str, what: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TopicRef:
-    """A parsed society topic. ``agent`` is ``None`` for coordinator topics."""
+    """A parsed society topic.
+
+    ``agent`` is set for agent topics only, ``evaluator`` for evaluator topics only.
+    """
 
     society: str
     kind: Kind
     agent: str | None = None
+    evaluator: str | None = None
 
 
 class Topics:
@@ -147,6 +162,20 @@ class Topics:
             raise ValueError(msg)
         return f"{self.base}/coordinator/{kind.value}"
 
+    def evaluator(self, evaluator: str, kind: Kind) -> str:
+        """The topic of ``kind`` for ``evaluator`` (its presence, its tasks, its results)."""
+        if kind not in EVALUATOR_KINDS:
+            msg = f"{kind} is not an evaluator topic"
+            raise ValueError(msg)
+        return f"{self.base}/evaluators/{evaluator}/{kind.value}"
+
+    def evaluators_filter(self, kind: Kind) -> str:
+        """A subscription filter matching ``kind`` of every evaluator of the society."""
+        if kind not in EVALUATOR_KINDS:
+            msg = f"{kind} is not an evaluator topic"
+            raise ValueError(msg)
+        return f"{self.base}/evaluators/+/{kind.value}"
+
     @property
     def everything(self) -> str:
         """A filter matching every topic of the society (for inspectors)."""
@@ -163,24 +192,30 @@ class Topics:
 def parse_topic(topic: str) -> TopicRef | None:
     """Parse any society topic; ``None`` if the topic is not in the tree."""
     levels = topic.split("/")
-    if len(levels) == 5 and levels[0] == ROOT and levels[2] == "agents":  # noqa: PLR2004
-        _, society, _, agent, last = levels
-        try:
-            kind = Kind(last)
-        except ValueError:
+    if len(levels) == 5 and levels[0] == ROOT:  # noqa: PLR2004
+        _, society, section, owner, last = levels
+        kinds = {"agents": AGENT_KINDS, "evaluators": EVALUATOR_KINDS}.get(section)
+        kind = _kind(last)
+        if kinds is None or kind not in kinds or not _NAME.fullmatch(owner):
             return None
-        if kind in AGENT_KINDS and _NAME.fullmatch(agent) and _NAME.fullmatch(society):
-            return TopicRef(society=society, kind=kind, agent=agent)
-        return None
+        if not _NAME.fullmatch(society):
+            return None
+        if section == "agents":
+            return TopicRef(society=society, kind=kind, agent=owner)
+        return TopicRef(society=society, kind=kind, evaluator=owner)
     if len(levels) == 4 and levels[0] == ROOT and levels[2] == "coordinator":  # noqa: PLR2004
         _, society, _, last = levels
-        try:
-            kind = Kind(last)
-        except ValueError:
-            return None
+        kind = _kind(last)
         if kind in COORDINATOR_KINDS and _NAME.fullmatch(society):
             return TopicRef(society=society, kind=kind)
     return None
+
+
+def _kind(level: str) -> Kind | None:
+    try:
+        return Kind(level)
+    except ValueError:
+        return None
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:

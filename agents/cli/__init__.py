@@ -1,4 +1,4 @@
-"""The ``society`` command: ``run``, ``agent``, ``coordinator``, ``broker``, ``scenarios``."""
+"""The ``society`` command: ``run``, ``agent``, ``coordinator``, ``evaluator``, ``broker``, ..."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from agents.cli.commands import (
     cmd_agent,
     cmd_broker,
     cmd_coordinator,
+    cmd_evaluator,
     cmd_inspect,
     cmd_report,
     cmd_run,
@@ -26,6 +27,7 @@ _COMMANDS: Final[dict[str, Callable[..., int]]] = {
     "run": cmd_run,
     "agent": cmd_agent,
     "coordinator": cmd_coordinator,
+    "evaluator": cmd_evaluator,
     "broker": cmd_broker,
     "scenarios": cmd_scenarios,
     "report": cmd_report,

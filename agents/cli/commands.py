@@ -19,12 +19,13 @@ from typing import Any, TypeVar
 from agents.bus.security import society_key, tls_files
 from agents.cli.options import settings_of
 from agents.exceptions import ConfigError
-from agents.flags import AgentFlags, CoordinatorFlags, RunFlags
+from agents.flags import AgentFlags, CoordinatorFlags, EvaluatorFlags, RunFlags
 
 __all__ = [
     "cmd_agent",
     "cmd_broker",
     "cmd_coordinator",
+    "cmd_evaluator",
     "cmd_inspect",
     "cmd_report",
     "cmd_run",
@@ -86,6 +87,9 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     from agents.integrations import home_assistant as ha  # noqa: PLC0415
 
     flags = settings_of(CoordinatorFlags, args)
+    if flags.eval_workers == 0 and not flags.remote_evaluators:
+        msg = "--eval-workers 0 needs --remote-evaluators: someone must evaluate the snapshots"
+        raise ConfigError(msg)
     check_port_free(flags.metrics_host, flags.metrics_port, flag="--metrics-port")
     check_broker_reachable(flags.broker, timeout=BROKER_WAIT)
     config = CoordinatorConfig(
@@ -96,6 +100,8 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         eval_episodes=flags.eval_episodes,
         eval_seed=flags.eval_seed,
         eval_workers=flags.eval_workers,
+        remote_evaluators=flags.remote_evaluators,
+        remote_eval_timeout=flags.remote_eval_timeout,
         allowed_envs=frozenset(flags.allow_env or ()),
         threshold=flags.threshold,
         threshold_normalised=flags.threshold_normalised,
@@ -117,6 +123,34 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         summary["messages_received"],
         summary["messages_rejected"],
     )
+    return 0
+
+
+def cmd_evaluator(args: argparse.Namespace) -> int:
+    # torch must get its thread limits before anything runs a parallel op.
+    from agents.learner.learner import limit_torch_threads  # noqa: PLC0415
+
+    limit_torch_threads()
+    from agents.bus.mqtt import MqttTransport  # noqa: PLC0415
+    from agents.cli.preflight import check_broker_reachable  # noqa: PLC0415
+    from agents.evaluator import Evaluator, EvaluatorConfig  # noqa: PLC0415
+
+    flags = settings_of(EvaluatorFlags, args)
+    config = EvaluatorConfig(
+        society=flags.society,
+        evaluator_id=flags.id,
+        allowed_envs=frozenset(flags.allow_env or ()),
+        society_key=society_key(flags.society_key_file),
+    )
+    check_broker_reachable(flags.broker, timeout=BROKER_WAIT)
+    tls = tls_files(flags.tls_ca, flags.tls_cert, flags.tls_key)
+    evaluator = Evaluator(config, MqttTransport(flags.broker, tls=tls))
+    log.info("evaluator %s of society %s, broker %s", flags.id, flags.society, flags.broker)
+    report = asyncio.run(run_until_signal(evaluator.run(), evaluator.stop))
+    log.info(
+        "evaluator %s stopped: %d evaluated, %d failed",
+        report.evaluator, report.evaluated, report.failed,
+    )  # fmt: skip
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.cli.options import SocietyParser
-from agents.flags import AgentFlags, CoordinatorFlags, RunFlags
+from agents.flags import AgentFlags, CoordinatorFlags, EvaluatorFlags, RunFlags
 from agents.flags.common import (
     BROKER,
     DEFAULT_BROKER,
@@ -41,6 +41,7 @@ def build_parser() -> SocietyParser:
     _run_command(commands)
     _agent_command(commands)
     _coordinator_command(commands)
+    _evaluator_command(commands)
     _broker_command(commands)
     _scenarios_command(commands)
     _report_command(commands)
@@ -68,6 +69,15 @@ def _coordinator_command(commands: Any) -> None:
     )
     coordinator.set_defaults(subparser=coordinator)
     coordinator.flags(CoordinatorFlags)
+
+
+def _evaluator_command(commands: Any) -> None:
+    evaluator = commands.add_parser(
+        "evaluator",
+        help="evaluate snapshots a coordinator with --remote-evaluators hands out (any machine)",
+    )
+    evaluator.set_defaults(subparser=evaluator)
+    evaluator.flags(EvaluatorFlags)
 
 
 def _broker_command(commands: Any) -> None:

@@ -31,6 +31,7 @@ from agents.bus.schemas import (
     SCHEMA_VERSION,
     Directive,
     Evaluation,
+    EvaluatorPresence,
     ExperienceBatch,
     Leaderboard,
     LeaderboardEntry,
@@ -41,6 +42,7 @@ from agents.bus.schemas import (
     RegimeScore,
     Status,
     StreamReceipt,
+    TaskResult,
     Telemetry,
 )
 from agents.bus.signing import sign_with
@@ -55,9 +57,10 @@ from agents.coordinator.evaluation import (
 from agents.coordinator.evolution import Member, Order, plan_generation
 from agents.coordinator.history import History
 from agents.coordinator.metrics import register_metrics
+from agents.coordinator.remote import RemoteEvaluation, RemoteSettings, RemoteStats
 from agents.coordinator.roster import Roster
 from agents.coordinator.sharing import SharingGain, sharing_gain
-from agents.exceptions import MessageRejected
+from agents.exceptions import ConfigError, MessageRejected
 from agents.hooks import CoordinatorHook, HookRunner
 
 __all__ = ["Coordinator", "CoordinatorConfig"]
@@ -65,6 +68,8 @@ __all__ = ["Coordinator", "CoordinatorConfig"]
 log = logging.getLogger(__name__)
 
 _SUBSCRIBED = (Kind.STATUS, Kind.TELEMETRY, Kind.EXPERIENCE, Kind.POLICY)
+#: What the coordinator takes in from ``society evaluator`` processes, when it uses them.
+_FROM_EVALUATORS = (Kind.PRESENCE, Kind.RESULT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +80,12 @@ class CoordinatorConfig:
     metrics_host: str = "127.0.0.1"
     eval_episodes: int = 5
     eval_seed: int = 10_000
+    #: Evaluation worker processes of its own (0: only remote evaluators evaluate).
     eval_workers: int = 1
+    #: Hand snapshots also to ``society evaluator`` processes on the bus (docs/scaling.md).
+    remote_evaluators: bool = False
+    #: Seconds a remote evaluation may stay unanswered before it is handed out again.
+    remote_eval_timeout: float = 600.0
     allowed_envs: frozenset[str] = field(default_factory=frozenset)
     keepalive: int = 15
     #: Seconds between receipts to agents whose numbered streams changed.
@@ -114,14 +124,18 @@ class Coordinator:
         *,
         metrics_registry: CollectorRegistry | None = None,
     ) -> None:
+        if config.eval_workers < 0 or (config.eval_workers == 0 and not config.remote_evaluators):
+            msg = "--eval-workers 0 needs --remote-evaluators: someone must evaluate"
+            raise ConfigError(msg)
         self.config = config
         self.transport = transport
         self.topics = Topics(config.society)
         self.roster = Roster()
         #: Calls the integrations' hooks; counts the calls that raised.
         self.hook_runner = HookRunner()
+        kinds = _SUBSCRIBED + (_FROM_EVALUATORS if config.remote_evaluators else ())
         self.inbox = Inbox(
-            self.topics, self._on_message, kinds=_SUBSCRIBED, key=config.society_key,
+            self.topics, self._on_message, kinds=kinds, key=config.society_key,
             numbered_from_one=True,
         )  # fmt: skip
         self.metrics_registry = metrics_registry or CollectorRegistry()
@@ -134,6 +148,16 @@ class Coordinator:
         self.bus: BusClient | None = None
         self.history = History(None)
         self._queue: asyncio.Queue[PolicySnapshot] = asyncio.Queue()
+        self.remote: RemoteEvaluation | None = None
+        if config.remote_evaluators:
+            settings = RemoteSettings(
+                episodes=config.eval_episodes, seed=config.eval_seed,
+                timeout=config.remote_eval_timeout, key=config.society_key,
+            )  # fmt: skip
+            self.remote = RemoteEvaluation(
+                self.topics, self._queue, settings, record=self._record,
+                reject=self.inbox.count_rejection, moot=self._moot,
+            )  # fmt: skip
         self._pool: ProcessPoolExecutor | None = None
         self._stop = asyncio.Event()
 
@@ -144,6 +168,11 @@ class Coordinator:
     @property
     def evaluation_backlog(self) -> int:
         return self._queue.qsize()
+
+    @property
+    def remote_stats(self) -> RemoteStats:
+        """Remote evaluation's counters (all zero when it is off)."""
+        return self.remote.stats if self.remote is not None else RemoteStats()
 
     def stop(self) -> None:
         self._stop.set()
@@ -157,7 +186,7 @@ class Coordinator:
             self.history = History(data_dir / "history.sqlite")
             self._restore()
         outbox = Outbox(data_dir / "outbox.sqlite" if data_dir is not None else None)
-        self._pool = make_pool(config.eval_workers)
+        self._pool = make_pool(config.eval_workers) if config.eval_workers > 0 else None
         server = None
         if config.metrics_port is not None:
             server, _thread = start_http_server(
@@ -169,6 +198,8 @@ class Coordinator:
             client_id=config.client_id, clean_session=False, keepalive=config.keepalive
         )
         subscriptions = [(self.topics.agents_filter(kind), 1) for kind in _SUBSCRIBED]
+        if self.remote is not None:
+            subscriptions += [(self.topics.evaluators_filter(k), 1) for k in _FROM_EVALUATORS]
         try:
             async with BusClient(
                 self.transport,
@@ -178,14 +209,7 @@ class Coordinator:
                 handler=self.inbox,
             ) as bus:
                 self.bus = bus
-                workers = [
-                    asyncio.create_task(self._evaluation_worker())
-                    for _ in range(config.eval_workers)
-                ]
-                if config.evolution_interval > 0:
-                    workers.append(asyncio.create_task(self._evolution_loop()))
-                workers.append(asyncio.create_task(self._health_loop()))
-                workers.append(asyncio.create_task(self._receipt_loop()))
+                workers = self._start_workers(bus)
                 try:
                     # Until stopped, or refused by the broker for good (credentials, or a TLS
                     # certificate it cannot verify): then it stops and says so.
@@ -202,7 +226,8 @@ class Coordinator:
                     raise bus.fatal
                 await bus.flush(5.0)
         finally:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
             if server is not None:
                 server.shutdown()
                 server.server_close()
@@ -213,6 +238,21 @@ class Coordinator:
             write_text_atomically(data_dir / "coordinator.json", json.dumps(summary, indent=2))
         self.history.close()
         return summary
+
+    def _start_workers(self, bus: BusClient) -> list[asyncio.Task[None]]:
+        """The coordinator's loops: evaluation (its own, remote), evolution, health, receipts."""
+        config = self.config
+        workers = [
+            asyncio.create_task(self._evaluation_worker()) for _ in range(config.eval_workers)
+        ]
+        if self.remote is not None:
+            workers.append(asyncio.create_task(self.remote.dispatch(self._send_now, bus.connected)))
+            workers.append(asyncio.create_task(self.remote.watch()))
+        if config.evolution_interval > 0:
+            workers.append(asyncio.create_task(self._evolution_loop()))
+        workers.append(asyncio.create_task(self._health_loop()))
+        workers.append(asyncio.create_task(self._receipt_loop()))
+        return workers
 
     def sharing(self) -> SharingGain | None:
         if self.config.threshold is None:
@@ -282,6 +322,7 @@ class Coordinator:
             "lineage": self.history.lineage(),
             "snapshots_evaluated": self.evaluations_done,
             "evaluation_failures": self.evaluation_failures,
+            "remote_evaluation": self.remote_stats.as_dict() if self.remote is not None else None,
             "messages_received": sum(stats.received.values()),
             "messages_received_by_kind": dict(stats.received),
             "messages_rejected": sum(stats.rejected.values()),
@@ -295,6 +336,14 @@ class Coordinator:
     # --- incoming -------------------------------------------------------------------------
 
     async def _on_message(self, ref: TopicRef, message: Message) -> None:
+        if isinstance(message, EvaluatorPresence | TaskResult):
+            # Only subscribed (and let through by the inbox) with remote evaluation on.
+            assert self.remote is not None
+            if isinstance(message, EvaluatorPresence):
+                self.remote.on_presence(message)
+            else:
+                self.remote.on_result(message)
+            return
         sender = getattr(message, "agent", None)
         if (
             isinstance(sender, str)
@@ -542,12 +591,25 @@ class Coordinator:
 
     # --- evaluation -----------------------------------------------------------------------
 
+    def _moot(self, snapshot: PolicySnapshot) -> bool:
+        """Whether evaluating ``snapshot`` is moot (a past life's); then it is forgotten."""
+        if self._current(snapshot):
+            return False
+        self.history.remove_pending(snapshot.agent, snapshot.version)
+        return True
+
+    async def _send_now(self, topic: str, payload: bytes) -> bool:
+        """A task to an evaluator: sent now or not at all (the work stays pending here)."""
+        if self.bus is None:
+            return False
+        delivery = DELIVERY[Kind.TASK]
+        return await self.bus.publish_now(topic, payload, qos=delivery.qos, retain=delivery.retain)
+
     async def _evaluation_worker(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             snapshot = await self._queue.get()
-            if not self._current(snapshot):
-                self.history.remove_pending(snapshot.agent, snapshot.version)
+            if self._moot(snapshot):
                 continue
             request = EvaluationRequest(
                 payload=encode(snapshot),

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from agents.bus.client import BusStats
     from agents.bus.inbox import Inbox
+    from agents.coordinator.remote import RemoteStats
     from agents.coordinator.sharing import SharingGain
 
 __all__ = ["EVALUATION_BUCKETS", "SocietyCollector", "SocietyState", "register_metrics"]
@@ -122,6 +123,8 @@ class SocietyState(Protocol):
     def evaluation_backlog(self) -> int: ...
     @property
     def bus_stats(self) -> BusStats | None: ...
+    @property
+    def remote_stats(self) -> RemoteStats: ...
     def sharing(self) -> SharingGain | None: ...
     def delivery(self) -> dict[str, dict[str, dict[str, int]]]: ...
 
@@ -304,6 +307,22 @@ class SocietyCollector(Collector):
         yield GaugeMetricFamily(
             "society_evaluation_queue_length", "Snapshots waiting for evaluation.",
             value=coordinator.evaluation_backlog,
+        )  # fmt: skip
+        remote = coordinator.remote_stats
+        yield GaugeMetricFamily(
+            "society_evaluators_online",
+            "Remote evaluators (society evaluator) online and taking work.",
+            value=remote.online,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "society_remote_evaluations_pending",
+            "Snapshots handed to remote evaluators and not answered yet.",
+            value=remote.outstanding,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "society_remote_evaluations_reissued",
+            "Remote evaluations handed out again: their evaluator left or did not answer in time.",
+            value=remote.reissued,
         )  # fmt: skip
         bus = coordinator.bus_stats
         yield GaugeMetricFamily(

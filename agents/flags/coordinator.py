@@ -27,6 +27,7 @@ from agents.flags.values import (
     non_negative_float,
     non_negative_int,
     port,
+    positive_float,
     positive_int,
 )
 
@@ -55,9 +56,22 @@ _EVAL_SEED: Final = Flag(
 )
 _EVAL_WORKERS: Final = Flag(
     "--eval-workers",
-    "evaluation worker processes",
+    "evaluation worker processes of the coordinator's own (0: only remote evaluators, "
+    "with --remote-evaluators)",
     env="SOCIETY_EVAL_WORKERS",
-    type=positive_int,
+    type=non_negative_int,
+)
+_REMOTE_EVALUATORS: Final = Flag(
+    "--remote-evaluators",
+    "hand snapshots also to `society evaluator` processes on the bus (docs/scaling.md)",
+    env="SOCIETY_REMOTE_EVALUATORS",
+    kind="switch",
+)
+_REMOTE_EVAL_TIMEOUT: Final = Flag(
+    "--remote-eval-timeout",
+    "seconds a remote evaluation may stay unanswered before it is handed out again",
+    env="SOCIETY_REMOTE_EVAL_TIMEOUT",
+    type=positive_float,
 )
 _THRESHOLD: Final = Flag(
     "--threshold",
@@ -128,6 +142,8 @@ class CoordinatorFlags:
     eval_episodes: int = flag_field(_EVAL_EPISODES, 5)
     eval_seed: int = flag_field(_EVAL_SEED, 10_000)
     eval_workers: int = flag_field(_EVAL_WORKERS, 1)
+    remote_evaluators: bool = flag_field(_REMOTE_EVALUATORS)
+    remote_eval_timeout: float = flag_field(_REMOTE_EVAL_TIMEOUT, 600.0)
     threshold: float | None = flag_field(_THRESHOLD)
     evolution_interval: float = flag_field(_EVOLUTION_INTERVAL, 0.0)
     evolution_every_steps: int = flag_field(_EVOLUTION_EVERY_STEPS, 0)

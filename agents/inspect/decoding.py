@@ -21,6 +21,8 @@ from agents.bus.codec import MESSAGE_TYPES, decode
 from agents.bus.schemas import (
     Directive,
     Evaluation,
+    EvaluationTask,
+    EvaluatorPresence,
     ExperienceBatch,
     FederatedWeights,
     Leaderboard,
@@ -29,6 +31,7 @@ from agents.bus.schemas import (
     PolicySnapshot,
     Receipt,
     Status,
+    TaskResult,
     Telemetry,
 )
 from agents.bus.topics import Kind, parse_topic
@@ -122,13 +125,15 @@ def describe(raw: RawMessage, *, ts: float) -> Seen:
         return seen("", "unknown", reason="topic",
                     error="not a topic of the society tree (see docs/protocol.md)")  # fmt: skip
     kind = KIND_NAMES[ref.kind]
-    agent = ref.agent or ""
+    # An evaluator's topics name the evaluator where an agent's name the agent.
+    agent = ref.agent or ref.evaluator or ""
     try:
         message = decode(ref.kind, raw.payload)
-        claimed = getattr(message, "agent", None)
-        if ref.agent is not None and claimed != ref.agent:
+        role = "agent" if ref.agent is not None else "evaluator"
+        claimed = getattr(message, role, None)
+        if agent and claimed != agent:
             raise MessageRejected(  # noqa: TRY301 - the same rejection as the Inbox's
-                "topic", f"payload says agent {claimed!r} on the topic of {ref.agent!r}"
+                "topic", f"payload says {role} {claimed!r} on the topic of {agent!r}"
             )
         number_name, number, fields = _summary(message)
     except MessageRejected as exc:
@@ -257,6 +262,29 @@ def _receipt(message: Message) -> dict[str, Scalar]:
     }
 
 
+def _presence(message: Message) -> dict[str, Scalar]:
+    assert isinstance(message, EvaluatorPresence)
+    return {"state": message.state, "session": message.session, "pid": message.pid}
+
+
+def _task(message: Message) -> dict[str, Scalar]:
+    assert isinstance(message, EvaluationTask)
+    return {"task": message.task, "session": message.session, "episodes": message.episodes,
+            "snapshot_bytes": len(message.snapshot), "signed": bool(message.signature)}  # fmt: skip
+
+
+def _result(message: Message) -> dict[str, Scalar]:
+    assert isinstance(message, TaskResult)
+    means = [sum(r.returns) / len(r.returns) for r in message.regimes if r.returns]
+    return {
+        "task": message.task,
+        "regimes": len(message.regimes),
+        "mean_return": _round(sum(means) / len(means)) if means else None,
+        "seconds": _round(message.seconds),
+        "error": message.error_reason or None,
+    }
+
+
 _FIELDS: Final[dict[type[Message], Callable[[Message], dict[str, Scalar]]]] = {
     Status: _status,
     ExperienceBatch: _experience,
@@ -267,6 +295,9 @@ _FIELDS: Final[dict[type[Message], Callable[[Message], dict[str, Scalar]]]] = {
     Leaderboard: _leaderboard,
     FederatedWeights: _weights,
     Receipt: _receipt,
+    EvaluatorPresence: _presence,
+    EvaluationTask: _task,
+    TaskResult: _result,
 }
 
 

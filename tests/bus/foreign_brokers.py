@@ -18,7 +18,14 @@ from pathlib import Path
 from agents._process import die_with_parent, free_port, wait_for_port
 from agents.bus.url import BrokerUrl
 
-__all__ = ["ForeignBroker", "ForeignBrokerMissingError", "nats", "rabbitmq"]
+__all__ = [
+    "NATS_CLUSTER_NODE",
+    "ForeignBroker",
+    "ForeignBrokerMissingError",
+    "nats",
+    "nats_cluster",
+    "rabbitmq",
+]
 
 _RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # the script that runs as the caller
 
@@ -36,20 +43,33 @@ class ForeignBroker:
         self.name = name
         self.url = BrokerUrl(host="127.0.0.1", port=port)
         self.log = folder / f"{name}.log"
+        self._command, self._folder, self._env = command, folder, env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again, after :meth:`kill`) and wait for its MQTT port."""
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                command, cwd=folder, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                self._command, cwd=self._folder, env={**os.environ, **self._env},
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads yet in this child
             )  # fmt: skip
-        if not wait_for_port(self.url.host, port, timeout=90):
+        if not wait_for_port(self.url.host, self.url.port, timeout=90):
             self.stop()
             tail = self.log.read_text(errors="replace")[-2000:]
-            msg = f"{name} did not open its MQTT port {port}:\n{tail}"
+            msg = f"{self.name} did not open its MQTT port {self.url.port}:\n{tail}"
             raise RuntimeError(msg)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crashed machine: no clean shutdown, no goodbye to the cluster."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
     def stop(self) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(30)
@@ -58,14 +78,19 @@ class ForeignBroker:
                 self.process.wait()
 
 
-def nats(folder: Path) -> ForeignBroker:
-    """nats-server with JetStream and its MQTT gateway (MQTT needs both)."""
+def _nats_server() -> str:
     binary = shutil.which("nats-server") or (
         "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None
     )
     if binary is None:
         msg = "nats-server is not installed (Debian package nats-server)"
         raise ForeignBrokerMissingError(msg)
+    return binary
+
+
+def nats(folder: Path) -> ForeignBroker:
+    """nats-server with JetStream and its MQTT gateway (MQTT needs both)."""
+    binary = _nats_server()
     port = free_port()
     config = folder / "nats.conf"
     config.write_text(
@@ -108,3 +133,46 @@ def rabbitmq(folder: Path) -> ForeignBroker:
         "HOME": str(folder),  # the Erlang cookie of this node
     }
     return ForeignBroker("rabbitmq", [_RABBITMQ_SERVER], port, folder, env)
+
+
+#: The configuration every node of a NATS cluster runs, as shipped (docs/deployment.md).
+NATS_CLUSTER_NODE = Path(__file__).resolve().parents[2] / "broker" / "nats" / "cluster-node.conf"
+
+
+def nats_cluster(folder: Path, nodes: int = 3) -> list[ForeignBroker]:
+    """A NATS cluster on loopback ports: ``nodes`` servers, each with its own JetStream folder.
+
+    Every node runs the shipped ``broker/nats/cluster-node.conf``; what differs between them
+    comes from the environment, as an operator would set it. Returns once every node's MQTT
+    port is open; until JetStream has elected its leader a node refuses MQTT connections, and
+    clients retry as the bus does.
+    """
+    if nodes != 3:  # the shipped file names three routes
+        msg = "the shipped cluster configuration is for three nodes"
+        raise ValueError(msg)
+    binary = _nats_server()
+    cluster_ports = [free_port() for _ in range(nodes)]
+    routes = {
+        f"ROUTE_{i}": f"nats-route://127.0.0.1:{port}" for i, port in enumerate(cluster_ports)
+    }
+    started: list[ForeignBroker] = []
+    try:
+        for i, cluster_port in enumerate(cluster_ports):
+            node = folder / f"n{i}"
+            node.mkdir(parents=True, exist_ok=True)
+            mqtt_port = free_port()
+            env = {
+                "NODE_NAME": f"n{i}",
+                "CLIENT_LISTEN": f"127.0.0.1:{free_port()}",
+                "CLUSTER_LISTEN": f"127.0.0.1:{cluster_port}",
+                "MQTT_LISTEN": f"127.0.0.1:{mqtt_port}",
+                "STORE_DIR": str(node / "jetstream"),
+                **routes,
+            }
+            command = [binary, "-c", str(NATS_CLUSTER_NODE)]
+            started.append(ForeignBroker(f"nats-n{i}", command, mqtt_port, node, env))
+    except BaseException:
+        for broker in started:
+            broker.stop()
+        raise
+    return started

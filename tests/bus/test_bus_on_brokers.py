@@ -2,7 +2,8 @@
 
 Mosquitto and the pure-Python fallback for everything; RabbitMQ's MQTT plugin and NATS's MQTT
 gateway (started by ``tests/bus/foreign_brokers.py``) for what every broker must do: QoS 1 in
-order, retained snapshots for late joiners, and the Last Will of a killed agent.
+order, retained snapshots for late joiners, the Last Will of a killed agent, and remote
+evaluation's work queue.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+import msgspec
 import pytest
+from prometheus_client import CollectorRegistry
 
 from agents.broker.managed import ManagedBroker
 from agents.bus.client import Backoff, BusClient
@@ -29,7 +32,10 @@ from agents.bus.schemas import ExperienceBatch, Message, PolicySnapshot, Status
 from agents.bus.topics import Kind, TopicRef, Topics
 from agents.bus.transport import ConnectOptions, RawMessage
 from agents.bus.url import BrokerUrl
+from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
+from agents.evaluator import Evaluator, EvaluatorConfig
 from tests import factories
+from tests.coordinator.test_evaluation import learner, snapshot_of
 
 FAST = Backoff(base=0.05, cap=0.5)
 M = TypeVar("M", bound=Message)
@@ -119,6 +125,59 @@ async def test_publish_subscribe_and_retained_snapshot(
             await eventually(lambda: len(collected.of(ExperienceBatch)) == 20)
     seqs = [m.seq for m in collected.of(ExperienceBatch)]
     assert seqs == list(range(1, 21))  # QoS 1, in order
+
+
+async def test_evaluators_take_the_coordinators_work(broker: Broker) -> None:
+    """Remote evaluation uses nothing a broker may lack (no MQTT 5 shared subscriptions).
+
+    The evaluators are there before the coordinator: it finds them by their retained presence,
+    or on RabbitMQ (no retained messages for wildcard subscriptions) by its repetition. Every
+    snapshot is evaluated by an evaluator and recorded once; one evaluator leaves, the other
+    takes what comes after.
+    """
+    transport = MqttTransport(broker.url)
+    evaluators = [
+        Evaluator(EvaluatorConfig(society="q", evaluator_id=f"q-e{i}", presence_interval=0.3),
+                  transport)
+        for i in range(2)
+    ]  # fmt: skip
+    serving = [asyncio.create_task(evaluator.run()) for evaluator in evaluators]
+    await eventually(
+        lambda: all(e.bus is not None and e.bus.connected.is_set() for e in evaluators)
+    )
+    config = CoordinatorConfig(society="q", eval_episodes=1, eval_workers=0, remote_evaluators=True)
+    coordinator = Coordinator(config, transport, metrics_registry=CollectorRegistry())
+    running = asyncio.create_task(coordinator.run())
+    base = snapshot_of(learner())
+    topics = Topics("q")
+    publisher = BusClient(transport, ConnectOptions(client_id="q-a0", clean_session=True))
+
+    async def publish(versions: range) -> None:
+        for version in versions:
+            snapshot = msgspec.structs.replace(base, agent="q-a0", version=version)
+            publisher.enqueue(topics.agent("q-a0", Kind.POLICY), encode(snapshot), retain=True)
+        assert await publisher.flush(10)
+
+    try:
+        async with publisher:
+            await eventually(lambda: coordinator.remote_stats.online == 2, timeout=30)
+            await publish(range(1, 5))
+            await eventually(lambda: coordinator.evaluations_done == 4, timeout=60)
+            evaluators[0].stop()
+            await serving[0]
+            await eventually(lambda: coordinator.remote_stats.online == 1)
+            await publish(range(5, 7))
+            await eventually(lambda: coordinator.evaluations_done == 6, timeout=60)
+    finally:
+        coordinator.stop()
+        evaluators[1].stop()
+        await asyncio.wait_for(asyncio.gather(running, *serving), 30)
+    versions = [e.version for e in coordinator.roster.get("q-a0").evaluations]
+    assert sorted(versions) == list(range(1, 7))
+    assert coordinator.remote_stats.recorded == 6
+    done = [evaluator.report.evaluated for evaluator in evaluators]
+    assert sum(done) >= 6
+    assert done[1] >= 2  # what came after the first one left
 
 
 async def test_rabbitmq_keeps_retained_messages_from_wildcard_subscribers(
@@ -235,6 +294,28 @@ async def test_outbox_delivers_everything_after_a_broker_outage(mosquitto: Manag
     assert seqs == list(range(1, total + 1))
     assert agent.stats.connection_losses == 3
     assert agent.outbox.pending() == 0
+
+
+async def test_a_volatile_message_the_broker_never_acknowledges_is_dropped_and_counted(
+    mosquitto: ManagedBroker,
+) -> None:
+    """A frozen broker (a node of a cluster under load) times a QoS 1 publish out: the sender
+    of a volatile message gets False, the drop is counted, and no error escapes."""
+    topics = Topics("s")
+    agent = BusClient(
+        MqttTransport(mosquitto.url, timeout=0.5), ConnectOptions(client_id="a0"), backoff=FAST
+    )
+    async with agent:
+        await agent.wait_connected(timeout=5)
+        process = mosquitto.process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        try:
+            sent = await agent.publish_now(topics.agent("a0", Kind.WEIGHTS), b"w", qos=1)
+        finally:
+            process.send_signal(signal.SIGCONT)
+    assert sent is False
+    assert agent.stats.volatile_dropped == 1
 
 
 def experience_session(

@@ -90,6 +90,9 @@ EVERY_KIND = [
     (Kind.EVALUATION, factories.evaluation()),
     (Kind.LEADERBOARD, factories.leaderboard()),
     (Kind.RECEIPT, factories.receipt()),
+    (Kind.PRESENCE, factories.presence()),
+    (Kind.TASK, factories.task()),
+    (Kind.RESULT, factories.task_result()),
 ]
 
 

@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 from agents.bus.url import BrokerUrl
 from agents.cli.options import parse_args, settings_of
 from agents.cli.parser import build_parser
-from agents.flags import AgentFlags, CoordinatorFlags, RunFlags, flag_fields, to_argv
+from agents.flags import (
+    AgentFlags,
+    CoordinatorFlags,
+    EvaluatorFlags,
+    RunFlags,
+    flag_fields,
+    to_argv,
+)
 from agents.flags.common import LOG_LEVELS
 from agents.flags.values import SHARE_KINDS, scalar
 from agents.orchestrator.plan import RunPlan
@@ -24,6 +31,7 @@ from agents.orchestrator.run import Orchestrator
 COMMANDS: dict[type[Any], str] = {
     AgentFlags: "agent",
     CoordinatorFlags: "coordinator",
+    EvaluatorFlags: "evaluator",
     RunFlags: "run",
 }
 
@@ -136,7 +144,9 @@ def strategy_for(cls: type[Any], a_file: Path) -> st.SearchStrategy[Any]:
         "metrics_host": texts,
         "eval_episodes": st.integers(1, 100),
         "eval_seed": st.integers(0, 10**9),
-        "eval_workers": st.integers(1, 64),
+        "eval_workers": st.integers(0 if cls is CoordinatorFlags else 1, 64),
+        "remote_evaluators": st.booleans(),
+        "remote_eval_timeout": positive,
         "threshold": optional(finite),
         "evolution_interval": st.floats(min_value=0, allow_nan=False, allow_infinity=False),
         "evolution_every_steps": st.integers(0, 10**9),

@@ -218,6 +218,33 @@ async def test_only_the_coordinator_writes_directives_and_coordinator_topics(
     assert seen.topics() == [directive_a0, evaluations]
 
 
+async def test_evaluators_take_tasks_and_answer_only_as_themselves(
+    production_broker: ProductionBroker,
+) -> None:
+    """An evaluator (an `agent` user, client id e0) and the coordinator, through the ACL."""
+    presence, result = TOPICS.evaluator("e0", Kind.PRESENCE), TOPICS.evaluator("e0", Kind.RESULT)
+    task_e0, task_e1 = TOPICS.evaluator("e0", Kind.TASK), TOPICS.evaluator("e1", Kind.TASK)
+    forged_result = TOPICS.evaluator("e1", Kind.RESULT)
+    task = encode(factories.task("e0"))
+    async with (
+        client(
+            production_broker.url("coordinator"), "s-coordinator",
+            TOPICS.evaluators_filter(Kind.PRESENCE), TOPICS.evaluators_filter(Kind.RESULT),
+        ) as (coordinator, heard),
+        client(production_broker.url("agent"), "e0", task_e0, task_e1) as (e0, given),
+    ):  # fmt: skip
+        await e0.publish(forged_result, encode(factories.task_result("e1")), qos=1, retain=False)
+        await e0.publish(task_e1, task, qos=1, retain=False)  # tasks are the coordinator's
+        await e0.publish(presence, encode(factories.presence("e0")), qos=1, retain=False)
+        await e0.publish(result, encode(factories.task_result("e0")), qos=1, retain=False)
+        await heard.wait_for(result)
+        await coordinator.publish(task_e1, task, qos=1, retain=False)  # not e0's to read
+        await coordinator.publish(task_e0, task, qos=1, retain=False)
+        await given.wait_for(task_e0)
+    assert heard.topics() == [presence, result]
+    assert given.topics() == [task_e0]
+
+
 async def test_home_assistant_topics_are_confined_too(production_broker: ProductionBroker) -> None:
     """An agent publishes its own discovery and availability; the coordinator may mark it
     offline for Home Assistant after its Last Will; no agent may do so for another."""

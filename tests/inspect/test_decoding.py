@@ -127,7 +127,11 @@ def test_json_line_has_common_fields_then_kind_fields() -> None:
 def test_kinds_filter_accepts_topic_words_and_refuses_unknown_ones() -> None:
     assert parse_kinds("policy, evaluations") == {"policy", "evaluation"}
     assert set(KINDS) == {"status", "experience", "policy", "telemetry", "directive",
-                          "evaluation", "leaderboard", "weights", "receipt"}  # fmt: skip
+                          "evaluation", "leaderboard", "weights", "receipt",
+                          "evaluator_presence", "evaluation_task", "task_result"}  # fmt: skip
+    assert parse_kinds("presence,task,result") == {
+        "evaluator_presence", "evaluation_task", "task_result"
+    }  # fmt: skip
     with pytest.raises(Exception, match="unknown kind bogus"):
         parse_kinds("policy,bogus")
 
@@ -174,3 +178,24 @@ def test_printer_stops_when_its_reader_goes_away() -> None:
     printer = Printer(out, on_done=lambda: stopped.append(True))
     printer.show(seen(Kind.STATUS, factories.status()))
     assert stopped == [True]
+
+
+def test_evaluator_messages_show_their_evaluator_task_and_result() -> None:
+    def on(kind: Kind, message: Message | bytes, evaluator: str = "e0") -> Seen:
+        payload = message if isinstance(message, bytes) else encode(message)
+        return describe(RawMessage(TOPICS.evaluator(evaluator, kind), payload), ts=1.0)
+
+    presence = on(Kind.PRESENCE, factories.presence("e0"))
+    assert (presence.agent, presence.kind, presence.fields["state"]) == (
+        "e0", "evaluator_presence", "online"
+    )  # fmt: skip
+    task = on(Kind.TASK, factories.task("e0"))
+    assert (task.kind, task.fields["task"], task.fields["episodes"]) == (
+        "evaluation_task", "a0:1:0", 2
+    )  # fmt: skip
+    result = on(Kind.RESULT, factories.task_result("e0"))
+    assert (result.kind, result.fields["mean_return"], result.fields["error"]) == (
+        "task_result", 10.5, None
+    )  # fmt: skip
+    stolen = on(Kind.RESULT, factories.task_result("e0"), evaluator="e1")
+    assert (stolen.rejected, stolen.reason) == (True, "topic")

@@ -1,0 +1,120 @@
+"""A society spread over a clustered broker: three NATS nodes, one of them killed mid-run.
+
+The coordinator and the two agents each talk to a different node. A node is killed with
+SIGKILL (a machine that dies), the society goes on over the other two, and the node comes
+back with what its disk held. Every experience batch either agent numbered is recorded by
+the coordinator exactly once: what reached the cluster survives in JetStream's replicas on
+the other nodes, and what did not is sent again from the agent's outbox when the receipts
+show the gap (docs/deployment.md, "A clustered broker").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agents.agent.agent import Agent, AgentConfig
+from agents.bus.client import Backoff
+from agents.bus.mqtt import MqttTransport
+from agents.bus.topics import Kind
+from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
+from agents.learner.learner import LearnerConfig
+from tests.bus.foreign_brokers import ForeignBroker, ForeignBrokerMissingError, nats_cluster
+from tests.coordinator.test_society_on_mosquitto import eventually
+
+SMALL_PPO = {"n_steps": 64, "batch_size": 32, "n_epochs": 1}
+
+
+def member(node: ForeignBroker, tmp_path: Path, agent_id: str, seed: int) -> Agent:
+    config = AgentConfig(
+        agent_id=agent_id, society="s", data_dir=tmp_path / agent_id, telemetry_interval=0.2,
+        keepalive=5,
+        learner=LearnerConfig(env_id="CartPole-v1", algo="ppo", hyperparams=SMALL_PPO,
+                              experience_batch=50, snapshot_every=400, seed=seed),
+    )  # fmt: skip
+    return Agent(config, MqttTransport(node.url))
+
+
+def recorded_through(boss: Coordinator, agent_id: str) -> int:
+    tracker = boss.inbox.streams.get((Kind.EXPERIENCE, agent_id))
+    return 0 if tracker is None or tracker.floor is None else tracker.floor
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[list[ForeignBroker]]:
+    try:
+        nodes = nats_cluster(tmp_path / "cluster")
+    except ForeignBrokerMissingError as exc:
+        pytest.skip(str(exc))
+    yield nodes
+    for node in nodes:
+        node.stop()
+
+
+async def test_a_node_killed_mid_run_loses_and_doubles_nothing(
+    cluster: list[ForeignBroker], tmp_path: Path
+) -> None:
+    boss_node, node_a, node_b = cluster
+    boss = Coordinator(
+        CoordinatorConfig(society="s", data_dir=tmp_path / "coordinator", eval_episodes=1,
+                          receipt_interval=0.5),
+        MqttTransport(boss_node.url),
+        metrics_registry=CollectorRegistry(),
+    )  # fmt: skip
+    serving = asyncio.create_task(boss.run())
+    agents = {"a": member(node_a, tmp_path, "a", 1), "b": member(node_b, tmp_path, "b", 2)}
+    running = {name: asyncio.create_task(agent.run()) for name, agent in agents.items()}
+    reports = {}
+    try:
+        await eventually(lambda: all(recorded_through(boss, n) >= 2 for n in agents), timeout=90)
+        for agent in agents.values():
+            assert agent.bus is not None
+            agent.bus.backoff = Backoff(base=0.1, cap=0.5)
+
+        # Agent a's node dies. Agent b, on another node, is still heard meanwhile.
+        node_a.kill()
+        b_before = recorded_through(boss, "b")
+        await eventually(lambda: recorded_through(boss, "b") >= b_before + 3, timeout=60)
+        a_outbox = agents["a"].bus.outbox  # type: ignore[union-attr]
+        a_numbered = a_outbox.counter("experience_seq")
+        await eventually(lambda: a_outbox.counter("experience_seq") >= a_numbered + 2, timeout=60)
+        node_a.start()
+        await eventually(
+            lambda: recorded_through(boss, "a") >= a_outbox.counter("experience_seq") - 1,
+            timeout=90,
+        )
+
+        # Then the coordinator's node: the agents' messages wait in the other nodes' replicas.
+        seen = {n: recorded_through(boss, n) for n in agents}
+        boss_node.kill()
+        for agent in agents.values():
+            outbox = agent.bus.outbox  # type: ignore[union-attr]
+            numbered = outbox.counter("experience_seq")
+            await eventually(lambda o=outbox, k=numbered: o.counter("experience_seq") >= k + 2)
+        boss_node.start()
+        await eventually(
+            lambda: all(recorded_through(boss, n) >= seen[n] + 3 for n in agents), timeout=90
+        )
+    finally:
+        for agent in agents.values():
+            agent.stop()
+        for name, task in running.items():
+            reports[name] = await asyncio.wait_for(task, 120)
+    try:
+        for name, report in reports.items():
+            last = report.experience_batches_published
+            await eventually(lambda n=name, k=last: recorded_through(boss, n) == k, timeout=90)
+            tracker = boss.inbox.streams[(Kind.EXPERIENCE, name)]
+            assert not tracker.above, name  # every number from 1 to the last
+            assert tracker.missing_count == 0, name
+            # Each batch recorded once, whatever came twice on the way.
+            assert boss.roster.agents[name].experience_batches_received == last, name
+            assert report.unreceipted_dropped == 0, name
+            assert boss.summary()["delivery"][name]["experience"]["missing"] == 0
+    finally:
+        boss.stop()
+        await asyncio.wait_for(serving, 30)
