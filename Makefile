@@ -1,7 +1,10 @@
 # Agent Society - the two commands of the quick start, and a few more.
 #
 #   make run    set up .venv if needed, then run the default society on a managed broker
-#   make test   set up .venv if needed, then run the whole test suite
+#   make test   set up .venv if needed, then run the whole test suite (not the container tests)
+#   make images            build the image, and stand-ins of the base images that cannot be
+#                          pulled (tests/containers/build-images.sh; needs dockerd, and root)
+#   make test-containers   images, then the real docker-compose.yml started end to end
 #
 # torch is installed explicitly, pinned, before the project: a bare `torch` requirement would
 # pull a CUDA build of several GB, while torch==2.13.0 is a CPU build (from local disk on the
@@ -15,10 +18,10 @@ STAMP := $(VENV)/.installed
 SCENARIO ?= cartpole
 RUN_ARGS ?=
 
-.PHONY: run test lint typecheck check bench clean help sumo
+.PHONY: run test lint typecheck check bench clean help sumo images test-containers
 
 help:
-	@echo "make run | test | lint | typecheck | check | bench | clean"
+	@echo "make run | test | lint | typecheck | check | bench | clean | images | test-containers"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +41,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+images:
+	tests/containers/build-images.sh
+
+test-containers: $(STAMP) images
+	$(BIN)/python -m pytest -q -m containers tests/containers
 
 lint: $(STAMP)
 	$(BIN)/ruff check agents tests bench

@@ -186,6 +186,23 @@ def test_every_service_has_a_healthcheck_and_waits_for_healthy_dependencies(
     assert set(services(compose)["agent"]["depends_on"]) == {"mosquitto", "coordinator"}
 
 
+def test_published_ports_bind_to_loopback_unless_told(raw: dict[str, Any]) -> None:
+    """Every published port is on 127.0.0.1 by default; PUBLISH_ADDRESS and *_HOST_PORT move it."""
+    published = {
+        name: service["ports"] for name, service in raw["services"].items() if "ports" in service
+    }
+    assert set(published) == {"mosquitto", "coordinator", "prometheus", "grafana"}
+    moved = {"PUBLISH_ADDRESS": "0.0.0.0", "MQTT_HOST_PORT": "11883", "GRAFANA_HOST_PORT": "13000"}  # noqa: S104
+    for name, ports in published.items():
+        for port in ports:
+            host, host_port, container_port = interpolate(port, {}).split(":")
+            assert host == "127.0.0.1", name
+            assert host_port == container_port, name
+            assert interpolate(port, moved).startswith("0.0.0.0:"), name
+    assert interpolate(published["mosquitto"][0], moved) == "0.0.0.0:11883:1883"
+    assert interpolate(published["grafana"][0], moved) == "0.0.0.0:13000:3000"
+
+
 def test_agents_scale(compose: dict[str, Any]) -> None:
     """`--scale agent=N` needs no fixed name, id or host port; ids come from hostnames."""
     agent = services(compose)["agent"]
@@ -197,6 +214,14 @@ def test_agents_scale(compose: dict[str, Any]) -> None:
     assert "SOCIETY_DATA_DIR" not in env, "the default folder is per agent id"
     targets = [volume.split(":")[1] for volume in agent["volumes"]]
     assert "/data" in targets, "checkpoints and outboxes must outlive the container"
+
+
+def test_our_containers_write_only_their_volume(compose: dict[str, Any]) -> None:
+    for name in ("coordinator", "agent"):
+        service = services(compose)[name]
+        assert service["read_only"] is True, name
+        assert service["tmpfs"] == ["/tmp"], name
+        assert [volume.split(":")[1] for volume in service["volumes"]] == ["/data"], name
 
 
 def test_clients_log_in_as_the_brokers_users_with_the_brokers_passwords(
@@ -266,7 +291,7 @@ def test_prometheus_scrapes_the_coordinator_and_grafana_reads_prometheus(
         for target in config["targets"]
     ]
     assert f"coordinator:{port}" in targets
-    assert f"{port}:{port}" in services(compose)["coordinator"]["ports"]
+    assert f"127.0.0.1:{port}:{port}" in services(compose)["coordinator"]["ports"]
     datasources = yaml.safe_load(
         (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
     )
@@ -279,9 +304,18 @@ def test_prometheus_scrapes_the_coordinator_and_grafana_reads_prometheus(
 def test_the_image_runs_society_and_has_what_the_healthchecks_need(compose: dict[str, Any]) -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["society"]' in dockerfile
-    assert (
-        "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in dockerfile
+    # What a user with internet access gets by default: the slim Python image and the CPU
+    # build of torch from PyTorch's index (tests/containers/ builds it here with stand-ins).
+    defaults = dict(re.findall(r"^ARG (\w+)=(\S+)$", dockerfile, re.MULTILINE))
+    assert defaults["BASE_IMAGE"] == "python:3.11-slim"
+    assert defaults["TORCH"] == "torch==2.13.0"
+    assert defaults["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    assert 'pip install --find-links /tmp/torch-wheels --index-url "$TORCH_INDEX_URL" "$TORCH"' in (
+        dockerfile
     )
+    # The CA bundle is a BuildKit secret, mounted for pip only: never copied into a layer.
+    assert "--mount=type=secret,id=ca" in dockerfile
+    assert not re.search(r"^(COPY|ADD) .*(\.crt|\.pem|ca)\b", dockerfile, re.MULTILINE)
     copied = re.findall(r"^COPY (\S+) (\S+)$", dockerfile, re.MULTILINE)
     assert ("deploy/healthcheck.py", "/app/healthcheck.py") in copied
     for name in ("coordinator", "agent"):
