@@ -11,6 +11,8 @@ For each size N, run alternately (the order flips from one size to the next):
 
 Measured:
 
+- **CPU per step**: each process's CPU time (all its threads) over its learning, per step
+  (an agent's from its ``final.json``), which tells the society's own work from waiting;
 - **aggregate agent steps/s** while all N learn: each process's steps over time (the bare
   ones from a callback, the agents from their telemetry in the coordinator's history),
   interpolated over the window in which every one of them has started and none has finished;
@@ -66,10 +68,12 @@ class Progress(BaseCallback):
             progress.append((time.time(), self.num_timesteps))
         return True
 progress.append((time.time(), 0))
+cpu = time.process_time()
 model.learn(steps, callback=Progress())
+cpu = time.process_time() - cpu
 progress.append((time.time(), steps))
 with open(out, "w") as f:
-    json.dump(progress, f)
+    json.dump({"progress": progress, "cpu_seconds": cpu, "steps": steps}, f)
 """
 
 
@@ -147,12 +151,20 @@ def bare(n: int, steps: int) -> dict[str, Any]:
         if any(p.returncode != 0 for p in processes):
             msg = "a bare process failed"
             raise RuntimeError(msg)
-        series = [[(t, s) for t, s in json.loads(out.read_text())] for out in outs]
+        reports = [json.loads(out.read_text()) for out in outs]
+    series = [[(t, s) for t, s in report["progress"]] for report in reports]
     return {
         "seconds": time.time() - started,
         **steady_rate(series),
+        "cpu_ms_per_step": _cpu_ms_per_step(reports),
         "pss_mb": _mb(memory),
     }
+
+
+def _cpu_ms_per_step(reports: list[dict[str, Any]]) -> float | None:
+    """Process CPU time per step over the processes' learning (every thread)."""
+    steps = sum(r["steps"] for r in reports)
+    return 1000 * sum(r["cpu_seconds"] for r in reports) / steps if steps else None
 
 
 def society(n: int, steps: int, eval_wait: float) -> dict[str, Any]:
@@ -204,6 +216,10 @@ def society(n: int, steps: int, eval_wait: float) -> dict[str, Any]:
                 msg = f"{len(failed)} agent(s) failed"
                 raise RuntimeError(msg)
             telemetry, lags, unevaluated = _read_history(history, ended)
+            finals = [json.loads((root / f"a{i}" / "final.json").read_text()) for i in range(n)]
+    cpu_ms = _cpu_ms_per_step(
+        [{"steps": f["steps_this_run"], "cpu_seconds": f["cpu_seconds"]} for f in finals]
+    )
     series = [telemetry[a] for a in sorted(telemetry)]
     first = {a: next((t for t, s in points if s > 0), None) for a, points in telemetry.items()}
     startup = [t - spawned[a] for a, t in first.items() if t is not None]
@@ -213,6 +229,7 @@ def society(n: int, steps: int, eval_wait: float) -> dict[str, Any]:
         "learning_seconds": learned - started,
         **steady_rate(series),
         "agents_reporting": len(series),
+        "cpu_ms_per_step": cpu_ms,
         "evaluation_lag": {
             "snapshots": len(lags),
             "unevaluated_at_end": unevaluated,
@@ -320,9 +337,10 @@ def table_markdown(result: dict[str, Any]) -> str:
         f"{m['commit']}; {result['seconds']:,} s).",
         "",
         "| agents | steps each | bare (agent steps/s) | society (agent steps/s) | society / bare "
-        "| evaluation lag p50 / p95 (s) | unevaluated at the end | broker CPU | coordinator "
-        "CPU | agent PSS median / max (MB) | bare PSS median (MB) | start-up median / max (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| CPU ms per step, bare / agent | evaluation lag p50 / p95 (s) | unevaluated at the "
+        "end | broker CPU | coordinator CPU | agent PSS median / max (MB) | bare PSS median "
+        "(MB) | start-up median / max (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         b, s = row["bare"], row["society"]
@@ -330,6 +348,7 @@ def table_markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {row['agents']} | {row['steps_per_agent']:,} | {b['steps_per_second']:,.0f} | "
             f"{s['steps_per_second']:,.0f} | **{row['ratio']:.2f}** | "
+            f"{_num(b.get('cpu_ms_per_step'), 3)} / {_num(s.get('cpu_ms_per_step'), 3)} | "
             f"{_num(lag['p50'])} / {_num(lag['p95'])} | {lag['unevaluated_at_end']} of "
             f"{lag['snapshots']} | {s['broker_cpu_per_second']:.2f} | "
             f"{s['coordinator_cpu_per_second']:.2f} | {_num(s['pss_mb']['median'], 0)} / "

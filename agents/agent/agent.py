@@ -156,6 +156,9 @@ class AgentReport:
     resumed_from_step: int | None = None
     steps_this_run: int = 0
     learning_seconds: float = 0.0
+    #: CPU time of the whole process (every thread) over the same span: per step, against a
+    #: bare stable-baselines3 process's, it is what the society costs an agent.
+    cpu_seconds: float = 0.0
     steps_per_second: float = 0.0
     recent_returns: list[float] = field(default_factory=list)
     messages_rejected: dict[str, int] = field(default_factory=dict)
@@ -240,6 +243,7 @@ class Agent:
         self.incarnation = incarnation_of(outbox)
         start_step = learner.step
         started = time.monotonic()
+        cpu_started = time.process_time()
         status_topic = self.topics.agent(self.id, Kind.STATUS)
         options = ConnectOptions(
             client_id=self.id,
@@ -283,8 +287,9 @@ class Agent:
                     await asyncio.wait_for(self._say_offline(bus), 5.0)
                     raise self.storage_error
                 learning_seconds = time.monotonic() - started
+                cpu_seconds = time.process_time() - cpu_started
                 await self._say_goodbye(bus, outbox)
-                report = self._report(outbox, start_step, learning_seconds)
+                report = self._report(outbox, start_step, learning_seconds, cpu_seconds)
         finally:
             outbox.close()
         self._write_report(report)
@@ -772,7 +777,9 @@ class Agent:
 
     # --- the report -------------------------------------------------------------------------
 
-    def _report(self, outbox: Outbox, start_step: int, learning_seconds: float) -> AgentReport:
+    def _report(
+        self, outbox: Outbox, start_step: int, learning_seconds: float, cpu_seconds: float
+    ) -> AgentReport:
         learner = self.learner
         assert learner is not None
         steps = learner.step - start_step
@@ -792,6 +799,7 @@ class Agent:
             resumed_from_step=learner.resumed_from_step,
             steps_this_run=steps,
             learning_seconds=round(learning_seconds, 3),
+            cpu_seconds=round(cpu_seconds, 3),
             steps_per_second=round(steps / learning_seconds, 1) if learning_seconds else 0.0,
             recent_returns=list(self._recent_returns)[-20:],
             messages_rejected=dict(self.inbox.stats.rejected),
