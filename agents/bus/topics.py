@@ -144,37 +144,22 @@ class Topics:
 
     def agent(self, agent: str, kind: Kind) -> str:
         """The topic on which ``agent`` publishes (or, for directives, receives) ``kind``."""
-        if kind not in AGENT_KINDS:
-            msg = f"{kind} is not an agent topic"
-            raise ValueError(msg)
-        return f"{self.base}/agents/{agent}/{kind.value}"
+        return f"{self.base}/agents/{agent}/{_of(kind, AGENT_KINDS, 'an agent')}"
 
     def agents_filter(self, kind: Kind) -> str:
         """A subscription filter matching ``kind`` from every agent of the society."""
-        if kind not in AGENT_KINDS:
-            msg = f"{kind} is not an agent topic"
-            raise ValueError(msg)
-        return f"{self.base}/agents/+/{kind.value}"
+        return f"{self.base}/agents/+/{_of(kind, AGENT_KINDS, 'an agent')}"
 
     def coordinator(self, kind: Kind) -> str:
-        if kind not in COORDINATOR_KINDS:
-            msg = f"{kind} is not a coordinator topic"
-            raise ValueError(msg)
-        return f"{self.base}/coordinator/{kind.value}"
+        return f"{self.base}/coordinator/{_of(kind, COORDINATOR_KINDS, 'a coordinator')}"
 
     def evaluator(self, evaluator: str, kind: Kind) -> str:
         """The topic of ``kind`` for ``evaluator`` (its presence, its tasks, its results)."""
-        if kind not in EVALUATOR_KINDS:
-            msg = f"{kind} is not an evaluator topic"
-            raise ValueError(msg)
-        return f"{self.base}/evaluators/{evaluator}/{kind.value}"
+        return f"{self.base}/evaluators/{evaluator}/{_of(kind, EVALUATOR_KINDS, 'an evaluator')}"
 
     def evaluators_filter(self, kind: Kind) -> str:
         """A subscription filter matching ``kind`` of every evaluator of the society."""
-        if kind not in EVALUATOR_KINDS:
-            msg = f"{kind} is not an evaluator topic"
-            raise ValueError(msg)
-        return f"{self.base}/evaluators/+/{kind.value}"
+        return f"{self.base}/evaluators/+/{_of(kind, EVALUATOR_KINDS, 'an evaluator')}"
 
     @property
     def everything(self) -> str:
@@ -237,3 +222,11 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
         if level not in {"+", topic_levels[index]}:
             return False
     return len(filter_levels) == len(topic_levels)
+
+
+def _of(kind: Kind, kinds: tuple[Kind, ...], whose: str) -> str:
+    """``kind``'s topic level, if it is one of ``whose`` topics (else ``ValueError``)."""
+    if kind not in kinds:
+        msg = f"{kind} is not {whose} topic"
+        raise ValueError(msg)
+    return kind.value
