@@ -46,6 +46,8 @@ BENCHMARKS: dict[str, list[str]] = {
     "scaling": ["scaling.py"],  # issue 7: docs/scaling.md
     # issue 18: societies of 4 to 48 agents against as many bare processes
     "society-size": ["scaling.py", "--societies", "4", "8", "16", "32", "48"],
+    # issue 18: the society against Ray RLlib's multi-policy PPO (installs Ray for itself)
+    "ray-peer": ["ray_peer.py", "--sizes", "1", "4", "--steps", "8000", "--repeats", "3"],
 }
 
 
