@@ -93,13 +93,28 @@ def test_agents_are_a_statefulset_whose_pod_name_is_the_agent_id() -> None:
     assert env["SOCIETY_AGENT_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     claims = {claim["metadata"]["name"] for claim in agents["spec"]["volumeClaimTemplates"]}
     mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
-    assert set(mounts) <= claims, "each agent's data is on its own volume"
+    assert "data" in claims, "each agent's data is on its own volume"
     assert env["SOCIETY_DATA_DIR"]["value"] == mounts["data"]
+    # It writes only its volume: a read-only root, and scratch space in memory.
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = {volume["name"]: volume for volume in pod_spec(agents).get("volumes", [])}
+    for name in set(mounts) - claims:
+        assert volumes[name]["emptyDir"]["medium"] == "Memory", name
     headless = find("Service", agents["spec"]["serviceName"])
     assert headless["spec"]["clusterIP"] == "None"
     # An agent that lost the broker keeps learning: never restart it for that.
     assert "livenessProbe" not in container
     assert container["readinessProbe"]["exec"]["command"][1:3] == ["/app/healthcheck.py", "agent"]
+
+
+def test_the_coordinator_writes_only_its_volume_and_memory() -> None:
+    coordinator = find("Deployment", "coordinator")
+    container = pod_spec(coordinator)["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = {volume["name"]: volume for volume in pod_spec(coordinator)["volumes"]}
+    mounts = {mount["mountPath"]: volumes[mount["name"]] for mount in container["volumeMounts"]}
+    assert "persistentVolumeClaim" in mounts["/data"]
+    assert mounts["/tmp"]["emptyDir"]["medium"] == "Memory"
 
 
 def test_the_broker_runs_exactly_the_configuration_in_broker() -> None:
