@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import os
 import signal
 import socket
 import sys
 import time
 
-__all__ = ["die_with_parent", "free_port", "wait_for_port"]
+__all__ = ["die_with_parent", "free_port", "lower_priority", "wait_for_port"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -43,3 +44,16 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def lower_priority(by: int) -> None:
+    """Lower this process's CPU priority by ``by`` (``nice``; 0 leaves it as it is).
+
+    An agent's learning is throughput work; the broker's, the coordinator's and the
+    evaluators' is what every agent waits for. On a machine the agents fill (a society of 32
+    on two cores), equal priorities left the one evaluation worker a 35th of the CPU and
+    evaluations a minute and more behind (docs/scaling.md). Lowering priority needs no
+    privilege; on a machine with cores to spare it changes nothing.
+    """
+    if by > 0:
+        os.nice(by)

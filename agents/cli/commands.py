@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agents._process import lower_priority
 from agents.bus.security import society_key, tls_files
 from agents.cli.options import settings_of
 from agents.exceptions import ConfigError
@@ -65,6 +66,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from agents.cli.preflight import check_broker_reachable  # noqa: PLC0415
 
     flags = settings_of(AgentFlags, args)
+    lower_priority(flags.nice)
     config = agent_config(flags)
     check_broker_reachable(flags.broker, timeout=BROKER_WAIT)
     tls = tls_files(flags.tls_ca, flags.tls_cert, flags.tls_key)

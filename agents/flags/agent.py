@@ -32,6 +32,7 @@ from agents.flags.values import (
     key_value,
     key_value_text,
     name,
+    niceness,
     non_negative_int,
     positive_float,
     positive_int,
@@ -174,6 +175,13 @@ _TELEMETRY_INTERVAL: Final = Flag(
     env="SOCIETY_TELEMETRY_INTERVAL",
     type=positive_float,
 )
+_NICE: Final = Flag(
+    "--nice",
+    "lower this process's CPU priority by N (0-19): on a shared machine, learning yields to the "
+    "broker, the coordinator and evaluators, whose work others wait for",
+    env="SOCIETY_NICE",
+    type=niceness,
+)
 _DATA_DIR: Final = Flag(
     "--data-dir",
     "checkpoints and outbox (default: society-data/agents/<id>)",
@@ -222,6 +230,7 @@ class AgentFlags:
     experience_batch: int | None = flag_field(_EXPERIENCE_BATCH)
     checkpoint_every: int | None = flag_field(_CHECKPOINT_EVERY)
     telemetry_interval: float = flag_field(_TELEMETRY_INTERVAL, 2.0)
+    nice: int = flag_field(_NICE, 5)
     data_dir: str | None = flag_field(_DATA_DIR)
     home_assistant: bool = flag_field(_HOME_ASSISTANT)
     log_level: str = flag_field(LOG_LEVEL, DEFAULT_LOG_LEVEL)

@@ -24,6 +24,7 @@ __all__ = [
     "key_value",
     "key_value_text",
     "name",
+    "niceness",
     "non_negative_float",
     "non_negative_int",
     "port",
@@ -47,6 +48,14 @@ def non_negative_int(text: str) -> int:
     value = _int(text)
     if value < 0:
         msg = f"must be 0 or more, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def niceness(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= 19:  # noqa: PLR2004 - the range of nice(2) for lowering priority
+        msg = f"must be a niceness from 0 to 19, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
 

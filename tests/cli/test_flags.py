@@ -163,6 +163,7 @@ def strategy_for(cls: type[Any], a_file: Path) -> st.SearchStrategy[Any]:
         "eval_timeout": positive,
         "quiet": st.booleans(),
         "resume": st.booleans(),
+        "nice": st.integers(0, 19),
     }
     if cls is RunFlags:
         fields.update(broker=optional(brokers), society=optional(names), steps=optional(
