@@ -48,6 +48,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ROOT
+from bench.society_size import pss_kb
 
 RAY_VERSION = "2.60.0"
 TORCH = "torch==2.13.0"  # the CPU build on this machine's disk; a plain `torch` pulls CUDA
@@ -193,17 +194,6 @@ def _netns(pid: int) -> str | None:
         return None
 
 
-def _pss_kb(pid: int) -> int | None:
-    try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    return None
-
-
 def _processes_in(netns: str) -> dict[int, str]:
     """Every process in the network namespace ``netns``, by pid, with its command name."""
     found = {}
@@ -258,7 +248,7 @@ def ray_run(python: Path, n: int, steps: int, seed: int, env_runners: int) -> di
                     ours = netns
                     processes = _processes_in(netns)
                     names.update(processes)
-                    sizes = {pid: _pss_kb(pid) or 0 for pid in processes}
+                    sizes = {pid: pss_kb(pid) or 0 for pid in processes}
                     peak_total = max(peak_total, sum(sizes.values()))
                     peak_driver = max(peak_driver, sizes.get(child.pid, 0))
                     peak_processes = max(peak_processes, len(processes))

@@ -36,6 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, write_result
+from bench.society_size import cpu_seconds
 
 ROWS = 256  # transitions per experience batch (the scenarios' learner.experience_batch)
 TIME_LIMIT = 30.0  # seconds per broker run, whatever --messages says
@@ -48,14 +49,6 @@ def experience_payloads(agent: str, count: int) -> list[bytes]:
     return [
         encode(factories.experience(agent=agent, seq=seq, rows=ROWS)) for seq in range(1, count + 1)
     ]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    import os
-
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def broker_run(url: Any, pid: int, publishers: int, per_publisher: int) -> dict[str, Any]:

@@ -85,15 +85,21 @@ class PeakPss:
 
     def sample(self, pids: list[int]) -> None:
         for pid in pids:
-            try:
-                text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-            except OSError:
-                continue
-            for line in text.splitlines():
-                if line.startswith("Pss:"):
-                    kb = int(line.split()[1])
-                    self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), kb)
-                    break
+            kb = pss_kb(pid)
+            if kb is not None:
+                self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), kb)
+
+
+def pss_kb(pid: int) -> int | None:
+    """A process's proportional set size now (kB), or None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return None
 
 
 def cpu_seconds(pid: int) -> float:
