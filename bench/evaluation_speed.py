@@ -48,8 +48,15 @@ def measure(world: str, repeats: int) -> dict[str, Any]:
     env_id, algo, activation, net_arch = WORLDS[world]
     from agents.coordinator.evaluation import one_per_process
 
-    envs = [make_env(env_id, {})]
-    envs += [make_env(env_id, {}) for _ in range(0 if one_per_process(envs[0]) else EPISODES - 1)]
+    # Before: the world as gymnasium.make wraps it (checked). Now: as the coordinator builds it
+    # for an evaluation (checked=False, agents.learner.envs.make_env). libsumo allows one
+    # simulation per process: SUMO's loops share it.
+    envs = [make_env(env_id, {}, checked=False)]
+    alone_at_a_time = one_per_process(envs[0])
+    envs += [
+        make_env(env_id, {}, checked=False) for _ in range(0 if alone_at_a_time else EPISODES - 1)
+    ]
+    before_env = envs[0] if alone_at_a_time else make_env(env_id, {})
     arch = PolicyArch(policy="MlpPolicy", net_arch=net_arch, activation=activation)
     torch.manual_seed(0)
     policy = build_policy(
@@ -60,7 +67,7 @@ def measure(world: str, repeats: int) -> dict[str, Any]:
     try:
         for _ in range(repeats):
             started = time.process_time()
-            alone = play_episodes(PolicyController(policy), envs[0], seeds=seeds, metrics={})
+            alone = play_episodes(PolicyController(policy), before_env, seeds=seeds, metrics={})
             one_by_one.append((time.process_time() - started) / sum(alone.lengths))
             started = time.process_time()
             together = play_batched(batch_actor(policy), envs, seeds=seeds, metrics={})
@@ -70,7 +77,7 @@ def measure(world: str, repeats: int) -> dict[str, Any]:
                 raise SystemExit(msg)
             steps = sum(together.lengths)
     finally:
-        for env in envs:
+        for env in {id(e): e for e in [before_env, *envs]}.values():
             env.close()
     before, after = statistics.median(one_by_one), statistics.median(side_by_side)
     return {

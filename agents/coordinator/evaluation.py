@@ -236,11 +236,11 @@ def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
     results = []
     regimes: list[RegimeSpec | None] = [*snapshot.regimes] or [None]
     for regime in regimes:
-        env = make_env(snapshot.env_id, snapshot.env_kwargs, regime=regime)
+        env = make_env(snapshot.env_id, snapshot.env_kwargs, regime=regime, checked=False)
         # The policy plays all its episodes of the regime side by side (one batched forward
         # pass per step); the references play on `env`, one episode after another.
         side_by_side = [env] + [
-            make_env(snapshot.env_id, snapshot.env_kwargs, regime=regime)
+            make_env(snapshot.env_id, snapshot.env_kwargs, regime=regime, checked=False)
             for _ in range(0 if one_per_process(env) else max(len(seeds), _RECALL_EPISODES) - 1)
         ]
         try:

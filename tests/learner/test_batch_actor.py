@@ -91,3 +91,23 @@ def test_an_episode_is_cut_at_max_steps() -> None:
     policy = policy_for("ppo", env, "tanh")
     score = play_batched(batch_actor(policy), [env], seeds=[1, 2], metrics={}, max_steps=5)
     assert score.lengths == (5, 5)
+
+
+def test_the_numpy_pass_never_overwrites_the_observations_it_is_given() -> None:
+    """Activations run in place only on arrays the pass made itself, never on its input."""
+    import torch
+    from torch import nn
+
+    from agents.learner.batch_actor import _sequential
+
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Tanh(), nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2), nn.ReLU())
+    layer = _sequential(module)
+    assert layer is not None
+    obs = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32) * 3
+    given = obs.copy()
+    out = layer(obs)
+    np.testing.assert_array_equal(obs, given)
+    with torch.no_grad():
+        expected = module(torch.as_tensor(given)).numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 import pytest
 from gymnasium.envs.classic_control import CartPoleEnv
 
@@ -60,3 +61,26 @@ def test_bad_world_names_are_config_errors(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         make_env(env_id, kwargs)
+
+
+def _wrappers(env: gym.Env[object, object]) -> list[str]:
+    names = []
+    while isinstance(env, gym.Wrapper):
+        names.append(type(env).__name__)
+        env = env.env
+    return names
+
+
+def test_an_unchecked_world_keeps_its_time_limit_and_leaves_out_the_checks() -> None:
+    """Evaluation builds its worlds with checked=False: no checker wrappers, same episodes."""
+    checked, unchecked = make_env("CartPole-v1"), make_env("CartPole-v1", checked=False)
+    assert {"PassiveEnvChecker", "OrderEnforcing"} <= set(_wrappers(checked))
+    assert _wrappers(unchecked) == ["TimeLimit"]
+    assert unchecked.spec is not None
+    assert unchecked.spec.max_episode_steps == 500
+    for env in (checked, unchecked):
+        env.reset(seed=3)
+    steps = [(checked.step(1), unchecked.step(1)) for _ in range(5)]
+    for a, b in steps:
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[1:4] == b[1:4]
