@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.bus.schemas import RegimeScore
 from agents.coordinator.roster import AgentRecord, EvaluationPoint
-from agents.coordinator.sharing import SharingGain, sharing_gain
+from agents.coordinator.sharing import SharingGain, ThresholdScale, sharing_gain
 from agents.scenarios import load_scenario
 from bench.common import (
     add_keep_others_option,
@@ -79,8 +79,8 @@ def score_run(setting: str, seed: int, summary: dict[str, Any]) -> dict[str, Any
     records = [_record(agent) for agent in summary["agents"]]
 
     def gain(window: int) -> SharingGain:
-        normalised = evaluation.threshold_normalised
-        return sharing_gain(records, threshold, normalised=normalised, window=window)
+        scale = ThresholdScale.parse(evaluation.scale)
+        return sharing_gain(records, threshold, scale=scale, window=window)
 
     held, touched = gain(evaluation.threshold_window), gain(1)
     sharers = [a for a in summary["agents"] if not a["twin_of"]]

@@ -145,12 +145,27 @@ def test_the_learner_section_reaches_the_agent(tmp_path: Path) -> None:
         load_scenario(str(path))
 
 
+def test_a_threshold_scale_that_contradicts_the_older_switch_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "both.toml"
+    path.write_text(
+        'name = "both"\n[world]\nenv = "CartPole-v1"\n[evaluation]\nthreshold = 0.1\n'
+        'threshold_normalised = true\nthreshold_scale = "over_baseline"\n'
+    )
+    with pytest.raises(ConfigError, match="threshold_normalised = true contradicts"):
+        load_scenario(str(path))
+    path.write_text(
+        'name = "bad"\n[world]\nenv = "CartPole-v1"\n[evaluation]\nthreshold_scale = "percent"\n'
+    )
+    with pytest.raises(ConfigError, match="threshold_scale"):
+        load_scenario(str(path))
+
+
 def test_the_scenarios_threshold_reaches_the_coordinator(tmp_path: Path) -> None:
     config = Path(__file__).parents[1] / "bench" / "scenarios" / "traffic-dqn-sharing.toml"
     plan = RunPlan.from_flags(run_flags("--config", str(config), "--twins", "--out", str(tmp_path)))
     argv = Orchestrator(plan)._coordinator_args(BrokerUrl("127.0.0.1", 1883))
     args = run_args(*argv)
-    assert (args.threshold, args.threshold_normalised, args.threshold_window) == (0.9, True, 3)
+    assert (args.threshold, args.threshold_scale, args.threshold_window) == (0.9, "normalised", 3)
     plain = RunPlan.from_flags(run_flags("--scenario", "cartpole", "--out", str(tmp_path)))
     assert run_args(*Orchestrator(plain)._coordinator_args(BrokerUrl("h", 1))).threshold_window == 1
 

@@ -86,6 +86,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     from agents.bus.mqtt import MqttTransport  # noqa: PLC0415
     from agents.cli.preflight import check_broker_reachable, check_port_free  # noqa: PLC0415
     from agents.coordinator.coordinator import Coordinator, CoordinatorConfig  # noqa: PLC0415
+    from agents.coordinator.sharing import ThresholdScale  # noqa: PLC0415
     from agents.integrations import home_assistant as ha  # noqa: PLC0415
 
     flags = settings_of(CoordinatorFlags, args)
@@ -106,7 +107,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         remote_eval_timeout=flags.remote_eval_timeout,
         allowed_envs=frozenset(flags.allow_env or ()),
         threshold=flags.threshold,
-        threshold_normalised=flags.threshold_normalised,
+        threshold_scale=ThresholdScale.parse(flags.threshold_scale),
         threshold_window=flags.threshold_window,
         society_key=society_key(flags.society_key_file),
         evolution_interval=flags.evolution_interval,

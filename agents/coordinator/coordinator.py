@@ -59,7 +59,7 @@ from agents.coordinator.history import History
 from agents.coordinator.metrics import register_metrics
 from agents.coordinator.remote import RemoteEvaluation, RemoteSettings, RemoteStats
 from agents.coordinator.roster import Roster
-from agents.coordinator.sharing import SharingGain, sharing_gain
+from agents.coordinator.sharing import SharingGain, ThresholdScale, sharing_gain
 from agents.exceptions import ConfigError, MessageRejected
 from agents.hooks import CoordinatorHook, HookRunner
 
@@ -98,7 +98,7 @@ class CoordinatorConfig:
     evolution_quantile: float = 0.25
     #: The evaluation return that counts as "learned", for the sharing gain (None: not set).
     threshold: float | None = None
-    threshold_normalised: bool = False
+    threshold_scale: ThresholdScale = ThresholdScale.RETURN
     threshold_window: int = 1
     seed: int = 0
     #: The society's key: sign directives, require signed snapshots.
@@ -260,7 +260,7 @@ class Coordinator:
         return sharing_gain(
             self.roster.agents,
             self.config.threshold,
-            normalised=self.config.threshold_normalised,
+            scale=self.config.threshold_scale,
             window=self.config.threshold_window,
         )
 

@@ -4,9 +4,11 @@
 same seed, sharing nothing. An agent's *steps to threshold* is the step of its first
 snapshot whose evaluation (per regime, what the agent achieves recalling from its library
 where it has one, as the run's final line reports) reaches the scenario's
-``evaluation.threshold``: a mean return, or with ``threshold_normalised`` a mean normalised
-score (0: a random controller, 1: the world's baseline), for worlds whose devices differ;
-with ``threshold_window`` the mean of that many evaluations in a row. The
+``evaluation.threshold`` on the scale ``threshold_scale`` names (:class:`ThresholdScale`):
+a mean return; a mean normalised score (0: a random controller, 1: the world's baseline), for
+worlds whose devices differ; or the mean share by which the agent beats the world's baseline
+controller on the same episodes, for agents that start as that controller; with
+``threshold_window`` the mean of that many evaluations in a row. The
 gain is the twins' steps divided by the sharing agents', per pair
 and in total (sums over pairs). A twin that never reached the threshold counts with the steps
 it took so far, and the gain is then a lower bound (``at_least``).
@@ -14,14 +16,52 @@ it took so far, and the gain is then a lower bound (``at_least``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from agents.bus.schemas import RegimeScore
-from agents.coordinator.lifelong import normalise, reference_spans
+from agents.coordinator.lifelong import DEGENERATE_GAP, normalise, reference_spans
 from agents.coordinator.roster import AgentRecord, EvaluationPoint
+from agents.exceptions import ConfigError
 
-__all__ = ["PairGain", "SharingGain", "score", "sharing_gain", "steps_to_threshold"]
+__all__ = [
+    "PairGain",
+    "SharingGain",
+    "ThresholdScale",
+    "score",
+    "sharing_gain",
+    "steps_to_threshold",
+]
+
+
+class ThresholdScale(StrEnum):
+    """What the number in ``evaluation.threshold`` measures.
+
+    ``return``: the mean evaluation return. ``normalised``: the mean normalised score, 0 a
+    random controller and 1 the world's baseline (:func:`agents.coordinator.lifelong.normalise`),
+    so that one threshold fits devices whose returns differ. ``over_baseline``: the mean share
+    by which the agent's return beats the baseline controller's on the same episodes,
+    ``(return - baseline) / |baseline|`` per regime (0.10: 10 % better). An agent that starts
+    as its device's controller is at 0 on that scale, and at 1.0 on the normalised one, from
+    its first evaluation: only a threshold above the controller can tell how soon it learned
+    to do better. On the normalised scale a few percent of a thermostat's cost are a hundredth
+    of the way from random to the controller; on this one they read as what they are.
+    """
+
+    RETURN = "return"
+    NORMALISED = "normalised"
+    OVER_BASELINE = "over_baseline"
+
+    @classmethod
+    def parse(cls, value: str) -> ThresholdScale:
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(s.value for s in cls)
+            msg = f"threshold scale must be one of {names}, got {value!r}"
+            raise ConfigError(msg) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +85,7 @@ class SharingGain:
     threshold: float
     pairs: tuple[PairGain, ...]
     window: int = 1
+    scale: ThresholdScale = ThresholdScale.RETURN
 
     @property
     def ratio(self) -> float | None:
@@ -65,6 +106,7 @@ class SharingGain:
     def as_dict(self) -> dict[str, object]:
         return {
             "threshold": self.threshold,
+            "threshold_scale": self.scale.value,
             "threshold_window": self.window,
             "ratio": self.ratio,
             "ratio_is_lower_bound": self.at_least,
@@ -82,16 +124,24 @@ class SharingGain:
         }
 
 
-def score(point: EvaluationPoint, *, normalised: bool) -> float:
-    """An evaluation's mean return, or its mean normalised score (0 random, 1 baseline).
+def score(point: EvaluationPoint, scale: ThresholdScale = ThresholdScale.RETURN) -> float:
+    """An evaluation on ``scale``: its mean return, normalised score, or share over the baseline.
 
     Per regime, what the agent achieves recalling from its library where it has one
     (``recall_return``): in a world whose regimes ask for conflicting policies one network
     cannot reach a threshold in all of them, an agent with its library can, and that is what
-    the run's final line and ``summary.json`` report too.
+    the run's final line and ``summary.json`` report too. On the ``over_baseline`` scale an
+    evaluation without any baseline score is NaN: it reaches no threshold.
     """
-    if not normalised:
+    if scale is ThresholdScale.RETURN:
         return point.with_recall
+    if scale is ThresholdScale.OVER_BASELINE:
+        shares = [
+            _over(_worth(s), s.baseline_return)
+            for s in point.regimes
+            if s.baseline_return is not None
+        ]
+        return sum(shares) / len(shares) if shares else math.nan
     references = {
         s.regime: (s.random_return, s.baseline_return)
         for s in point.regimes
@@ -107,12 +157,22 @@ def score(point: EvaluationPoint, *, normalised: bool) -> float:
     return sum(values) / len(values) if values else point.mean_return
 
 
+def _over(raw: float, baseline: float) -> float:
+    """The share by which ``raw`` beats ``baseline`` (a difference where the baseline is ~0)."""
+    scale = abs(baseline) if abs(baseline) > DEGENERATE_GAP else 1.0
+    return (raw - baseline) / scale
+
+
 def _worth(regime: RegimeScore) -> float:
     return regime.mean_return if regime.recall_return is None else regime.recall_return
 
 
 def steps_to_threshold(
-    record: AgentRecord, threshold: float, *, normalised: bool = False, window: int = 1
+    record: AgentRecord,
+    threshold: float,
+    *,
+    scale: ThresholdScale = ThresholdScale.RETURN,
+    window: int = 1,
 ) -> int | None:
     """The step of the first snapshot where the last ``window`` evaluations' mean reached it.
 
@@ -124,7 +184,7 @@ def steps_to_threshold(
     """
     scores: list[float] = []
     for point in sorted(record.evaluations, key=lambda e: e.step):
-        scores.append(score(point, normalised=normalised))
+        scores.append(score(point, scale))
         recent = scores[-window:]
         if len(recent) == window and sum(recent) / window >= threshold:
             return point.step
@@ -135,13 +195,13 @@ def sharing_gain(
     records: Mapping[str, AgentRecord] | Iterable[AgentRecord],
     threshold: float,
     *,
-    normalised: bool = False,
+    scale: ThresholdScale = ThresholdScale.RETURN,
     window: int = 1,
 ) -> SharingGain:
     by_id = records if isinstance(records, Mapping) else {r.id: r for r in records}
 
     def reached(record: AgentRecord) -> int | None:
-        return steps_to_threshold(record, threshold, normalised=normalised, window=window)
+        return steps_to_threshold(record, threshold, scale=scale, window=window)
 
     pairs = []
     for twin in by_id.values():
@@ -157,4 +217,4 @@ def sharing_gain(
                 twin_steps_so_far=twin.env_steps,
             )
         )
-    return SharingGain(threshold, tuple(sorted(pairs, key=lambda p: p.agent)), window)
+    return SharingGain(threshold, tuple(sorted(pairs, key=lambda p: p.agent)), window, scale)

@@ -97,11 +97,13 @@ _SEED: Final = Flag(
     env="SOCIETY_SEED",
     type=non_negative_int,
 )
-_THRESHOLD_NORMALISED: Final = Flag(
-    "--threshold-normalised",
-    "read --threshold as a normalised score (0 random, 1 baseline)",
-    env="SOCIETY_THRESHOLD_NORMALISED",
-    kind="switch",
+_THRESHOLD_SCALE: Final = Flag(
+    "--threshold-scale",
+    "what --threshold measures: the mean return, a normalised score (0 random, 1 baseline), "
+    "or the share by which an agent beats the baseline on the same episodes (over_baseline; "
+    "0.1: 10 %% better); default return",
+    env="SOCIETY_THRESHOLD_SCALE",
+    choices=("return", "normalised", "over_baseline"),
 )
 _THRESHOLD_WINDOW: Final = Flag(
     "--threshold-window",
@@ -149,7 +151,7 @@ class CoordinatorFlags:
     evolution_every_steps: int = flag_field(_EVOLUTION_EVERY_STEPS, 0)
     seed: int | None = flag_field(_SEED)
     society_key_file: Path | None = flag_field(SOCIETY_KEY_FILE)
-    threshold_normalised: bool = flag_field(_THRESHOLD_NORMALISED)
+    threshold_scale: str = flag_field(_THRESHOLD_SCALE, "return")
     threshold_window: int = flag_field(_THRESHOLD_WINDOW, 1)
     home_assistant: bool = flag_field(_HOME_ASSISTANT)
     evolution_quantile: float = flag_field(_EVOLUTION_QUANTILE, 0.25)

@@ -21,7 +21,7 @@ from agents.bus.schemas import Evaluation, Message, Status, Telemetry
 from agents.bus.topics import TopicRef
 from agents.coordinator.groups import group_of, society_groups
 from agents.coordinator.roster import Roster
-from agents.coordinator.sharing import SharingGain, sharing_gain
+from agents.coordinator.sharing import SharingGain, ThresholdScale, sharing_gain
 
 __all__ = ["AgentRow", "LiveDisplay", "LiveState"]
 
@@ -61,7 +61,7 @@ class Threshold:
     """What "learned" means for the sharing gain (the scenario's ``[evaluation]``)."""
 
     value: float
-    normalised: bool = False
+    scale: ThresholdScale = ThresholdScale.RETURN
     window: int = 1
 
 
@@ -87,7 +87,7 @@ class LiveState:
         if threshold is None or not any(r.twin_of for r in records.values()):
             return None
         return sharing_gain(
-            records, threshold.value, normalised=threshold.normalised, window=threshold.window
+            records, threshold.value, scale=threshold.scale, window=threshold.window
         )
 
     def row(self, agent: str) -> AgentRow:

@@ -34,6 +34,7 @@ from agents.bus.security import KEY_ENV
 from agents.bus.topics import Kind, Topics
 from agents.bus.transport import ConnectOptions
 from agents.bus.url import BrokerUrl
+from agents.coordinator.sharing import ThresholdScale
 from agents.exceptions import SocietyError
 from agents.flags import AgentFlags, CoordinatorFlags, to_argv
 from agents.orchestrator.live import LiveDisplay, LiveState, Threshold
@@ -57,7 +58,9 @@ class Orchestrator:
         evaluation = plan.scenario.evaluation
         threshold = (
             Threshold(
-                evaluation.threshold, evaluation.threshold_normalised, evaluation.threshold_window
+                evaluation.threshold,
+                ThresholdScale.parse(evaluation.scale),
+                evaluation.threshold_window,
             )
             if evaluation.threshold is not None
             else None
@@ -263,7 +266,7 @@ class Orchestrator:
             seed=plan.seed,
             evolution_quantile=evolution.quantile,
             threshold=threshold,
-            threshold_normalised=threshold is not None and evaluation.threshold_normalised,
+            threshold_scale=evaluation.scale,
             threshold_window=evaluation.threshold_window,
             data_dir=str(plan.out_dir / "coordinator"),
             log_level=plan.log_level,

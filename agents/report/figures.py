@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from agents.report.records import AgentData, EvalRecord, HealthSample
+from agents.report.values import threshold_text
 
 __all__ = [
     "bus_health_figure",
@@ -261,7 +262,7 @@ def sharing_figure(sharing: dict[str, Any], agents: Sequence[AgentData]) -> Figu
         _pair_panel(ax, pair, by_id)
     for ax in axes[len(pairs) :]:
         ax.set_visible(False)
-    figure.suptitle(f"learning with and without sharing (threshold {sharing.get('threshold')})",
+    figure.suptitle(f"learning with and without sharing (threshold: {threshold_text(sharing)})",
                     fontsize=11)  # fmt: skip
     return figure
 

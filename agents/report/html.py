@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.report.records import AgentData, RunData
+from agents.report.values import threshold_text
 
 __all__ = ["RenderedFigure", "build_html"]
 
@@ -223,9 +224,9 @@ def _sharing(run: RunData, figure: RenderedFigure | None) -> str:
     bound = "at least " if sharing.get("ratio_is_lower_bound") else ""
     headline = (
         f"Twins needed <strong>{bound}{_num(ratio, 2)}&times;</strong> the steps of sharing "
-        f"agents to reach the threshold {_e(sharing.get('threshold'))}."
+        f"agents to reach the threshold, {_e(threshold_text(sharing))}."
         if isinstance(ratio, int | float)
-        else f"No sharing agent reached the threshold {_e(sharing.get('threshold'))} yet."
+        else f"No sharing agent reached the threshold, {_e(threshold_text(sharing))}, yet."
     )
     header = ["agent", "twin", "agent steps", "twin steps", "twin steps so far", "gain"]
     rows = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -122,10 +123,29 @@ class EvaluationSection(_Section):
     seed: int = 10_000
     #: The evaluation return that counts as learned (steps to it measure the sharing gain).
     threshold: float | None = None
-    #: Read ``threshold`` as a normalised score (0: random controller, 1: baseline).
+    #: What ``threshold`` measures (agents.coordinator.sharing.ThresholdScale): ``return``,
+    #: ``normalised`` (0: random controller, 1: baseline) or ``over_baseline`` (the share by
+    #: which the agent beats the baseline on the same episodes; 0.1: 10 % better).
+    threshold_scale: Literal["return", "normalised", "over_baseline"] | None = None
+    #: The older spelling of ``threshold_scale = "normalised"``.
     threshold_normalised: bool = False
     #: Evaluations in a row whose mean must reach the threshold (1: the first one that does).
     threshold_window: int = 1
+
+    @property
+    def scale(self) -> str:
+        """The threshold's scale, from ``threshold_scale`` or the older switch."""
+        if self.threshold_scale is not None:
+            return self.threshold_scale
+        return "normalised" if self.threshold_normalised else "return"
+
+    def check(self, origin: str) -> None:
+        if self.threshold_normalised and self.threshold_scale not in (None, "normalised"):
+            msg = (
+                f"scenario {origin}: evaluation.threshold_normalised = true contradicts "
+                f"threshold_scale = {self.threshold_scale!r}; keep threshold_scale only"
+            )
+            raise ConfigError(msg)
 
 
 class EvolutionSection(_Section):
@@ -177,6 +197,7 @@ class Scenario(_Section):
                 raise ConfigError(msg)
         self.learner.check(origin)
         self.evolution.check(origin)
+        self.evaluation.check(origin)
         if self.society.steps < 0:
             msg = f"scenario {origin}: society.steps must be >= 0, got {self.society.steps}"
             raise ConfigError(msg)

@@ -150,7 +150,7 @@ def strategy_for(cls: type[Any], a_file: Path) -> st.SearchStrategy[Any]:
         "threshold": optional(finite),
         "evolution_interval": st.floats(min_value=0, allow_nan=False, allow_infinity=False),
         "evolution_every_steps": st.integers(0, 10**9),
-        "threshold_normalised": st.booleans(),
+        "threshold_scale": st.sampled_from(["return", "normalised", "over_baseline"]),
         "threshold_window": st.integers(1, 100),
         "evolution_quantile": fractions,
         "allow_env": optional(st.lists(texts, min_size=1, max_size=3).map(tuple)),

@@ -13,7 +13,7 @@ from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
 from agents.coordinator.evaluation import EvaluationResult, RegimeResult
 from agents.coordinator.evolution import RESAMPLE_RANGES, Member, plan_generation
 from agents.coordinator.roster import AgentRecord, EvaluationPoint, Roster
-from agents.coordinator.sharing import sharing_gain, steps_to_threshold
+from agents.coordinator.sharing import ThresholdScale, sharing_gain, steps_to_threshold
 from tests import factories
 
 
@@ -103,8 +103,43 @@ def test_normalised_threshold_uses_random_and_baseline_references() -> None:
                                  random_return=-100.0),),
         )
     ]  # fmt: skip
-    assert steps_to_threshold(rec, 1.0, normalised=True) == 1000
-    assert steps_to_threshold(rec, 1.0, normalised=False) is None
+    assert steps_to_threshold(rec, 1.0, scale=ThresholdScale.NORMALISED) == 1000
+    assert steps_to_threshold(rec, 1.0, scale=ThresholdScale.RETURN) is None
+
+
+def test_over_baseline_threshold_asks_for_a_share_better_than_the_controller() -> None:
+    """A clone of the controller is at 1.0 normalised from the start, at 0 over the baseline."""
+
+    def point(step: int, costs: tuple[float, float]) -> EvaluationPoint:
+        regimes = tuple(
+            RegimeScore(regime=name, mean_return=-cost, baseline_return=-10.0,
+                        random_return=-100.0)
+            for name, cost in zip(("winter", "summer"), costs, strict=True)
+        )  # fmt: skip
+        return EvaluationPoint(
+            version=step, step=step, mean_return=-sum(costs) / 2, std_return=0.0, regimes=regimes
+        )
+
+    rec = record("a", [(1000, 0.0)])
+    # The clone (cost 10 = the controller's), then 5 % and 25 % cheaper in one season only,
+    # then 12 % cheaper in both.
+    rec.evaluations = [point(1000, (10.0, 10.0)), point(2000, (9.5, 7.5)),
+                       point(3000, (8.8, 8.8))]  # fmt: skip
+    assert steps_to_threshold(rec, 1.0, scale=ThresholdScale.NORMALISED) == 1000
+    assert steps_to_threshold(rec, 0.10, scale=ThresholdScale.OVER_BASELINE) == 2000  # 15 %
+    assert steps_to_threshold(rec, 0.16, scale=ThresholdScale.OVER_BASELINE) is None
+    assert steps_to_threshold(rec, 0.10, scale=ThresholdScale.OVER_BASELINE, window=2) == 3000
+    twin = record("a-twin", [(1000, 0.0)], twin_of="a")
+    twin.evaluations = [point(1000, (10.0, 10.0)), point(4000, (8.0, 8.0))]
+    gain = sharing_gain([rec, twin], 0.10, scale=ThresholdScale.OVER_BASELINE)
+    assert gain.ratio == pytest.approx(4000 / 2000)
+    assert gain.as_dict()["threshold_scale"] == "over_baseline"
+
+
+def test_over_baseline_without_a_baseline_reaches_nothing() -> None:
+    rec = record("a", [(1000, 500.0)])  # plain returns, no baseline scored
+    assert steps_to_threshold(rec, 0.0, scale=ThresholdScale.OVER_BASELINE) is None
+    assert steps_to_threshold(rec, 0.0) == 1000
 
 
 def test_adoptions_are_counted_from_lineage_changes() -> None:

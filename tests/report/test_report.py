@@ -185,3 +185,18 @@ def test_a_hand_edited_summary_with_wrong_types_still_renders(full_run: Path) ->
     page = render_report(full_run).read_text()
     assert "<td>odd</td>" in page
     assert "No twins in this run" in page
+
+
+@pytest.mark.parametrize(
+    ("sharing", "text"),
+    [
+        ({"threshold": 475.0}, "475"),
+        ({"threshold": 1.0, "threshold_scale": "normalised"}, "1 (normalised: 0 random"),
+        ({"threshold": 0.15, "threshold_scale": "over_baseline"}, "15% better than the baseline"),
+        ({"threshold": "x"}, "?"),
+    ],
+)
+def test_the_threshold_is_shown_on_its_scale(sharing: dict[str, object], text: str) -> None:
+    from agents.report.values import threshold_text
+
+    assert threshold_text(sharing).startswith(text)
