@@ -81,36 +81,18 @@ def one_run(
     ``algo`` and ``hp`` (``KEY=VALUE``) override the scenario's learner, as ``--algo`` and
     ``--hp`` do for ``society agent``.
     """
-    from agents.cli.agent_config import agent_config
-    from agents.flags import AgentFlags
-    from agents.flags.values import key_value
-    from agents.learner.learner import Learner, limit_torch_threads
     from agents.scenarios import load_scenario
 
-    limit_torch_threads()
+    learner, events, config = scenario_learner(world, seed, steps, algo, hp)
     scenario = load_scenario(world)
-    flags = AgentFlags(
-        id=f"bench-{seed}", scenario=world, seed=seed, steps=steps,
-        device_index=seed if scenario.world.heterogeneous else None,
-        data_dir="/nonexistent-bench-dir",
-        algo=algo,
-        hp=tuple(key_value(kv) for kv in hp) or None,
-    )  # fmt: skip
-    config = agent_config(flags).learner
-    from dataclasses import replace
-
-    config = replace(config, checkpoint_dir=None, experience_batch=10_000)
-    events = _Events()
-    learner = Learner(config, events)
-    events.learner = learner
     started = time.perf_counter()
     try:
         learner.run()
     finally:
         learner.close()
     seconds = time.perf_counter() - started
-    first = _evaluate(learner, events.snapshots[0], config)
-    last = _evaluate(learner, events.snapshots[-1], config)
+    first = evaluate_state(learner, events.snapshots[0], config)
+    last = evaluate_state(learner, events.snapshots[-1], config)
     default_steps = scenario.society.steps
     at_default = [r for r in events.regret if r[0] <= default_steps]
     return {
@@ -130,7 +112,40 @@ def one_run(
     }
 
 
-def _evaluate(learner: Any, state: Any, config: Any) -> dict[str, Any]:
+def scenario_learner(
+    world: str, seed: int, steps: int, algo: str | None = None, hp: tuple[str, ...] = ()
+) -> tuple[Any, _Events, Any]:
+    """The learner ``society run`` would start for member ``seed`` of scenario ``world``.
+
+    Returns the learner (not started), the events it reports to, and its configuration.
+    ``algo`` and ``hp`` (``KEY=VALUE``) override the scenario's, as ``--algo`` and ``--hp`` do
+    for ``society agent``.
+    """
+    from dataclasses import replace
+
+    from agents.cli.agent_config import agent_config
+    from agents.flags import AgentFlags
+    from agents.flags.values import key_value
+    from agents.learner.learner import Learner, limit_torch_threads
+    from agents.scenarios import load_scenario
+
+    limit_torch_threads()
+    scenario = load_scenario(world)
+    flags = AgentFlags(
+        id=f"bench-{seed}", scenario=world, seed=seed, steps=steps,
+        device_index=seed if scenario.world.heterogeneous else None,
+        data_dir="/nonexistent-bench-dir",
+        algo=algo,
+        hp=tuple(key_value(kv) for kv in hp) or None,
+    )  # fmt: skip
+    config = replace(agent_config(flags).learner, checkpoint_dir=None, experience_batch=10_000)
+    events = _Events()
+    learner = Learner(config, events)
+    events.learner = learner
+    return learner, events, config
+
+
+def evaluate_state(learner: Any, state: Any, config: Any) -> dict[str, Any]:
     """The coordinator's evaluation of one snapshot: per regime, the policy and the controller."""
     from agents.bus.codec import encode
     from agents.bus.schemas import SCHEMA_VERSION, PolicySnapshot

@@ -39,6 +39,9 @@ BENCHMARKS: dict[str, list[str]] = {
     ],
     # issue 15: regret against the device's controller, and where the learner ends
     "regret": ["regret.py", "--seeds", "0", "1", "2", "3", "4", "--steps", "100000"],
+    # issue 15, a negative result: a history from two controllers, and a learner that should
+    # pick between them state by state
+    "controller_mix": ["controller_mix.py", "--seeds", "0", "1"],
     # issue 15: `make run` as a user sees it, where every agent ends against its controller
     "quickstart": ["quickstart.py", "--seeds", "0", "3", "6", "9", "12"],
     "evaluation_speed": ["evaluation_speed.py", "--worlds", "cartpole", "thermostat", "traffic"],
