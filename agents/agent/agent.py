@@ -50,15 +50,10 @@ from agents.exceptions import ConfigError, MessageRejected, StorageError
 from agents.hooks import AgentHook, HookRunner
 from agents.learner.adaptation import Adaptation, Adoption
 from agents.learner.experience import ExperienceColumns
-from agents.learner.federation import (
-    DEFAULT_RADIUS,
-    Federation,
-    Likeness,
-    OwnWeights,
-    device_distance,
-)
+from agents.learner.federation import Federation, Likeness, OwnWeights
 from agents.learner.learner import Learner, LearnerConfig, PolicyState
 from agents.learner.peers import PeerSnapshots
+from agents.likeness import devices_alike
 
 __all__ = ["Agent", "AgentConfig", "AgentReport"]
 
@@ -626,7 +621,7 @@ class Agent:
             or batch.action_space != learner.action_spec
         ):
             return  # another world: not ours to learn from
-        if device_distance(learner.config.env_kwargs, batch.device) > DEFAULT_RADIUS:
+        if not devices_alike(learner.config.env_kwargs, batch.device):
             self.experience_unlike += 1
             return  # another kind of device: its transitions would mislead ours
         if learner.offer_experience(columns_from_wire(batch)):

@@ -60,6 +60,7 @@ from agents.coordinator.metrics import register_metrics
 from agents.coordinator.remote import RemoteEvaluation, RemoteSettings, RemoteStats
 from agents.coordinator.roster import Roster
 from agents.coordinator.sharing import SharingGain, ThresholdScale, sharing_gain
+from agents.coordinator.sharing import score as scale_score
 from agents.exceptions import ConfigError, MessageRejected
 from agents.hooks import CoordinatorHook, HookRunner
 
@@ -556,6 +557,8 @@ class Coordinator:
                 score=record.evaluations[-1].mean_return,
                 version=record.evaluations[-1].version,
                 hyperparams=record.hyperparams,
+                device=record.device,
+                gain=scale_score(record.evaluations[-1], ThresholdScale.OVER_BASELINE),
             )
             for record in self.roster.agents.values()
             if record.evaluations

@@ -120,6 +120,8 @@ class AgentRecord:
     regret: Regret = field(default_factory=Regret)
     #: The latest snapshot's hyperparameters and lineage; adoptions seen in the lineage.
     hyperparams: dict[str, HyperValue] = field(default_factory=dict)
+    #: The device the agent's snapshots announce (the world's parameters, ``env_kwargs``).
+    device: dict[str, HyperValue] = field(default_factory=dict)
     lineage: Lineage | None = None
     adoptions: int = 0
     #: The snapshot version the agent had when evolution last gave it a directive.
@@ -351,6 +353,7 @@ class Roster:
             record.latest_version = snapshot.version
             record.latest_snapshot_step = snapshot.step
             record.hyperparams = dict(snapshot.hyperparams)
+            record.device = dict(snapshot.env_kwargs)
             if snapshot.lineage is not None and snapshot.lineage != record.lineage:
                 record.adoptions += 1
             record.lineage = snapshot.lineage

@@ -51,6 +51,7 @@ from agents.bus.schemas import FederatedWeights, HyperValue, PolicyArch, SpaceSp
 from agents.exceptions import IncompatiblePolicy
 from agents.learner.peers import OwnNetwork
 from agents.learner.snapshots import tensors_as_state
+from agents.likeness import ALIKE_RADIUS, device_distance
 
 __all__ = [
     "DEFAULT_RADIUS",
@@ -60,13 +61,12 @@ __all__ = [
     "Likeness",
     "OwnWeights",
     "PeerWeights",
-    "device_distance",
     "value_error",
 ]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RADIUS = 0.5
+DEFAULT_RADIUS = ALIKE_RADIUS
 """Largest relative difference of any announced device parameter for a peer to be alike."""
 DEFAULT_TOLERANCE = 2.0
 """How many times our own value error a peer's may reach on our rollout and still be alike."""
@@ -106,24 +106,6 @@ class FitData:
     obs: np.ndarray[Any, Any]
     returns: np.ndarray[Any, Any]
     own_error: float
-
-
-def device_distance(ours: Mapping[str, HyperValue], theirs: Mapping[str, HyperValue]) -> float:
-    """The largest relative difference of the numeric device parameters both announce.
-
-    ``|a - b| / max(|a|, |b|)`` per parameter (0 for two zeros); a parameter one side does not
-    announce is not compared; a non-numeric one that differs counts as 1 (unlike).
-    """
-    distance = 0.0
-    for key in ours.keys() & theirs.keys():
-        a, b = ours[key], theirs[key]
-        if isinstance(a, bool) or isinstance(b, bool) or isinstance(a, str) or isinstance(b, str):
-            distance = max(distance, 0.0 if a == b else 1.0)
-            continue
-        scale = max(abs(float(a)), abs(float(b)))
-        if scale > 0.0:
-            distance = max(distance, abs(float(a) - float(b)) / scale)
-    return distance
 
 
 def value_error(policy: BasePolicy, fit: FitData) -> float:

@@ -50,6 +50,47 @@ def test_a_tie_orders_nothing() -> None:
     assert plan_generation([member("x", 5.0), member("y", 5.0)], rng=random.Random(0)) == []
 
 
+def test_an_agent_copies_only_an_agent_whose_device_is_alike() -> None:
+    """Another house's policy can leave this one cold: unlike devices are never paired."""
+    small, large = {"r_k_per_kw": 3.0, "c_kwh_per_k": 3.0}, {"r_k_per_kw": 7.5, "c_kwh_per_k": 3.2}
+    members = [
+        Member("big-best", "t/ppo", 9.0, version=1, device=large),
+        Member("small-good", "t/ppo", 5.0, version=1, device={**small, "r_k_per_kw": 3.3}),
+        Member("big-poor", "t/ppo", 1.0, version=1, device=large),
+        Member("small-poor", "t/ppo", 0.0, version=1, device=small),
+    ]
+    for seed in range(20):
+        orders = plan_generation(members, quantile=0.5, rng=random.Random(seed))
+        assert {(o.agent, o.source) for o in orders} <= {
+            ("small-poor", "small-good"), ("big-poor", "big-best"),
+        }  # fmt: skip
+        assert {o.agent for o in orders} == {"small-poor", "big-poor"}
+    alone = [Member("a", "t/ppo", 9.0, version=1, device=large),
+             Member("b", "t/ppo", 0.0, version=1, device=small)]  # fmt: skip
+    assert plan_generation(alone, quantile=0.5, rng=random.Random(0)) == []  # nobody alike
+
+
+def test_devices_that_differ_are_ranked_by_their_gain_over_their_own_controller() -> None:
+    """A big house costs more whatever its policy: raw returns would rank the small one first."""
+    members = [
+        Member("big", "t/ppo", -20.0, version=1, gain=0.30),  # 30 % better than its thermostat
+        Member("small", "t/ppo", -5.0, version=1, gain=0.05),
+    ]
+    (order,) = plan_generation(members, quantile=0.5, rng=random.Random(0))
+    assert (order.agent, order.source) == ("small", "big")
+    # Where one member has no baseline score, all are ranked by their returns.
+    members[1] = Member("small", "t/ppo", -5.0, version=1)
+    (order,) = plan_generation(members, quantile=0.5, rng=random.Random(0))
+    assert (order.agent, order.source) == ("big", "small")
+
+
+def test_the_roster_keeps_the_device_each_agent_announces() -> None:
+    roster = Roster()
+    house = {"r_k_per_kw": 4.0, "c_kwh_per_k": 5.5}
+    snapshot = msgspec.structs.replace(factories.snapshot(agent="h1"), env_kwargs=house)
+    assert roster.on_snapshot(snapshot).device == house
+
+
 def record(
     agent: str, steps_and_returns: list[tuple[int, float]], twin_of: str = ""
 ) -> AgentRecord:

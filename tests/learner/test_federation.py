@@ -17,11 +17,11 @@ from agents.learner.federation import (
     Likeness,
     OwnWeights,
     PeerWeights,
-    device_distance,
     value_error,
 )
 from agents.learner.learner import Learner, LearnerConfig
 from agents.learner.snapshots import load_tensors, policy_tensors, state_tensors
+from agents.likeness import device_distance
 from tests.learner.test_learner import Recorder
 
 N_STEPS = 64
