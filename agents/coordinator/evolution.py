@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agents.bus.schemas import HyperValue
@@ -49,7 +49,7 @@ class Member:
     version: int
     hyperparams: dict[str, HyperValue] = field(default_factory=dict)
     #: The device the agent's snapshots announce: only alike devices learn from each other.
-    device: dict[str, HyperValue] = field(default_factory=dict)
+    device: Mapping[str, HyperValue] = field(default_factory=dict)
     #: How much better than its device's baseline controller it does, as a share
     #: (``over_baseline``, agents.coordinator.sharing); NaN where the world has no baseline.
     #: A niche whose members all have one is ranked by it, otherwise by ``score``.

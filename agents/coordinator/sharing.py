@@ -19,12 +19,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 
+from agents._choice import Choice
 from agents.bus.schemas import RegimeScore
 from agents.coordinator.lifelong import DEGENERATE_GAP, normalise, reference_spans
 from agents.coordinator.roster import AgentRecord, EvaluationPoint
-from agents.exceptions import ConfigError
 
 __all__ = [
     "PairGain",
@@ -36,7 +35,7 @@ __all__ = [
 ]
 
 
-class ThresholdScale(StrEnum):
+class ThresholdScale(Choice):
     """What the number in ``evaluation.threshold`` measures.
 
     ``return``: the mean evaluation return. ``normalised``: the mean normalised score, 0 a
@@ -55,13 +54,8 @@ class ThresholdScale(StrEnum):
     OVER_BASELINE = "over_baseline"
 
     @classmethod
-    def parse(cls, value: str) -> ThresholdScale:
-        try:
-            return cls(value)
-        except ValueError:
-            names = ", ".join(s.value for s in cls)
-            msg = f"threshold scale must be one of {names}, got {value!r}"
-            raise ConfigError(msg) from None
+    def setting(cls) -> str:
+        return "threshold scale"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,6 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
@@ -38,9 +37,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 
+from agents._choice import Choice
 from agents.bus.arrays import Tensor
 from agents.bus.schemas import HyperValue, Lineage
-from agents.exceptions import ConfigError
 from agents.learner.drift_detector import DropDetector
 from agents.learner.library import ContextMemory, LibraryEntry, PolicyLibrary
 from agents.learner.peers import PeerSnapshots
@@ -77,19 +76,14 @@ FRESH = "fresh"
 """The label of the untrained candidate a lifelong agent tries beside what it remembers."""
 
 
-class Strategy(StrEnum):
+class Strategy(Choice):
     LIFELONG = "lifelong"
     FINETUNE = "finetune"
     SCRATCH = "scratch"
 
     @classmethod
-    def parse(cls, value: str) -> Strategy:
-        try:
-            return cls(value)
-        except ValueError:
-            choices = ", ".join(s.value for s in cls)
-            msg = f"unknown strategy {value!r}: choose one of {choices}"
-            raise ConfigError(msg) from None
+    def setting(cls) -> str:
+        return "strategy"
 
 
 def choose(trials: list[Trial], *, margin: float = 0.02) -> Trial | None:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import gymnasium as gym
@@ -48,6 +47,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch.nn import functional as F  # noqa: N812 - torch's own convention
 
+from agents._choice import Choice
 from agents.exceptions import ConfigError
 from agents.learner.experience import ExperienceColumns, ExperienceRecorder
 from agents.learner.intake import add_to_replay_buffer
@@ -66,19 +66,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class StartFrom(StrEnum):
+class StartFrom(Choice):
     """Where an agent's learning starts (``start_from`` in a scenario, ``--start-from``)."""
 
     BASELINE = "baseline"
     SCRATCH = "scratch"
 
     @classmethod
-    def parse(cls, value: str) -> StartFrom:
-        try:
-            return cls(value)
-        except ValueError:
-            msg = f"start_from must be baseline or scratch, got {value!r}"
-            raise ConfigError(msg) from None
+    def setting(cls) -> str:
+        return "start_from"
 
 
 @dataclass(frozen=True, slots=True)
