@@ -320,7 +320,7 @@ class Agent:
             self.peers = PeerSnapshots(
                 env_id=learner.config.env_id, algo=learner.spec.name,
                 obs_space=learner.obs_spec, action_space=learner.action_spec,
-                arch=learner.arch, own_id=self.id,
+                arch=learner.arch, own_id=self.id, device=learner.config.env_kwargs,
             )  # fmt: skip
             if "snapshots" in self.config.shares:
                 learner.peers = self.peers

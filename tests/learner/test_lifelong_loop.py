@@ -17,7 +17,7 @@ import torch
 from stable_baselines3 import DQN
 
 from agents.bus.arrays import Tensor
-from agents.bus.schemas import Lineage, PolicySnapshot, SpaceSpec
+from agents.bus.schemas import HyperValue, Lineage, PolicySnapshot, SpaceSpec
 from agents.learner.adaptation import Strategy
 from agents.learner.envs import DriftPlan
 from agents.learner.learner import Learner, LearnerConfig
@@ -190,6 +190,24 @@ def test_peers_that_do_not_fit_are_ignored() -> None:
     assert not peers.offer(msgspec.structs.replace(factories.snapshot("a3"), algo="dqn"))
     assert [p.agent for p in peers.latest()] == ["a1"]
     assert peers.ignored == 3  # an older version is not 'ignored', just not newer
+
+
+def test_snapshots_from_unlike_devices_are_not_kept() -> None:
+    """Another house's policy is no candidate here: no parameter may be twice the other's."""
+    house = {"r_k_per_kw": 4.0, "wfh_prob": 0.3}
+    peers = PeerSnapshots(
+        env_id="CartPole-v1", algo="ppo", obs_space=factories.BOX4,
+        action_space=factories.DISCRETE2, arch=factories.snapshot().arch, own_id="me",
+        device=house,
+    )  # fmt: skip
+
+    def announcing(agent: str, device: dict[str, HyperValue]) -> PolicySnapshot:
+        return msgspec.structs.replace(factories.snapshot(agent), env_kwargs=device)
+
+    assert peers.offer(announcing("alike", {"r_k_per_kw": 5.0, "wfh_prob": 0.4}))
+    assert not peers.offer(announcing("unlike", {"r_k_per_kw": 4.0, "wfh_prob": 0.01}))
+    assert [p.agent for p in peers.latest()] == ["alike"]
+    assert (peers.unlike, peers.ignored) == (1, 0)
 
 
 def test_finetune_only_counts_the_drift(tmp_path: Path) -> None:
