@@ -72,6 +72,19 @@ def kept_results(name: str, replaced: list[str]) -> tuple[list[Any], list[dict[s
     return runs, sessions
 
 
+def measured_on(result: dict[str, Any], *, versions: str = "") -> list[str]:
+    """A table's first two lines: the command, and the machine, commit and time it took.
+
+    ``versions`` adds software besides torch (``", Ray 2.60.0"``).
+    """
+    m = result["machine"]
+    return [
+        f"Command: `{result['command']}`",
+        f"({m['date']}, {m['cores']} cores, {m['cpu']}, torch {m['torch']}{versions}, commit "
+        f"{m['commit']}; {result['seconds']:,} s).",
+    ]
+
+
 def write_result(name: str, result: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -120,15 +120,14 @@ def one_run(
     )
     try:
         history, drivers = mixed_history(learner, names, history_steps, seed)
+        obs = torch.as_tensor(np.asarray(history.columns.obs, dtype=np.float32))
         if method == "awr":
             advantage_weighted(learner, history, beta=1.0, seed=seed)
             with torch.no_grad():
-                obs = torch.as_tensor(np.asarray(history.columns.obs, dtype=np.float32))
                 chosen = learner.model.policy.get_distribution(obs).mode().numpy()
         else:
             pretrain(learner.model, history, margin=margin, seed=seed)
             with torch.no_grad():
-                obs = torch.as_tensor(np.asarray(history.columns.obs, dtype=np.float32))
                 chosen = learner.model.q_net(obs).argmax(dim=1).numpy()
         taken = np.asarray(history.columns.actions).reshape(-1)
         agreement = {

@@ -47,7 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT
+from bench.common import ROOT, measured_on
 from bench.society_size import pss_kb
 
 RAY_VERSION = "2.60.0"
@@ -319,11 +319,8 @@ def run(python: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def table_markdown(result: dict[str, Any]) -> str:
-    m = result["machine"]
     lines = [
-        f"Command: `{result['command']}`",
-        f"({m['date']}, {m['cores']} cores, {m['cpu']}, torch {m['torch']}, Ray "
-        f"{result['ray_version']}, commit {m['commit']}; {result['seconds']:,} s).",
+        *measured_on(result, versions=f", Ray {result['ray_version']}"),
         "",
         "| policies (agents) | steps each | society (agent steps/s) | Ray RLlib | bare SB3 "
         "| society / Ray | society / bare | Ray / bare | Ray start-up (s) | Ray PSS, all its "

@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS, machine, replace_section, write_result
+from bench.common import RESULTS, machine, measured_on, replace_section, write_result
 
 WORLDS = ("smart-home", "traffic", "home-battery")
 #: Worlds measured on request (``--worlds sumo-traffic --add``): SUMO needs the optional extra.
@@ -220,11 +220,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table_markdown(result: dict[str, Any]) -> str:
     """The figures as docs/benchmarks.md shows them."""
-    m = result["machine"]
     lines = [
-        f"Command: `{result['command']}`",
-        f"({m['date']}, {m['cores']} cores, {m['cpu']}, torch {m['torch']}, commit "
-        f"{m['commit']}; {result['seconds']:,} s).",
+        *measured_on(result),
         "",
         "Regret: the controller's summed return minus the deployed one's on the same episodes, "
         "as a share of the controller's cost (negative: better than the controller). Final: "

@@ -336,11 +336,10 @@ def report(
 
 
 def table_markdown(result: dict[str, Any]) -> str:
-    m = result["machine"]
+    from bench.common import measured_on
+
     lines = [
-        f"Command: `{result['command']}`",
-        f"({m['date']}, {m['cores']} cores, {m['cpu']}, torch {m['torch']}, commit "
-        f"{m['commit']}; {result['seconds']:,} s).",
+        *measured_on(result),
         "",
         "| agents | steps each | bare (agent steps/s) | society (agent steps/s) | society / bare "
         "| CPU ms per step, bare / agent | evaluation lag p50 / p95 (s) | unevaluated at the "

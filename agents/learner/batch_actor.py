@@ -139,7 +139,8 @@ def _sequential(module: nn.Module) -> Layer | None:
         if layer is None:
             return None
         layers.append(layer)
-        owned = isinstance(child, nn.Linear) or (owned and not isinstance(child, nn.Identity))
+        # Every layer but the identity hands on an array it made (or changed in place).
+        owned = owned or not isinstance(child, nn.Identity)
     return _chain(layers)
 
 

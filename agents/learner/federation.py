@@ -51,7 +51,7 @@ from agents.bus.schemas import FederatedWeights, HyperValue, PolicyArch, SpaceSp
 from agents.exceptions import IncompatiblePolicy
 from agents.learner.peers import OwnNetwork
 from agents.learner.snapshots import tensors_as_state
-from agents.likeness import ALIKE_RADIUS, device_distance
+from agents.likeness import ALIKE_RADIUS, devices_alike
 
 __all__ = [
     "DEFAULT_RADIUS",
@@ -125,7 +125,7 @@ class Likeness:
     tolerance: float = DEFAULT_TOLERANCE
 
     def device_alike(self, peer: PeerWeights) -> bool:
-        return device_distance(self.device, peer.device) <= self.radius
+        return devices_alike(self.device, peer.device, self.radius)
 
     def fits(self, peer_error: float, fit: FitData) -> bool:
         # A floor keeps a near-perfect own fit (a world whose returns are all 0) from

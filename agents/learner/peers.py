@@ -68,9 +68,6 @@ class PeerSnapshots:
         self.ignored = 0
         self.unlike = 0
 
-    def fits(self, snapshot: PolicySnapshot) -> bool:
-        return self.network.fits(snapshot) and devices_alike(self.device, snapshot.env_kwargs)
-
     def offer(self, snapshot: PolicySnapshot) -> bool:
         """Keep ``snapshot`` if it fits and is newer than what we have; returns whether kept."""
         if not self.network.fits(snapshot):
