@@ -12,6 +12,7 @@ torch; the coordinator's loop must not).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from agents.bus.schemas import HyperValue
@@ -27,13 +28,17 @@ def device_distance(ours: Mapping[str, HyperValue], theirs: Mapping[str, HyperVa
     """The largest relative difference of the numeric device parameters both announce.
 
     ``|a - b| / max(|a|, |b|)`` per parameter (0 for two zeros); a parameter one side does not
-    announce is not compared; a non-numeric one that differs counts as 1 (unlike).
+    announce is not compared; a non-numeric one that differs counts as 1 (unlike), and so does
+    a non-finite number (a peer's announcement comes off the network: NaN must not read as 0).
     """
     distance = 0.0
     for key in ours.keys() & theirs.keys():
         a, b = ours[key], theirs[key]
         if isinstance(a, bool) or isinstance(b, bool) or isinstance(a, str) or isinstance(b, str):
             distance = max(distance, 0.0 if a == b else 1.0)
+            continue
+        if not (math.isfinite(float(a)) and math.isfinite(float(b))):
+            distance = max(distance, 1.0)
             continue
         scale = max(abs(float(a)), abs(float(b)))
         if scale > 0.0:

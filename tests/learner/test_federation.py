@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import msgspec
@@ -218,3 +219,12 @@ def test_a_peers_update_that_does_not_fit_is_counted_and_the_round_is_a_plain_av
     assert fed.unusable_updates == 1
     for key, value in me.model.policy.state_dict().items():
         torch.testing.assert_close(value, start[key] + 0.5)
+
+
+def test_a_device_announcing_a_non_finite_parameter_is_unlike() -> None:
+    """A peer's announcement comes off the network: NaN or infinity must not read as alike."""
+    ours = {"capacity_kwh": 10.0}
+    for odd in (math.nan, math.inf, -math.inf):
+        assert device_distance(ours, {"capacity_kwh": odd}) == 1.0
+        assert device_distance({"capacity_kwh": odd}, ours) == 1.0
+    assert device_distance(ours, {"capacity_kwh": 9.0}) == pytest.approx(0.1)
