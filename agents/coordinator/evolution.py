@@ -13,11 +13,12 @@ and agents that do not share ``evolution`` take no part.
 
 Devices of one world differ, so an agent copies only a top agent whose device is alike
 (:mod:`agents.likeness`, from the parameters their snapshots announce): a policy from another
-house or intersection can be far worse on its own (docs/benchmarks.md: a house that adopted
-another's policy went from 20 % better than its thermostat to 165 % worse in evaluation). And
-where devices differ, raw returns do not rank agents (a larger house costs more whatever its
-policy): the coordinator ranks them by how much better than their own device's baseline
-controller they do (``Member.score``).
+house or intersection can be far worse on its own (docs/benchmarks.md: a house whose agent
+took another house's snapshot on a drift went from 20 % better than its thermostat to 165 %
+worse in evaluation; the same rule now keeps such snapshots out of drift adaptation, see
+:mod:`agents.learner.peers`). And where devices differ, raw returns do not rank agents (a
+larger house costs more whatever its policy): the coordinator ranks them by how much better
+than their own device's baseline controller they do (``Member.gain``).
 """
 
 from __future__ import annotations
