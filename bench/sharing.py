@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,16 @@ SETTINGS = {
 DEFAULT = ("cartpole-dqn", "traffic-dqn", "traffic-dqn-mixed")
 
 
-def one_run(setting: str, seed: int, keep: Path | None) -> dict[str, Any]:
+def one_run(
+    setting: str, seed: int, keep: Path | None, extra: Sequence[str] = ()
+) -> dict[str, Any]:
+    """One ``society run --twins`` of ``setting`` (``extra``: more flags, e.g. ``--steps``)."""
     with tempfile.TemporaryDirectory() as folder:
         out = (keep / f"{setting}-{seed}") if keep else Path(folder) / "run"
         subprocess.run(
             [sys.executable, "-m", "agents", "run", "--config", str(SCENARIOS / SETTINGS[setting]),
              "--twins", "--seed", str(seed * 100), "--out", str(out), "--quiet",
-             "--eval-timeout", "600"],
+             "--eval-timeout", "600", *extra],
             check=True,
         )  # fmt: skip
         return score_run(setting, seed, json.loads((out / "summary.json").read_text()))
@@ -132,8 +136,12 @@ def main() -> None:
         "--rescore", type=Path, metavar="DIR",
         help="score the run folders a --keep DIR kept (SETTING-SEED) instead of running",
     )  # fmt: skip
+    parser.add_argument("--steps", type=int, help="agent steps per run instead of the scenario's")
+    parser.add_argument("--share", help="what the sharing agents share instead of the scenario's")
     add_keep_others_option(parser)
     args = parser.parse_args()
+    extra = [*(["--steps", str(args.steps)] if args.steps else []),
+             *(["--share", args.share] if args.share else [])]  # fmt: skip
     started = time.perf_counter()
     runs, sessions = kept_results("sharing", args.settings) if args.add else ([], [])
     for setting in args.settings:
@@ -144,12 +152,12 @@ def main() -> None:
                 )
                 run = score_run(setting, seed, summary)
             else:
-                run = one_run(setting, seed, args.keep)
+                run = one_run(setting, seed, args.keep, extra)
             runs.append(run)
             print(json.dumps({k: v for k, v in run.items() if k != "pairs"}), flush=True)
     command = (
         f"python bench/sharing.py --settings {' '.join(args.settings)} "
-        f"--seeds {' '.join(map(str, args.seeds))}"
+        f"--seeds {' '.join(map(str, args.seeds))}" + "".join(f" {flag}" for flag in extra)
     )
     if args.rescore:
         command += " --rescore KEPT  # re-scored: the runs were kept by --keep KEPT"
