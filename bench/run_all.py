@@ -37,6 +37,8 @@ BENCHMARKS: dict[str, list[str]] = {
         *("--settings", "cartpole-dqn", "traffic-dqn", "traffic-dqn-mixed"),
         *("--seeds", "0", "1", "2"),
     ],
+    # issue 16: what pooling four PPO learners' data could give on CartPole at most
+    "pooling_ceiling": ["pooling_ceiling.py", "--seeds", "0", "1", "2", "3", "4"],
     # issue 15: regret against the device's controller, and where the learner ends
     "regret": ["regret.py", "--seeds", "0", "1", "2", "3", "4", "--steps", "100000"],
     # issue 15, a negative result: a history from two controllers, and a learner that should

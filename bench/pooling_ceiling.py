@@ -1,0 +1,223 @@
+"""The most pooling four PPO learners' data could give on CartPole: a ceiling for sharing gain.
+
+Issue 16 asks federated PPO on CartPole for a sharing gain of 2.0 (the twins' agent steps to
+475 over the sharing agents'). This benchmark asks what any way of pooling on-policy data
+could give at the sharing scenario's settings (``bench/scenarios/cartpole-sharing.toml``:
+``n_steps`` 512, 10 epochs of minibatches of 64, learning rate 3e-4), with none of the
+society's delays: four learners in lockstep, all from one initial network, each on its own
+CartPole, every rollout at once.
+
+- ``alone``: four independent learners (what the twins are);
+- ``pooled``: one PPO on the four environments, every update made from the four rollouts
+  together, the learners keeping the same weights: what sharing on-policy rollouts among
+  learners of one policy gives with no delay and no importance weights;
+- ``fedsum``: each learner trains on its own rollout, then all take the initial weights plus
+  the sum of the four updates over four, times four (FedAvg with a server step of the group's
+  size, what ``agents/learner/federation.py`` does when every member's update is fresh);
+- ``fedavg``: the same with the plain average of the four updates.
+
+After every rollout each learner is evaluated as the coordinator evaluates a snapshot (5
+episodes from seeds 10000-10004, deterministic actions); its steps to the threshold are those
+of its first evaluation at 475 or more (one that never gets there counts the whole budget,
+so the gain is then a lower bound). Gain per seed: the ``alone`` learners' total over the
+mode's, as ``society run --twins`` computes it.
+
+    python bench/pooling_ceiling.py [--seeds 0 1 2 3 4] [--modes pooled fedsum fedavg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+
+from bench.common import machine, measured_on, replace_section, write_result
+
+SCENARIO = Path(__file__).resolve().parent / "scenarios" / "cartpole-sharing.toml"
+MEMBERS = 4
+EVAL_SEED = 10000
+EVAL_EPISODES = 5
+MODES = ("pooled", "fedsum", "fedavg")
+
+
+def scenario_settings() -> tuple[dict[str, Any], dict[str, Any], float, int]:
+    """The sharing scenario's PPO hyperparameters, policy, threshold and budget."""
+    scenario = tomllib.loads(SCENARIO.read_text())
+    learner = scenario["learner"]
+    policy = {
+        "net_arch": dict(learner["policy"]["net_arch"]),
+        "activation_fn": {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[
+            learner["policy"]["activation"]
+        ],
+    }
+    return (
+        dict(learner["hyperparams"]),
+        policy,
+        float(scenario["evaluation"]["threshold"]),
+        int(scenario["society"]["steps"]),
+    )
+
+
+def evaluate(model: PPO) -> float:
+    """Mean return of ``model``'s deterministic policy on the coordinator's episodes."""
+    env = gym.make("CartPole-v1")
+    returns = []
+    for episode in range(EVAL_EPISODES):
+        obs, _ = env.reset(seed=EVAL_SEED + episode)
+        total, done = 0.0, False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(int(action))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+def build(seed: int, n_envs: int, settings: tuple[dict[str, Any], dict[str, Any]]) -> PPO:
+    hyperparams, policy = settings
+    env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
+    return PPO("MlpPolicy", env, seed=seed, policy_kwargs=policy, verbose=0, **hyperparams)
+
+
+def steps_to_threshold(
+    models: list[PPO], rollout: int, budget: int, threshold: float,
+    after_rollout: Callable[[list[dict[str, torch.Tensor]]], None], *, independent: bool,
+) -> list[int | None]:  # fmt: skip
+    """Train ``models`` in lockstep, one rollout each per round; each one's steps to 475.
+
+    ``independent``: the models share nothing, so one that got there stops learning.
+    """
+    reached: list[int | None] = [None] * len(models)
+    for round_ in range(1, budget // rollout + 1):
+        starts = [copy.deepcopy(m.policy.state_dict()) for m in models]
+        for i, model in enumerate(models):
+            if reached[i] is None or not independent:  # a member at 475 needs no more steps
+                model.learn(rollout * model.n_envs, reset_num_timesteps=False)
+        after_rollout(starts)
+        for i, model in enumerate(models):
+            if reached[i] is None and evaluate(model) >= threshold:
+                reached[i] = round_ * rollout
+        if all(r is not None for r in reached):
+            break
+    return reached
+
+
+def one_seed(mode: str, seed: int) -> list[int | None]:
+    hyperparams, policy, threshold, budget = scenario_settings()
+    settings = (hyperparams, policy)
+    rollout = int(hyperparams["n_steps"])
+    torch.manual_seed(seed)
+    if mode == "pooled":
+        model = build(seed, MEMBERS, settings)
+        reached = steps_to_threshold(
+            [model], rollout, budget, threshold, lambda _: None, independent=True
+        )
+        return reached * MEMBERS  # one policy: every member has the same weights
+    models = [build(seed * MEMBERS + i, 1, settings) for i in range(MEMBERS)]
+    initial = models[0].policy.state_dict()
+    for model in models[1:]:
+        model.policy.load_state_dict(initial)  # one initial network, as a federation has
+
+    def combine(starts: list[dict[str, torch.Tensor]]) -> None:
+        if mode == "alone":
+            return
+        states = [m.policy.state_dict() for m in models]
+        server_step = float(MEMBERS) if mode == "fedsum" else 1.0
+        combined = {}
+        for name, start in starts[0].items():
+            if not torch.is_floating_point(start):
+                combined[name] = start
+                continue
+            update = sum(s[name] - st[name] for s, st in zip(states, starts, strict=True))
+            # Every member started from the same weights (the previous round's combination).
+            combined[name] = start + server_step * update / MEMBERS
+        for model in models:
+            model.policy.load_state_dict(combined)
+
+    return steps_to_threshold(
+        models, rollout, budget, threshold, combine, independent=mode == "alone"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    budget = scenario_settings()[3]
+    runs = []
+    for seed in args.seeds:
+        for mode in ("alone", *args.modes):
+            reached = one_seed(mode, seed)
+            run = {"seed": seed, "mode": mode, "reached": reached}
+            runs.append(run)
+            print(run, flush=True)
+    result = {
+        "benchmark": "pooling_ceiling",
+        "command": "python bench/pooling_ceiling.py --seeds "
+        + " ".join(map(str, args.seeds)) + " --modes " + " ".join(args.modes),
+        "machine": machine(),
+        "seconds": round(time.perf_counter() - started),
+        "budget": budget,
+        "runs": runs,
+    }  # fmt: skip
+    write_result("pooling_ceiling", result)
+    write_table(result)
+
+
+def total(reached: list[int | None], budget: int) -> tuple[int, bool]:
+    """Summed steps to the threshold, and whether a learner never got there."""
+    return sum(r if r is not None else budget for r in reached), None in reached
+
+
+def write_table(result: dict[str, Any]) -> None:
+    budget = result["budget"]
+    by = {(r["seed"], r["mode"]): r["reached"] for r in result["runs"]}
+    seeds = sorted({r["seed"] for r in result["runs"]})
+    modes = [m for m in MODES if any(r["mode"] == m for r in result["runs"])]
+    lines = [*measured_on(result), ""]
+    lines.append(
+        "| seed | alone: each learner's steps to 475 | "
+        + " | ".join(f"{m}: steps (each) | gain" for m in modes) + " |"
+    )  # fmt: skip
+    lines.append("|---|---|" + "---|---|" * len(modes))
+    gains: dict[str, list[float]] = {m: [] for m in modes}
+    for seed in seeds:
+        alone, alone_short = total(by[(seed, "alone")], budget)
+        row = [str(seed), _each(by[(seed, "alone")])]
+        for mode in modes:
+            mine, _ = total(by[(seed, mode)], budget)
+            gains[mode].append(alone / mine)
+            bound = ">= " if alone_short else ""
+            row += [_each(by[(seed, mode)]), f"{bound}{alone / mine:.2f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    cells = ["**median**", ""]
+    for mode in modes:
+        cells += ["", f"**{statistics.median(gains[mode]):.2f}**"]
+    lines.append("| " + " | ".join(cells) + " |")
+    replace_section("pooling_ceiling", "\n".join(lines))
+
+
+def _each(reached: list[int | None]) -> str:
+    return ", ".join("never" if r is None else f"{r:,}" for r in reached)
+
+
+if __name__ == "__main__":
+    main()
