@@ -540,6 +540,12 @@ class Agent:
         return sorted(taken.union(federation.learns_from if federation is not None else ()))
 
     @property
+    def federates_with(self) -> list[str]:
+        """Peers whose weights were averaged into ours lately (sorted)."""
+        federation = self.learner.federation if self.learner is not None else None
+        return federation.learns_from if federation is not None else []
+
+    @property
     def takes_experience(self) -> bool:
         learner = self.learner
         return "experience" in self.config.shares and learner is not None and learner.off_policy
@@ -749,6 +755,7 @@ class Agent:
             regime=learner.current_regime,
             messages_rejected=dict(self.inbox.stats.rejected),
             learns_from=self.learns_from,
+            federates_with=self.federates_with,
             federated_rounds=learner.federation.rounds if learner.federation is not None else 0,
             # episodes, drift_events, adaptations, context, peer_transitions
             **learner.stats.counters(Telemetry.__struct_fields__),

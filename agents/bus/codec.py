@@ -365,10 +365,12 @@ def _check_telemetry(message: Message) -> None:
         "federated_rounds",
     ):
         _at_least(getattr(message, field), 0, field)
-    if len(message.learns_from) > _MAX_PEERS:
-        raise MessageRejected("invalid", f"learns_from names {len(message.learns_from)} peers")
-    for peer in message.learns_from:
-        _name(peer, "learns_from")
+    for field in ("learns_from", "federates_with"):
+        peers = getattr(message, field)
+        if len(peers) > _MAX_PEERS:
+            raise MessageRejected("invalid", f"{field} names {len(peers)} peers")
+        for peer in peers:
+            _name(peer, field)
 
 
 def _check_directive(message: Message) -> None:

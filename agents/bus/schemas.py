@@ -280,6 +280,9 @@ class Telemetry(Message, tag="telemetry"):
     #: The peers this agent learned from lately (whose weights it averaged in, or whose
     #: experience it took in): its group as it sees it. Sorted agent ids.
     learns_from: list[str] = []
+    #: Of those, the peers whose weights it averaged in lately (federated): their learning is
+    #: in its weights already, so evolution does not have it copy their snapshots.
+    federates_with: list[str] = []
     #: Times the agent averaged peers' weights into its own (federated rounds), this run.
     federated_rounds: Int64 = 0
     seq: Int64 = 0

@@ -559,6 +559,7 @@ class Coordinator:
                 hyperparams=record.hyperparams,
                 device=record.device,
                 gain=scale_score(record.evaluations[-1], ThresholdScale.OVER_BASELINE),
+                federates_with=frozenset(record.federates_with),
             )
             for record in self.roster.agents.values()
             if record.evaluations

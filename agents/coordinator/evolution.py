@@ -19,6 +19,10 @@ worse in evaluation; the same rule now keeps such snapshots out of drift adaptat
 :mod:`agents.learner.peers`). And where devices differ, raw returns do not rank agents (a
 larger house costs more whatever its policy): the coordinator ranks them by how much better
 than their own device's baseline controller they do (``Member.gain``).
+
+Nor does an agent copy a peer it federates with (either averages the other's weights into its
+own, ``Member.federates_with``): the peer's learning is in its weights already, and the
+peer's latest snapshot, older than that, would only set it back.
 """
 
 from __future__ import annotations
@@ -55,6 +59,13 @@ class Member:
     #: (``over_baseline``, agents.coordinator.sharing); NaN where the world has no baseline.
     #: A niche whose members all have one is ranked by it, otherwise by ``score``.
     gain: float = math.nan
+    #: Peers whose weights it averages into its own (federated learning): their learning is in
+    #: its weights already, and their snapshot, older than that, would set it back.
+    federates_with: frozenset[str] = frozenset()
+
+    def federates(self, other: Member) -> bool:
+        """Whether either of the two averages the other's weights into its own."""
+        return other.agent in self.federates_with or self.agent in other.federates_with
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +106,12 @@ def plan_generation(
         for member in bottom:
             if member in top:
                 continue
-            alike = [m for m in top if devices_alike(member.device, m.device)]
+            alike = [
+                m for m in top
+                if devices_alike(member.device, m.device) and not member.federates(m)
+            ]  # fmt: skip
             if not alike:
-                continue  # nobody alike to learn from
+                continue  # nobody alike to learn from that it does not learn from already
             source = rng.choice(alike)
             if rank(source) <= rank(member):
                 continue  # a tie: nothing to learn

@@ -113,6 +113,7 @@ class AgentRecord:
     peer_transitions: int = 0
     #: The peers the agent reports learning from lately, and its federated rounds.
     learns_from: tuple[str, ...] = ()
+    federates_with: tuple[str, ...] = ()
     federated_rounds: int = 0
     #: Its group's name (agents.coordinator.groups), set by ``Roster.regroup``.
     group: str = ""
@@ -317,6 +318,7 @@ class Roster:
         record.twin_of = telemetry.twin_of
         record.peer_transitions = telemetry.peer_transitions
         record.learns_from = tuple(telemetry.learns_from)
+        record.federates_with = tuple(telemetry.federates_with)
         record.federated_rounds = telemetry.federated_rounds
         if telemetry.regret_episodes >= record.regret.episodes:  # cumulative: keep the newest
             record.regret = Regret(

@@ -268,18 +268,19 @@ def test_federated_weights_are_checked_like_a_snapshots() -> None:
     assert reason(Kind.WEIGHTS, encode(msgspec.structs.replace(message, round=0))) == "invalid"
 
 
-def test_telemetry_names_at_most_256_valid_peers() -> None:
+@pytest.mark.parametrize("field", ["learns_from", "federates_with"])
+def test_telemetry_names_at_most_256_valid_peers(field: str) -> None:
     message = factories.telemetry()
     too_many = [f"p{i}" for i in range(257)]
     assert (
-        reason(Kind.TELEMETRY, encode(msgspec.structs.replace(message, learns_from=too_many)))
+        reason(Kind.TELEMETRY, encode(msgspec.structs.replace(message, **{field: too_many})))
         == "invalid"
     )
     assert (
-        reason(Kind.TELEMETRY, encode(msgspec.structs.replace(message, learns_from=["a/b"])))
+        reason(Kind.TELEMETRY, encode(msgspec.structs.replace(message, **{field: ["a/b"]})))
         == "invalid"
     )
-    assert decode(Kind.TELEMETRY, encode(msgspec.structs.replace(message, learns_from=["a1"])))
+    assert decode(Kind.TELEMETRY, encode(msgspec.structs.replace(message, **{field: ["a1"]})))
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,28 @@ def test_an_agent_copies_only_an_agent_whose_device_is_alike() -> None:
     assert plan_generation(alone, quantile=0.5, rng=random.Random(0)) == []  # nobody alike
 
 
+def test_an_agent_never_copies_a_peer_whose_weights_it_averages_in() -> None:
+    """Federated members hold each other's learning already: an older snapshot sets one back."""
+    members = [
+        Member("fed-best", "t/ppo", 9.0, version=1, federates_with=frozenset({"fed-poor"})),
+        Member("solo-good", "t/ppo", 5.0, version=1),
+        Member("fed-poor", "t/ppo", 1.0, version=1),  # only its peer reports the link
+        Member("solo-poor", "t/ppo", 0.0, version=1),
+    ]
+    for seed in range(20):
+        orders = plan_generation(members, quantile=0.5, rng=random.Random(seed))
+        assert ("fed-poor", "fed-best") not in {(o.agent, o.source) for o in orders}
+        assert {o.agent for o in orders} <= {"fed-poor", "solo-poor"}
+    group = [
+        Member("a", "t/ppo", 9.0, version=1, federates_with=frozenset({"b"})),
+        Member("b", "t/ppo", 0.0, version=1, federates_with=frozenset({"a"})),
+    ]
+    assert plan_generation(group, quantile=0.5, rng=random.Random(0)) == []
+    # The same two without the link: the bottom one adopts.
+    apart = [Member("a", "t/ppo", 9.0, version=1), Member("b", "t/ppo", 0.0, version=1)]
+    assert len(plan_generation(apart, quantile=0.5, rng=random.Random(0))) == 1
+
+
 def test_devices_that_differ_are_ranked_by_their_gain_over_their_own_controller() -> None:
     """A big house costs more whatever its policy: raw returns would rank the small one first."""
     members = [

@@ -160,8 +160,8 @@ async def test_federated_agents_average_alike_peers_signed_never_a_twin_or_unlik
             ),
             timeout=60,
         )
-        assert a.learns_from == ["b"]
-        assert b.learns_from == ["a"]
+        assert a.learns_from == a.federates_with == ["b"]
+        assert b.learns_from == b.federates_with == ["a"]
         assert twin.learner is not None
         assert twin.learner.federation is None  # a twin shares and takes nothing
         assert unlike.learner is not None
@@ -197,6 +197,7 @@ async def test_experience_is_taken_only_from_alike_devices(
     try:
         await eventually(lambda: a.experience_unlike >= 2 and "b" in a.learns_from, timeout=60)
         assert a.learns_from == ["b"]
+        assert a.federates_with == []  # experience, not weights: evolution may still pair them
         assert unlike.learns_from == []
         assert unlike.experience_unlike >= 2
     finally:
