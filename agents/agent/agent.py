@@ -170,6 +170,14 @@ class AgentReport:
     regret_baseline_return: float = 0.0
     regret_episodes: int = 0
     controller_steps: int = 0
+    #: Learning from peers (agents.learner.federation): rounds that averaged peers' weights
+    #: in; peers' weights left out of a round because their policy did not fit our latest
+    #: rollout; weights not kept at all (another network or world, an unlike device); and
+    #: experience batches refused as coming from an unlike device.
+    federated_rounds: int = 0
+    weights_unfit: int = 0
+    weights_ignored: int = 0
+    experience_unlike: int = 0
     stopped_by: str = "budget"
 
 
@@ -785,6 +793,7 @@ class Agent:
         learner = self.learner
         assert learner is not None
         steps = learner.step - start_step
+        federation = learner.federation
         return AgentReport(
             id=self.id,
             env=learner.config.env_id,
@@ -806,6 +815,10 @@ class Agent:
             recent_returns=list(self._recent_returns)[-20:],
             messages_rejected=dict(self.inbox.stats.rejected),
             strategy=learner.config.strategy.value,
+            federated_rounds=federation.rounds if federation is not None else 0,
+            weights_unfit=federation.unfit if federation is not None else 0,
+            weights_ignored=federation.ignored if federation is not None else 0,
+            experience_unlike=self.experience_unlike,
             stopped_by="signal" if self._stop_requested else "budget",
             # episodes, drift_events, adaptations, adaptation_steps, adoptions, ..., context
             **learner.stats.counters(AgentReport.__dataclass_fields__),

@@ -330,7 +330,9 @@ class Coordinator:
             "messages_rejected_by_reason": dict(stats.rejected),
             "messages_duplicate_by_kind": dict(stats.duplicates),
             "delivery": self.delivery(),
-            "groups": self.roster.groups(),
+            # The run's groups: who learned from whom at any point (the live table and
+            # Prometheus show the latest rounds' instead).
+            "groups": self.roster.groups_in_run(),
             "agents": [record.as_summary() for record in self.roster.agents.values()],
         }
 

@@ -35,6 +35,8 @@ from agents.regret import Regret
 __all__ = ["AgentRecord", "EvaluationPoint", "Roster", "lifelong_metrics"]
 
 _MAX_EPISODES = 200_000
+#: Peers an agent's run-long "learned from" keeps at most (a telemetry names at most 256).
+_MAX_PEERS_IN_RUN = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +115,15 @@ class AgentRecord:
     peer_transitions: int = 0
     #: The peers the agent reports learning from lately, and its federated rounds.
     learns_from: tuple[str, ...] = ()
+    #: Every peer it reported learning from at some point of the run (at most
+    #: ``_MAX_PEERS_IN_RUN``): a summary describes the run, ``learns_from`` the latest rounds.
+    learned_from_in_run: set[str] = field(default_factory=set)
     federates_with: tuple[str, ...] = ()
     federated_rounds: int = 0
     #: Its group's name (agents.coordinator.groups), set by ``Roster.regroup``.
     group: str = ""
+    #: Its group over the whole run (from ``learned_from_in_run``), for the summary.
+    group_in_run: str = ""
     #: The agent's regret against the baseline controller (see ``Telemetry``).
     regret: Regret = field(default_factory=Regret)
     #: The latest snapshot's hyperparameters and lineage; adoptions seen in the lineage.
@@ -192,9 +199,9 @@ class AgentRecord:
             "shares": list(self.shares),
             "twin_of": self.twin_of,
             "peer_transitions": self.peer_transitions,
-            "learns_from": list(self.learns_from),
+            "learns_from": sorted(self.learned_from_in_run),
             "federated_rounds": self.federated_rounds,
-            "group": self.group or self.id,
+            "group": self.group_in_run or self.id,
             "regret": self.regret.as_dict(),
             "episodes_relearned": self.episodes_relearned,
             "adoptions": self.adoptions,
@@ -318,6 +325,11 @@ class Roster:
         record.twin_of = telemetry.twin_of
         record.peer_transitions = telemetry.peer_transitions
         record.learns_from = tuple(telemetry.learns_from)
+        for peer in telemetry.learns_from:
+            if len(record.learned_from_in_run) >= _MAX_PEERS_IN_RUN:
+                break  # bounded: names come off the network; unknown ones join no group
+            if peer != record.id:
+                record.learned_from_in_run.add(peer)
         record.federates_with = tuple(telemetry.federates_with)
         record.federated_rounds = telemetry.federated_rounds
         if telemetry.regret_episodes >= record.regret.episodes:  # cumulative: keep the newest
@@ -337,11 +349,16 @@ class Roster:
         """Who learns from whom, as connected groups (agents.coordinator.groups)."""
         return society_groups({a: r.learns_from for a, r in list(self.agents.items())})
 
+    def groups_in_run(self) -> list[list[str]]:
+        """Who learned from whom at any point of the run, as connected groups."""
+        return society_groups({a: r.learned_from_in_run for a, r in list(self.agents.items())})
+
     def regroup(self) -> None:
-        """Set every record's ``group`` from the latest telemetry (before it is read)."""
-        names = group_of(self.groups())
+        """Set every record's ``group`` (latest telemetry) and ``group_in_run`` (whole run)."""
+        names, in_run = group_of(self.groups()), group_of(self.groups_in_run())
         for agent, record in list(self.agents.items()):
             record.group = names.get(agent, agent)
+            record.group_in_run = in_run.get(agent, agent)
 
     def on_experience(self, agent: str) -> None:
         self.get(agent).experience_batches_received += 1

@@ -46,12 +46,19 @@ def test_the_coordinator_groups_agents_by_their_newest_telemetry() -> None:
     assert sample("society_agent_group", {"agent": "b", "group": "a"}) == 1
     assert sample("society_agent_group", {"agent": "a-twin", "group": "a-twin"}) == 1
     assert sample("society_agent_federated_rounds_total", {"agent": "a"}) == 5
-    # b stops learning from a, and a from b: two agents alone.
+    # b stops learning from a, and a from b: two agents alone now (Prometheus), but the run's
+    # summary still shows that they learned together.
     roster.on_telemetry(telemetry("a", [], 6))
     roster.on_telemetry(telemetry("b", [], 6))
-    assert coordinator.summary()["groups"] == [["a"], ["a-twin"], ["b"]]
     assert sample("society_agent_group", {"agent": "b", "group": "a"}) is None
     assert sample("society_agent_group", {"agent": "b", "group": "b"}) == 1
+    summary = coordinator.summary()
+    assert summary["groups"] == [["a", "b"], ["a-twin"]]
+    record = next(r for r in summary["agents"] if r["id"] == "b")
+    assert (record["group"], record["learns_from"]) == ("a", ["a"])
+    # A peer the roster does not know (gone, or forged) joins no group.
+    roster.on_telemetry(telemetry("a-twin", ["ghost"], 0))
+    assert coordinator.summary()["groups"] == [["a", "b"], ["a-twin"]]
 
 
 async def test_the_live_table_shows_each_agents_group() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,12 @@ async def test_federated_agents_average_alike_peers_signed_never_a_twin_or_unlik
         for agent in agents:
             agent.stop()
         await asyncio.wait_for(asyncio.gather(*running), 60)
+    # What each did is in its final.json: the pair's rounds, the unlike one's refusals.
+    final = {x.id: json.loads((tmp_path / x.id / "final.json").read_text()) for x in agents}
+    assert final["a"]["federated_rounds"] >= 3
+    assert final["c"]["federated_rounds"] == 0
+    assert final["c"]["weights_ignored"] >= 1
+    assert final["a-twin"]["weights_ignored"] == 0  # a twin takes nothing in
 
 
 async def test_experience_is_taken_only_from_alike_devices(
