@@ -39,6 +39,21 @@ BENCHMARKS: dict[str, list[str]] = {
     ],
     # issue 16: what pooling four PPO learners' data could give on CartPole at most
     "pooling_ceiling": ["pooling_ceiling.py", "--seeds", "0", "1", "2", "3", "4"],
+    # issue 16: federated PPO against twins; the intersections' twins need 80,000 steps to get
+    # to the threshold at all
+    "sharing-ppo": [
+        "sharing.py",
+        *("--settings", "cartpole-ppo"),
+        *("--seeds", "0", "1", "2", "3", "4"),
+        "--add",
+    ],
+    "sharing-traffic-ppo": [
+        "sharing.py",
+        *("--settings", "traffic-ppo"),
+        *("--seeds", "0", "1", "2", "3", "4"),
+        *("--steps", "80000"),
+        "--add",
+    ],
     # issue 15: regret against the device's controller, and where the learner ends
     "regret": ["regret.py", "--seeds", "0", "1", "2", "3", "4", "--steps", "100000"],
     # issue 15, a negative result: a history from two controllers, and a learner that should
