@@ -32,7 +32,6 @@ import copy
 import statistics
 import sys
 import time
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,11 +39,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gymnasium as gym
-import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
+from agents.learner.algorithms import get_algorithm
+from agents.learner.snapshots import make_arch, policy_kwargs
+from agents.scenarios import load_scenario
+from agents.worlds import PolicyController, play_episodes
 from bench.common import machine, measured_on, replace_section, write_result
 
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "cartpole-sharing.toml"
@@ -56,36 +58,29 @@ MODES = ("pooled", "fedsum", "fedavg")
 
 def scenario_settings() -> tuple[dict[str, Any], dict[str, Any], float, int]:
     """The sharing scenario's PPO hyperparameters, policy, threshold and budget."""
-    scenario = tomllib.loads(SCENARIO.read_text())
-    learner = scenario["learner"]
-    policy = {
-        "net_arch": dict(learner["policy"]["net_arch"]),
-        "activation_fn": {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[
-            learner["policy"]["activation"]
-        ],
-    }
+    scenario = load_scenario(str(SCENARIO))
+    learner = scenario.learner
+    spec = get_algorithm(learner.algo)
+    arch = make_arch(
+        spec, net_arch=learner.policy.net_arch, activation=learner.policy.activation,
+        options=learner.policy.options,
+    )  # fmt: skip
+    assert scenario.evaluation.threshold is not None  # the sharing scenario has one
     return (
-        dict(learner["hyperparams"]),
-        policy,
-        float(scenario["evaluation"]["threshold"]),
-        int(scenario["society"]["steps"]),
+        dict(learner.hyperparams),
+        policy_kwargs(spec, arch),
+        scenario.evaluation.threshold,
+        scenario.society.steps,
     )
 
 
 def evaluate(model: PPO) -> float:
     """Mean return of ``model``'s deterministic policy on the coordinator's episodes."""
-    env = gym.make("CartPole-v1")
-    returns = []
-    for episode in range(EVAL_EPISODES):
-        obs, _ = env.reset(seed=EVAL_SEED + episode)
-        total, done = 0.0, False
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(int(action))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return float(np.mean(returns))
+    score = play_episodes(
+        PolicyController(model), gym.make("CartPole-v1"),
+        seeds=range(EVAL_SEED, EVAL_SEED + EVAL_EPISODES), metrics={},
+    )  # fmt: skip
+    return score.mean_return
 
 
 def build(seed: int, n_envs: int, settings: tuple[dict[str, Any], dict[str, Any]]) -> PPO:

@@ -542,10 +542,9 @@ class Agent:
     @property
     def learns_from(self) -> list[str]:
         """Peers averaged in lately (federated), or whose experience we took in the last minute."""
-        federation = self.learner.federation if self.learner is not None else None
         recent = time.monotonic() - _LEARNS_FROM_SECONDS
         taken = {agent for agent, at in self._experience_from.items() if at >= recent}
-        return sorted(taken.union(federation.learns_from if federation is not None else ()))
+        return sorted(taken.union(self.federates_with))
 
     @property
     def federates_with(self) -> list[str]:

@@ -314,7 +314,6 @@ class Coordinator:
 
     def summary(self) -> dict[str, Any]:
         stats = self.inbox.stats
-        self.roster.regroup()
         gain = self.sharing()
         return {
             "society": self.config.society,
@@ -333,7 +332,7 @@ class Coordinator:
             # The run's groups: who learned from whom at any point (the live table and
             # Prometheus show the latest rounds' instead).
             "groups": self.roster.groups_in_run(),
-            "agents": [record.as_summary() for record in self.roster.agents.values()],
+            "agents": self.roster.summaries(),
         }
 
     # --- incoming -------------------------------------------------------------------------

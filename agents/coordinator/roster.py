@@ -122,8 +122,6 @@ class AgentRecord:
     federated_rounds: int = 0
     #: Its group's name (agents.coordinator.groups), set by ``Roster.regroup``.
     group: str = ""
-    #: Its group over the whole run (from ``learned_from_in_run``), for the summary.
-    group_in_run: str = ""
     #: The agent's regret against the baseline controller (see ``Telemetry``).
     regret: Regret = field(default_factory=Regret)
     #: The latest snapshot's hyperparameters and lineage; adoptions seen in the lineage.
@@ -176,7 +174,8 @@ class AgentRecord:
     def baseline_eval_return(self) -> float | None:
         return self.evaluations[-1].baseline_return if self.evaluations else None
 
-    def as_summary(self) -> dict[str, object]:
+    def as_summary(self, *, group: str = "") -> dict[str, object]:
+        """What ``summary.json`` keeps of the agent; ``group``: its group over the run."""
         return {
             "id": self.id,
             "state": self.state,
@@ -201,7 +200,7 @@ class AgentRecord:
             "peer_transitions": self.peer_transitions,
             "learns_from": sorted(self.learned_from_in_run),
             "federated_rounds": self.federated_rounds,
-            "group": self.group_in_run or self.id,
+            "group": group or self.id,
             "regret": self.regret.as_dict(),
             "episodes_relearned": self.episodes_relearned,
             "adoptions": self.adoptions,
@@ -354,11 +353,15 @@ class Roster:
         return society_groups({a: r.learned_from_in_run for a, r in list(self.agents.items())})
 
     def regroup(self) -> None:
-        """Set every record's ``group`` (latest telemetry) and ``group_in_run`` (whole run)."""
-        names, in_run = group_of(self.groups()), group_of(self.groups_in_run())
+        """Set every record's ``group`` from the latest telemetry (before it is read)."""
+        names = group_of(self.groups())
         for agent, record in list(self.agents.items()):
             record.group = names.get(agent, agent)
-            record.group_in_run = in_run.get(agent, agent)
+
+    def summaries(self) -> list[dict[str, object]]:
+        """Every agent as ``summary.json`` keeps it, in its group over the whole run."""
+        names = group_of(self.groups_in_run())
+        return [r.as_summary(group=names.get(a, a)) for a, r in list(self.agents.items())]
 
     def on_experience(self, agent: str) -> None:
         self.get(agent).experience_batches_received += 1

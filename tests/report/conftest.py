@@ -63,13 +63,12 @@ def write_run(folder: Path, summary: dict[str, Any], history: History) -> Path:
 
 
 def base_summary(roster: Roster) -> dict[str, Any]:
-    roster.regroup()
     return {
         "status": "completed", "reason": None, "society": "lab", "scenario": "cartpole",
         "steps_per_agent": 10000, "broker": {"url": "mqtt://127.0.0.1:1883", "managed": None},
         "started_at": time.time() - 60, "duration_seconds": 60.0,
-        "agents": [record.as_summary() for record in roster.agents.values()],
-        "groups": roster.groups(), "sharing": None, "lineage": [],
+        "agents": roster.summaries(),
+        "groups": roster.groups_in_run(), "sharing": None, "lineage": [],
         "coordinator": {"messages_received_by_kind": {"policy": 4},
                         "messages_rejected_by_reason": {"malformed": 1}},
     }  # fmt: skip
