@@ -10,13 +10,21 @@ learner
 
 1. publishes its weights as its latest local update left them (``samples``: the device steps
    it learned from since its previous publication) and that update itself (``delta``), then
-2. averages into its own the peers' weights that arrived since it last looked, each used once,
-   weighted by their ``samples`` against its own, and adds ``m - 1`` times the members'
-   averaged update for ``m`` members: the updates are summed rather than averaged (FedAvg with
-   a server step of ``m``, Reddi et al., "Adaptive Federated Optimization", ICLR 2021), so
-   each round moves every member as far as all members' data do together. A round without
-   every member's update (after a drift, an adoption) is a plain average. A slow or dead peer
-   is simply absent from a round: nobody waits.
+2. adds to its own weights every update that arrived from a peer since it last looked, each
+   used once, so every member moves as far as all members' data do together (a sum, not an
+   average, of the updates: FedAvg with a server step of ``m`` for ``m`` members, Reddi et
+   al., "Adaptive Federated Optimization", ICLR 2021), and
+3. moves a fraction ``pull`` of the way from there to where the members land on average (the
+   members' weights averaged by their ``samples``, plus ``m - 1`` times their averaged update).
+
+In lockstep, with every member starting the round from the same weights, both land on the
+same point. Asynchronously they do not: members publish at different moments, so their
+weights drift apart, and a full step to the average (``pull = 1``) throws away each member's
+most recent progress against a stale peer's. Measured (docs/benchmarks.md, "Federated PPO"):
+``pull = 1`` lost most of what lockstep pooling gains; a partial pull keeps the members
+together without undoing their updates. A round without every member's update (after a
+drift, an adoption) is a plain average. A slow or dead peer is simply absent from a round:
+nobody waits.
 
 Only peers alike enough are averaged in (:class:`Likeness`):
 
@@ -54,6 +62,7 @@ from agents.learner.snapshots import tensors_as_state
 from agents.likeness import ALIKE_RADIUS, devices_alike
 
 __all__ = [
+    "DEFAULT_PULL",
     "DEFAULT_RADIUS",
     "DEFAULT_TOLERANCE",
     "Federation",
@@ -70,6 +79,8 @@ DEFAULT_RADIUS = ALIKE_RADIUS
 """Largest relative difference of any announced device parameter for a peer to be alike."""
 DEFAULT_TOLERANCE = 2.0
 """How many times our own value error a peer's may reach on our rollout and still be alike."""
+DEFAULT_PULL = 0.25
+"""The fraction of the way a round moves a member toward the members' average landing point."""
 #: Rounds over which ``learns_from`` remembers the peers averaged in.
 _REMEMBERED_ROUNDS = 20
 
@@ -145,7 +156,10 @@ class Federation:
         self, *, own_id: str, env_id: str, algo: str, obs_space: SpaceSpec,
         action_space: SpaceSpec, arch: PolicyArch, likeness: Likeness,
         publish: Callable[[OwnWeights], object], sum_updates: bool = True,
+        pull: float = DEFAULT_PULL,
     ) -> None:  # fmt: skip
+        if not 0.0 <= pull <= 1.0:
+            raise ValueError(f"pull must be within [0, 1], got {pull}")
         self.publish = publish
         """Sends our weights to the peers (the agent's bus; called from the learner's thread)."""
         self.network = OwnNetwork(own_id, env_id, algo, obs_space, action_space, arch)
@@ -162,6 +176,8 @@ class Federation:
         self._recent: deque[frozenset[str]] = deque(maxlen=_REMEMBERED_ROUNDS)
         #: Sum the members' updates instead of averaging them (see :meth:`average_into`).
         self.sum_updates = sum_updates
+        #: How far a round moves us toward the members' average landing point (module docstring).
+        self.pull = pull
 
     def offer(self, message: FederatedWeights) -> bool:
         """Keep a peer's weights for the next round if they could be averaged with ours."""
@@ -214,9 +230,11 @@ class Federation:
         offered is averaged in.
 
         With ``own_delta`` and every peer's ``delta``, and ``sum_updates`` on, the members'
-        updates are summed rather than averaged (the weights' average plus ``m - 1`` times the
-        updates' average, for ``m`` members): FedAvg with a server step of ``m``, which is
-        what turns ``m`` members' data into ``m`` times the progress per round of each.
+        updates are summed rather than averaged: our weights plus every peer's update, moved
+        ``pull`` of the way toward where the members land on average (the weights' average plus
+        ``m - 1`` times the updates' average, for ``m`` members). In lockstep both points are
+        one: FedAvg with a server step of ``m``, which is what turns ``m`` members' data into
+        ``m`` times the progress per round of each.
         """
         used: list[tuple[PeerWeights, BasePolicy]] = []
         for peer, scratch in peers:
@@ -249,9 +267,11 @@ class Federation:
         if deltas is not None:
             extra = len(states) - 1
             for name, members in deltas.items():
-                averaged[name] = averaged[name] + extra * sum(
+                landing = averaged[name] + extra * sum(
                     (w / total) * d for w, d in zip(weights, members, strict=True)
                 )
+                ours = own_state[name] + sum(members[1:])
+                averaged[name] = ours + self.pull * (landing - ours)
         policy.load_state_dict(averaged)
         self.rounds += 1
         return [peer.agent for peer, _ in used]

@@ -192,6 +192,35 @@ def test_with_updates_the_members_updates_are_summed_not_averaged() -> None:
         torch.testing.assert_close(value, start[key] + d_me[key] + d_peer[key])
 
 
+def test_apart_the_round_adds_each_update_once_and_pulls_part_way_to_the_members_landing() -> None:
+    # Asynchronous case: the peer started its round elsewhere (w1, not our w0). We keep our
+    # own weights plus the peer's update, then move ``pull`` of the way toward where the two
+    # members land on average, not all the way to an average that would undo our update.
+    me, other = learner(0), learner(1)
+    w0 = {k: v.clone() for k, v in me.model.policy.state_dict().items()}
+    w1 = {k: v + 0.2 for k, v in w0.items()}
+    d_me = {k: torch.full_like(v, 0.01) for k, v in w0.items()}
+    d_peer = {k: torch.full_like(v, -0.03) for k, v in w0.items()}
+    peer_policy = other.fresh_policy()
+    peer_policy.load_state_dict({k: w1[k] + d_peer[k] for k in w0})
+    peer = PeerWeights("p", 1, 64, [], {}, delta=state_tensors(d_peer))
+    for pull in (0.0, 0.25, 1.0):
+        me.model.policy.load_state_dict({k: w0[k] + d_me[k] for k in w0})
+        fed = federation(me)
+        fed.pull = pull
+        assert fed.average_into(me.model.policy, 64, [(peer, peer_policy)], None, d_me) == ["p"]
+        for key, value in me.model.policy.state_dict().items():
+            ours = w0[key] + d_me[key] + d_peer[key]
+            landing = (w0[key] + w1[key]) / 2 + d_me[key] + d_peer[key]
+            torch.testing.assert_close(value, ours + pull * (landing - ours))
+    with pytest.raises(ValueError, match="pull"):
+        Federation(
+            own_id="me", env_id="CartPole-v1", algo="ppo", obs_space=me.obs_spec,
+            action_space=me.action_spec, arch=me.arch, likeness=Likeness(), publish=print,
+            pull=1.5,
+        )  # fmt: skip
+
+
 def test_a_peer_without_an_update_makes_the_round_a_plain_average() -> None:
     me, other = learner(0), learner(1)
     start = {k: v.clone() for k, v in me.model.policy.state_dict().items()}
