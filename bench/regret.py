@@ -148,7 +148,7 @@ def scenario_learner(
 def evaluate_state(learner: Any, state: Any, config: Any) -> dict[str, Any]:
     """The coordinator's evaluation of one snapshot: per regime, the policy and the controller."""
     from agents.bus.codec import encode
-    from agents.bus.schemas import SCHEMA_VERSION, PolicySnapshot
+    from agents.bus.schemas import SCHEMA_VERSION, LibraryPolicy, PolicySnapshot
     from agents.bus.signing import tensor_digest
     from agents.coordinator.evaluation import EvaluationRequest, evaluate_snapshot
 
@@ -157,6 +157,12 @@ def evaluate_state(learner: Any, state: Any, config: Any) -> dict[str, Any]:
         env_id=config.env_id, obs_space=learner.obs_spec, action_space=learner.action_spec,
         arch=learner.arch, tensors=state.tensors, digest=tensor_digest(state.tensors),
         env_kwargs=dict(config.env_kwargs), regimes=learner.regimes, regime=state.regime,
+        library=[
+            LibraryPolicy(
+                context=e.context, score=e.score, tensors=e.tensors, digest=tensor_digest(e.tensors)
+            )
+            for e in state.library
+        ],
     )  # fmt: skip
     result = evaluate_snapshot(
         EvaluationRequest(encode(snapshot), episodes=EVAL_EPISODES, seed=10_000)
@@ -170,6 +176,8 @@ def evaluate_state(learner: Any, state: Any, config: Any) -> dict[str, Any]:
             "random": r.random_mean,
             "metrics": r.metrics,
             "baseline_metrics": r.baseline_metrics,
+            "recall": r.recall_mean,
+            "recall_from": r.recall_from,
         }
         for r in result.regimes
     }
@@ -214,6 +222,15 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "median_final": {
                 regime: _median([r["final"][regime]["gain"] for r in rows]) for regime in regimes
             },
+            "median_recall": {
+                regime: _median(
+                    [
+                        r["final"][regime].get("recall_gain", r["final"][regime]["gain"])
+                        for r in rows
+                    ]
+                )
+                for regime in regimes
+            },
         }
     return table
 
@@ -227,7 +244,9 @@ def table_markdown(result: dict[str, Any]) -> str:
         "as a share of the controller's cost (negative: better than the controller). Final: "
         "the last snapshot against the controller on 10 fixed-seed episodes of each regime, in "
         "the world's measure (positive: better); the thermostat's comfort violation (K h) is "
-        "beside its cost.",
+        "beside its cost. Recalling: what the agent does in that regime with its library (the "
+        "policy it would recall there, chosen on other episodes, as the coordinator scores it), "
+        "where it is not the current policy.",
         "",
         "| world | seed | regret at the default budget | regret at the end | controller's "
         "share of steps | first evaluation (worst regime, normalised) | final, per regime |",
@@ -243,6 +262,11 @@ def table_markdown(result: dict[str, Any]) -> str:
                     and cell.get("controller_comfort") is not None
                     else ""
                 )
+                + (
+                    f" (recalling {cell['recall_from']}: {_pct(cell['recall_gain'])})"
+                    if cell.get("recall_from") not in (None, "", "current")
+                    else ""
+                )
                 for regime, cell in sorted(row["final"].items())
             )
             lines.append(
@@ -250,8 +274,15 @@ def table_markdown(result: dict[str, Any]) -> str:
                 f"{_pct(row['regret_end'])} | {row['controller_share']:.0%} | "
                 f"{_num(row['first_normalised'])} | {final} |"
             )
+        recalls = table.get("median_recall", {})
         medians = "; ".join(
-            f"{regime} {_pct(gain)}" for regime, gain in sorted(table["median_final"].items())
+            f"{regime} {_pct(gain)}"
+            + (
+                f" (recalling {_pct(recalls[regime])})"
+                if recalls.get(regime) is not None and recalls[regime] != gain
+                else ""
+            )
+            for regime, gain in sorted(table["median_final"].items())
         )
         lines.append(
             f"| **{world}** | **median** | **{_pct(table['median_regret_default'])}** "
@@ -290,6 +321,12 @@ def _versus(world: str, regime: dict[str, Any]) -> dict[str, Any]:
     if mine is not None and theirs:
         gain = (mine - theirs) / abs(theirs) * (1 if higher else -1)
     out = {"metric": metric, "policy": mine, "controller": theirs, "gain": gain}
+    # What the agent does there recalling from its library, as the coordinator scores it (its
+    # returns only: the world's measure is the return's for the battery alone).
+    recall, base = regime.get("recall"), regime["baseline"]
+    if metric == "return" and recall is not None and base:
+        out["recall_gain"] = (recall - base) / abs(base)
+        out["recall_from"] = regime.get("recall_from", "")
     if env_id == "society/Thermostat-v0":
         out["comfort"] = regime["metrics"].get("comfort_violation")
         out["controller_comfort"] = regime["baseline_metrics"].get("comfort_violation")

@@ -188,6 +188,18 @@ def test_device_scenarios_start_from_their_controller_behind_the_guard(
     )  # fmt: skip
 
 
+def test_a_scenario_can_switch_off_cloning_the_other_controllers(tmp_path: Path) -> None:
+    on = agent_config(agent_flags("--scenario", "home-battery", "--data-dir", str(tmp_path)))
+    assert on.learner.other_controllers
+    path = tmp_path / "single.toml"
+    path.write_text(
+        'name = "single"\n[world]\nenv = "society/HomeBattery-v0"\n'
+        '[learner]\nstart_from = "baseline"\nother_controllers = false\n'
+    )
+    off = agent_config(agent_flags("--scenario", str(path), "--data-dir", str(tmp_path)))
+    assert not off.learner.other_controllers
+
+
 def test_cartpole_starts_from_scratch_without_a_guard(tmp_path: Path) -> None:
     learner = agent_config(agent_flags("--scenario", "cartpole", "--data-dir", str(tmp_path)))
     assert (learner.learner.start_from, learner.learner.guard) == (StartFrom.SCRATCH, False)

@@ -103,6 +103,7 @@ def agent_config(args: AgentFlags) -> AgentConfig:
         history_steps=pick(
             args.history_steps, learner_section.history_steps if learner_section else None, 20_000
         ),
+        other_controllers=learner_section is None or learner_section.other_controllers,
         guard=args.guard == "on"
         if args.guard is not None
         else learner_section is not None and learner_section.guard,

@@ -40,7 +40,7 @@ from stable_baselines3.common.policies import BasePolicy
 from agents._choice import Choice
 from agents.bus.arrays import Tensor
 from agents.bus.schemas import HyperValue, Lineage
-from agents.learner.drift_detector import DropDetector
+from agents.learner.drift_detector import DropDetector, ShiftDetector
 from agents.learner.library import ContextMemory, LibraryEntry, PolicyLibrary
 from agents.learner.peers import PeerSnapshots
 from agents.learner.sandbox import Candidate, Trial, TrialRun
@@ -226,6 +226,11 @@ class Adapter:
         #: Play a directive's weights on the sandbox first; decline them if clearly worse.
         self.check_adoptions = check_adoptions
         self.detector = DropDetector()
+        #: Watches the controller's own returns on the agent's episodes (the shadow's): the
+        #: world changed when they move, whatever the agent's score says.
+        self.world = ShiftDetector()
+        #: The pending adaptation is for a change of the world, not a drop of the agent's score.
+        self.world_changed = False
         # The current context's recent scores, and its policies worth remembering.
         self.recent: deque[float] = deque(maxlen=_WINDOW)
         self.context_episodes = 0
@@ -236,11 +241,13 @@ class Adapter:
 
     # -- after every episode ------------------------------------------------------------------
 
-    def observe(self, score: float, step: int) -> None:
+    def observe(self, score: float, step: int, controller_return: float | None = None) -> None:
         """Judge the agent on its own recent episodes: remember its best, watch for drift.
 
         ``score`` is what the agent is judged by: the return, or its advantage over the
-        baseline on the same episode (``judge_against_baseline``).
+        baseline on the same episode (``judge_against_baseline``). ``controller_return`` is the
+        baseline controller's return on the same episode, where a shadow twin plays it: a clear
+        move of it is a change of the world even when ``score`` does not show one.
         """
         learner = self.learner
         self.recent.append(score)
@@ -267,6 +274,13 @@ class Adapter:
                 "returns dropped at step %d (context %d, recent mean %.2f)",
                 step, learner.stats.context, window_mean,
             )  # fmt: skip
+        elif (
+            controller_return is not None
+            and self.strategy is Strategy.LIFELONG
+            and self.world.update(controller_return)
+        ):
+            self.drift_pending = self.world_changed = True
+            log.info("the controller's returns moved at step %d: the world changed", step)
 
     # -- between rollouts ---------------------------------------------------------------------
 
@@ -325,6 +339,10 @@ class Adapter:
         learner, stats = self.learner, self.learner.stats
         strategy = self.strategy
         step = learner.step
+        if self.world_changed:
+            self.world_changed = False
+            self._world_changed()
+            return
         if strategy is Strategy.FINETUNE:
             self._new_context(Adaptation(step, strategy.value, "current", {}, 0, 0))
             return
@@ -367,6 +385,38 @@ class Adapter:
         stats.adaptation_steps += run.steps
         self._new_context(Adaptation(step, strategy.value, chosen, scores, context, run.steps))
 
+    def _world_changed(self) -> None:
+        """The world changed though the agent's score did not drop: is something else better now?
+
+        Every candidate a drift would bring (the library, with the device's other controllers,
+        the peers' snapshots, untrained weights) is tried against the current policy on the
+        sandbox. If one clearly beats it, the context ends as after a drift and the winner
+        takes over; otherwise nothing changes but the sandbox steps, counted as a false alarm.
+        """
+        learner, stats = self.learner, self.learner.stats
+        step = learner.step
+        run = learner.on_sandbox(
+            lambda: [Candidate("current", learner.current_tensors()), *self._candidates()]
+        )
+        stats.adaptation_steps += run.steps
+        self.world.reset()
+        winner = choose(run.trials)
+        if winner is None or winner.candidate.label == FRESH:
+            stats.false_alarms += 1
+            log.info("the world changed at step %d; the current policy is still the best", step)
+            return
+        context = max([stats.context, *learner.library.entries]) + 1
+        self._remember_context(dropped_at=self.context_episodes)
+        learner.load_policy(winner.candidate.tensors)
+        recalled = self._recalled(winner, step)
+        context = context if recalled is None else recalled
+        learner.lineage = winner.candidate.lineage
+        stats.adaptations += 1
+        self._new_context(
+            Adaptation(step, self.strategy.value, winner.candidate.label, run.scores(), context,
+                       run.steps)
+        )  # fmt: skip
+
     # -- the pieces ---------------------------------------------------------------------------
 
     def _fits_here(self, tensors: list[Tensor]) -> bool:
@@ -403,6 +453,11 @@ class Adapter:
         library = self.learner.library
         context = winner.candidate.context
         remembered = None if context is None else library.get(context)
+        if remembered is not None and remembered.context < 0:
+            # Another controller's clone (other_controllers.py): no world it was learned in
+            # came back; it stays as it is for the next time, and counts as just used.
+            library.touch(remembered.context, step)
+            return None
         if remembered is None or _confirmed(remembered.score, winner.score):
             return None
         library.touch(remembered.context, step)
@@ -440,6 +495,7 @@ class Adapter:
     def _forget_context(self) -> None:
         """Judge afresh: a new context, or another policy in this one."""
         self.detector.reset()
+        self.world.reset()
         self.recent.clear()
         self.context_episodes = 0
         self.memory.clear()

@@ -37,7 +37,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-__all__ = ["DropDetector"]
+__all__ = ["DropDetector", "ShiftDetector"]
 
 
 @dataclass(slots=True)
@@ -121,6 +121,30 @@ class DropDetector:
             if score > best_score:
                 best_k, best_score = k, score
         return best_k
+
+
+@dataclass(slots=True)
+class ShiftDetector:
+    """A clear move of a stream's mean either way: two :class:`DropDetector`, one on its negation.
+
+    For the baseline controller's own returns on the agent's episodes (the shadow twin's):
+    they do not depend on the agent's policy, so when they move, the world moved, whether or
+    not the agent's own score shows it (an agent as good as the controller before and after a
+    change of season scores the same; the other controller it remembers may not).
+    """
+
+    falling: DropDetector = field(default_factory=DropDetector)
+    rising: DropDetector = field(default_factory=DropDetector)
+
+    def reset(self) -> None:
+        self.falling.reset()
+        self.rising.reset()
+
+    def update(self, value: float) -> bool:
+        """Add one value; True when the stream's mean moved clearly (then call reset)."""
+        fell = self.falling.update(value)
+        rose = self.rising.update(-value)
+        return fell or rose
 
 
 def _spread(values: list[float]) -> float:

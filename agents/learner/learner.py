@@ -67,6 +67,7 @@ from agents.learner.federation import Federation, FitData, OwnWeights, PeerWeigh
 from agents.learner.guard import DEFAULT_BUDGET, ConservativeGate, GuardedDevice, RegretMeter
 from agents.learner.intake import PeerIntake, add_to_replay_buffer
 from agents.learner.library import LibraryEntry, PolicyLibrary
+from agents.learner.other_controllers import clone_other_controllers
 from agents.learner.peers import PeerSnapshots
 from agents.learner.pretrain import (
     ControllerDemonstrations,
@@ -151,6 +152,10 @@ class LearnerConfig:
     #: device for ``history_steps`` steps and clones it (pretrain.py); ``scratch``: untrained.
     start_from: StartFrom = StartFrom.SCRATCH
     history_steps: int = 20_000
+    #: Starting from the baseline, also clone the world's other baseline controllers from the
+    #: recorded history into the library, to be recalled when the world changes
+    #: (other_controllers.py).
+    other_controllers: bool = True
     #: Let the learner drive the device only while the regret stays within ``guard_budget`` of
     #: the controller's cost; the controller drives otherwise (guard.py).
     guard: bool = False
@@ -586,6 +591,17 @@ class Learner:
             "n/a" if fit.agreement is None else f"{fit.agreement:.1%}",
             "n/a" if fit.value_error is None else f"{fit.value_error:.3g}",
         )  # fmt: skip
+        if config.other_controllers:
+            # Off the learner's random streams: with or without the clones, it learns alike.
+            with streams_untouched():
+                clones = clone_other_controllers(
+                    config.env_id, self.env, self.model.policy, history, self.fresh_policy,
+                    gamma=float(getattr(self.model, "gamma", 0.99)), seed=config.seed,
+                )  # fmt: skip
+            for number, clone in enumerate(clones, start=1):
+                self.library.store(
+                    LibraryEntry(context=-number, tensors=clone.tensors, score=0.0, step=self.step)
+                )
 
     def _controller_step(self, *transition: Any) -> None:
         """A step the guard gave the controller: a device step, and experience like any other.
@@ -773,11 +789,14 @@ class _LifelongCallback(BaseCallback):
         if done and "episode" in info:
             episode_return = float(info["episode"]["r"])
             score = episode_return
-            if learner.config.judge_against_baseline and BASELINE_RETURN in info:
-                score -= float(info[BASELINE_RETURN])
+            controller_return = info.get(BASELINE_RETURN)
+            if controller_return is not None:
+                controller_return = float(controller_return)
+                if learner.config.judge_against_baseline:
+                    score -= controller_return
             learner.stats.episodes += 1
             learner.events.episode(episode_return, int(info["episode"]["l"]), step, regime)
-            learner.adapter.observe(score, step)
+            learner.adapter.observe(score, step, controller_return)
 
     def update(self, step: int) -> None:
         """Publish a snapshot and write a checkpoint when they are due."""

@@ -58,6 +58,7 @@ __all__ = [
     "ControllerHistory",
     "PretrainResult",
     "StartFrom",
+    "clone_actor_critic",
     "pretrain",
     "record_controller",
     "start_controller",
@@ -186,31 +187,37 @@ def pretrain(
         msg = f"cannot pretrain a {type(policy).__name__}: not an actor-critic policy"
         raise ConfigError(msg)
     gamma = float(getattr(model, "gamma", 0.99))
-    return _clone_actor_critic(
+    return clone_actor_critic(
         policy,
         columns,
         gamma=gamma,
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
-        value_rounds=max(1, value_rounds),
+        value_rounds=value_rounds,
         smoothing=smoothing,
-        generator=np.random.default_rng(seed),
+        seed=seed,
     )
 
 
-def _clone_actor_critic(
+def clone_actor_critic(
     policy: ActorCriticPolicy,
     columns: ExperienceColumns,
     *,
     gamma: float,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    value_rounds: int,
-    smoothing: float,
-    generator: np.random.Generator,
+    epochs: int = 100,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    value_rounds: int = 3,
+    smoothing: float = 0.0,
+    seed: int = 0,
 ) -> PretrainResult:
+    """Behaviour cloning of ``columns``' actions, and the value function fitted to their returns.
+
+    What :func:`pretrain` does for an actor-critic model (module docstring), on its policy.
+    """
+    generator = np.random.default_rng(seed)
+    value_rounds = max(1, value_rounds)
     obs = torch.as_tensor(np.asarray(columns.obs, dtype=np.float32))
     next_obs = torch.as_tensor(np.asarray(columns.next_obs, dtype=np.float32))
     actions = _action_tensor(policy.action_space, columns.actions)

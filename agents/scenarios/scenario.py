@@ -83,6 +83,9 @@ class LearnerSection(_Section):
     #: history of ``history_steps`` device steps) or ``scratch``.
     start_from: str = "scratch"
     history_steps: int = 20_000
+    #: Starting from the baseline, also clone the world's other baseline controllers from that
+    #: history into the library, to be recalled when the world changes.
+    other_controllers: bool = True
     #: Drive the device only while the regret stays within ``guard_budget`` of the
     #: controller's cost (the controller drives otherwise).
     guard: bool = False

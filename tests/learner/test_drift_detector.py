@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.learner.drift_detector import DropDetector
+from agents.learner.drift_detector import DropDetector, ShiftDetector
 
 
 def alarms(stream: np.ndarray) -> list[int]:
@@ -164,3 +164,17 @@ def test_a_small_lasting_drop_is_not_a_drift() -> None:
     detector = DropDetector()
     assert not any(detector.update(float(v)) for v in level)
     assert any(detector.update(float(v)) for v in rng.normal(85.0, 0.5, 30))
+
+
+def test_a_shift_is_a_clear_move_of_the_mean_either_way_and_noise_is_not() -> None:
+    rng = np.random.default_rng(3)
+    for direction in (-1.0, 1.0):
+        detector = ShiftDetector()
+        for _ in range(50):
+            assert not detector.update(float(100.0 + rng.normal(0, 2)))
+        moved = [
+            detector.update(float(100.0 + direction * 30 + rng.normal(0, 2))) for _ in range(10)
+        ]
+        assert any(moved)
+    steady = ShiftDetector()
+    assert not any(steady.update(float(100.0 + rng.normal(0, 5))) for _ in range(1_000))

@@ -309,3 +309,60 @@ def test_an_alarm_the_sandbox_does_not_confirm_changes_nothing(tmp_path: Path) -
     assert agent.stats.false_alarms == 1
     (adaptation,) = events.adaptations
     assert adaptation.chosen != "current"
+
+
+def test_a_change_of_the_world_its_score_does_not_show_brings_a_better_policy_in(
+    tmp_path: Path,
+) -> None:
+    # The agent scores a steady 200 (its score never drops), but the controller's returns on
+    # the same episodes fall from 500 to 100: the world changed. The wiring is reversed, so
+    # the mirrored balancer the library holds (another controller's clone, context -1) is
+    # tried and takes over, in a new context; the clone stays in the library as it was.
+    agent, events = learner(tmp_path, strategy=Strategy.LIFELONG, regime="reversed_motor")
+    load_tensors(agent.model.policy, balancer(agent))
+    agent.library.store(
+        LibraryEntry(context=-1, tensors=balancer(agent, mirrored=True), score=0.0, step=10)
+    )
+    for episode in range(40):
+        agent.adapter.observe(200.0, 100 * (episode + 1), controller_return=500.0 + episode % 3)
+        assert not agent.adapter.drift_pending
+    for episode in range(40, 60):
+        agent.adapter.observe(200.0, 100 * (episode + 1), controller_return=100.0 + episode % 3)
+        if agent.adapter.drift_pending:
+            break
+    assert agent.adapter.drift_pending
+    agent.model.num_timesteps = 6_000
+    agent.adapter.adapt()
+    (adaptation,) = events.adaptations
+    assert adaptation.chosen == "library:-1"
+    assert agent.stats.context == 2  # a new context: no world of the clone's came back
+    assert agent.stats.false_alarms == 0
+    mirrored = balancer(agent, mirrored=True)
+    assert [t.data for t in policy_tensors(agent.model.policy)] == [t.data for t in mirrored]
+    clone = agent.library.get(-1)
+    assert clone is not None
+    assert clone.step == 6_000  # touched: just used
+    assert agent.library.get(1) is not None  # the context that ended is remembered
+
+
+def test_a_change_of_the_world_where_the_current_policy_stays_best_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    agent, events = learner(tmp_path, strategy=Strategy.LIFELONG)  # normal wiring
+    load_tensors(agent.model.policy, balancer(agent))
+    agent.library.store(
+        LibraryEntry(context=-1, tensors=balancer(agent, mirrored=True), score=0.0, step=10)
+    )
+    for episode in range(60):
+        level = 500.0 if episode < 40 else 100.0
+        agent.adapter.observe(500.0, 100 * (episode + 1), controller_return=level + episode % 3)
+        if agent.adapter.drift_pending:
+            break
+    assert agent.adapter.drift_pending
+    before = policy_tensors(agent.model.policy)
+    agent.adapter.adapt()
+    assert events.adaptations == []
+    assert agent.stats.false_alarms == 1
+    assert agent.stats.context == 1
+    assert agent.stats.adaptation_steps > 0
+    assert [t.data for t in policy_tensors(agent.model.policy)] == [t.data for t in before]
