@@ -49,6 +49,7 @@ from agents.learner.stats import LearnerStats
 
 __all__ = [
     "FRESH",
+    "PRIMARY_CLONE",
     "Adaptable",
     "Adaptation",
     "AdaptationEvents",
@@ -71,6 +72,10 @@ _CONFIRM_DROP = 0.10
 #: Episodes without alarms after an alarm the sandbox did not confirm.
 _SNOOZE_EPISODES = 10
 
+
+PRIMARY_CLONE = 0
+"""The library context of the recorded controller's clone, kept when the agent started from
+another controller's (contexts below it: the other controllers' clones, other_controllers.py)."""
 
 FRESH = "fresh"
 """The label of the untrained candidate a lifelong agent tries beside what it remembers."""
@@ -385,6 +390,40 @@ class Adapter:
         stats.adaptation_steps += run.steps
         self._new_context(Adaptation(step, strategy.value, chosen, scores, context, run.steps))
 
+    def start_from_best_controller(self) -> str:
+        """At takeover from the recorded history: start from the best of the device's controllers.
+
+        The primary controller's clone (the current policy) is played on the sandbox against
+        the other controllers' clones in the library (other_controllers.py); a clear winner
+        (2 %) becomes the current policy, and the primary's clone is kept in the library as
+        context 0, so that it can be recalled in turn. Returns the label of the policy started
+        from: ``current`` or ``library:<context>``.
+        """
+        learner, stats = self.learner, self.learner.stats
+        clones = [
+            Candidate(f"library:{entry.context}", entry.tensors, entry.context)
+            for entry in learner.library.entries.values()
+            if entry.context < 0
+        ]
+        if not clones:
+            return "current"
+        primary = learner.current_tensors()
+        run = learner.on_sandbox(lambda: [Candidate("current", primary), *clones])
+        stats.adaptation_steps += run.steps
+        winner = choose(run.trials)
+        if winner is None or winner.candidate.context is None:
+            return "current"
+        learner.library.store(
+            LibraryEntry(context=PRIMARY_CLONE, tensors=primary, score=0.0, step=learner.step)
+        )
+        learner.load_policy(winner.candidate.tensors)
+        learner.library.touch(winner.candidate.context, learner.step)
+        log.info(
+            "starting from %s, not the recorded controller's clone: %s",
+            winner.candidate.label, run.scores(),
+        )  # fmt: skip
+        return winner.candidate.label
+
     def _world_changed(self) -> None:
         """The world changed though the agent's score did not drop: is something else better now?
 
@@ -453,7 +492,7 @@ class Adapter:
         library = self.learner.library
         context = winner.candidate.context
         remembered = None if context is None else library.get(context)
-        if remembered is not None and remembered.context < 0:
+        if remembered is not None and remembered.context <= PRIMARY_CLONE:
             # Another controller's clone (other_controllers.py): no world it was learned in
             # came back; it stays as it is for the next time, and counts as just used.
             library.touch(remembered.context, step)

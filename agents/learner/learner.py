@@ -602,6 +602,7 @@ class Learner:
                 self.library.store(
                     LibraryEntry(context=-number, tensors=clone.tensors, score=0.0, step=self.step)
                 )
+            self.adapter.start_from_best_controller()
 
     def _controller_step(self, *transition: Any) -> None:
         """A step the guard gave the controller: a device step, and experience like any other.

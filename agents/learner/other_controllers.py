@@ -20,7 +20,8 @@ own driving would visit more rarely. The clones go into the agent's library as *
 policies of contexts never lived* (negative context numbers, one per controller, in the
 world's order of baselines), so the adaptation after a drift tries them beside what the agent
 learned itself (:mod:`agents.learner.adaptation`), and the coordinator's evaluation recalls
-them as it recalls the rest of the library.
+them as it recalls the rest of the library. At takeover the agent starts from the best of
+them and the primary's clone on the sandbox (``Adapter.start_from_best_controller``).
 
 Only actor-critic learners (PPO, A2C) clone the other controllers: a DQN's pre-training is
 TD learning on the transitions, which belong to the primary's actions.

@@ -18,7 +18,7 @@ from stable_baselines3 import DQN
 
 from agents.bus.arrays import Tensor
 from agents.bus.schemas import HyperValue, Lineage, PolicySnapshot, SpaceSpec
-from agents.learner.adaptation import Strategy
+from agents.learner.adaptation import PRIMARY_CLONE, Strategy
 from agents.learner.envs import DriftPlan
 from agents.learner.learner import Learner, LearnerConfig
 from agents.learner.library import LibraryEntry, PolicyLibrary
@@ -366,3 +366,31 @@ def test_a_change_of_the_world_where_the_current_policy_stays_best_changes_nothi
     assert agent.stats.context == 1
     assert agent.stats.adaptation_steps > 0
     assert [t.data for t in policy_tensors(agent.model.policy)] == [t.data for t in before]
+
+
+def test_at_takeover_the_agent_starts_from_the_best_of_its_devices_controllers(
+    tmp_path: Path,
+) -> None:
+    # The recorded controller's clone (the current policy) is the plain balancer; the wiring is
+    # reversed, so the other controller's clone (the mirrored balancer) does far better there.
+    agent, _ = learner(tmp_path, strategy=Strategy.LIFELONG, regime="reversed_motor")
+    primary, mirrored = balancer(agent), balancer(agent, mirrored=True)
+    load_tensors(agent.model.policy, primary)
+    agent.library.store(LibraryEntry(context=-1, tensors=mirrored, score=0.0, step=10))
+    agent.model.num_timesteps = 2_000
+    assert agent.adapter.start_from_best_controller() == "library:-1"
+    assert [t.data for t in policy_tensors(agent.model.policy)] == [t.data for t in mirrored]
+    kept = agent.library.get(PRIMARY_CLONE)  # the recorded controller's clone, kept
+    assert kept is not None
+    assert [t.data for t in kept.tensors] == [t.data for t in primary]
+    assert agent.stats.context == 1  # not a drift: the agent has not lived a context yet
+    assert agent.stats.drift_events == 0
+    assert agent.stats.adaptation_steps > 0
+    # Where the recorded controller's clone is the best, it stays; nothing else is stored.
+    other, _ = learner(tmp_path / "other", strategy=Strategy.LIFELONG)  # normal wiring
+    load_tensors(other.model.policy, balancer(other))
+    other.library.store(
+        LibraryEntry(context=-1, tensors=balancer(other, mirrored=True), score=0.0, step=10)
+    )
+    assert other.adapter.start_from_best_controller() == "current"
+    assert sorted(other.library.entries) == [-1]
