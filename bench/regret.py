@@ -93,6 +93,8 @@ def one_run(
     seconds = time.perf_counter() - started
     first = evaluate_state(learner, events.snapshots[0], config)
     last = evaluate_state(learner, events.snapshots[-1], config)
+    for regime, others in other_controllers(learner, config).items():
+        last[regime]["others"] = others
     default_steps = scenario.society.steps
     at_default = [r for r in events.regret if r[0] <= default_steps]
     return {
@@ -183,6 +185,35 @@ def evaluate_state(learner: Any, state: Any, config: Any) -> dict[str, Any]:
     }
 
 
+def other_controllers(learner: Any, config: Any) -> dict[str, dict[str, dict[str, float]]]:
+    """The world's other controllers' metrics on the final evaluation's episodes, per regime.
+
+    The issue's targets name some of them (the thermostat's: the setpoint thermostat).
+    """
+    from agents.learner.envs import make_env
+    from agents.worlds import BASELINES, PRIMARY_BASELINE, metric_keys, play_episodes
+
+    primary = PRIMARY_BASELINE.get(config.env_id)
+    seeds = [10_000 + i for i in range(EVAL_EPISODES)]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for regime in learner.regimes:
+        env = make_env(config.env_id, config.env_kwargs, regime=regime, checked=False)
+        try:
+            for name, make in BASELINES.get(config.env_id, {}).items():
+                if name == primary:
+                    continue
+                played = play_episodes(
+                    make(env), env, seeds=seeds, metrics=metric_keys(config.env_id),
+                    max_steps=10_000,
+                )  # fmt: skip
+                means = {k: statistics.fmean(v) for k, v in played.metrics.items() if v}
+                means["return"] = statistics.fmean(played.returns)
+                out.setdefault(regime.name, {})[name] = means
+        finally:
+            env.close()
+    return out
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     from agents.coordinator.lifelong import normalise
 
@@ -221,6 +252,20 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             ),
             "median_final": {
                 regime: _median([r["final"][regime]["gain"] for r in rows]) for regime in regimes
+            },
+            "median_against_others": {
+                regime: {
+                    name: _median(
+                        [
+                            r["final"][regime].get("others", {}).get(name, {}).get("gain")
+                            for r in rows
+                        ]
+                    )
+                    for name in sorted(
+                        {n for r in rows for n in r["final"][regime].get("others", {})}
+                    )
+                }
+                for regime in regimes
             },
             "median_recall": {
                 regime: _median(
@@ -267,6 +312,10 @@ def table_markdown(result: dict[str, Any]) -> str:
                     if cell.get("recall_from") not in (None, "", "current")
                     else ""
                 )
+                + "".join(
+                    f"; against {name} {_pct(versus['gain'])}"
+                    for name, versus in sorted(cell.get("others", {}).items())
+                )
                 for regime, cell in sorted(row["final"].items())
             )
             lines.append(
@@ -281,6 +330,12 @@ def table_markdown(result: dict[str, Any]) -> str:
                 f" (recalling {_pct(recalls[regime])})"
                 if recalls.get(regime) is not None and recalls[regime] != gain
                 else ""
+            )
+            + "".join(
+                f"; against {name} {_pct(other)}"
+                for name, other in sorted(
+                    table.get("median_against_others", {}).get(regime, {}).items()
+                )
             )
             for regime, gain in sorted(table["median_final"].items())
         )
@@ -330,6 +385,18 @@ def _versus(world: str, regime: dict[str, Any]) -> dict[str, Any]:
     if env_id == "society/Thermostat-v0":
         out["comfort"] = regime["metrics"].get("comfort_violation")
         out["controller_comfort"] = regime["baseline_metrics"].get("comfort_violation")
+    # Against the world's other controllers on the same episodes, in the same measure.
+    versus_others: dict[str, dict[str, float | None]] = {}
+    for name, metrics in regime.get("others", {}).items():
+        other = metrics.get(metric)
+        versus_others[name] = {
+            "gain": (mine - other) / abs(other) * (1 if higher else -1)
+            if mine is not None and other
+            else None,
+            "comfort": metrics.get("comfort_violation"),
+        }
+    if versus_others:
+        out["others"] = versus_others
     return out
 
 

@@ -200,6 +200,22 @@ def test_a_scenario_can_switch_off_cloning_the_other_controllers(tmp_path: Path)
     assert not off.learner.other_controllers
 
 
+def test_a_scenario_sets_imagination_within_bounds(tmp_path: Path) -> None:
+    path = tmp_path / "dreams.toml"
+    path.write_text(
+        'name = "dreams"\n[world]\nenv = "society/Thermostat-v0"\n[learner]\nimagination = 3.5\n'
+    )
+    config = agent_config(agent_flags("--scenario", str(path), "--data-dir", str(tmp_path)))
+    assert config.learner.imagination == 3.5
+    shipped = agent_config(agent_flags("--scenario", "smart-home", "--data-dir", str(tmp_path)))
+    assert shipped.learner.imagination == 4.0
+    battery = agent_config(agent_flags("--scenario", "home-battery", "--data-dir", str(tmp_path)))
+    assert battery.learner.imagination == 0.0  # its world does not name what its actions change
+    path.write_text('name = "bad"\n[world]\nenv = "CartPole-v1"\n[learner]\nimagination = -1\n')
+    with pytest.raises(ConfigError, match=r"learner\.imagination must be in \[0, 64\]"):
+        load_scenario(str(path))
+
+
 def test_cartpole_starts_from_scratch_without_a_guard(tmp_path: Path) -> None:
     learner = agent_config(agent_flags("--scenario", "cartpole", "--data-dir", str(tmp_path)))
     assert (learner.learner.start_from, learner.learner.guard) == (StartFrom.SCRATCH, False)

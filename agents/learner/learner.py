@@ -65,6 +65,7 @@ from agents.learner.envs import DriftPlan, make_env
 from agents.learner.experience import ExperienceColumns, ExperienceRecorder
 from agents.learner.federation import Federation, FitData, OwnWeights, PeerWeights
 from agents.learner.guard import DEFAULT_BUDGET, ConservativeGate, GuardedDevice, RegretMeter
+from agents.learner.imagination import Imagination, check_imagination
 from agents.learner.intake import PeerIntake, add_to_replay_buffer
 from agents.learner.library import LibraryEntry, PolicyLibrary
 from agents.learner.other_controllers import clone_other_controllers
@@ -163,6 +164,10 @@ class LearnerConfig:
     #: The seed of the network's initial weights (``None``: ``seed``). Members of a federation
     #: share one, so that their networks start aligned and can be averaged (federation.py).
     init_seed: int | None = None
+    #: Imagined steps per device step (on-policy learners in worlds that name their
+    #: endogenous observation entries): the device's latest days replayed through a model of
+    #: the device fitted to them (imagination.py). 0: none.
+    imagination: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +254,14 @@ class Learner:
         self.resumed_from_step: int | None = None
         self.schedule_origin = ScheduleOrigin()
         self.model = self._load_or_build(saved)
+        check_imagination(self.env, config.algo, config.imagination)
+        #: Learning from imagined days (imagination.py), where configured.
+        self.imagination = (
+            Imagination(self.env.unwrapped, config.imagination, seed=config.seed)  # type: ignore[arg-type]
+            if config.imagination > 0
+            else None
+        )
+        self._imagined_at_step = self.step
         self._stop = threading.Event()
         self._snapshot_requested = threading.Event()
         self._adoption: Adoption | None = None
@@ -497,6 +510,32 @@ class Learner:
             federation.average_into(policy, samples, loaded, self._latest_rollout, delta)
         self._round_start = {k: v.detach().clone() for k, v in policy.state_dict().items()}
 
+    def remember_days(self, columns: ExperienceColumns) -> None:
+        """Recorded transitions into the memory imagination replays, where there is one."""
+        if self.imagination is None:
+            return
+        for i in range(len(columns)):
+            self.imagination.record(
+                columns.obs[i], columns.actions[i], columns.next_obs[i],
+                done=bool(columns.terminated[i]) or bool(columns.truncated[i]),
+            )  # fmt: skip
+
+    def imagine(self) -> None:
+        """Train on imagined days for the device steps lived since the last time."""
+        if self.imagination is None:
+            return
+        steps = self.step - self._imagined_at_step
+        self._imagined_at_step = self.step
+        imagined = self.imagination.train(
+            self.model, steps, self.hyperparams, self.spec.constructor_keys
+        )
+        self.stats.imagined_steps += imagined
+        if imagined:
+            log.debug(
+                "trained on %d imagined steps (model error %.4f)",
+                imagined, self.imagination.fit_error or 0.0,
+            )  # fmt: skip
+
     # --- the loop, in the learner's thread --------------------------------------------------
 
     def run(self) -> None:
@@ -583,6 +622,7 @@ class Learner:
         self.stats.take_regret(self.meter)
         for batch in history.columns.batches(config.experience_batch):
             self.events.experience(batch, self.step)
+        self.remember_days(history.columns)
         fit = pretrain(self.model, history, seed=config.seed)
         log.info(
             "started from the baseline controller: %d steps of its history, %d episodes; "
@@ -616,6 +656,8 @@ class Learner:
         )
         if batch is not None:
             self.events.experience(batch, self.step)
+        if self.imagination is not None:
+            self.imagination.record(obs, action, next_obs, done=terminated or truncated)
         episode = self.demonstrations.record(
             obs, next_obs, action, reward, terminated=terminated, truncated=truncated
         )
@@ -748,8 +790,9 @@ class _LifelongCallback(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         # Between the last update and the next rollout: the one point where an on-policy
-        # learner's weights may change inside learn() (federation.py).
+        # learner's weights may change inside learn() (federation.py, imagination.py).
         self.learner.federate()
+        self.learner.imagine()
 
     def _on_rollout_end(self) -> None:
         self.learner.intake.rescale_training(self.learner.model)
@@ -776,6 +819,8 @@ class _LifelongCallback(BaseCallback):
             truncated=truncated,
         )
         learner.latest_step = (next_obs, info)
+        if learner.imagination is not None:
+            learner.imagination.record(last_obs[0], local["actions"][0], next_obs, done=done)
         if batch is not None:
             learner.events.experience(batch, step)
         regime = str(info.get("regime", ""))

@@ -50,6 +50,8 @@ class LearnerStats:
     regret_episodes: int = 0
     #: Device steps the baseline controller drove: its recorded history and guard fallbacks.
     controller_steps: int = 0
+    #: Imagined steps trained on (imagination.py), this run.
+    imagined_steps: int = 0
 
     def take_regret(self, meter: RegretMeter) -> None:
         """Copy the meter's sums into the counters that telemetry and the report carry."""

@@ -25,6 +25,10 @@ __all__ = [
 ]
 
 
+MAX_IMAGINATION = 64.0
+"""The most imagined steps per device step a scenario may ask for (each costs CPU time)."""
+
+
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
@@ -90,6 +94,9 @@ class LearnerSection(_Section):
     #: controller's cost (the controller drives otherwise).
     guard: bool = False
     guard_budget: float = 0.02
+    #: Imagined steps per device step: the device's past days replayed through a model of
+    #: the device it learns (imagination.py); 0: none.
+    imagination: float = 0.0
 
     def check(self, origin: str) -> None:
         unknown = set(self.shares) - set(SHARE_KINDS)
@@ -114,6 +121,12 @@ class LearnerSection(_Section):
         if not 0.0 <= self.guard_budget < 1.0:
             budget = self.guard_budget
             msg = f"scenario {origin}: learner.guard_budget must be in [0, 1), got {budget}"
+            raise ConfigError(msg)
+        if not 0.0 <= self.imagination <= MAX_IMAGINATION:
+            msg = (
+                f"scenario {origin}: learner.imagination must be in [0, {MAX_IMAGINATION:g}], "
+                f"got {self.imagination}"
+            )
             raise ConfigError(msg)
         fraction = self.peer_fraction
         if fraction is not None and not 0.0 <= fraction < 1.0:

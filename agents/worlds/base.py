@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 from numpy.typing import NDArray
 
 from agents.exceptions import ConfigError
@@ -193,6 +194,12 @@ class World(gym.Env[NDArray[np.float32], ActT], Generic[ParamsT, ActT]):
             observation or action space or the episode length.
         metrics: evaluation metric name -> key of the episode-cumulative value in the final
             step's ``info`` (read by :func:`agents.worlds.baselines.run_controller`).
+        endogenous_obs: the observation entries the agent's actions change (the house's
+            temperature, the battery's charge). A world that names them promises that every
+            other entry is exogenous (weather, prices, the household: the same whatever the
+            agent does) and implements :meth:`action_features` and :meth:`obs_reward`, so that
+            an agent can learn a model of its device and replay its past days through it
+            (:mod:`agents.learner.imagination`). Empty: the world makes no such promise.
         params: the parameters in force (base device parameters + current regime).
         base_params: the device parameters, before any regime.
         regime_name: name of the regime applied through :meth:`set_regime`, or ``None``.
@@ -203,6 +210,7 @@ class World(gym.Env[NDArray[np.float32], ActT], Generic[ParamsT, ActT]):
     default_regime: ClassVar[str | None] = None
     structural_params: ClassVar[frozenset[str]] = frozenset()
     metrics: ClassVar[Mapping[str, str]] = {}
+    endogenous_obs: ClassVar[tuple[int, ...]] = ()
 
     def __init__(
         self,
@@ -272,3 +280,31 @@ class World(gym.Env[NDArray[np.float32], ActT], Generic[ParamsT, ActT]):
     @abstractmethod
     def _params_changed(self) -> None:
         """Re-derive whatever the world caches from ``self.params``."""
+
+    # --- a model of the device (worlds with endogenous_obs) ------------------------------
+
+    def action_features(self, actions: NDArray[Any]) -> NDArray[np.float64]:
+        """What a batch of actions does, as numbers a linear model of the device can use.
+
+        Default: one-hot for ``Discrete`` actions, the action itself for ``Box``. A world
+        whose actions are levels of one quantity says so (the thermostat: heating and
+        cooling fractions), so a model fitted to the levels a controller used predicts the
+        others too.
+        """
+        space = self.action_space
+        if isinstance(space, spaces.Discrete):
+            return np.eye(int(space.n), dtype=np.float64)[np.asarray(actions, dtype=np.int64)]
+        return np.asarray(actions, dtype=np.float64).reshape(len(actions), -1)
+
+    def obs_reward(
+        self, obs: NDArray[np.float32], actions: NDArray[Any], next_obs: NDArray[np.float32]
+    ) -> NDArray[np.float64]:
+        """The rewards of a batch of transitions, from their observations and actions alone.
+
+        The device's objective is its owner's (a tariff, a comfort band), so the device
+        knows it; what it does not know is how its world responds. Exactly what
+        :meth:`step` returns for the same transition (tested for every world that
+        implements it).
+        """
+        msg = f"{type(self).__name__} does not compute its reward from observations"
+        raise NotImplementedError(msg)

@@ -325,6 +325,7 @@ class Thermostat(World[ThermostatParams, ThermostatAction]):
             "energy_kwh": "episode_energy_kwh",
         }
     )
+    endogenous_obs: ClassVar[tuple[int, ...]] = (OBS_INDOOR, OBS_HVAC)
 
     def __init__(
         self,
@@ -620,6 +621,35 @@ class Thermostat(World[ThermostatParams, ThermostatAction]):
             truncated,
             self._info(t, cost=cost, kwh=kwh, viol=viol, power=power, frac=u),
         )
+
+    # --- a model of the device ------------------------------------------------------------
+
+    def _fractions(self, actions: NDArray[Any]) -> NDArray[np.float64]:
+        if self.continuous:
+            return np.clip(np.asarray(actions, dtype=np.float64).reshape(-1), -1.0, 1.0)
+        return np.asarray(self._levels, dtype=np.float64)[np.asarray(actions, dtype=np.int64)]
+
+    def action_features(self, actions: NDArray[Any]) -> NDArray[np.float64]:
+        """The heating and the cooling fraction of each action (heat and cold scale with them)."""
+        u = self._fractions(actions)
+        return np.stack([np.maximum(u, 0.0), np.maximum(-u, 0.0)], axis=1)
+
+    def obs_reward(
+        self, obs: NDArray[np.float32], actions: NDArray[Any], next_obs: NDArray[np.float32]
+    ) -> NDArray[np.float64]:
+        """The step's reward from the price, occupancy and indoor temperatures observed."""
+        obs64 = np.asarray(obs, dtype=np.float64)
+        u = self._fractions(actions)
+        price = obs64[:, OBS_PRICE] * PRICE_SCALE + PRICE_REF
+        cost = np.abs(u) * self._hp * self.dt_h * price
+        t_old = obs64[:, OBS_INDOOR] * T_SCALE + T_REF
+        t_new = np.asarray(next_obs, dtype=np.float64)[:, OBS_INDOOR] * T_SCALE + T_REF
+        mid = 0.5 * (t_old + t_new)
+        outside = np.maximum(self._low_r - mid, 0.0) + np.maximum(mid - self._high_r, 0.0)
+        occupied = obs64[:, OBS_OCCUPIED] > 0.5  # noqa: PLR2004 - a 0/1 flag
+        penalty = np.where(occupied, outside * self.dt_h, 0.0)
+        reward: NDArray[np.float64] = -(cost + self._w * penalty) * self._scale
+        return reward
 
     def render(self) -> str | None:
         """A one-line text status (``render_mode="ansi"``)."""
