@@ -440,12 +440,18 @@ class Adapter:
         stats.adaptation_steps += run.steps
         self.world.reset()
         winner = choose(run.trials)
-        if winner is None or winner.candidate.label == FRESH:
-            stats.false_alarms += 1
-            log.info("the world changed at step %d; the current policy is still the best", step)
-            return
         context = max([stats.context, *learner.library.entries]) + 1
         self._remember_context(dropped_at=self.context_episodes)
+        if winner is None or winner.candidate.label == FRESH:
+            # Nothing does clearly better, but the world did change: a new context with the
+            # current policy, the old one's remembered, so that it can be recalled when that
+            # world comes back instead of relearned (a policy good in both seasons is not
+            # good in both forever: what it learns in one wears down the other).
+            log.info("the world changed at step %d; the current policy is still the best", step)
+            self._new_context(
+                Adaptation(step, self.strategy.value, "current", run.scores(), context, run.steps)
+            )
+            return
         learner.load_policy(winner.candidate.tensors)
         recalled = self._recalled(winner, step)
         context = context if recalled is None else recalled

@@ -345,7 +345,7 @@ def test_a_change_of_the_world_its_score_does_not_show_brings_a_better_policy_in
     assert agent.library.get(1) is not None  # the context that ended is remembered
 
 
-def test_a_change_of_the_world_where_the_current_policy_stays_best_changes_nothing(
+def test_a_change_of_the_world_where_the_current_policy_stays_best_starts_a_context(
     tmp_path: Path,
 ) -> None:
     agent, events = learner(tmp_path, strategy=Strategy.LIFELONG)  # normal wiring
@@ -361,11 +361,17 @@ def test_a_change_of_the_world_where_the_current_policy_stays_best_changes_nothi
     assert agent.adapter.drift_pending
     before = policy_tensors(agent.model.policy)
     agent.adapter.adapt()
-    assert events.adaptations == []
-    assert agent.stats.false_alarms == 1
-    assert agent.stats.context == 1
+    # The weights stay; the world that was is remembered, to be recalled when it comes back.
+    (adaptation,) = events.adaptations
+    assert adaptation.chosen == "current"
+    assert agent.stats.false_alarms == 0
+    assert agent.stats.adaptations == 0
+    assert agent.stats.context == 2
     assert agent.stats.adaptation_steps > 0
     assert [t.data for t in policy_tensors(agent.model.policy)] == [t.data for t in before]
+    remembered = agent.library.get(1)
+    assert remembered is not None
+    assert [t.data for t in remembered.tensors] == [t.data for t in before]
 
 
 def test_at_takeover_the_agent_starts_from_the_best_of_its_devices_controllers(
