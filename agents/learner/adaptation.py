@@ -429,8 +429,8 @@ class Adapter:
 
         Every candidate a drift would bring (the library, with the device's other controllers,
         the peers' snapshots, untrained weights) is tried against the current policy on the
-        sandbox. If one clearly beats it, the context ends as after a drift and the winner
-        takes over; otherwise nothing changes but the sandbox steps, counted as a false alarm.
+        sandbox. Either way the context ends, as after a drift, and its policy is remembered;
+        a clear winner takes over, otherwise the current policy carries on in the new context.
         """
         learner, stats = self.learner, self.learner.stats
         step = learner.step

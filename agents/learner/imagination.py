@@ -45,6 +45,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.bus.schemas import HyperValue
 from agents.exceptions import ConfigError
+from agents.learner.experience import ExperienceColumns
 from agents.worlds.base import World
 
 __all__ = [
@@ -111,6 +112,14 @@ class DeviceMemory:
             while self._steps > self.capacity and len(self._days) > 1:
                 self._steps -= len(self._days.popleft())
             self._obs, self._actions = [], []
+
+    def record_columns(self, columns: ExperienceColumns) -> None:
+        """Recorded transitions (a controller's history), one step after another."""
+        for i in range(len(columns)):
+            self.record(
+                columns.obs[i], columns.actions[i], columns.next_obs[i],
+                done=bool(columns.terminated[i]) or bool(columns.truncated[i]),
+            )  # fmt: skip
 
     @property
     def days(self) -> Sequence[RememberedDay]:
@@ -209,7 +218,7 @@ class ImaginedDays(gym.Env[npt.NDArray[np.float32], Any]):
         super().reset(seed=seed)
         if seed is not None:
             self._rng = np.random.default_rng(seed)
-        days = self.source.days
+        days = self.source.memory.days
         self._day = days[int(self._rng.integers(len(days)))]
         self._t = 0
         self._obs = self._day.obs[0].copy()
@@ -238,13 +247,17 @@ class ImaginedDays(gym.Env[npt.NDArray[np.float32], Any]):
         return next_obs.copy(), reward, False, self._t >= len(day), {}
 
 
-def check_imagination(world: gym.Env[Any, Any], algo: str, ratio: float) -> None:
-    """Raise :class:`ConfigError` unless ``ratio`` imagined steps per device step can be had."""
+def check_imagination(world: gym.Env[Any, Any], algo: str, ratio: float) -> World[Any, Any] | None:
+    """The world to imagine in, ``None`` if ``ratio`` is 0.
+
+    Raises:
+        ConfigError: ``ratio`` imagined steps per device step cannot be had here.
+    """
     if ratio < 0:
         msg = f"imagination={ratio!r} must be >= 0 (imagined steps per device step)"
         raise ConfigError(msg)
     if ratio == 0:
-        return
+        return None
     inner = world.unwrapped
     if not isinstance(inner, World) or not inner.endogenous_obs:
         msg = (
@@ -255,6 +268,7 @@ def check_imagination(world: gym.Env[Any, Any], algo: str, ratio: float) -> None
     if algo.lower() not in ("ppo", "a2c"):
         msg = f"imagination trains on-policy learners (ppo, a2c), not {algo}"
         raise ConfigError(msg)
+    return inner
 
 
 class Imagination:
@@ -273,7 +287,6 @@ class Imagination:
         self.seed = seed
         self.memory = DeviceMemory(memory_steps)
         self.model = DeviceModel(world.endogenous_obs)
-        self.days: Sequence[RememberedDay] = ()
         #: Root-mean-square error of the latest fit (normalised observation units).
         self.fit_error: float | None = None
         #: Imagined steps trained on so far.
@@ -281,10 +294,6 @@ class Imagination:
         self._owed = 0.0
         self._twin: OnPolicyAlgorithm | None = None
         self._twin_hyperparams: dict[str, HyperValue] = {}
-
-    def record(self, obs: Any, action: Any, next_obs: Any, *, done: bool) -> None:
-        """A step the device lived (the learner's or its controller's)."""
-        self.memory.record(obs, action, next_obs, done=done)
 
     def train(
         self,
@@ -309,7 +318,6 @@ class Imagination:
         if rollouts == 0:
             return 0
         self._owed -= rollouts * rollout
-        self.days = self.memory.days
         obs, actions, next_obs = self.memory.transitions()
         self.fit_error = self.model.fit(obs, self.world.action_features(actions), next_obs)
         # The learner's own policy (its optimiser inside it) and its lifelong schedules.

@@ -254,11 +254,11 @@ class Learner:
         self.resumed_from_step: int | None = None
         self.schedule_origin = ScheduleOrigin()
         self.model = self._load_or_build(saved)
-        check_imagination(self.env, config.algo, config.imagination)
+        imagined_world = check_imagination(self.env, config.algo, config.imagination)
         #: Learning from imagined days (imagination.py), where configured.
         self.imagination = (
-            Imagination(self.env.unwrapped, config.imagination, seed=config.seed)  # type: ignore[arg-type]
-            if config.imagination > 0
+            Imagination(imagined_world, config.imagination, seed=config.seed)
+            if imagined_world is not None
             else None
         )
         self._imagined_at_step = self.step
@@ -510,16 +510,6 @@ class Learner:
             federation.average_into(policy, samples, loaded, self._latest_rollout, delta)
         self._round_start = {k: v.detach().clone() for k, v in policy.state_dict().items()}
 
-    def remember_days(self, columns: ExperienceColumns) -> None:
-        """Recorded transitions into the memory imagination replays, where there is one."""
-        if self.imagination is None:
-            return
-        for i in range(len(columns)):
-            self.imagination.record(
-                columns.obs[i], columns.actions[i], columns.next_obs[i],
-                done=bool(columns.terminated[i]) or bool(columns.truncated[i]),
-            )  # fmt: skip
-
     def imagine(self) -> None:
         """Train on imagined days for the device steps lived since the last time."""
         if self.imagination is None:
@@ -622,7 +612,8 @@ class Learner:
         self.stats.take_regret(self.meter)
         for batch in history.columns.batches(config.experience_batch):
             self.events.experience(batch, self.step)
-        self.remember_days(history.columns)
+        if self.imagination is not None:
+            self.imagination.memory.record_columns(history.columns)
         fit = pretrain(self.model, history, seed=config.seed)
         log.info(
             "started from the baseline controller: %d steps of its history, %d episodes; "
@@ -657,7 +648,7 @@ class Learner:
         if batch is not None:
             self.events.experience(batch, self.step)
         if self.imagination is not None:
-            self.imagination.record(obs, action, next_obs, done=terminated or truncated)
+            self.imagination.memory.record(obs, action, next_obs, done=terminated or truncated)
         episode = self.demonstrations.record(
             obs, next_obs, action, reward, terminated=terminated, truncated=truncated
         )
@@ -820,7 +811,7 @@ class _LifelongCallback(BaseCallback):
         )
         learner.latest_step = (next_obs, info)
         if learner.imagination is not None:
-            learner.imagination.record(last_obs[0], local["actions"][0], next_obs, done=done)
+            learner.imagination.memory.record(last_obs[0], local["actions"][0], next_obs, done=done)
         if batch is not None:
             learner.events.experience(batch, step)
         regime = str(info.get("regime", ""))

@@ -44,10 +44,7 @@ def controller_days(days: int, seed: int = 0) -> tuple[Any, Any]:
 
 def remembered(history: Any, capacity: int = 100_000) -> DeviceMemory:
     memory = DeviceMemory(capacity)
-    columns = history.columns
-    for i in range(len(columns)):
-        done = bool(columns.terminated[i]) or bool(columns.truncated[i])
-        memory.record(columns.obs[i], columns.actions[i], columns.next_obs[i], done=done)
+    memory.record_columns(history.columns)
     return memory
 
 
@@ -106,24 +103,20 @@ def test_the_model_predicts_the_house_and_heat_levels_its_controller_never_used(
 def _imagination(days: int = 30, ratio: float = 2.0) -> tuple[Imagination, Any]:
     env, history = controller_days(days)
     imagination = Imagination(env.unwrapped, ratio, seed=0)
-    columns = history.columns
-    for i in range(len(columns)):
-        done = bool(columns.terminated[i]) or bool(columns.truncated[i])
-        imagination.record(columns.obs[i], columns.actions[i], columns.next_obs[i], done=done)
+    imagination.memory.record_columns(history.columns)
     return imagination, history
 
 
 def test_an_imagined_day_is_a_remembered_day_with_the_modelled_house() -> None:
     imagination, _ = _imagination()
     obs, actions, next_obs = imagination.memory.transitions()
-    imagination.days = imagination.memory.days
     imagination.fit_error = imagination.model.fit(
         obs, imagination.world.action_features(actions), next_obs
     )
     env = ImaginedDays(imagination.world, imagination, seed=0)
     check_env(env, skip_render_check=True)
     first, _ = env.reset(seed=1)
-    day = next(d for d in imagination.days if np.array_equal(d.obs[0], first))
+    day = next(d for d in imagination.memory.days if np.array_equal(d.obs[0], first))
     total, real = 0.0, 0.0
     exogenous = np.ones(len(first), dtype=bool)
     exogenous[list(imagination.world.endogenous_obs)] = False
