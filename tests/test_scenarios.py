@@ -216,6 +216,25 @@ def test_a_scenario_sets_imagination_within_bounds(tmp_path: Path) -> None:
         load_scenario(str(path))
 
 
+def test_a_scenario_sets_hindsight_plans_within_bounds_and_with_imagination(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "plans.toml"
+    head = 'name = "plans"\n[world]\nenv = "society/Thermostat-v0"\n[learner]\n'
+    path.write_text(head + "imagination = 2.0\nhindsight = 0.5\n")
+    config = agent_config(agent_flags("--scenario", str(path), "--data-dir", str(tmp_path)))
+    assert config.learner.hindsight == 0.5
+    shipped = agent_config(agent_flags("--scenario", "smart-home", "--data-dir", str(tmp_path)))
+    assert shipped.learner.hindsight == 0.25
+    for body, needle in [
+        ("imagination = 2.0\nhindsight = 1.5\n", r"learner\.hindsight must be in \[0, 1\]"),
+        ("hindsight = 0.5\n", r"learner\.hindsight needs learner\.imagination > 0"),
+    ]:
+        path.write_text(head + body)
+        with pytest.raises(ConfigError, match=needle):
+            load_scenario(str(path))
+
+
 def test_cartpole_starts_from_scratch_without_a_guard(tmp_path: Path) -> None:
     learner = agent_config(agent_flags("--scenario", "cartpole", "--data-dir", str(tmp_path)))
     assert (learner.learner.start_from, learner.learner.guard) == (StartFrom.SCRATCH, False)

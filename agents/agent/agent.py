@@ -173,6 +173,9 @@ class AgentReport:
     #: Steps of remembered days replayed through the model of the device and trained on
     #: (``learner.imagination``), this run.
     imagined_steps: int = 0
+    #: Remembered days planned in hindsight and cloned into the policy
+    #: (``learner.hindsight``), this run.
+    planned_days: int = 0
     #: Learning from peers (agents.learner.federation): rounds that averaged peers' weights
     #: in; peers' weights left out of a round because their policy did not fit our latest
     #: rollout; weights not kept at all (another network or world, an unlike device); and

@@ -210,6 +210,10 @@ class Adaptable(Protocol):
         """Play ``candidates()`` on a fresh twin of the device, in its current conditions."""
         ...
 
+    def forget_plans(self) -> None:
+        """Drop what was planned in hindsight for the world that changed."""
+        ...
+
 
 class Adapter:
     """Decides what the agent does about drift, false alarms and directives (module docstring).
@@ -531,6 +535,7 @@ class Adapter:
         stats.drift_events += 1
         stats.context = adaptation.context or stats.context + 1
         self._forget_context()
+        self.learner.forget_plans()
         log.info(
             "drift at step %d (%s): %s -> context %d",
             adaptation.step, adaptation.strategy, adaptation.chosen, stats.context,

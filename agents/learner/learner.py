@@ -65,6 +65,7 @@ from agents.learner.envs import DriftPlan, make_env
 from agents.learner.experience import ExperienceColumns, ExperienceRecorder
 from agents.learner.federation import Federation, FitData, OwnWeights, PeerWeights
 from agents.learner.guard import DEFAULT_BUDGET, ConservativeGate, GuardedDevice, RegretMeter
+from agents.learner.hindsight import HindsightPlans, check_hindsight
 from agents.learner.imagination import Imagination, check_imagination
 from agents.learner.intake import PeerIntake, add_to_replay_buffer
 from agents.learner.library import LibraryEntry, PolicyLibrary
@@ -168,6 +169,9 @@ class LearnerConfig:
     #: endogenous observation entries): the device's latest days replayed through a model of
     #: the device fitted to them (imagination.py). 0: none.
     imagination: float = 0.0
+    #: Remembered days planned in hindsight per day lived, the plans cloned into the policy
+    #: (hindsight.py; needs ``imagination``). 0: none.
+    hindsight: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +260,16 @@ class Learner:
         self.model = self._load_or_build(saved)
         imagined_world = check_imagination(self.env, config.algo, config.imagination)
         #: Learning from imagined days (imagination.py), where configured.
+        check_hindsight(config.hindsight, config.imagination)
         self.imagination = (
-            Imagination(imagined_world, config.imagination, seed=config.seed)
+            Imagination(
+                imagined_world,
+                config.imagination,
+                hindsight=HindsightPlans(imagined_world, config.hindsight, seed=config.seed)
+                if config.hindsight > 0
+                else None,
+                seed=config.seed,
+            )
             if imagined_world is not None
             else None
         )
@@ -510,6 +522,11 @@ class Learner:
             federation.average_into(policy, samples, loaded, self._latest_rollout, delta)
         self._round_start = {k: v.detach().clone() for k, v in policy.state_dict().items()}
 
+    def forget_plans(self) -> None:
+        """Drop the hindsight plans: they are of days in a world that has changed."""
+        if self.imagination is not None and self.imagination.hindsight is not None:
+            self.imagination.hindsight.plans.clear()
+
     def imagine(self) -> None:
         """Train on imagined days for the device steps lived since the last time."""
         if self.imagination is None:
@@ -520,6 +537,7 @@ class Learner:
             self.model, steps, self.hyperparams, self.spec.constructor_keys
         )
         self.stats.imagined_steps += imagined
+        self.stats.planned_days = self.imagination.planned_days
         if imagined:
             log.debug(
                 "trained on %d imagined steps (model error %.4f)",

@@ -210,11 +210,13 @@ def clone_actor_critic(
     learning_rate: float = 1e-3,
     value_rounds: int = 3,
     smoothing: float = 0.0,
+    fit_value: bool = True,
     seed: int = 0,
 ) -> PretrainResult:
     """Behaviour cloning of ``columns``' actions, and the value function fitted to their returns.
 
     What :func:`pretrain` does for an actor-critic model (module docstring), on its policy.
+    ``fit_value=False`` clones the actions only and leaves the value function alone.
     """
     generator = np.random.default_rng(seed)
     value_rounds = max(1, value_rounds)
@@ -225,24 +227,27 @@ def clone_actor_critic(
     trained = [p for p in policy.parameters() if p is not log_std]
     optimizer = torch.optim.Adam(trained, lr=learning_rate)
     n = len(columns)
-    rounds = min(value_rounds, epochs)
+    rounds = min(value_rounds, epochs) if fit_value else 1
     policy.set_training_mode(True)
     for round_ in range(rounds):
-        targets = _value_targets(policy, columns, next_obs, gamma)
+        targets = _value_targets(policy, columns, next_obs, gamma) if fit_value else None
         # The epochs shared out over the rounds, the remainder in the first.
         for _ in range(epochs // rounds + (epochs % rounds if round_ == 0 else 0)):
             order = generator.permutation(n)
             for start in range(0, n, batch_size):
                 idx = torch.as_tensor(order[start : start + batch_size])
-                loss = _imitation_loss(policy, obs[idx], actions[idx], smoothing) + F.mse_loss(
-                    policy.predict_values(obs[idx]).flatten(), targets[idx]
-                )
+                loss = _imitation_loss(policy, obs[idx], actions[idx], smoothing)
+                if targets is not None:
+                    values = policy.predict_values(obs[idx]).flatten()
+                    loss = loss + F.mse_loss(values, targets[idx])
                 optimizer.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
-    targets = _value_targets(policy, columns, next_obs, gamma)
-    with torch.no_grad():
-        value_error = float(F.mse_loss(policy.predict_values(obs).flatten(), targets))
+    value_error = None
+    if fit_value:
+        targets = _value_targets(policy, columns, next_obs, gamma)
+        with torch.no_grad():
+            value_error = float(F.mse_loss(policy.predict_values(obs).flatten(), targets))
     policy.set_training_mode(False)
     return PretrainResult(n, _agreement(policy, obs, columns.actions), value_error, 0)
 

@@ -52,6 +52,8 @@ class LearnerStats:
     controller_steps: int = 0
     #: Imagined steps trained on (imagination.py), this run.
     imagined_steps: int = 0
+    #: Remembered days planned in hindsight and cloned (hindsight.py), this run.
+    planned_days: int = 0
 
     def take_regret(self, meter: RegretMeter) -> None:
         """Copy the meter's sums into the counters that telemetry and the report carry."""

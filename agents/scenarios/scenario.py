@@ -27,6 +27,8 @@ __all__ = [
 
 MAX_IMAGINATION = 64.0
 """The most imagined steps per device step a scenario may ask for (each costs CPU time)."""
+MAX_HINDSIGHT = 1.0
+"""The most days planned in hindsight per day lived: a day planned twice teaches nothing new."""
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -97,6 +99,9 @@ class LearnerSection(_Section):
     #: Imagined steps per device step: the device's past days replayed through a model of
     #: the device it learns (imagination.py); 0: none.
     imagination: float = 0.0
+    #: Remembered days planned in hindsight per day lived, the plans cloned into the policy
+    #: (hindsight.py; needs ``imagination``); 0: none.
+    hindsight: float = 0.0
 
     def check(self, origin: str) -> None:
         unknown = set(self.shares) - set(SHARE_KINDS)
@@ -127,6 +132,15 @@ class LearnerSection(_Section):
                 f"scenario {origin}: learner.imagination must be in [0, {MAX_IMAGINATION:g}], "
                 f"got {self.imagination}"
             )
+            raise ConfigError(msg)
+        if not 0.0 <= self.hindsight <= MAX_HINDSIGHT:
+            msg = (
+                f"scenario {origin}: learner.hindsight must be in [0, {MAX_HINDSIGHT:g}], "
+                f"got {self.hindsight}"
+            )
+            raise ConfigError(msg)
+        if self.hindsight > 0 and self.imagination == 0:
+            msg = f"scenario {origin}: learner.hindsight needs learner.imagination > 0"
             raise ConfigError(msg)
         fraction = self.peer_fraction
         if fraction is not None and not 0.0 <= fraction < 1.0:
