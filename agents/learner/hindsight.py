@@ -13,9 +13,10 @@ thermostat: the next hours' forecasts). Cloning the plans (:class:`HindsightPlan
 the policy what is worth doing where its observation allows it, as expert iteration distils a
 search into a network (Anthony et al. 2017); the reinforcement learning on imagined and lived
 days that follows pays for what the plan could only know in hindsight (a household home
-earlier than it planned for). Measured on a winter house (docs/benchmarks.md): planning on
-40 remembered days of the programmable thermostat, the clone alone was 29 % cheaper than the
-setpoint thermostat on 20 days it had not seen, but left the house too warm some mornings.
+earlier than it planned for). Measured on a winter house (docs/benchmarks.md, "Hindsight
+plans"): planning 30-40 remembered days of the programmable thermostat, the clone alone was
+29-30 % cheaper than the setpoint thermostat on 20 days it had not seen, but left the house
+too warm some mornings.
 
 Only the actor is cloned: the value function stays the reinforcement learner's estimate of
 its own policy, which is what its advantages need.
