@@ -11,17 +11,19 @@ from stable_baselines3 import PPO
 
 from agents.exceptions import ConfigError
 from agents.learner.adaptation import Strategy
-from agents.learner.algorithms import get_algorithm
-from agents.learner.envs import DriftPlan
 from agents.learner.hindsight import HindsightPlans, PlannerSettings, check_hindsight, plan_day
 from agents.learner.imagination import DeviceModel, RememberedDay
-from agents.learner.learner import Learner, LearnerConfig
-from agents.learner.pretrain import StartFrom, record_controller
-from agents.learner.snapshots import make_arch
+from agents.learner.learner import Learner
+from agents.learner.pretrain import record_controller
 from agents.worlds import THERMOSTAT_ID, make_world
 from agents.worlds.baselines import SetpointThermostat
-from tests.learner.test_imagination import DAY, controller_days, remembered, thermostat
-from tests.learner.test_learner import Recorder
+from tests.learner.test_imagination import (
+    DAY,
+    controller_days,
+    imagining_learner,
+    remembered,
+    thermostat,
+)
 
 FAST = PlannerSettings(samples=128, iterations=12)
 
@@ -147,18 +149,7 @@ def test_hindsight_that_cannot_be_had_is_a_config_error(
 
 def planning_learner() -> Learner:
     """A thermostat learner that plans half of its days, after 12 days lived."""
-    config = LearnerConfig(
-        env_id=THERMOSTAT_ID, algo="ppo", seed=0, budget_steps=12 * DAY,
-        hyperparams={"n_steps": 256, "batch_size": 64, "n_epochs": 1},
-        arch=make_arch(get_algorithm("ppo"), net_arch={"pi": [16], "vf": [16]}),
-        snapshot_every=100_000, checkpoint_every=100_000,
-        drift=DriftPlan((("winter", 10**9),)),
-        start_from=StartFrom.BASELINE, history_steps=6 * DAY, other_controllers=False,
-        imagination=2.0, hindsight=0.5, strategy=Strategy.LIFELONG,
-    )  # fmt: skip
-    learner = Learner(config, Recorder())
-    learner.run()
-    return learner
+    return imagining_learner(hindsight=0.5, strategy=Strategy.LIFELONG)
 
 
 def test_a_learner_with_hindsight_plans_its_days_and_reports_them() -> None:

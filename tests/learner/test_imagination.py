@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -174,7 +175,8 @@ def test_imagination_that_cannot_be_had_is_a_config_error(
     check_imagination(env, algo, 0.0)  # none asked: always fine
 
 
-def test_a_learner_with_imagination_trains_on_imagined_days() -> None:
+def imagining_learner(**overrides: Any) -> Learner:
+    """A thermostat learner that imagines 2 steps per step, run for 12 days (6 of history)."""
     config = LearnerConfig(
         env_id=THERMOSTAT_ID, algo="ppo", seed=0, budget_steps=12 * DAY,
         hyperparams={"n_steps": 256, "batch_size": 64, "n_epochs": 1},
@@ -184,8 +186,13 @@ def test_a_learner_with_imagination_trains_on_imagined_days() -> None:
         start_from=StartFrom.BASELINE, history_steps=6 * DAY, other_controllers=False,
         imagination=2.0,
     )  # fmt: skip
-    learner = Learner(config, Recorder())
+    learner = Learner(replace(config, **overrides), Recorder())
     learner.run()
+    return learner
+
+
+def test_a_learner_with_imagination_trains_on_imagined_days() -> None:
+    learner = imagining_learner()
     imagination = learner.imagination
     assert imagination is not None
     assert len(imagination.memory.days) >= 6  # the history's days and the learner's
