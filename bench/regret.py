@@ -93,8 +93,12 @@ def one_run(
     seconds = time.perf_counter() - started
     first = evaluate_state(learner, events.snapshots[0], config)
     last = evaluate_state(learner, events.snapshots[-1], config)
-    for regime, others in other_controllers(learner, config).items():
-        last[regime]["others"] = others
+    others = other_controllers(learner, config)
+    for regime, versus in others.items():
+        last[regime]["others"] = versus
+    in_regime = last_in_each_regime(learner, events.snapshots, config, last)
+    for regime, versus in others.items():
+        in_regime[regime]["others"] = versus
     default_steps = scenario.society.steps
     at_default = [r for r in events.regret if r[0] <= default_steps]
     return {
@@ -111,7 +115,28 @@ def one_run(
         "first_step": events.snapshots[0].step,
         "first": first,
         "last": last,
+        "in_regime": in_regime,
     }
+
+
+def last_in_each_regime(
+    learner: Any, snapshots: list[Any], config: Any, last: dict[str, Any]
+) -> dict[str, Any]:
+    """Per regime, the evaluation there of the latest snapshot taken while living in it.
+
+    A run ends in one regime; its final snapshot is adapted to that one. In another regime
+    the agent runs what it had learnt when it last lived there (its world watch recalls it),
+    so that is the policy a user of the device meets there by the run's end.
+    """
+    out: dict[str, Any] = {}
+    for regime, final in last.items():
+        taken = [s for s in snapshots if s.regime == regime]
+        if not taken or taken[-1] is snapshots[-1]:
+            out[regime] = {**final, "step": snapshots[-1].step}
+        else:
+            out[regime] = {**evaluate_state(learner, taken[-1], config)[regime]}
+            out[regime]["step"] = taken[-1].step
+    return out
 
 
 def scenario_learner(
@@ -233,7 +258,11 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                     "regret_default": _share(run["regret_at_default"]),
                     "regret_end": _share(run["regret_at_end"]),
                     "first_normalised": min(first.values()) if first else None,
-                    "final": {regime: _versus(world, v) for regime, v in run["last"].items()},
+                    "final": {
+                        regime: _versus(world, v)
+                        for regime, v in run.get("in_regime", run["last"]).items()
+                    },
+                    "final_of": "in_regime" if "in_regime" in run else "last",
                     "controller_share": run["controller_steps"] / max(1, run["steps"]),
                 }
             )
@@ -287,7 +316,10 @@ def table_markdown(result: dict[str, Any]) -> str:
         "",
         "Regret: the controller's summed return minus the deployed one's on the same episodes, "
         "as a share of the controller's cost (negative: better than the controller). Final: "
-        "the last snapshot against the controller on 10 fixed-seed episodes of each regime, in "
+        "in each regime, the latest snapshot the agent took while living in it (a run ends in "
+        "one regime; in the others the agent runs what it learnt there last; rows measured "
+        "before this column existed, marked *, show the run's last snapshot in every regime), "
+        "against the controller on 10 fixed-seed episodes of each regime, in "
         "the world's measure (positive: better); the thermostat's comfort violation (K h) is "
         "beside its cost. Recalling: what the agent does in that regime with its library (the "
         "policy it would recall there, chosen on other episodes, as the coordinator scores it), "
@@ -314,12 +346,19 @@ def table_markdown(result: dict[str, Any]) -> str:
                 )
                 + "".join(
                     f"; against {name} {_pct(versus['gain'])}"
+                    + (
+                        f" (its comfort {versus['comfort']:.2f})"
+                        if versus.get("comfort") is not None
+                        else ""
+                    )
                     for name, versus in sorted(cell.get("others", {}).items())
                 )
+                + (f" (snapshot at {cell['step']:,})" if cell.get("step") is not None else "")
                 for regime, cell in sorted(row["final"].items())
             )
+            mark = "*" if row.get("final_of") == "last" else ""
             lines.append(
-                f"| {world} | {row['seed']} | {_pct(row['regret_default'])} | "
+                f"| {world} | {row['seed']}{mark} | {_pct(row['regret_default'])} | "
                 f"{_pct(row['regret_end'])} | {row['controller_share']:.0%} | "
                 f"{_num(row['first_normalised'])} | {final} |"
             )
@@ -376,6 +415,8 @@ def _versus(world: str, regime: dict[str, Any]) -> dict[str, Any]:
     if mine is not None and theirs:
         gain = (mine - theirs) / abs(theirs) * (1 if higher else -1)
     out = {"metric": metric, "policy": mine, "controller": theirs, "gain": gain}
+    if regime.get("step") is not None:
+        out["step"] = regime["step"]
     # What the agent does there recalling from its library, as the coordinator scores it (its
     # returns only: the world's measure is the return's for the battery alone).
     recall, base = regime.get("recall"), regime["baseline"]

@@ -184,6 +184,8 @@ class AgentReport:
     weights_unfit: int = 0
     weights_ignored: int = 0
     experience_unlike: int = 0
+    #: Experience batches alike by parameters that did not fit the agent's Q-network.
+    experience_unfit: int = 0
     stopped_by: str = "budget"
 
 
@@ -215,7 +217,6 @@ class Agent:
         self._weights_round = 0
         self._pending_sends: set[asyncio.Future[bool]] = set()
         #: When each peer's experience was last taken in; batches refused as unlike.
-        self._experience_from: dict[str, float] = {}
         self.experience_unlike = 0
         #: Receipts received from the coordinator in this life.
         self.receipts = 0
@@ -549,7 +550,8 @@ class Agent:
     def learns_from(self) -> list[str]:
         """Peers averaged in lately (federated), or whose experience we took in the last minute."""
         recent = time.monotonic() - _LEARNS_FROM_SECONDS
-        taken = {agent for agent, at in self._experience_from.items() if at >= recent}
+        taken_from = dict(self.learner.intake.taken_from) if self.learner is not None else {}
+        taken = {agent for agent, at in taken_from.items() if at >= recent}
         return sorted(taken.union(self.federates_with))
 
     @property
@@ -643,8 +645,7 @@ class Agent:
         if not devices_alike(learner.config.env_kwargs, batch.device):
             self.experience_unlike += 1
             return  # another kind of device: its transitions would mislead ours
-        if learner.offer_experience(columns_from_wire(batch)):
-            self._experience_from[batch.agent] = time.monotonic()
+        learner.offer_experience(columns_from_wire(batch), batch.agent)
 
     def _admit(self, ref: TopicRef, message: Message) -> None:
         """The agent's own refusals, before the inbox counts a message (Inbox ``admit``).

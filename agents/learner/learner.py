@@ -412,12 +412,12 @@ class Learner:
             adoption, self._adoption = self._adoption, None
         return adoption
 
-    def offer_experience(self, batch: ExperienceColumns) -> bool:
-        """A peer's transitions for the replay buffer (off-policy learners only).
+    def offer_experience(self, batch: ExperienceColumns, source: str = "") -> bool:
+        """Peer ``source``'s transitions for the replay buffer (off-policy learners only).
 
         Returns False when the learner cannot take them: on-policy, or its intake is full.
         """
-        return self.off_policy and self.intake.offer(batch)
+        return self.off_policy and self.intake.offer(batch, source)
 
     def checked_hyperparams(self, changes: Mapping[str, HyperValue]) -> dict[str, HyperValue]:
         """The changes this learner can make mid-life, checked (types, finiteness, ranges).
@@ -629,7 +629,7 @@ class Learner:
         self.meter.add_history(len(history), compared)
         self.stats.take_regret(self.meter)
         for batch in history.columns.batches(config.experience_batch):
-            self.events.experience(batch, self.step)
+            self.share_experience(batch, self.step)
         if self.imagination is not None:
             self.imagination.memory.record_columns(history.columns)
         fit = pretrain(self.model, history, seed=config.seed)
@@ -664,7 +664,7 @@ class Learner:
             obs, next_obs, action, reward, terminated=terminated, truncated=truncated
         )
         if batch is not None:
-            self.events.experience(batch, self.step)
+            self.share_experience(batch, self.step)
         if self.imagination is not None:
             self.imagination.memory.record(obs, action, next_obs, done=terminated or truncated)
         episode = self.demonstrations.record(
@@ -687,10 +687,15 @@ class Learner:
         budget = self.config.budget_steps
         return not self._stop.is_set() and (budget <= 0 or self.step + 1 < budget)
 
+    def share_experience(self, batch: ExperienceColumns, step: int) -> None:
+        """Our own batch of transitions: to the peers, and the yardstick for theirs (intake.py)."""
+        self.intake.remember_own(batch)
+        self.events.experience(batch, step)
+
     def flush_experience(self) -> None:
         batch = self.recorder.drain()
         if batch is not None:
-            self.events.experience(batch, self.step)
+            self.share_experience(batch, self.step)
 
     def should_stop(self) -> bool:
         """Whether :meth:`stop` was called or the budget is reached."""
@@ -831,7 +836,7 @@ class _LifelongCallback(BaseCallback):
         if learner.imagination is not None:
             learner.imagination.memory.record(last_obs[0], local["actions"][0], next_obs, done=done)
         if batch is not None:
-            learner.events.experience(batch, step)
+            learner.share_experience(batch, step)
         regime = str(info.get("regime", ""))
         if regime and regime != self.training_regime:
             # The world just changed (this step began a new episode in a new regime). The

@@ -40,6 +40,8 @@ class LearnerStats:
     adoptions_declined: int = 0
     #: Peers' transitions taken into the replay buffer.
     peer_transitions: int = 0
+    #: Peers' batches alike by parameters that did not fit our Q-network (intake.py).
+    experience_unfit: int = 0
     #: The agent's own transitions collected (this run).
     own_transitions: int = 0
     #: Against the world's baseline controller on the same episodes, over the agent's life

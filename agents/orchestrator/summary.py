@@ -166,10 +166,11 @@ def _agent_entry(
         "learns_from": seen.get("learns_from", []),
         "federated_rounds": own.get("federated_rounds", seen.get("federated_rounds", 0)),
         # Peers' weights left out of a round (did not fit), not kept at all (another network,
-        # an unlike device), and experience refused as unlike: the agent's own counts.
+        # an unlike device), and experience refused as unlike or as unfit: the agent's own counts.
         "weights_unfit": own.get("weights_unfit", 0),
         "weights_ignored": own.get("weights_ignored", 0),
         "experience_unlike": own.get("experience_unlike", 0),
+        "experience_unfit": own.get("experience_unfit", 0),
         "group": seen.get("group", agent_id),
         # The agent's own count is exact; the coordinator's is its latest telemetry.
         "regret": Regret.from_counters(own).as_dict() if own else seen.get("regret"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from stable_baselines3 import DQN, PPO, SAC
@@ -30,12 +31,67 @@ def peer_batch(rows: int, obs_dim: int, action: np.ndarray, reward: float) -> Ex
     )
 
 
-def dqn(peer_fraction: float) -> Learner:
-    config = LearnerConfig(
-        env_id="CartPole-v1", algo="dqn", budget_steps=300, seed=0, peer_fraction=peer_fraction,
-        hyperparams={"learning_starts": 50, "buffer_size": 5000},
-    )  # fmt: skip
-    return Learner(config, Recorder())
+def dqn(peer_fraction: float, *, fit_test: bool = False, **overrides: object) -> Learner:
+    """A small DQN on CartPole; without ``fit_test`` it takes every batch (the marker rewards of
+    7.0 below would not fit CartPole's 1.0: the fit test has tests of its own)."""
+    settings: dict[str, object] = {
+        "env_id": "CartPole-v1", "algo": "dqn", "budget_steps": 300, "seed": 0,
+        "peer_fraction": peer_fraction,
+        "hyperparams": {"learning_starts": 50, "buffer_size": 5000},
+    }  # fmt: skip
+    learner = Learner(LearnerConfig(**{**settings, **overrides}), Recorder())  # type: ignore[arg-type]
+    if not fit_test:
+        learner.intake.fit_tolerance = None
+    return learner
+
+
+def cartpole_batch(rows: int, seed: int) -> ExperienceColumns:
+    """Transitions of CartPole itself under random actions: what a like peer would send."""
+    env = gym.make("CartPole-v1")
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    columns: dict[str, list[object]] = {k: [] for k in ("obs", "next", "act", "rew", "term")}
+    for _ in range(rows):
+        action = int(rng.integers(2))
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        for key, value in zip(columns, (obs, next_obs, action, reward, terminated), strict=True):
+            columns[key].append(value)
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    return ExperienceColumns(
+        obs=np.array(columns["obs"], dtype=np.float32),
+        next_obs=np.array(columns["next"], dtype=np.float32),
+        actions=np.array(columns["act"]),
+        rewards=np.array(columns["rew"], dtype=np.float32),
+        terminated=np.array(columns["term"], dtype=bool),
+        truncated=np.zeros(rows, dtype=bool),
+    )
+
+
+def test_a_dqn_learner_takes_batches_that_fit_its_world_and_refuses_others() -> None:
+    learner = dqn(peer_fraction=0.5, fit_test=True, budget_steps=1200, experience_batch=100)
+    # Another world's transitions: other dynamics, rewards of 7 where CartPole pays 1.
+    for _ in range(3):
+        assert learner.offer_experience(peer_batch(100, 4, np.array(1), reward=7.0), "stranger")
+    for seed in range(3):
+        assert learner.offer_experience(cartpole_batch(100, seed), "alike")
+    learner.run()
+    assert learner.stats.experience_unfit == 3
+    assert learner.stats.peer_transitions == 300
+    assert set(learner.intake.taken_from) == {"alike"}
+    model = learner.model
+    assert isinstance(model, DQN)
+    assert model.replay_buffer is not None
+    assert not (model.replay_buffer.rewards[: model.replay_buffer.size()] == 7.0).any()
+
+
+def test_without_a_batch_of_its_own_a_dqn_learner_takes_no_peers_batch_yet() -> None:
+    # The first own batch comes at 256 steps: a run of 200 has nothing to measure peers by.
+    learner = dqn(peer_fraction=0.5, fit_test=True, budget_steps=200)
+    assert learner.offer_experience(cartpole_batch(100, 0), "alike")
+    learner.run()
+    assert learner.stats.peer_transitions == 0
+    assert learner.stats.experience_unfit == 0
+    assert not learner.intake.empty()
 
 
 def test_off_policy_learners_add_peers_transitions_up_to_their_share() -> None:
