@@ -225,7 +225,7 @@ def test_a_scenario_sets_hindsight_plans_within_bounds_and_with_imagination(
     config = agent_config(agent_flags("--scenario", str(path), "--data-dir", str(tmp_path)))
     assert config.learner.hindsight == 0.5
     shipped = agent_config(agent_flags("--scenario", "smart-home", "--data-dir", str(tmp_path)))
-    assert shipped.learner.hindsight == 0.25
+    assert shipped.learner.hindsight == 0.1
     for body, needle in [
         ("imagination = 2.0\nhindsight = 1.5\n", r"learner\.hindsight must be in \[0, 1\]"),
         ("hindsight = 0.5\n", r"learner\.hindsight needs learner\.imagination > 0"),
