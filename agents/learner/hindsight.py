@@ -64,13 +64,6 @@ class PlannerSettings:
     clone_epochs: int = 5
     #: Plans kept to clone (the latest ones: after a drift, the new conditions take over).
     keep_days: int = 30
-    #: Steps a plan looks ahead; 0: the whole day at once. With a horizon the day is planned
-    #: as a controller that sees only that far would run it (model-predictive control): every
-    #: ``replan_every`` steps a fresh search over the next ``horizon`` steps, its first
-    #: ``replan_every`` actions kept. A plan then knows no more of the day than a policy whose
-    #: observation forecasts that far, so its clone does not learn to ride an edge it cannot see.
-    horizon: int = 0
-    replan_every: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,47 +136,6 @@ def plan_day(
     round's samples, so a plan never scores below what the device did (by the model).
     """
     s = settings or PlannerSettings()
-    if s.horizon <= 0:
-        best = _search(world, model, day, rng, s)
-    else:
-        best = _receding(world, model, day, rng, s)
-    obs, rewards = _rollout(world, model, day, best[None])
-    return PlannedDay(obs[0].astype(np.float32), best, rewards[0])
-
-
-def _receding(
-    world: World[Any, Any],
-    model: DeviceModel,
-    day: RememberedDay,
-    rng: np.random.Generator,
-    s: PlannerSettings,
-) -> npt.NDArray[Any]:
-    """The day planned ``s.horizon`` steps ahead at a time (:class:`PlannerSettings`)."""
-    steps = len(day)
-    kept: list[npt.NDArray[Any]] = []
-    state = np.asarray(day.obs[0], dtype=np.float64)
-    t = 0
-    while t < steps:
-        end = min(steps, t + s.horizon)
-        obs = np.asarray(day.obs[t : end + 1], dtype=np.float64).copy()
-        obs[0, model.endogenous] = state[model.endogenous]
-        window = RememberedDay(obs.astype(np.float32), np.asarray(day.actions)[t:end])
-        actions = _search(world, model, window, rng, s)[: s.replan_every]
-        ahead, _ = _rollout(world, model, window, actions[None])
-        state = ahead[0, len(actions)]
-        kept.append(actions)
-        t += len(actions)
-    return np.concatenate(kept)
-
-
-def _search(
-    world: World[Any, Any],
-    model: DeviceModel,
-    day: RememberedDay,
-    rng: np.random.Generator,
-    s: PlannerSettings,
-) -> npt.NDArray[Any]:
-    """The cross-entropy method over all of ``day``'s steps at once: the best sequence found."""
     steps = len(day)
     space = world.action_space
     elite = max(1, round(s.samples * s.elite_fraction))
@@ -222,7 +174,8 @@ def _search(
         else:
             mean = s.smoothing * mean + (1.0 - s.smoothing) * chosen.mean(axis=0)
             std = s.smoothing * std + (1.0 - s.smoothing) * chosen.std(axis=0)
-    return best
+    obs, rewards = _rollout(world, model, day, best[None])
+    return PlannedDay(obs[0].astype(np.float32), best, rewards[0])
 
 
 def check_hindsight(rate: float, imagination: float) -> None:

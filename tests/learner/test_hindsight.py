@@ -17,7 +17,6 @@ from agents.learner.learner import Learner
 from agents.learner.pretrain import record_controller
 from agents.worlds import THERMOSTAT_ID, make_world
 from agents.worlds.baselines import SetpointThermostat
-from agents.worlds.thermostat import OBS_PRICE
 from tests.learner.test_imagination import (
     DAY,
     controller_days,
@@ -87,26 +86,6 @@ def test_a_plan_never_scores_below_the_day_as_lived_by_the_model() -> None:
     lived = plan_day(env.unwrapped, model, day, np.random.default_rng(0), PlannerSettings(1, 0))
     assert np.array_equal(lived.actions, day.actions)
     assert plan.planned_return >= lived.planned_return
-
-
-def test_a_plan_with_a_horizon_knows_no_more_of_the_day_than_its_horizon() -> None:
-    env, _, model = fitted()
-    world: Any = env.unwrapped
-    day = lived_day(env, 500)
-    # The same day with the evening's prices ten times higher from step 41 on.
-    dearer = day.obs.copy()
-    dearer[41:, OBS_PRICE] = 10.0 * np.abs(day.obs[41:, OBS_PRICE]) + 1.0
-    other = RememberedDay(dearer, day.actions)
-    ahead = PlannerSettings(samples=64, iterations=6, horizon=16, replan_every=4)
-    plans = [plan_day(world, model, d, np.random.default_rng(0), ahead) for d in (day, other)]
-    whole = [plan_day(world, model, d, np.random.default_rng(0), FAST) for d in (day, other)]
-    # Searched 16 steps ahead from steps 0, 4, ..., 24, the first 28 actions never saw step 41.
-    assert np.array_equal(plans[0].actions[:28], plans[1].actions[:28])
-    assert not np.array_equal(plans[0].actions, plans[1].actions)
-    # A plan of the whole day at once does change its morning for the evening's prices.
-    assert not np.array_equal(whole[0].actions[:28], whole[1].actions[:28])
-    # And the plan ahead is still a plan: played on the house it beats the controller's day.
-    assert played(env, 500, plans[0].actions)[0] > played(env, 500, day.actions)[0]
 
 
 def test_continuous_actions_are_planned_within_their_box() -> None:
