@@ -216,7 +216,8 @@ class Agent:
         self.peers: PeerSnapshots | None = None
         self._weights_round = 0
         self._pending_sends: set[asyncio.Future[bool]] = set()
-        #: When each peer's experience was last taken in; batches refused as unlike.
+        #: Experience batches refused as coming from an unlike device (the learner's intake
+        #: says whose it took in, and counts the batches that did not fit).
         self.experience_unlike = 0
         #: Receipts received from the coordinator in this life.
         self.receipts = 0
