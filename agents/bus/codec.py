@@ -278,6 +278,22 @@ def _check_experience(message: Message) -> None:
             raise MessageRejected("dtype", f"{flag_name} must be bool, got {flag.dtype}")
     if message.rewards.dtype not in {"float32", "float64"}:
         raise MessageRejected("dtype", f"rewards must be float, got {message.rewards.dtype}")
+    if message.action_space.kind == "discrete":
+        _discrete_actions(message.actions, message.action_space)
+
+
+def _discrete_actions(array: Array, space: SpaceSpec) -> None:
+    """A discrete space's actions must be integers that it holds.
+
+    Another index would crash the taker's Q-network: its fit test and its updates index the
+    Q-values by action.
+    """
+    values = from_wire(array.dtype, array.shape, array.data, what="actions")
+    if values.dtype.kind not in "iu":
+        raise MessageRejected("dtype", f"discrete actions must be integers, got {array.dtype}")
+    low, high = space.start, space.start + (space.n or 0)
+    if values.size and (int(values.min()) < low or int(values.max()) >= high):
+        raise MessageRejected("invalid", f"actions outside the discrete space [{low}, {high})")
 
 
 def _check_policy(message: Message) -> None:

@@ -155,6 +155,21 @@ def test_flags_must_be_bool() -> None:
     assert reason(Kind.EXPERIENCE, pack(data)) == "dtype"
 
 
+@pytest.mark.parametrize(
+    ("actions", "why"),
+    [
+        (np.array([0, 1, 2, 1]), "invalid"),  # CartPole has actions 0 and 1
+        (np.array([0, -1, 1, 1]), "invalid"),
+        (np.array([0.0, 1.0, 0.5, 1.0], dtype=np.float32), "dtype"),
+    ],
+)
+def test_discrete_actions_must_be_indices_of_the_space(actions: np.ndarray, why: str) -> None:
+    data = as_dict(factories.experience(rows=4))
+    wire = to_wire(actions)
+    data["actions"] = [wire.dtype, wire.shape, wire.data]
+    assert reason(Kind.EXPERIENCE, pack(data)) == why
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_observations(bad: float) -> None:
     data = as_dict(factories.experience(rows=4))
