@@ -134,8 +134,10 @@ def last_in_each_regime(
         if not taken or taken[-1] is snapshots[-1]:
             out[regime] = {**final, "step": snapshots[-1].step}
         else:
-            out[regime] = {**evaluate_state(learner, taken[-1], config)[regime]}
-            out[regime]["step"] = taken[-1].step
+            out[regime] = {
+                **evaluate_state(learner, taken[-1], config)[regime],
+                "step": taken[-1].step,
+            }
     return out
 
 

@@ -228,6 +228,10 @@ class HindsightPlans:
         self.planned_gain = float(np.mean(gains))
         return due
 
+    def forget(self) -> None:
+        """Drop the kept plans (of days in a world that has changed)."""
+        self.plans.clear()
+
     def clone_into(self, policy: ActorCriticPolicy, *, gamma: float) -> PretrainResult:
         """Behaviour cloning of the kept plans' actions into ``policy``'s actor."""
         columns = ExperienceColumns.concatenate([p.columns() for p in self.plans])

@@ -92,7 +92,7 @@ class PeerIntake:
             return
         if not isinstance(model, OffPolicyAlgorithm) or model.replay_buffer is None:
             return
-        if self.fit_tolerance is not None and isinstance(model, DQN) and self._own is None:
+        if self._tests_fit(model) and self._own is None:
             return  # nothing of our own to measure a peer's batch against yet: they wait
         stats, fraction = self.stats, self.peer_fraction
         allowed = fraction / max(1e-9, 1.0 - fraction) * stats.own_transitions
@@ -114,12 +114,18 @@ class PeerIntake:
         True without a test to make: no tolerance, not DQN, or no batch of our own yet.
         """
         own = self._own
-        if self.fit_tolerance is None or not isinstance(model, DQN) or own is None:
+        if not self._tests_fit(model) or own is None:
             return True
+        assert isinstance(model, DQN)
+        assert self.fit_tolerance is not None
         theirs = td_error(model, batch)
         # A floor keeps a near-perfect own fit (rewards all 0) from refusing over rounding.
         ours = max(td_error(model, own), 1e-8 * (1.0 + float(np.mean(np.square(own.rewards)))))
         return math.isfinite(theirs) and theirs <= self.fit_tolerance * ours
+
+    def _tests_fit(self, model: BaseAlgorithm) -> bool:
+        """Whether batches are measured before they are taken: a tolerance, and a Q-network."""
+        return self.fit_tolerance is not None and isinstance(model, DQN)
 
     def rescale_training(self, model: BaseAlgorithm) -> None:
         """Off-policy, after a rollout: train in proportion to everything the buffer took in.

@@ -525,7 +525,7 @@ class Learner:
     def forget_plans(self) -> None:
         """Drop the hindsight plans: they are of days in a world that has changed."""
         if self.imagination is not None and self.imagination.hindsight is not None:
-            self.imagination.hindsight.plans.clear()
+            self.imagination.hindsight.forget()
 
     def imagine(self) -> None:
         """Train on imagined days for the device steps lived since the last time."""
