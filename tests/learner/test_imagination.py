@@ -108,6 +108,24 @@ def _imagination(days: int = 30, ratio: float = 2.0) -> tuple[Imagination, Any]:
     return imagination, history
 
 
+def test_the_model_predicts_rows_that_share_their_exogenous_entries_as_it_predicts_each() -> None:
+    env, history = controller_days(6)
+    memory = remembered(history)
+    obs, actions, next_obs = memory.transitions()
+    world = env.unwrapped
+    model = DeviceModel(world.endogenous_obs)
+    model.fit(obs, world.action_features(actions), next_obs)
+    rng = np.random.default_rng(0)
+    shared = obs[37]
+    rows = np.repeat(shared[None], 50, axis=0).astype(np.float64)
+    rows[:, model.endogenous] = rng.uniform(-1.0, 1.0, (50, len(model.endogenous)))
+    features = world.action_features(rng.integers(0, env.action_space.n, 50))
+    one_by_one = model.predict(rows, features)
+    varying = model.predict_varying(shared, rows[:, model.endogenous], features)
+    assert np.allclose(varying, one_by_one, rtol=0.0, atol=1e-10)
+    assert np.ptp(varying[:, 0]) > 0.01  # the rows' own entries and actions do matter
+
+
 def test_an_imagined_day_is_a_remembered_day_with_the_modelled_house() -> None:
     imagination, _ = _imagination()
     obs, actions, next_obs = imagination.memory.transitions()
