@@ -8,14 +8,6 @@ day can be *planned*: :func:`plan_day` searches the day's action sequence that t
 earns the most reward, by the cross-entropy method (Rubinstein 1999; the planner of PETS,
 Chua et al. 2018), over the whole day at once.
 
-The model is exact for nothing the observation does not show: the sun through the clouds, the
-windows someone opened. A plan scored on the model alone rides the comfort band's edge, and
-the first sunny afternoon pushes the house over it. So each candidate is scored on the model
-*plus the disturbances of other days the device lived* (the model's residuals on them, step
-by step, as PETS scores a plan on sampled trajectories): a plan must hold up on
-``particles`` such days, so it keeps the margin that what the device cannot see demands.
-Measured on three summer houses (docs/benchmarks.md, "Plans that hold up on lived
-disturbances"), this made the plans both cheaper and more comfortable, played on the house.
 
 A plan knows the whole day in advance; a policy sees only what its observation shows (a
 thermostat: the next hours' forecasts). Cloning the plans (:class:`HindsightPlans`) teaches
@@ -55,7 +47,6 @@ __all__ = [
     "PlannedDay",
     "PlannerSettings",
     "check_hindsight",
-    "disturbances",
     "plan_day",
 ]
 
@@ -66,8 +57,6 @@ class PlannerSettings:
 
     samples: int = 512
     iterations: int = 30
-    #: Lived days' disturbances each candidate is scored on (1: the model alone).
-    particles: int = 4
     #: Share of the samples whose mean the next round's distribution moves to.
     elite_fraction: float = 0.05
     #: Share of the old distribution kept each round (slows convergence to a poor sequence).
@@ -112,61 +101,27 @@ def _rollout(
     model: DeviceModel,
     day: RememberedDay,
     actions: npt.NDArray[Any],
-    disturbances: npt.NDArray[np.float64] | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Each of ``actions``' sequences (one row each) played on ``day`` through the model.
 
-    With ``disturbances`` ``(particles, steps, endogenous)``, each sequence is played once per
-    particle, the particle's disturbance added to the model's every prediction; the rewards
-    are the particles' mean.
-
-    Returns the observations ``(samples * particles, steps + 1, dim)`` and the rewards
-    ``(samples, steps)``.
+    Returns the observations ``(samples, steps + 1, dim)`` and the rewards ``(samples, steps)``.
     """
     samples, steps = actions.shape[:2]
-    particles = 1 if disturbances is None else len(disturbances)
     space = world.observation_space
     assert isinstance(space, gym.spaces.Box)
     low = space.low[model.endogenous].astype(np.float64)
     high = space.high[model.endogenous].astype(np.float64)
-    played = np.repeat(actions, particles, axis=0)
-    shift = (
-        np.zeros((1, steps, len(model.endogenous)))
-        if disturbances is None
-        else np.tile(disturbances[:, :steps], (samples, 1, 1))
-    )
     # Step-major, so that each step's rows are contiguous.
-    obs = np.empty((steps + 1, samples * particles, day.obs.shape[1]), dtype=np.float64)
+    obs = np.empty((steps + 1, samples, day.obs.shape[1]), dtype=np.float64)
     obs[:] = day.obs[: steps + 1, None]
-    rewards = np.empty((steps, samples * particles), dtype=np.float64)
+    rewards = np.empty((steps, samples), dtype=np.float64)
     for t in range(steps):
-        features = world.action_features(played[:, t])
+        features = world.action_features(actions[:, t])
         current = obs[t][:, model.endogenous]
-        predicted = model.predict_varying(day.obs[t], current, features) + shift[:, t]
+        predicted = model.predict_varying(day.obs[t], current, features)
         obs[t + 1][:, model.endogenous] = np.clip(predicted, low, high)
-        rewards[t] = world.obs_reward(obs[t], played[:, t], obs[t + 1])
-    obs = obs.transpose(1, 0, 2)
-    rewards = rewards.T
-    return obs, rewards.reshape(samples, particles, steps).mean(axis=1)
-
-
-def disturbances(
-    world: World[Any, Any], model: DeviceModel, days: Sequence[RememberedDay]
-) -> npt.NDArray[np.float64]:
-    """What the model missed on each of ``days``, step by step: ``(days, steps, endogenous)``.
-
-    Only the days as long as the first are kept (a device's days are all as long).
-    """
-    steps = len(days[0]) if days else 0
-    traces = []
-    for day in days:
-        if len(day) != steps:
-            continue
-        predicted = model.predict(day.obs[:-1], world.action_features(np.asarray(day.actions)))
-        traces.append(day.obs[1:][:, model.endogenous].astype(np.float64) - predicted)
-    if not traces:
-        return np.zeros((0, steps, len(model.endogenous)))
-    return np.stack(traces)
+        rewards[t] = world.obs_reward(obs[t], actions[:, t], obs[t + 1])
+    return obs.transpose(1, 0, 2), rewards.T
 
 
 def plan_day(
@@ -175,14 +130,8 @@ def plan_day(
     day: RememberedDay,
     rng: np.random.Generator,
     settings: PlannerSettings | None = None,
-    lived: npt.NDArray[np.float64] | None = None,
 ) -> PlannedDay:
     """The action sequence the model says earns ``day`` the most reward (cross-entropy method).
-
-    ``lived``: disturbance traces of days the device lived (:func:`disturbances`); each
-    candidate is scored on ``settings.particles`` of them drawn at random once for the day
-    (module docstring), on the model alone without them. The plan's observations are the
-    model's alone.
 
     Discrete actions: an independent categorical distribution per step, starting uniform.
     Box actions: a Gaussian per step, starting at the middle of the box with half its width
@@ -193,12 +142,6 @@ def plan_day(
     steps = len(day)
     space = world.action_space
     elite = max(1, round(s.samples * s.elite_fraction))
-    particles: npt.NDArray[np.float64] | None = None
-    if lived is not None and s.particles > 1 and len(lived):
-        chosen_days = rng.choice(len(lived), s.particles, replace=len(lived) < s.particles)
-        particles = lived[chosen_days]
-        if particles.shape[1] < steps:
-            particles = None  # traces of shorter days cannot score this one
     best: npt.NDArray[Any] = np.asarray(day.actions)
     best_return = -np.inf
     if isinstance(space, gym.spaces.Discrete):
@@ -221,7 +164,7 @@ def plan_day(
             noise = rng.standard_normal((s.samples, *mean.shape))
             actions = np.clip(mean[None] + std[None] * noise, lo, hi).astype(space.dtype)
         actions[0] = best  # the best so far competes again (and first, the day as lived)
-        _, rewards = _rollout(world, model, day, actions, particles)
+        _, rewards = _rollout(world, model, day, actions)
         returns = rewards.sum(axis=1)
         order = np.argsort(-returns)[:elite]
         if returns[order[0]] > best_return:
@@ -279,9 +222,8 @@ class HindsightPlans:
             return 0
         self._owed -= due
         gains = []
-        traces = disturbances(self.world, model, days)
         for day in days[len(days) - due :]:
-            planned = plan_day(self.world, model, day, self._rng, self.settings, traces)
+            planned = plan_day(self.world, model, day, self._rng, self.settings)
             _, as_lived = _rollout(self.world, model, day, np.asarray(day.actions)[None])
             gains.append(planned.planned_return - float(as_lived.sum()))
             self.plans.append(planned)

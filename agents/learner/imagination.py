@@ -221,7 +221,7 @@ class DeviceModel:
         ``endogenous`` ``(n, len(self.endogenous))`` and ``features`` ``(n, f)`` are each
         row's own. A planner plays hundreds of action sequences on one remembered day, where
         every exogenous entry is the day's: their part of the product is computed once, not
-        once per row (four times faster over a thermostat's day; the same numbers).
+        once per row (the same numbers; 0.28 ms against 0.69 ms for 512 rows of a thermostat).
         """
         if self._weights is None:
             msg = "DeviceModel.predict_varying before fit"

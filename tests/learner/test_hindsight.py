@@ -13,10 +13,8 @@ from agents.exceptions import ConfigError
 from agents.learner.adaptation import Strategy
 from agents.learner.hindsight import (
     HindsightPlans,
-    PlannedDay,
     PlannerSettings,
     check_hindsight,
-    disturbances,
     plan_day,
 )
 from agents.learner.imagination import DeviceModel, RememberedDay
@@ -24,7 +22,6 @@ from agents.learner.learner import Learner
 from agents.learner.pretrain import record_controller
 from agents.worlds import THERMOSTAT_ID, make_world
 from agents.worlds.baselines import SetpointThermostat
-from agents.worlds.thermostat import T_SCALE
 from tests.learner.test_imagination import (
     DAY,
     controller_days,
@@ -94,36 +91,6 @@ def test_a_plan_never_scores_below_the_day_as_lived_by_the_model() -> None:
     lived = plan_day(env.unwrapped, model, day, np.random.default_rng(0), PlannerSettings(1, 0))
     assert np.array_equal(lived.actions, day.actions)
     assert plan.planned_return >= lived.planned_return
-
-
-def test_a_lived_day_s_disturbances_are_what_the_model_missed_on_it() -> None:
-    env, memory, model = fitted(8)
-    traces = disturbances(env.unwrapped, model, memory.days)
-    assert traces.shape == (8, DAY, len(model.endogenous))
-    # The model's residuals on its own fit, in the days' order.
-    assert np.allclose(traces.reshape(-1, len(model.endogenous)), model.residuals, atol=1e-5)
-
-
-def test_a_plan_scored_on_lived_disturbances_keeps_the_margin_they_need() -> None:
-    """Days on which the house gained heat the model did not see: the plan heats less."""
-    env, memory, model = fitted(10)
-    world = env.unwrapped
-    day = memory.days[-1]
-    warm = np.zeros((4, DAY, len(model.endogenous)))
-    warm[:, :, 0] = 0.1 / T_SCALE  # a tenth of a kelvin each step beyond what the model says
-    settings = PlannerSettings(samples=128, iterations=12, particles=4)
-    alone = plan_day(world, model, day, np.random.default_rng(0), settings)
-    on_warm_days = plan_day(world, model, day, np.random.default_rng(0), settings, warm)
-    def heat(plan: PlannedDay) -> float:
-        return float(world.action_features(plan.actions)[:, 0].sum())
-
-    assert heat(on_warm_days) < 0.8 * heat(alone)
-    # One particle is the model alone: the disturbances are not looked at.
-    single = PlannerSettings(samples=128, iterations=12, particles=1)
-    assert np.array_equal(
-        plan_day(world, model, day, np.random.default_rng(0), single, warm).actions,
-        plan_day(world, model, day, np.random.default_rng(0), single).actions,
-    )
 
 
 def test_continuous_actions_are_planned_within_their_box() -> None:
