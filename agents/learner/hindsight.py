@@ -8,7 +8,6 @@ day can be *planned*: :func:`plan_day` searches the day's action sequence that t
 earns the most reward, by the cross-entropy method (Rubinstein 1999; the planner of PETS,
 Chua et al. 2018), over the whole day at once.
 
-
 A plan knows the whole day in advance; a policy sees only what its observation shows (a
 thermostat: the next hours' forecasts). Cloning the plans (:class:`HindsightPlans`) teaches
 the policy what is worth doing where its observation allows it, as expert iteration distils a
@@ -111,17 +110,17 @@ def _rollout(
     assert isinstance(space, gym.spaces.Box)
     low = space.low[model.endogenous].astype(np.float64)
     high = space.high[model.endogenous].astype(np.float64)
-    # Step-major, so that each step's rows are contiguous.
-    obs = np.empty((steps + 1, samples, day.obs.shape[1]), dtype=np.float64)
-    obs[:] = day.obs[: steps + 1, None]
-    rewards = np.empty((steps, samples), dtype=np.float64)
+    obs = np.empty((samples, steps + 1, day.obs.shape[1]), dtype=np.float64)
+    obs[:] = day.obs[None, : steps + 1]
+    rewards = np.empty((samples, steps), dtype=np.float64)
     for t in range(steps):
         features = world.action_features(actions[:, t])
-        current = obs[t][:, model.endogenous]
+        # Every row's exogenous entries are the day's: the model's product over them is shared.
+        current = obs[:, t, model.endogenous]
         predicted = model.predict_varying(day.obs[t], current, features)
-        obs[t + 1][:, model.endogenous] = np.clip(predicted, low, high)
-        rewards[t] = world.obs_reward(obs[t], actions[:, t], obs[t + 1])
-    return obs.transpose(1, 0, 2), rewards.T
+        obs[:, t + 1, model.endogenous] = np.clip(predicted, low, high)
+        rewards[:, t] = world.obs_reward(obs[:, t], actions[:, t], obs[:, t + 1])
+    return obs, rewards
 
 
 def plan_day(
@@ -224,8 +223,8 @@ class HindsightPlans:
         gains = []
         for day in days[len(days) - due :]:
             planned = plan_day(self.world, model, day, self._rng, self.settings)
-            _, as_lived = _rollout(self.world, model, day, np.asarray(day.actions)[None])
-            gains.append(planned.planned_return - float(as_lived.sum()))
+            _, lived = _rollout(self.world, model, day, np.asarray(day.actions)[None])
+            gains.append(planned.planned_return - float(lived.sum()))
             self.plans.append(planned)
         self.planned_days += due
         self.planned_gain = float(np.mean(gains))

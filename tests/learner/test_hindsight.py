@@ -11,12 +11,7 @@ from stable_baselines3 import PPO
 
 from agents.exceptions import ConfigError
 from agents.learner.adaptation import Strategy
-from agents.learner.hindsight import (
-    HindsightPlans,
-    PlannerSettings,
-    check_hindsight,
-    plan_day,
-)
+from agents.learner.hindsight import HindsightPlans, PlannerSettings, check_hindsight, plan_day
 from agents.learner.imagination import DeviceModel, RememberedDay
 from agents.learner.learner import Learner
 from agents.learner.pretrain import record_controller
