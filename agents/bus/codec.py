@@ -22,6 +22,8 @@ import math
 from typing import Final, TypeVar
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from agents.bus.arrays import Array, Tensor, from_wire
 from agents.bus.schemas import (
@@ -244,10 +246,12 @@ def _check_space(space: SpaceSpec, what: str) -> None:
         raise MessageRejected("invalid", f"{what}: multi_discrete needs nvec of its shape")
 
 
-def _column(array: Array, rows: int, tail: list[int], what: str) -> None:
-    from_wire(array.dtype, array.shape, array.data, what=what)
+def _column(array: Array, rows: int, tail: list[int], what: str) -> npt.NDArray[np.generic]:
+    """The column decoded (no copy), once its dtype, bytes and shape are checked."""
+    values = from_wire(array.dtype, array.shape, array.data, what=what)
     if array.shape != [rows, *tail]:
         raise MessageRejected("shape", f"{what}: shape {array.shape} != {[rows, *tail]}")
+    return values
 
 
 def _check_status(message: Message) -> None:
@@ -269,7 +273,7 @@ def _check_experience(message: Message) -> None:
         raise MessageRejected("shape", f"batch of {rows} transitions")
     _column(message.obs, rows, message.obs_space.shape, "obs")
     _column(message.next_obs, rows, message.obs_space.shape, "next_obs")
-    _column(message.actions, rows, message.action_space.shape, "actions")
+    actions = _column(message.actions, rows, message.action_space.shape, "actions")
     _column(message.rewards, rows, [], "rewards")
     _column(message.terminated, rows, [], "terminated")
     _column(message.truncated, rows, [], "truncated")
@@ -279,18 +283,17 @@ def _check_experience(message: Message) -> None:
     if message.rewards.dtype not in {"float32", "float64"}:
         raise MessageRejected("dtype", f"rewards must be float, got {message.rewards.dtype}")
     if message.action_space.kind == "discrete":
-        _discrete_actions(message.actions, message.action_space)
+        _discrete_actions(actions, message.action_space)
 
 
-def _discrete_actions(array: Array, space: SpaceSpec) -> None:
+def _discrete_actions(values: npt.NDArray[np.generic], space: SpaceSpec) -> None:
     """A discrete space's actions must be integers that it holds.
 
     Another index would crash the taker's Q-network: its fit test and its updates index the
     Q-values by action.
     """
-    values = from_wire(array.dtype, array.shape, array.data, what="actions")
     if values.dtype.kind not in "iu":
-        raise MessageRejected("dtype", f"discrete actions must be integers, got {array.dtype}")
+        raise MessageRejected("dtype", f"discrete actions must be integers, got {values.dtype}")
     low, high = space.start, space.start + (space.n or 0)
     if values.size and (int(values.min()) < low or int(values.max()) >= high):
         raise MessageRejected("invalid", f"actions outside the discrete space [{low}, {high})")
