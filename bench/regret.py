@@ -192,6 +192,7 @@ def evaluate_state(learner: Any, state: Any, config: Any) -> dict[str, Any]:
             )
             for e in state.library
         ],
+        shielded=config.shield,
     )  # fmt: skip
     result = evaluate_snapshot(
         EvaluationRequest(encode(snapshot), episodes=EVAL_EPISODES, seed=10_000)

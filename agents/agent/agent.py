@@ -176,6 +176,9 @@ class AgentReport:
     #: Remembered days planned in hindsight and cloned into the policy
     #: (``learner.hindsight``), this run.
     planned_days: int = 0
+    #: Device steps whose proposed action the world's shield replaced (``learner.shield``),
+    #: this run.
+    shield_interventions: int = 0
     #: Learning from peers (agents.learner.federation): rounds that averaged peers' weights
     #: in; peers' weights left out of a round because their policy did not fit our latest
     #: rollout; weights not kept at all (another network or world, an unlike device); and
@@ -445,6 +448,7 @@ class Agent:
                 digest=digest,
                 shared=self.shares_snapshots,
                 library=library,
+                shielded=learner.config.shield,
             )
             try:
                 return topic, self._sealed(message)

@@ -201,6 +201,9 @@ class PolicySnapshot(Message, tag="policy"):
     shared: bool = True
     library: list[LibraryPolicy] = []
     incarnation: Int64 = 0
+    #: The world's shield stands between this policy and the device (shield.py): evaluation
+    #: plays it through the same shield.
+    shielded: bool = False
     signature: str | None = None
 
 

@@ -110,6 +110,7 @@ def agent_config(args: AgentFlags) -> AgentConfig:
         guard_budget=_guard_budget(args, learner_section),
         imagination=learner_section.imagination if learner_section else 0.0,
         hindsight=learner_section.hindsight if learner_section else 0.0,
+        shield=learner_section is not None and learner_section.shield,
     )
     shares = _shares(args, learner_section)
     # One initial network for every member of a federation, so that averaging works out of

@@ -212,7 +212,6 @@ def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
     from agents.bus.codec import decode_as  # noqa: PLC0415
     from agents.bus.schemas import PolicySnapshot, RegimeSpec  # noqa: PLC0415
     from agents.learner.algorithms import get_algorithm  # noqa: PLC0415
-    from agents.learner.batch_actor import batch_actor  # noqa: PLC0415
     from agents.learner.envs import make_env  # noqa: PLC0415
     from agents.learner.snapshots import build_policy, load_tensors  # noqa: PLC0415
     from agents.learner.spaces import describe_space  # noqa: PLC0415
@@ -257,7 +256,7 @@ def _evaluate(request: EvaluationRequest) -> tuple[list[RegimeResult], str]:
                     spec, snapshot.arch, env.observation_space, env.action_space
                 )
             score = play_batched(
-                batch_actor(policy), side_by_side, seeds=seeds, metrics=keys,
+                deployed_actor(policy, snapshot, env), side_by_side, seeds=seeds, metrics=keys,
                 max_steps=request.max_episode_steps,
             )  # fmt: skip
             world = [snapshot.env_id, snapshot.env_kwargs, regime, seeds, request.max_episode_steps]
@@ -325,7 +324,6 @@ def _recall(
     enough: a traffic episode that starts at 01:00 hardly tells a policy for the crossed wiring
     from one for the normal wiring. Without a library there is nothing to recall: ``("", None)``.
     """
-    from agents.learner.batch_actor import batch_actor  # noqa: PLC0415
     from agents.learner.snapshots import load_tensors  # noqa: PLC0415
     from agents.worlds import play_batched  # noqa: PLC0415
 
@@ -339,7 +337,11 @@ def _recall(
     for label, tensors in candidates:
         load_tensors(recaller, tensors)
         played = play_batched(
-            batch_actor(recaller), envs, seeds=selection, metrics={}, max_steps=max_steps
+            deployed_actor(recaller, snapshot, envs[0]),
+            envs,
+            seeds=selection,
+            metrics={},
+            max_steps=max_steps,
         )
         score = float(np.mean(played.returns))
         if score > best_score:
@@ -347,8 +349,29 @@ def _recall(
     if best_label == "current":
         return best_label, list(current_returns)
     load_tensors(recaller, dict(candidates)[best_label])
-    chosen = play_batched(batch_actor(recaller), envs, seeds=seeds, metrics={}, max_steps=max_steps)
+    chosen = play_batched(
+        deployed_actor(recaller, snapshot, envs[0]), envs, seeds=seeds, metrics={},
+        max_steps=max_steps,
+    )  # fmt: skip
     return best_label, list(chosen.returns)
+
+
+def deployed_actor(policy: Any, snapshot: Any, env: gym.Env[Any, Any]) -> Any:
+    """How the agent's device acts with ``policy``.
+
+    The network, then its world's shield if the snapshot says it has one
+    (:mod:`agents.learner.shield`).
+    """
+    from agents.learner.batch_actor import batch_actor  # noqa: PLC0415
+    from agents.learner.shield import check_shield, shielded_actor  # noqa: PLC0415
+
+    actor = batch_actor(policy)
+    if not snapshot.shielded:
+        return actor
+    try:
+        return shielded_actor(actor, check_shield(env))
+    except ConfigError as exc:
+        raise IncompatiblePolicy(f"shielded snapshot: {exc}") from None
 
 
 def _means(metrics: Any) -> dict[str, float]:

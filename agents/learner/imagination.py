@@ -244,12 +244,14 @@ class ImaginedDays(gym.Env[npt.NDArray[np.float32], Any]):
     """A remembered day, replayed with the endogenous entries the model predicts.
 
     ``source`` holds the days and the model (refitted between trainings); each ``reset``
-    picks one of its days at random.
+    picks one of its days at random. A shielded learner's imagined actions pass through the
+    world's shield as its real ones do (shield.py).
     """
 
     def __init__(self, world: World[Any, Any], source: Imagination, seed: int) -> None:
         self.world = world
         self.source = source
+        self.shield = source.shield
         self.observation_space = world.observation_space
         self.action_space = world.action_space
         self._rng = np.random.default_rng(seed)
@@ -279,6 +281,8 @@ class ImaginedDays(gym.Env[npt.NDArray[np.float32], Any]):
         assert day is not None, "step before reset"
         model = self.source.model
         actions = np.asarray([action])
+        if self.shield:
+            actions = self.world.shield_actions(self._obs[None, :], actions)
         features = self.world.action_features(actions)
         predicted = model.predict(self._obs[None, :], features)[0]
         residuals = model.residuals
@@ -330,10 +334,13 @@ class Imagination:
         memory_steps: int = DEFAULT_MEMORY_STEPS,
         hindsight: HindsightPlans | None = None,
         seed: int = 0,
+        shield: bool = False,
     ) -> None:
         self.world = world
         self.ratio = ratio
         self.seed = seed
+        #: Imagined actions pass through the world's shield (shield.py).
+        self.shield = shield
         #: Plans of remembered days, cloned into the policy before it imagines (hindsight.py).
         self.hindsight = hindsight
         self.memory = DeviceMemory(memory_steps)

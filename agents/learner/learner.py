@@ -84,6 +84,7 @@ from agents.learner.schedules import (
     ScheduleOrigin,
     install_lifelong_schedules,
 )
+from agents.learner.shield import EXECUTED_ACTION, ShieldedDevice
 from agents.learner.snapshots import (
     build_policy,
     load_tensors,
@@ -172,6 +173,10 @@ class LearnerConfig:
     #: Remembered days planned in hindsight per day lived, the plans cloned into the policy
     #: (hindsight.py; needs ``imagination``). 0: none.
     hindsight: float = 0.0
+    #: Put the world's shield between the policy and the device (shield.py): the policy's
+    #: proposals that would break its user's limit (the thermostat's comfort band) are
+    #: replaced, on the device, the sandbox, imagined days and in evaluation.
+    shield: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +274,7 @@ class Learner:
                 if config.hindsight > 0
                 else None,
                 seed=config.seed,
+                shield=config.shield,
             )
             if imagined_world is not None
             else None
@@ -309,8 +315,8 @@ class Learner:
                     "a copy of the device, and this world has none or cannot be copied"
                 )
                 raise ConfigError(msg)
-            return self.env
-        return GuardedDevice(
+            return ShieldedDevice(self.env) if config.shield else self.env
+        guarded = GuardedDevice(
             self.env,
             start_controller(config.env_id, self.env),
             gate=ConservativeGate(config.guard_budget) if config.guard else None,
@@ -318,6 +324,8 @@ class Learner:
             on_transition=self._controller_step,
             keep_going=self._controller_may_go_on,
         )
+        # Outside the guard: the controller's episodes are the controller's, unshielded.
+        return ShieldedDevice(guarded) if config.shield else guarded
 
     def _vec_env(self, seed: int) -> DummyVecEnv:
         env = Monitor(self.device)
@@ -735,6 +743,8 @@ class Learner:
                 lifetime_step=self.step,
                 shadow_baseline=config.judge_against_baseline,
             )
+            if config.shield:
+                sandbox = ShieldedDevice(sandbox)
             try:
                 run = try_candidates(
                     candidates(),
@@ -824,17 +834,24 @@ class _LifelongCallback(BaseCallback):
         truncated = done and bool(info.get("TimeLimit.truncated", False))
         last_obs = self.model._last_obs  # noqa: SLF001 - SB3 keeps the pre-step obs here
         assert isinstance(last_obs, np.ndarray)
+        # What the device did: the shield's action where it replaced the policy's (shield.py).
+        executed = info.get(EXECUTED_ACTION)
+        if executed is not None:
+            learner.stats.shield_interventions += 1
         batch = learner.recorder.record(
             last_obs[0],
             next_obs,
-            local[self.action_key][0],
+            local[self.action_key][0] if executed is None else executed,
             float(local["rewards"][0]),
             terminated=done and not truncated,
             truncated=truncated,
         )
         learner.latest_step = (next_obs, info)
         if learner.imagination is not None:
-            learner.imagination.memory.record(last_obs[0], local["actions"][0], next_obs, done=done)
+            learner.imagination.memory.record(
+                last_obs[0], local["actions"][0] if executed is None else executed, next_obs,
+                done=done,
+            )  # fmt: skip
         if batch is not None:
             learner.share_experience(batch, step)
         regime = str(info.get("regime", ""))

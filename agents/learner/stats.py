@@ -56,6 +56,8 @@ class LearnerStats:
     imagined_steps: int = 0
     #: Remembered days planned in hindsight and cloned (hindsight.py), this run.
     planned_days: int = 0
+    #: Device steps whose proposed action the world's shield replaced (shield.py), this run.
+    shield_interventions: int = 0
 
     def take_regret(self, meter: RegretMeter) -> None:
         """Copy the meter's sums into the counters that telemetry and the report carry."""

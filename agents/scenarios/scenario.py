@@ -102,6 +102,9 @@ class LearnerSection(_Section):
     #: Remembered days planned in hindsight per day lived, the plans cloned into the policy
     #: (hindsight.py; needs ``imagination``); 0: none.
     hindsight: float = 0.0
+    #: Put the world's shield between the policy and the device (shield.py): a world with
+    #: none refuses it.
+    shield: bool = False
 
     def check(self, origin: str) -> None:
         unknown = set(self.shares) - set(SHARE_KINDS)

@@ -200,6 +200,8 @@ class World(gym.Env[NDArray[np.float32], ActT], Generic[ParamsT, ActT]):
             agent does) and implements :meth:`action_features` and :meth:`obs_reward`, so that
             an agent can learn a model of its device and replay its past days through it
             (:mod:`agents.learner.imagination`). Empty: the world makes no such promise.
+        has_shield: whether :meth:`shield_actions` keeps a learnt policy within a limit the
+            device's user sets (the thermostat: the comfort band while someone is home).
         params: the parameters in force (base device parameters + current regime).
         base_params: the device parameters, before any regime.
         regime_name: name of the regime applied through :meth:`set_regime`, or ``None``.
@@ -211,6 +213,7 @@ class World(gym.Env[NDArray[np.float32], ActT], Generic[ParamsT, ActT]):
     structural_params: ClassVar[frozenset[str]] = frozenset()
     metrics: ClassVar[Mapping[str, str]] = {}
     endogenous_obs: ClassVar[tuple[int, ...]] = ()
+    has_shield: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -295,6 +298,18 @@ class World(gym.Env[NDArray[np.float32], ActT], Generic[ParamsT, ActT]):
         if isinstance(space, spaces.Discrete):
             return np.eye(int(space.n), dtype=np.float64)[np.asarray(actions, dtype=np.int64)]
         return np.asarray(actions, dtype=np.float64).reshape(len(actions), -1)
+
+    def shield_actions(self, obs: NDArray[Any], actions: NDArray[Any]) -> NDArray[Any]:
+        """The actions a learnt policy's proposals become on the device, for a batch.
+
+        A shield (Alshiekh et al., "Safe Reinforcement Learning via Shielding", AAAI 2018)
+        sits between a learnt policy and the actuator and replaces a proposal that would break
+        a limit the device's user sets by one that keeps it, from the observation alone, so
+        that the snapshot a coordinator evaluates and the policy on the device act alike
+        (:mod:`agents.learner.shield`). Default (``has_shield`` false): unchanged.
+        """
+        del obs
+        return np.asarray(actions)
 
     def obs_reward(
         self, obs: NDArray[np.float32], actions: NDArray[Any], next_obs: NDArray[np.float32]

@@ -100,6 +100,8 @@ PRICE_REF = 0.25
 PRICE_SCALE = 0.15
 OBS_BOUND = 10.0
 MIN_LEVELS = 3
+_FLAG = 0.5
+"""Observation flags are 0 or 1."""
 DAYS_PER_WEEK = 7
 SATURDAY = 5
 
@@ -196,6 +198,10 @@ class ThermostatParams(TariffParams):
     always measured against the household's true band."""
     reward_scale: float = 1.0
     """Reward = -(energy cost + comfort_weight * violation of the narrowed band) * reward_scale."""
+    shield_lead_h: int = 1
+    """The comfort shield (:meth:`Thermostat.shield_actions`) acts while someone is home and
+    awake, and when the occupancy forecast expects them within this many hours (0 to
+    ``forecast_hours``): a house left to warm up while empty cannot be cooled in one step."""
     # Structure: fixed for the world's life.
     step_minutes: int = 15
     episode_days: int = 1
@@ -249,6 +255,11 @@ class ThermostatParams(TariffParams):
             )
         if not 0.0 <= self.weather_ar < 1.0:
             raise ConfigError(f"{what}: weather_ar={self.weather_ar!r} must be in [0, 1)")
+        if not 0 <= self.shield_lead_h <= self.forecast_hours:
+            raise ConfigError(
+                f"{what}: shield_lead_h={self.shield_lead_h!r} must be in "
+                f"[0, forecast_hours={self.forecast_hours}]"
+            )
         self.check_tariff(what)
 
 
@@ -326,6 +337,7 @@ class Thermostat(World[ThermostatParams, ThermostatAction]):
         }
     )
     endogenous_obs: ClassVar[tuple[int, ...]] = (OBS_INDOOR, OBS_HVAC)
+    has_shield: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -633,6 +645,28 @@ class Thermostat(World[ThermostatParams, ThermostatAction]):
         """The heating and the cooling fraction of each action (heat and cold scale with them)."""
         u = self._fractions(actions)
         return np.stack([np.maximum(u, 0.0), np.maximum(-u, 0.0)], axis=1)
+
+    def shield_actions(self, obs: NDArray[Any], actions: NDArray[Any]) -> NDArray[Any]:
+        """The comfort shield: full power back towards the band where the house has left it.
+
+        While someone is home and awake, or expected within ``shield_lead_h`` hours, and the
+        indoor temperature is outside the reward's comfort band (the household's, narrowed
+        by ``comfort_margin_k``), the heat pump runs at full power towards the band whatever
+        the policy proposed: what a thermostat on the wall does at its setpoint. Elsewhere the
+        proposal stands. It reads the observation only, as the policy does.
+        """
+        obs64 = np.asarray(obs, dtype=np.float64).reshape(len(actions), -1)
+        margin = self.params.comfort_margin_k
+        tin = obs64[:, OBS_INDOOR] * T_SCALE + T_REF
+        low = obs64[:, OBS_COMFORT_LOW] * T_SCALE + T_REF + margin
+        high = obs64[:, OBS_COMFORT_HIGH] * T_SCALE + T_REF - margin
+        forecast = obs64[:, self.layout["occupancy_forecast"]][:, : self.params.shield_lead_h]
+        expected = (obs64[:, OBS_OCCUPIED] > _FLAG) | (forecast > _FLAG).any(axis=1)
+        shielded = np.array(actions, copy=True)
+        heat, cool = (1.0, -1.0) if self.continuous else (self.n_levels - 1, 0)
+        shielded[expected & (tin < low)] = heat
+        shielded[expected & (tin > high)] = cool
+        return shielded
 
     def obs_reward(
         self, obs: NDArray[np.float32], actions: NDArray[Any], next_obs: NDArray[np.float32]

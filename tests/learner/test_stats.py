@@ -13,7 +13,7 @@ def test_telemetry_and_the_report_take_the_counters_they_have_fields_for() -> No
                          peer_transitions=300, own_transitions=400, regret=-2.5,
                          regret_baseline_return=-40.0, regret_episodes=8,
                          controller_steps=960, imagined_steps=1024, planned_days=12,
-                         experience_unfit=9)  # fmt: skip
+                         experience_unfit=9, shield_interventions=11)  # fmt: skip
     regret = {"regret": -2.5, "regret_baseline_return": -40.0, "regret_episodes": 8,
               "controller_steps": 960}  # fmt: skip
     assert stats.counters(Telemetry.__struct_fields__) == {
@@ -23,5 +23,5 @@ def test_telemetry_and_the_report_take_the_counters_they_have_fields_for() -> No
     assert stats.counters(AgentReport.__dataclass_fields__) == {
         "episodes": 7, "context": 3, "drift_events": 2, "adaptations": 1, "adaptation_steps": 90,
         "adoptions": 5, "adoptions_declined": 6, "imagined_steps": 1024, "planned_days": 12,
-        "experience_unfit": 9, **regret,
+        "experience_unfit": 9, "shield_interventions": 11, **regret,
     }  # fmt: skip
