@@ -198,10 +198,12 @@ class ThermostatParams(TariffParams):
     always measured against the household's true band."""
     reward_scale: float = 1.0
     """Reward = -(energy cost + comfort_weight * violation of the narrowed band) * reward_scale."""
-    shield_lead_h: int = 1
+    shield_lead_h: int = 2
     """The comfort shield (:meth:`Thermostat.shield_actions`) acts while someone is home and
     awake, and when the occupancy forecast expects them within this many hours (0 to
-    ``forecast_hours``): a house left to warm up while empty cannot be cooled in one step."""
+    ``forecast_hours``): a house left to warm up while empty cannot be cooled in one step.
+    With one hour, a summer house was still too warm on some homecomings
+    (docs/benchmarks.md)."""
     # Structure: fixed for the world's life.
     step_minutes: int = 15
     episode_days: int = 1
