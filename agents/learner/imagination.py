@@ -251,7 +251,6 @@ class ImaginedDays(gym.Env[npt.NDArray[np.float32], Any]):
     def __init__(self, world: World[Any, Any], source: Imagination, seed: int) -> None:
         self.world = world
         self.source = source
-        self.shield = source.shield
         self.observation_space = world.observation_space
         self.action_space = world.action_space
         self._rng = np.random.default_rng(seed)
@@ -281,7 +280,7 @@ class ImaginedDays(gym.Env[npt.NDArray[np.float32], Any]):
         assert day is not None, "step before reset"
         model = self.source.model
         actions = np.asarray([action])
-        if self.shield:
+        if self.source.shield:
             actions = self.world.shield_actions(self._obs[None, :], actions)
         features = self.world.action_features(actions)
         predicted = model.predict(self._obs[None, :], features)[0]

@@ -304,6 +304,14 @@ class Learner:
     # --- construction ----------------------------------------------------------------------
 
     def _device(self) -> gym.Env[Any, Any]:
+        """The device as the policy drives it: the guard, and the world's shield outside it.
+
+        Outside the guard, so the controller's episodes are the controller's, unshielded.
+        """
+        guarded = self._guarded()
+        return ShieldedDevice(guarded) if self.config.shield else guarded
+
+    def _guarded(self) -> gym.Env[Any, Any]:
         """The device behind a guard, which also meters regret, where a baseline can shadow it."""
         config = self.config
         if config.start_from is StartFrom.BASELINE:
@@ -315,8 +323,8 @@ class Learner:
                     "a copy of the device, and this world has none or cannot be copied"
                 )
                 raise ConfigError(msg)
-            return ShieldedDevice(self.env) if config.shield else self.env
-        guarded = GuardedDevice(
+            return self.env
+        return GuardedDevice(
             self.env,
             start_controller(config.env_id, self.env),
             gate=ConservativeGate(config.guard_budget) if config.guard else None,
@@ -324,8 +332,6 @@ class Learner:
             on_transition=self._controller_step,
             keep_going=self._controller_may_go_on,
         )
-        # Outside the guard: the controller's episodes are the controller's, unshielded.
-        return ShieldedDevice(guarded) if config.shield else guarded
 
     def _vec_env(self, seed: int) -> DummyVecEnv:
         env = Monitor(self.device)

@@ -682,7 +682,7 @@ class Thermostat(World[ThermostatParams, ThermostatAction]):
         t_new = np.asarray(next_obs, dtype=np.float64)[:, OBS_INDOOR] * T_SCALE + T_REF
         mid = 0.5 * (t_old + t_new)
         outside = np.maximum(self._low_r - mid, 0.0) + np.maximum(mid - self._high_r, 0.0)
-        occupied = obs64[:, OBS_OCCUPIED] > 0.5  # noqa: PLR2004 - a 0/1 flag
+        occupied = obs64[:, OBS_OCCUPIED] > _FLAG
         penalty = np.where(occupied, outside * self.dt_h, 0.0)
         reward: NDArray[np.float64] = -(cost + self._w * penalty) * self._scale
         return reward

@@ -81,6 +81,18 @@ def test_a_world_without_a_shield_refuses_to_be_shielded() -> None:
         ShieldedDevice(battery)
 
 
+def test_a_shielded_snapshot_of_a_world_without_a_shield_is_refused_in_evaluation() -> None:
+    learner = Learner(LearnerConfig(env_id="CartPole-v1", algo="ppo", seed=1), Recorder())
+    try:
+        snapshot = snapshot_of(learner)
+    finally:
+        learner.close()
+    snapshot.shielded = True
+    result = evaluate_snapshot(EvaluationRequest(encode(snapshot), episodes=1, seed=0))
+    assert result.error_reason == "incompatible"
+    assert "no shield" in (result.error_detail or "")
+
+
 def _summer_comfort(env: Any, steps: int) -> float:
     """K h outside the band over ``steps`` steps with the heat pump asked to stay off."""
     env.reset(seed=3)
