@@ -1,9 +1,12 @@
 """The society of fifty: N agents on one machine against N bare stable-baselines3 processes.
 
-For each size N, run alternately (the order flips from one size to the next):
+For each size N, run one after the other (the order turns round from one size to the next):
 
 - **bare**: N processes each learning PPO on CartPole alone (stable-baselines3, the benchmark
   scenario's hyperparameters and network, one torch thread), nothing else on the machine;
+- **bare, same policy**: the same, with the agents' rollout policy
+  (``agents.learner.rollout_policy.NumpyRolloutPolicy``) in place of SB3's ``MlpPolicy``: the
+  society against this tells its own cost from its learner's speed-up;
 - **society**: a managed Mosquitto, one ``society coordinator`` (one evaluation worker,
   evaluating every snapshot) and N ``society agent`` processes with the same scenario
   (``bench/scenarios/cartpole-scale.toml``: sharing experience, snapshots and evolution, a
@@ -59,7 +62,10 @@ s = load_scenario(sys.argv[1])
 steps, seed, out = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 spec = get_algorithm(s.learner.algo)
 arch = make_arch(spec, net_arch=s.learner.policy.net_arch, activation=s.learner.policy.activation)
-model = PPO("MlpPolicy", s.world.env, policy_kwargs=policy_kwargs(spec, arch), seed=seed,
+policy = "MlpPolicy"
+if sys.argv[5] == "numpy":
+    from agents.learner.rollout_policy import NumpyRolloutPolicy as policy
+model = PPO(policy, s.world.env, policy_kwargs=policy_kwargs(spec, arch), seed=seed,
             device="cpu", **s.learner.hyperparams)
 progress = []
 class Progress(BaseCallback):
@@ -139,14 +145,14 @@ def steady_rate(series: list[list[tuple[float, int]]]) -> dict[str, float]:
     return {"window_seconds": closes - opens, "steps_per_second": steps / (closes - opens)}
 
 
-def bare(n: int, steps: int) -> dict[str, Any]:
-    """N bare SB3 processes at once."""
+def bare(n: int, steps: int, policy: str = "sb3") -> dict[str, Any]:
+    """N bare SB3 processes at once: SB3's ``MlpPolicy`` (``sb3``) or the agents' (``numpy``)."""
     with tempfile.TemporaryDirectory() as folder:
         outs = [Path(folder) / f"{i}.json" for i in range(n)]
         started = time.time()
         processes = [
             subprocess.Popen(
-                [sys.executable, "-c", BARE, str(SCENARIO), str(steps), str(i), str(out)]
+                [sys.executable, "-c", BARE, str(SCENARIO), str(steps), str(i), str(out), policy]
             )
             for i, out in enumerate(outs)
         ]
@@ -300,16 +306,22 @@ def _mb(memory: PeakPss) -> dict[str, float | None]:
 def run(
     sizes: list[int], steps: int, steps_per_agent: int, eval_wait: float
 ) -> list[dict[str, Any]]:
-    """Each size, bare and society alternately; returns one row per size."""
+    """Each size: bare SB3, bare with the agents' policy, and the society, one after the other."""
     rows = []
     for index, n in enumerate(sizes):
         budget = max(steps, steps_per_agent * n)
-        order = ("bare", "society") if index % 2 == 0 else ("society", "bare")
+        order = ("bare", "bare_numpy", "society")
+        order = order if index % 2 == 0 else order[::-1]
         row: dict[str, Any] = {"agents": n, "steps_per_agent": budget, "order": list(order)}
         for kind in order:
-            row[kind] = bare(n, budget) if kind == "bare" else society(n, budget, eval_wait)
+            if kind == "society":
+                row[kind] = society(n, budget, eval_wait)
+            else:
+                row[kind] = bare(n, budget, "numpy" if kind == "bare_numpy" else "sb3")
             print(f"{n} agents, {kind}: {json.dumps(row[kind])}", flush=True)
-        row["ratio"] = row["society"]["steps_per_second"] / row["bare"]["steps_per_second"]
+        society_rate = row["society"]["steps_per_second"]
+        row["ratio"] = society_rate / row["bare"]["steps_per_second"]
+        row["ratio_same_policy"] = society_rate / row["bare_numpy"]["steps_per_second"]
         rows.append(row)
     return rows
 
@@ -341,19 +353,22 @@ def table_markdown(result: dict[str, Any]) -> str:
     lines = [
         *measured_on(result),
         "",
-        "| agents | steps each | bare (agent steps/s) | society (agent steps/s) | society / bare "
-        "| CPU ms per step, bare / agent | evaluation lag p50 / p95 (s) | unevaluated at the "
-        "end | broker CPU | coordinator CPU | agent PSS median / max (MB) | bare PSS median "
-        "(MB) | start-up median / max (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| agents | steps each | bare SB3 (agent steps/s) | bare, the agents' rollout policy "
+        "| society (agent steps/s) | society / bare SB3 | society / bare, same policy "
+        "| CPU ms per step, bare SB3 / same policy / agent | evaluation lag p50 / p95 (s) "
+        "| unevaluated at the end | broker CPU | coordinator CPU | agent PSS median / max (MB) "
+        "| bare PSS median (MB) | start-up median / max (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
-        b, s = row["bare"], row["society"]
+        b, n, s = row["bare"], row["bare_numpy"], row["society"]
         lag = s["evaluation_lag"]
         lines.append(
             f"| {row['agents']} | {row['steps_per_agent']:,} | {b['steps_per_second']:,.0f} | "
-            f"{s['steps_per_second']:,.0f} | **{row['ratio']:.2f}** | "
-            f"{_num(b.get('cpu_ms_per_step'), 3)} / {_num(s.get('cpu_ms_per_step'), 3)} | "
+            f"{n['steps_per_second']:,.0f} | {s['steps_per_second']:,.0f} | "
+            f"**{row['ratio']:.2f}** | {row['ratio_same_policy']:.2f} | "
+            f"{_num(b.get('cpu_ms_per_step'), 3)} / {_num(n.get('cpu_ms_per_step'), 3)} / "
+            f"{_num(s.get('cpu_ms_per_step'), 3)} | "
             f"{_num(lag['p50'])} / {_num(lag['p95'])} | {lag['unevaluated_at_end']} of "
             f"{lag['snapshots']} | {s['broker_cpu_per_second']:.2f} | "
             f"{s['coordinator_cpu_per_second']:.2f} | {_num(s['pss_mb']['median'], 0)} / "

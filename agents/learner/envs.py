@@ -23,6 +23,13 @@ from agents.exceptions import ConfigError
 from agents.worlds import DriftSchedule, DriftWrapper, Regime, regimes_for
 from agents.worlds.shadow import can_shadow, shadowed
 
+METER_TWIN_RATIO = 1.0
+"""Simulation steps the regret meter's copy of the device may play per step of the agent's.
+
+At 1 the meter's copy costs at most what the agent's own simulation does; where episodes have
+a fixed length it plays every episode (``agents.worlds.shadow``).
+"""
+
 __all__ = ["DriftPlan", "make_env", "parse_drift"]
 
 
@@ -99,7 +106,8 @@ def make_env(
     ``shadow_baseline`` plays the world's baseline controller on a copy of every episode and
     reports its return at the episode's end (:mod:`agents.worlds.shadow`: on a copy, or on a
     replay in a worker process for a world that cannot be copied); ``meter_baseline`` does
-    so where the world allows it, and quietly not elsewhere.
+    so where the world allows it, and quietly not elsewhere, with the copy held to
+    :data:`METER_TWIN_RATIO` times the agent's steps (episodes past it are not metered).
 
     ``checked=False`` leaves out the wrappers ``gymnasium.make`` adds to check how the world
     is used (the passive environment checker and the reset-before-step order): an evaluation
@@ -111,8 +119,10 @@ def make_env(
     constructor. Raises :class:`ConfigError` naming the id if it cannot be built.
     """
     env = _base_env(env_id, dict(kwargs or {}), checked=checked)
-    if shadow_baseline or (meter_baseline and can_shadow(env_id, env)):
+    if shadow_baseline:
         env = shadowed(env, env_id)  # inside the drift: the copy sees the regime applied
+    elif meter_baseline and can_shadow(env_id, env):
+        env = shadowed(env, env_id, max_twin_ratio=METER_TWIN_RATIO)
     if drift is not None and regime is not None:
         msg = "give a drift plan or a fixed regime, not both"
         raise ConfigError(msg)

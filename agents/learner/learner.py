@@ -78,6 +78,7 @@ from agents.learner.pretrain import (
     record_controller,
     start_controller,
 )
+from agents.learner.rollout_policy import NumpyRolloutPolicy
 from agents.learner.sandbox import Candidate, TrialRun, streams_untouched, try_candidates
 from agents.learner.schedules import (
     LIFELONG_HORIZON,
@@ -371,7 +372,7 @@ class Learner:
             }
             try:
                 model = self.spec.cls(
-                    self.arch.policy,
+                    self._policy_class(),
                     self._vec_env(self.config.seed),
                     policy_kwargs=policy_kwargs(self.spec, self.arch),
                     seed=self.config.seed,
@@ -393,6 +394,12 @@ class Learner:
                 model.policy.load_state_dict(template.state_dict())
         install_lifelong_schedules(model, self.hyperparams, self.schedule_origin)
         return model
+
+    def _policy_class(self) -> str | type[BasePolicy]:
+        """PPO's and A2C's MLP collects its rollouts in numpy (rollout_policy.py)."""
+        if not self.spec.off_policy and self.arch.policy == "MlpPolicy":
+            return NumpyRolloutPolicy
+        return self.arch.policy
 
     def fresh_policy(self) -> BasePolicy:
         """A randomly initialised network of this learner's architecture and spaces."""

@@ -23,8 +23,9 @@ from stable_baselines3.common.policies import BasePolicy
 from agents.bus.arrays import Tensor
 from agents.bus.schemas import Lineage
 from agents.exceptions import IncompatiblePolicy
+from agents.learner.batch_actor import ActorController
 from agents.learner.snapshots import load_tensors
-from agents.worlds import PolicyController, play_episodes
+from agents.worlds import play_episodes
 from agents.worlds.shadow import BASELINE_RETURN
 
 __all__ = ["Candidate", "Trial", "TrialRun", "streams_untouched", "try_candidates"]
@@ -88,7 +89,7 @@ def try_candidates(
             log.info("skipping %s: %s", candidate.label, exc)
             continue
         score = play_episodes(
-            PolicyController(scratch_policy), sandbox, seeds=seeds, metrics=metrics
+            ActorController(scratch_policy), sandbox, seeds=seeds, metrics=metrics
         )
         values = np.asarray(score.returns)
         if against_baseline:

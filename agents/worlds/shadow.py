@@ -17,6 +17,16 @@ end: the baseline's return is that of its whole episode from the same start. The
 the simulation's cost, not the agent's steps: it is a digital twin kept for judging, its
 transitions are never learned from.
 
+Judging (``judge_against_baseline``: the drift detector compares advantages) needs every
+episode played. Metering alone (the regret a user reads) does not: there the copy may be held
+to a budget of simulation steps, ``max_twin_ratio`` times the agent's own, and an episode
+starting while the copy is over budget is not played (its ``info`` has no
+``BASELINE_RETURN``; the meter compares the episodes that were). Where episodes have a fixed
+length the copy never goes over; where they end on their own it can play far more steps than
+the agent: a PD controller holds CartPole's pole 500 steps while an agent still learning drops
+it in 20, and the copy cost 7 times the agent's steps (a tenth of the agent's CPU) in the first
+8,000 steps of a run.
+
 A world that cannot be copied (libsumo runs one simulation per process) but can describe its
 episode (``episode_recipe()``: the device's parameters, the regime's, and the simulator's
 seed) gets a :class:`ProcessShadow` instead: the same episode is rebuilt and played with the
@@ -68,20 +78,34 @@ class BaselineShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
         env: the world (the drift wrapper, if any, goes outside this one, so a regime applied
             at reset is in force before the copy is taken).
         env_id: the world's id, naming its baseline in :data:`PRIMARY_BASELINE`.
+        max_twin_ratio: ``None`` plays every episode; a number holds the copy to that many
+            simulation steps per step of the agent's (module docstring): an episode starting
+            while the copy has played more is not played.
 
     Raises:
-        ConfigError: the world has no baseline controller.
+        ConfigError: the world has no baseline controller, or ``max_twin_ratio`` is not > 0.
     """
 
-    def __init__(self, env: gym.Env[ObsT, ActT], env_id: str) -> None:
+    def __init__(
+        self, env: gym.Env[ObsT, ActT], env_id: str, max_twin_ratio: float | None = None
+    ) -> None:
         super().__init__(env)
         name = PRIMARY_BASELINE.get(env_id)
         if name is None:
             msg = f"{env_id} has no baseline controller to judge episodes against"
             raise ConfigError(msg)
+        if max_twin_ratio is not None and not max_twin_ratio > 0:
+            msg = f"max_twin_ratio must be > 0, got {max_twin_ratio}"
+            raise ConfigError(msg)
         self.controller = make_baseline(env_id, name, env)
+        self.max_twin_ratio = max_twin_ratio
         #: While > 0, episodes starting are not played by the baseline (see :func:`unjudged`).
         self.paused = 0
+        #: Steps the agent took in episodes the shadow was not paused for, and the copy's.
+        self.agent_steps = 0
+        self.twin_steps = 0
+        #: Episodes not played because the copy was over its budget.
+        self.over_budget = 0
         self._twin: gym.Env[ObsT, ActT] | None = None
         self._twin_obs: ObsT | None = None
         self._twin_done = False
@@ -95,6 +119,9 @@ class BaselineShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
             self._twin = None
         if self.paused:
             return self.env.reset(seed=seed, options=options)
+        if self._over_budget():
+            self.over_budget += 1
+            return self.env.reset(seed=seed, options=options)
         # Copied before either resets: same parameters, same generator state, same episode.
         self._twin = copy.deepcopy(self.env)
         obs, info = self.env.reset(seed=seed, options=options)
@@ -106,6 +133,8 @@ class BaselineShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
 
     def step(self, action: ActT) -> tuple[ObsT, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
+        if not self.paused:
+            self.agent_steps += 1
         self._twin_step()
         if (terminated or truncated) and self._twin is not None:
             # Episodes that end on their own (a pole that falls) may end at another step on
@@ -125,6 +154,11 @@ class BaselineShadow(gym.Wrapper[ObsT, ActT, ObsT, ActT]):
         self._twin_obs = twin_obs
         self._twin_return += float(twin_reward)
         self._twin_done = twin_end or twin_cut
+        self.twin_steps += 1
+
+    def _over_budget(self) -> bool:
+        ratio = self.max_twin_ratio
+        return ratio is not None and self.twin_steps > ratio * self.agent_steps
 
     def close(self) -> None:
         if self._twin is not None:
@@ -304,11 +338,17 @@ def can_shadow(env_id: str, env: gym.Env[Any, Any]) -> bool:
     return not getattr(world, "single_instance", False) or hasattr(world, "episode_recipe")
 
 
-def shadowed(env: gym.Env[Any, Any], env_id: str) -> gym.Env[Any, Any]:
-    """``env`` with the shadow it allows: a copy where it can be copied, else a replay."""
+def shadowed(
+    env: gym.Env[Any, Any], env_id: str, *, max_twin_ratio: float | None = None
+) -> gym.Env[Any, Any]:
+    """``env`` with the shadow it allows: a copy where it can be copied, else a replay.
+
+    ``max_twin_ratio`` budgets the copy (:class:`BaselineShadow`); a replay runs in a process
+    of its own, beside the agent, and is not budgeted.
+    """
     if getattr(env.unwrapped, "single_instance", False):
         return ProcessShadow(env, env_id)
-    return BaselineShadow(env, env_id)
+    return BaselineShadow(env, env_id, max_twin_ratio=max_twin_ratio)
 
 
 @contextlib.contextmanager

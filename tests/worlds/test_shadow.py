@@ -112,3 +112,55 @@ def _chain(env: gym.Env[Any, Any]) -> list[gym.Env[Any, Any]]:
         out.append(env)
         env = env.env
     return out
+
+
+def _play_counting(env: gym.Env[Any, Any], act: Any, episodes: int) -> tuple[int, int]:
+    """(episodes compared with the baseline, agent steps) over ``episodes`` episodes."""
+    judged = steps = 0
+    for _ in range(episodes):
+        env.reset()
+        done, info = False, dict[str, Any]()
+        while not done:
+            _, _, terminated, truncated, info = env.step(act())
+            steps += 1
+            done = terminated or truncated
+        judged += BASELINE_RETURN in info
+    return judged, steps
+
+
+def test_the_meters_copy_plays_no_more_steps_than_the_agent() -> None:
+    # An agent that drops CartPole's pole in a few dozen steps, against the PD controller
+    # that holds it 500: the copy would play ten times the agent's steps; held to one, it
+    # skips episodes (and says so) and plays no more than the agent plus one episode.
+    env = make_env("CartPole-v1", meter_baseline=True)
+    shadow = next(w for w in _chain(env) if isinstance(w, BaselineShadow))
+    assert shadow.max_twin_ratio == 1.0
+    env.reset(seed=0)
+    judged, steps = _play_counting(env, lambda: 0, episodes=200)
+    assert 0 < judged < 200
+    assert shadow.over_budget == 200 - judged
+    assert shadow.agent_steps == steps
+    assert steps < shadow.twin_steps <= steps + 500
+
+
+def test_judging_plays_every_episode_whatever_it_costs() -> None:
+    # The drift detector compares advantages: no episode may go without the baseline's.
+    env = make_env("CartPole-v1", shadow_baseline=True)
+    env.reset(seed=0)
+    judged, _ = _play_counting(env, lambda: 0, episodes=30)
+    assert judged == 30
+
+
+@pytest.mark.parametrize("env_id", ["society/Thermostat-v0", "society/Shop-v0"])
+def test_a_budgeted_copy_plays_every_episode_of_a_fixed_length_world(env_id: str) -> None:
+    env = make_env(env_id, meter_baseline=True)
+    shadow = next(w for w in _chain(env) if isinstance(w, BaselineShadow))
+    env.reset(seed=0)
+    judged, _ = _play_counting(env, env.action_space.sample, episodes=3)
+    assert judged == 3
+    assert shadow.over_budget == 0
+
+
+def test_a_budget_that_is_not_positive_is_refused() -> None:
+    with pytest.raises(ConfigError, match="max_twin_ratio must be > 0"):
+        BaselineShadow(gym.make("CartPole-v1"), "CartPole-v1", max_twin_ratio=0.0)

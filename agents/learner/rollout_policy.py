@@ -1,0 +1,162 @@
+"""PPO's and A2C's rollouts with the policy's forward pass in numpy.
+
+Collecting a rollout asks the policy for one step's action, value and log-probability at a
+time. Through torch that call costs about 0.15 ms on a small MLP (torch's per-operation
+overhead on tensors of a few numbers), and it was 40 % of a CartPole PPO agent's CPU: more
+than the world and the whole of the training update. :class:`NumpyRolloutPolicy` computes the
+same numbers in numpy when gradients are off (the rollout; stable-baselines3 collects under
+``torch.no_grad``), from views of the torch parameters' memory, so every in-place change of
+the weights (the optimiser's step, a ``load_state_dict`` between rollouts) is seen at once.
+Training (``evaluate_actions``, with gradients) is untouched torch.
+
+What stays as it was: the network, the float32 arithmetic, the distributions (categorical, or
+diagonal Gaussian with the state-independent log-std), and the random stream: the draws come
+from torch's generator (``torch.rand``, ``torch.randn``), so ``seed`` and
+``sandbox.streams_untouched`` govern them as before. What differs: a categorical action is
+drawn by inverting the cumulative probabilities with one uniform number rather than by
+``torch.multinomial``, so a seed gives other (equally distributed) actions than plain
+stable-baselines3 does. Networks it does not cover (other feature extractors, gSDE, squashed
+outputs, other distributions, observations that are not a flat ``Box``) take torch's path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from numpy.typing import NDArray
+from stable_baselines3.common.distributions import (
+    CategoricalDistribution,
+    DiagGaussianDistribution,
+)
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
+
+from agents.learner.batch_actor import _chain, _layer, _sequential
+
+__all__ = ["NumpyRolloutPolicy", "RolloutPass", "rollout_pass"]
+
+
+class RolloutPass(Protocol):
+    """``(obs, deterministic=...) -> (actions, values, log_probs)``, as SB3's ``forward``."""
+
+    def __call__(
+        self, obs: torch.Tensor, *, deterministic: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+
+Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Layer = Callable[[NDArray[np.float32]], NDArray[np.float32]]
+
+_HALF_LOG_2PI = np.float32(0.5 * math.log(2.0 * math.pi))
+
+
+class NumpyRolloutPolicy(ActorCriticPolicy):
+    """stable-baselines3's ``MlpPolicy`` for PPO and A2C, its rollouts in numpy (module docstring).
+
+    The numpy pass is built whenever the policy leaves training mode (stable-baselines3 does
+    so at the start of every rollout) and belongs to this very object: a copy of the policy
+    takes torch's path until it is built for the copy.
+    """
+
+    _rollout: tuple[int, RolloutPass] | None = None
+
+    def set_training_mode(self, mode: bool) -> None:  # noqa: FBT001 - SB3's signature
+        super().set_training_mode(mode)
+        fast = None if mode else rollout_pass(self)
+        self._rollout = None if fast is None else (id(self), fast)
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = False,  # noqa: FBT001, FBT002 - as SB3's
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rollout = self._rollout
+        if rollout is None or rollout[0] != id(self) or torch.is_grad_enabled():
+            return super().forward(obs, deterministic)
+        return rollout[1](obs, deterministic=deterministic)
+
+
+def rollout_pass(policy: ActorCriticPolicy) -> RolloutPass | None:
+    """``policy``'s forward pass in numpy, or ``None`` where the network is not covered."""
+    if not _covered(policy):
+        return None
+    latent_pi = _sequential(policy.mlp_extractor.policy_net, live=True)
+    latent_vf = _sequential(policy.mlp_extractor.value_net, live=True)
+    head = _layer(policy.action_net, live=True)
+    value = _layer(policy.value_net, live=True)
+    if latent_pi is None or latent_vf is None or head is None or value is None:
+        return None
+    actor = _chain([latent_pi, head])
+    critic = _chain([latent_vf, value])
+    shape = policy.action_space.shape or ()
+    if isinstance(policy.action_dist, CategoricalDistribution):
+        return _categorical(actor, critic, shape)
+    if isinstance(policy.action_dist, DiagGaussianDistribution):
+        return _gaussian(actor, critic, shape, log_std=policy.log_std.detach().cpu().numpy())
+    return None
+
+
+def _covered(policy: ActorCriticPolicy) -> bool:
+    """A flat ``Box`` observation, flattened features, no gSDE, no squashed output."""
+    if not isinstance(policy.observation_space, spaces.Box):
+        return False
+    if policy.use_sde or policy.squash_output:
+        return False
+    extractors = (policy.pi_features_extractor, policy.vf_features_extractor)
+    return all(isinstance(e, FlattenExtractor) for e in extractors)
+
+
+def _features(obs: torch.Tensor) -> NDArray[np.float32]:
+    x = obs.detach().cpu().numpy()
+    return np.asarray(x.reshape((len(x), -1)), dtype=np.float32)
+
+
+def _categorical(actor: Layer, critic: Layer, shape: tuple[int, ...]) -> RolloutPass:
+    def categorical(obs: torch.Tensor, *, deterministic: bool) -> Outputs:
+        x = _features(obs)
+        logits = actor(x)
+        logits -= logits.max(axis=1, keepdims=True)
+        log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        if deterministic:
+            actions = np.argmax(log_probs, axis=1)
+        else:
+            # One uniform number per row, through the cumulative probabilities.
+            cumulative = np.cumsum(np.exp(log_probs), axis=1)
+            drawn = torch.rand(len(x)).numpy()[:, None] * cumulative[:, -1:]
+            actions = np.minimum((cumulative <= drawn).sum(axis=1), logits.shape[1] - 1)
+        chosen = log_probs[np.arange(len(x)), actions]
+        return (
+            torch.from_numpy(actions.astype(np.int64).reshape((-1, *shape))),
+            torch.from_numpy(critic(x)),
+            torch.from_numpy(np.ascontiguousarray(chosen)),
+        )
+
+    return categorical
+
+
+def _gaussian(
+    actor: Layer, critic: Layer, shape: tuple[int, ...], *, log_std: NDArray[np.float32]
+) -> RolloutPass:
+    """``log_std`` is a view of the policy's parameter: it follows its changes too."""
+
+    def gaussian(obs: torch.Tensor, *, deterministic: bool) -> Outputs:
+        x = _features(obs)
+        mean = actor(x)
+        if deterministic:
+            actions = mean
+        else:
+            actions = mean + np.exp(log_std) * torch.randn(mean.shape).numpy()
+        z = (actions - mean) * np.exp(-log_std)
+        log_prob = (-0.5 * z * z - log_std - _HALF_LOG_2PI).sum(axis=1)
+        return (
+            torch.from_numpy(np.asarray(actions, dtype=np.float32).reshape((-1, *shape))),
+            torch.from_numpy(critic(x)),
+            torch.from_numpy(np.asarray(log_prob, dtype=np.float32)),
+        )
+
+    return gaussian
