@@ -58,27 +58,32 @@ _HALF_LOG_2PI = np.float32(0.5 * math.log(2.0 * math.pi))
 class NumpyRolloutPolicy(ActorCriticPolicy):
     """stable-baselines3's ``MlpPolicy`` for PPO and A2C, its rollouts in numpy (module docstring).
 
-    The numpy pass is built whenever the policy leaves training mode (stable-baselines3 does
-    so at the start of every rollout) and belongs to this very object: a copy of the policy
-    takes torch's path until it is built for the copy.
+    The numpy pass is built at the first forward pass without gradients after the policy left
+    training mode (stable-baselines3 leaves it at the start of every rollout, and in
+    ``predict``, which does not use the forward pass), and belongs to this very object: a copy
+    of the policy builds its own. ``None`` in the second place: the network is not covered.
     """
 
-    _rollout: tuple[int, RolloutPass] | None = None
+    _rollout: tuple[int, RolloutPass | None] | None = None
 
     def set_training_mode(self, mode: bool) -> None:  # noqa: FBT001 - SB3's signature
         super().set_training_mode(mode)
-        fast = None if mode else rollout_pass(self)
-        self._rollout = None if fast is None else (id(self), fast)
+        self._rollout = None
 
     def forward(
         self,
         obs: torch.Tensor,
         deterministic: bool = False,  # noqa: FBT001, FBT002 - as SB3's
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        rollout = self._rollout
-        if rollout is None or rollout[0] != id(self) or torch.is_grad_enabled():
+        if torch.is_grad_enabled() or self.training:
             return super().forward(obs, deterministic)
-        return rollout[1](obs, deterministic=deterministic)
+        rollout = self._rollout
+        if rollout is None or rollout[0] != id(self):
+            rollout = self._rollout = (id(self), rollout_pass(self))
+        fast = rollout[1]
+        if fast is None:
+            return super().forward(obs, deterministic)
+        return fast(obs, deterministic=deterministic)
 
 
 def rollout_pass(policy: ActorCriticPolicy) -> RolloutPass | None:

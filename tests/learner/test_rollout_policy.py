@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,23 @@ def test_the_pass_follows_weights_changed_in_place() -> None:
         expected = policy.predict_values(obs)
     assert not torch.allclose(before, after)
     np.testing.assert_allclose(after.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_copy_of_the_policy_acts_on_its_own_weights() -> None:
+    policy = policy_for("CartPole-v1", nn.Tanh, [8])
+    policy.set_training_mode(False)
+    obs = observations(policy)
+    with torch.no_grad():
+        original = policy(obs, deterministic=True)[1].clone()  # the pass is built here
+        twin = copy.deepcopy(policy)
+        for p in twin.parameters():
+            p.add_(0.5)
+        twin_values = twin(obs, deterministic=True)[1]
+        expected = twin.predict_values(obs)
+        again = policy(obs, deterministic=True)[1]
+    np.testing.assert_allclose(twin_values.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    assert torch.equal(again, original)
+    assert not torch.allclose(twin_values, original)
 
 
 def test_training_mode_and_gradients_take_torchs_path() -> None:
