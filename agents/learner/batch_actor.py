@@ -32,7 +32,15 @@ from stable_baselines3.dqn.policies import DQNPolicy
 from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
-__all__ = ["ActorController", "BatchActor", "batch_actor", "numpy_actor"]
+__all__ = [
+    "ActorController",
+    "BatchActor",
+    "Layer",
+    "batch_actor",
+    "chain",
+    "numpy_actor",
+    "numpy_layers",
+]
 
 BatchActor = Callable[[NDArray[Any]], NDArray[Any]]
 """Observations stacked on a first axis in, one deterministic action per row out."""
@@ -79,7 +87,7 @@ def numpy_actor(policy: BasePolicy) -> BatchActor | None:
     if isinstance(policy, DQNPolicy):
         if not isinstance(policy.q_net.features_extractor, FlattenExtractor):
             return None
-        q_values = _sequential(policy.q_net.q_net)
+        q_values = numpy_layers(policy.q_net.q_net)
         return None if q_values is None else _argmax(q_values)
     if isinstance(policy, SACPolicy):
         return _squashed(policy)
@@ -89,11 +97,11 @@ def numpy_actor(policy: BasePolicy) -> BatchActor | None:
 def _actor_critic(policy: ActorCriticPolicy) -> BatchActor | None:
     if policy.squash_output or not isinstance(policy.pi_features_extractor, FlattenExtractor):
         return None
-    latent = _sequential(policy.mlp_extractor.policy_net)
-    head = _sequential(nn.Sequential(policy.action_net))
+    latent = numpy_layers(policy.mlp_extractor.policy_net)
+    head = numpy_layers(nn.Sequential(policy.action_net))
     if latent is None or head is None:
         return None
-    logits = _chain([_flatten, latent, head])
+    logits = chain([_flatten, latent, head])
     if isinstance(policy.action_dist, CategoricalDistribution):
         return _argmax(logits)
     box = policy.action_space
@@ -113,11 +121,11 @@ def _squashed(policy: SACPolicy) -> BatchActor | None:
         return None
     if not isinstance(box, spaces.Box):
         return None
-    latent = _sequential(actor.latent_pi)
-    head = _sequential(nn.Sequential(actor.mu))
+    latent = numpy_layers(actor.latent_pi)
+    head = numpy_layers(nn.Sequential(actor.mu))
     if latent is None or head is None:
         return None
-    mean = _chain([_flatten, latent, head])
+    mean = chain([_flatten, latent, head])
     low, high = box.low.astype(np.float32), box.high.astype(np.float32)
 
     def rescaled(obs: NDArray[Any]) -> NDArray[Any]:
@@ -138,7 +146,7 @@ def _flatten(obs: NDArray[Any]) -> NDArray[np.float32]:
     return np.asarray(obs, dtype=np.float32).reshape((len(obs), -1))
 
 
-def _chain(layers: Sequence[Layer]) -> Layer:
+def chain(layers: Sequence[Layer]) -> Layer:
     def run(x: NDArray[np.float32]) -> NDArray[np.float32]:
         for layer in layers:
             x = layer(x)
@@ -147,7 +155,7 @@ def _chain(layers: Sequence[Layer]) -> Layer:
     return run
 
 
-def _sequential(module: nn.Module, *, live: bool = False) -> Layer | None:
+def numpy_layers(module: nn.Module, *, live: bool = False) -> Layer | None:
     """``module`` (a ``Sequential`` of linear layers and activations) as one numpy function.
 
     ``live``: the weights are read through views of the torch parameters' memory, so the
@@ -163,7 +171,7 @@ def _sequential(module: nn.Module, *, live: bool = False) -> Layer | None:
         layers.append(layer)
         # Every layer but the identity hands on an array it made (or changed in place).
         owned = owned or not isinstance(child, nn.Identity)
-    return _chain(layers)
+    return chain(layers)
 
 
 def _linear(

@@ -1,9 +1,9 @@
 """PPO's and A2C's rollouts with the policy's forward pass in numpy.
 
 Collecting a rollout asks the policy for one step's action, value and log-probability at a
-time. Through torch that call costs about 0.15 ms on a small MLP (torch's per-operation
-overhead on tensors of a few numbers), and it was 40 % of a CartPole PPO agent's CPU: more
-than the world and the whole of the training update. :class:`NumpyRolloutPolicy` computes the
+time. Through torch that call costs 0.15-0.3 ms on CartPole's [64, 64] network (torch's
+per-operation overhead on tensors of a few numbers), and it was 40 % of a CartPole PPO
+agent's CPU; in numpy it costs about a seventh of that. :class:`NumpyRolloutPolicy` computes the
 same numbers in numpy when gradients are off (the rollout; stable-baselines3 collects under
 ``torch.no_grad``), from views of the torch parameters' memory, so every in-place change of
 the weights (the optimiser's step, a ``load_state_dict`` between rollouts) is seen at once.
@@ -22,7 +22,6 @@ outputs, other distributions, observations that are not a flat ``Box``) take tor
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -36,7 +35,7 @@ from stable_baselines3.common.distributions import (
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import FlattenExtractor
 
-from agents.learner.batch_actor import _chain, _layer, _sequential
+from agents.learner.batch_actor import Layer, chain, numpy_layers
 
 __all__ = ["NumpyRolloutPolicy", "RolloutPass", "rollout_pass"]
 
@@ -50,7 +49,6 @@ class RolloutPass(Protocol):
 
 
 Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-Layer = Callable[[NDArray[np.float32]], NDArray[np.float32]]
 
 _HALF_LOG_2PI = np.float32(0.5 * math.log(2.0 * math.pi))
 
@@ -90,14 +88,20 @@ def rollout_pass(policy: ActorCriticPolicy) -> RolloutPass | None:
     """``policy``'s forward pass in numpy, or ``None`` where the network is not covered."""
     if not _covered(policy):
         return None
-    latent_pi = _sequential(policy.mlp_extractor.policy_net, live=True)
-    latent_vf = _sequential(policy.mlp_extractor.value_net, live=True)
-    head = _layer(policy.action_net, live=True)
-    value = _layer(policy.value_net, live=True)
-    if latent_pi is None or latent_vf is None or head is None or value is None:
+    parts = [
+        numpy_layers(module, live=True)
+        for module in (
+            policy.mlp_extractor.policy_net,
+            policy.action_net,
+            policy.mlp_extractor.value_net,
+            policy.value_net,
+        )
+    ]
+    latent_pi, head, latent_vf, value = parts
+    if latent_pi is None or head is None or latent_vf is None or value is None:
         return None
-    actor = _chain([latent_pi, head])
-    critic = _chain([latent_vf, value])
+    actor = chain([latent_pi, head])
+    critic = chain([latent_vf, value])
     shape = policy.action_space.shape or ()
     if isinstance(policy.action_dist, CategoricalDistribution):
         return _categorical(actor, critic, shape)
@@ -152,11 +156,10 @@ def _gaussian(
     def gaussian(obs: torch.Tensor, *, deterministic: bool) -> Outputs:
         x = _features(obs)
         mean = actor(x)
-        if deterministic:
-            actions = mean
-        else:
-            actions = mean + np.exp(log_std) * torch.randn(mean.shape).numpy()
-        z = (actions - mean) * np.exp(-log_std)
+        # The standard normal draw is the action's distance from the mean in standard
+        # deviations: its log-density gives the action's.
+        z = np.zeros_like(mean) if deterministic else torch.randn(mean.shape).numpy()
+        actions = mean + np.exp(log_std) * z
         log_prob = (-0.5 * z * z - log_std - _HALF_LOG_2PI).sum(axis=1)
         return (
             torch.from_numpy(np.asarray(actions, dtype=np.float32).reshape((-1, *shape))),

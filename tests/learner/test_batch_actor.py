@@ -116,11 +116,11 @@ def test_the_numpy_pass_never_overwrites_the_observations_it_is_given() -> None:
     import torch
     from torch import nn
 
-    from agents.learner.batch_actor import _sequential
+    from agents.learner.batch_actor import numpy_layers
 
     torch.manual_seed(0)
     module = nn.Sequential(nn.Tanh(), nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2), nn.ReLU())
-    layer = _sequential(module)
+    layer = numpy_layers(module)
     assert layer is not None
     obs = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32) * 3
     given = obs.copy()
