@@ -374,7 +374,7 @@ class Learner:
                 model = self.spec.cls(
                     self._policy_class(),
                     self._vec_env(self.config.seed),
-                    policy_kwargs=policy_kwargs(self.spec, self.arch),
+                    policy_kwargs=self._policy_kwargs(),
                     seed=self.config.seed,
                     device="cpu",
                     verbose=0,
@@ -394,6 +394,13 @@ class Learner:
                 model.policy.load_state_dict(template.state_dict())
         install_lifelong_schedules(model, self.hyperparams, self.schedule_origin)
         return model
+
+    def _policy_kwargs(self) -> dict[str, Any]:
+        """The network's arguments, and the optimiser's (``AlgorithmSpec.optimizer_kwargs``)."""
+        kwargs = policy_kwargs(self.spec, self.arch)
+        if self.spec.optimizer_kwargs:
+            kwargs["optimizer_kwargs"] = dict(self.spec.optimizer_kwargs)
+        return kwargs
 
     def _policy_class(self) -> str | type[BasePolicy]:
         """PPO's and A2C's MLP collects its rollouts in numpy (rollout_policy.py)."""
@@ -416,9 +423,10 @@ class Learner:
 
     def take_snapshot_request(self) -> bool:
         """Whether a snapshot was requested since the last call (the request is consumed)."""
-        requested = self._snapshot_requested.is_set()
+        if not self._snapshot_requested.is_set():
+            return False  # the common case, without taking the event's lock
         self._snapshot_requested.clear()
-        return requested
+        return True
 
     def request_adoption(self, adoption: Adoption) -> None:
         """Take on ``adoption`` between the next two rollouts (a later request replaces it)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -128,6 +129,24 @@ def test_incompatible_tensors_change_nothing() -> None:
         assert torch.equal(value, before[name])
 
 
+@pytest.mark.parametrize("algo", sorted(CASES))
+def test_adam_learners_step_with_the_fused_kernel(algo: str) -> None:
+    learner, _ = make(algo, steps=100)
+    learner.run()
+    policy = learner.model.policy
+    # SAC's actor and critic have an optimiser each; the others one for the whole policy.
+    parts: list[Any] = [policy.actor, policy.critic] if algo == "sac" else [policy]
+    optimizers: list[torch.optim.Optimizer] = [part.optimizer for part in parts]
+    for optimizer in optimizers:
+        fused = optimizer.param_groups[0].get("fused")
+        if algo == "a2c":
+            assert isinstance(optimizer, torch.optim.RMSprop)  # SB3's choice, left alone
+        else:
+            assert isinstance(optimizer, torch.optim.Adam)
+            assert fused is True
+            assert optimizer.state, "the fused optimiser took steps"
+
+
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
 def test_resume_continues_from_the_checkpoint(algo: str, tmp_path: Path) -> None:
     first, _ = make(algo, steps=200, directory=tmp_path)
@@ -145,6 +164,7 @@ def test_resume_continues_from_the_checkpoint(algo: str, tmp_path: Path) -> None
     before = first.model.policy.optimizer.state_dict()
     after = second.model.policy.optimizer.state_dict()
     assert after["param_groups"] == before["param_groups"]
+    assert after["param_groups"][0]["fused"] is True  # Adam's fused kernel, resumed too
     assert before["state"], "the optimiser had stepped"
     for index, moments in before["state"].items():
         for key, value in moments.items():

@@ -70,6 +70,41 @@ def test_the_numpy_pass_gives_torchs_values_and_log_probs(
     )
 
 
+@pytest.mark.parametrize(("env_id", "activation", "net_arch"), CASES)
+def test_training_gets_sb3s_values_log_probs_entropies_and_gradients(
+    env_id: str, activation: type[nn.Module], net_arch: Any
+) -> None:
+    policy = policy_for(env_id, activation, net_arch)
+    policy.set_training_mode(True)
+    obs = observations(policy, n=32)
+    space = policy.action_space
+    space.seed(2)
+    actions = torch.as_tensor(np.stack([space.sample() for _ in range(32)]), dtype=torch.float32)
+    if actions.ndim == 1:
+        actions = actions.long()  # as PPO's train() passes a discrete action
+
+    def outputs_and_gradients(
+        evaluate: Any,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        policy.zero_grad()
+        values, log_prob, entropy = evaluate(obs, actions)
+        assert entropy is not None
+        (values.pow(2).mean() - (log_prob.exp() * 3).mean() - entropy.mean()).backward()
+        grads = [p.grad.clone() for p in policy.parameters() if p.grad is not None]
+        return [values.detach(), log_prob.detach(), entropy.detach()], grads
+
+    lean, lean_grads = outputs_and_gradients(policy.evaluate_actions)
+    sb3, sb3_grads = outputs_and_gradients(
+        lambda o, a: ActorCriticPolicy.evaluate_actions(policy, o, a)
+    )
+    for ours, theirs in zip(lean, sb3, strict=True):
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-5)
+    assert len(lean_grads) == len(sb3_grads) == len(list(policy.parameters()))
+    for ours, theirs in zip(lean_grads, sb3_grads, strict=True):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-6)
+
+
 def test_categorical_actions_follow_the_policys_probabilities() -> None:
     policy = policy_for("CartPole-v1", nn.Tanh, [8])
     fast = rollout_pass(policy)
