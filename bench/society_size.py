@@ -4,9 +4,10 @@ For each size N, run one after the other (the order turns round from one size to
 
 - **bare**: N processes each learning PPO on CartPole alone (stable-baselines3, the benchmark
   scenario's hyperparameters and network, one torch thread), nothing else on the machine;
-- **bare, same policy**: the same, with the agents' rollout policy
-  (``agents.learner.rollout_policy.NumpyRolloutPolicy``) in place of SB3's ``MlpPolicy``: the
-  society against this tells its own cost from its learner's speed-up;
+- **bare, same learner**: the same, set up as an agent's learner sets up stable-baselines3:
+  its rollout policy (``agents.learner.rollout_policy.NumpyRolloutPolicy``) in place of SB3's
+  ``MlpPolicy`` and Adam's fused kernel (``learner_policy_kwargs``): the society against this
+  tells its own cost from its learner's speed-up;
 - **society**: a managed Mosquitto, one ``society coordinator`` (one evaluation worker,
   evaluating every snapshot) and N ``society agent`` processes with the same scenario
   (``bench/scenarios/cartpole-scale.toml``: sharing experience, snapshots and evolution, a
@@ -57,15 +58,16 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from agents.scenarios import load_scenario
 from agents.learner.algorithms import get_algorithm
-from agents.learner.snapshots import make_arch, policy_kwargs
+from agents.learner.snapshots import learner_policy_kwargs, make_arch, policy_kwargs
 s = load_scenario(sys.argv[1])
 steps, seed, out = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 spec = get_algorithm(s.learner.algo)
 arch = make_arch(spec, net_arch=s.learner.policy.net_arch, activation=s.learner.policy.activation)
-policy = "MlpPolicy"
+policy, kwargs = "MlpPolicy", policy_kwargs(spec, arch)
 if sys.argv[5] == "numpy":
     from agents.learner.rollout_policy import NumpyRolloutPolicy as policy
-model = PPO(policy, s.world.env, policy_kwargs=policy_kwargs(spec, arch), seed=seed,
+    kwargs = learner_policy_kwargs(spec, arch)
+model = PPO(policy, s.world.env, policy_kwargs=kwargs, seed=seed,
             device="cpu", **s.learner.hyperparams)
 progress = []
 class Progress(BaseCallback):
@@ -353,9 +355,9 @@ def table_markdown(result: dict[str, Any]) -> str:
     lines = [
         *measured_on(result),
         "",
-        "| agents | steps each | bare SB3 (agent steps/s) | bare, the agents' rollout policy "
-        "| society (agent steps/s) | society / bare SB3 | society / bare, same policy "
-        "| CPU ms per step, bare SB3 / same policy / agent | evaluation lag p50 / p95 (s) "
+        "| agents | steps each | bare SB3 (agent steps/s) | bare, the agents' learner "
+        "| society (agent steps/s) | society / bare SB3 | society / bare, same learner "
+        "| CPU ms per step, bare SB3 / same learner / agent | evaluation lag p50 / p95 (s) "
         "| unevaluated at the end | broker CPU | coordinator CPU | agent PSS median / max (MB) "
         "| bare PSS median (MB) | start-up median / max (s) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",

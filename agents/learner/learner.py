@@ -88,9 +88,9 @@ from agents.learner.schedules import (
 from agents.learner.shield import EXECUTED_ACTION, ShieldedDevice
 from agents.learner.snapshots import (
     build_policy,
+    learner_policy_kwargs,
     load_tensors,
     make_arch,
-    policy_kwargs,
     policy_tensors,
     state_tensors,
 )
@@ -374,7 +374,7 @@ class Learner:
                 model = self.spec.cls(
                     self._policy_class(),
                     self._vec_env(self.config.seed),
-                    policy_kwargs=self._policy_kwargs(),
+                    policy_kwargs=learner_policy_kwargs(self.spec, self.arch),
                     seed=self.config.seed,
                     device="cpu",
                     verbose=0,
@@ -394,13 +394,6 @@ class Learner:
                 model.policy.load_state_dict(template.state_dict())
         install_lifelong_schedules(model, self.hyperparams, self.schedule_origin)
         return model
-
-    def _policy_kwargs(self) -> dict[str, Any]:
-        """The network's arguments, and the optimiser's (``AlgorithmSpec.optimizer_kwargs``)."""
-        kwargs = policy_kwargs(self.spec, self.arch)
-        if self.spec.optimizer_kwargs:
-            kwargs["optimizer_kwargs"] = dict(self.spec.optimizer_kwargs)
-        return kwargs
 
     def _policy_class(self) -> str | type[BasePolicy]:
         """PPO's and A2C's MLP collects its rollouts in numpy (rollout_policy.py)."""

@@ -25,6 +25,7 @@ __all__ = [
     "ACTIVATIONS",
     "build_policy",
     "default_arch",
+    "learner_policy_kwargs",
     "load_tensors",
     "parse_net_arch",
     "policy_kwargs",
@@ -140,6 +141,14 @@ def policy_kwargs(spec: AlgorithmSpec, arch: PolicyArch) -> dict[str, Any]:
             msg = f"policy option {key}={value!r}: expected {expected.__name__}"
             raise ConfigError(msg)
         kwargs[key] = value
+    return kwargs
+
+
+def learner_policy_kwargs(spec: AlgorithmSpec, arch: PolicyArch) -> dict[str, Any]:
+    """``policy_kwargs`` as a learner trains with them: the network's and the optimiser's."""
+    kwargs = policy_kwargs(spec, arch)
+    if spec.optimizer_kwargs:
+        kwargs["optimizer_kwargs"] = dict(spec.optimizer_kwargs)
     return kwargs
 
 
