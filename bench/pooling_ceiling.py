@@ -14,7 +14,11 @@ CartPole, every rollout at once.
 - ``fedsum``: each learner trains on its own rollout, then all take the initial weights plus
   the sum of the four updates over four, times four (FedAvg with a server step of the group's
   size, what ``agents/learner/federation.py`` does when every member's update is fresh);
-- ``fedavg``: the same with the plain average of the four updates.
+- ``fedavg``: the same with the plain average of the four updates;
+- ``fedsum_late``: ``fedsum`` with the peers' updates one round late: each learner adds its
+  own update at once and each peer's at its next round (what an asynchronous federation gives
+  at best, every update arriving one rollout after it was made), so the learners' weights
+  differ by their latest updates and each is evaluated on its own.
 
 After every rollout each learner is evaluated as the coordinator evaluates a snapshot (5
 episodes from seeds 10000-10004, deterministic actions); its steps to the threshold are those
@@ -23,12 +27,14 @@ so the gain is then a lower bound). Gain per seed: the ``alone`` learners' total
 mode's, as ``society run --twins`` computes it.
 
     python bench/pooling_ceiling.py [--seeds 0 1 2 3 4] [--modes pooled fedsum fedavg]
+        [--add]   # keep the stored runs, run only the (seed, mode) pairs not there yet
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import statistics
 import sys
 import time
@@ -50,10 +56,11 @@ from agents.worlds import PolicyController, play_episodes
 from bench.common import machine, measured_on, replace_section, write_result
 
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "cartpole-sharing.toml"
+RESULT = Path(__file__).resolve().parent / "results" / "pooling_ceiling.json"
 MEMBERS = 4
 EVAL_SEED = 10000
 EVAL_EPISODES = 5
-MODES = ("pooled", "fedsum", "fedavg")
+MODES = ("pooled", "fedsum", "fedavg", "fedsum_late")
 
 
 def scenario_settings() -> tuple[dict[str, Any], dict[str, Any], float, int]:
@@ -128,46 +135,102 @@ def one_seed(mode: str, seed: int) -> list[int | None]:
     for model in models[1:]:
         model.policy.load_state_dict(initial)  # one initial network, as a federation has
 
+    late = LateUpdates(models)
+
     def combine(starts: list[dict[str, torch.Tensor]]) -> None:
-        if mode == "alone":
-            return
-        states = [m.policy.state_dict() for m in models]
-        server_step = float(MEMBERS) if mode == "fedsum" else 1.0
-        combined = {}
-        for name, start in starts[0].items():
-            if not torch.is_floating_point(start):
-                combined[name] = start
-                continue
-            update = sum(s[name] - st[name] for s, st in zip(states, starts, strict=True))
-            # Every member started from the same weights (the previous round's combination).
-            combined[name] = start + server_step * update / MEMBERS
-        for model in models:
-            model.policy.load_state_dict(combined)
+        if mode == "fedsum_late":
+            late.combine(starts)
+        elif mode != "alone":
+            combine_at_once(models, starts, server_step=float(MEMBERS) if mode == "fedsum" else 1.0)
 
     return steps_to_threshold(
         models, rollout, budget, threshold, combine, independent=mode == "alone"
     )
 
 
+def _updates(
+    models: list[PPO], starts: list[dict[str, torch.Tensor]]
+) -> list[dict[str, torch.Tensor]]:
+    """Each learner's update of its floating-point weights since ``starts``."""
+    updates = []
+    for model, start in zip(models, starts, strict=True):
+        state = model.policy.state_dict()
+        updates.append(
+            {
+                name: state[name] - value
+                for name, value in start.items()
+                if value.is_floating_point()
+            }
+        )
+    return updates
+
+
+def combine_at_once(
+    models: list[PPO], starts: list[dict[str, torch.Tensor]], *, server_step: float
+) -> None:
+    """Every learner to the common start plus ``server_step`` times the mean update."""
+    updates = _updates(models, starts)
+    combined = dict(starts[0])  # every member started from the previous round's combination
+    for name in updates[0]:
+        combined[name] = starts[0][name] + server_step * sum(u[name] for u in updates) / MEMBERS
+    for model in models:
+        model.policy.load_state_dict(combined)
+
+
+class LateUpdates:
+    """``fedsum_late``: own update at once, the peers' one round later."""
+
+    def __init__(self, models: list[PPO]) -> None:
+        self.models = models
+        self.previous: list[dict[str, torch.Tensor]] = []
+
+    def combine(self, starts: list[dict[str, torch.Tensor]]) -> None:
+        updates = _updates(self.models, starts)
+        for i, model in enumerate(self.models):
+            if not self.previous:
+                break
+            weights = model.policy.state_dict()
+            for name in updates[i]:
+                late = sum(self.previous[p][name] for p in range(MEMBERS) if p != i)
+                weights[name] = weights[name] + late
+            model.policy.load_state_dict(weights)
+        self.previous = updates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
+    parser.add_argument(
+        "--add", action="store_true",
+        help="keep the stored runs (bench/results) and run only the pairs not there yet",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
     budget = scenario_settings()[3]
-    runs = []
+    runs: list[dict[str, Any]] = []
+    commands: list[str] = []
+    if args.add:
+        stored = json.loads(RESULT.read_text())
+        runs = [r for r in stored["runs"] if stored["budget"] == budget]
+        commands = stored["command"].split(" && ")
+    done = {(r["seed"], r["mode"]) for r in runs}
     for seed in args.seeds:
         for mode in ("alone", *args.modes):
+            if (seed, mode) in done:
+                continue
             reached = one_seed(mode, seed)
             run = {"seed": seed, "mode": mode, "reached": reached}
             runs.append(run)
             print(run, flush=True)
     result = {
         "benchmark": "pooling_ceiling",
-        "command": "python bench/pooling_ceiling.py --seeds "
-        + " ".join(map(str, args.seeds)) + " --modes " + " ".join(args.modes),
+        "command": " && ".join([
+            *commands,
+            "python bench/pooling_ceiling.py --seeds " + " ".join(map(str, args.seeds))
+            + " --modes " + " ".join(args.modes) + (" --add" if args.add else ""),
+        ]),
         "machine": machine(),
         "seconds": round(time.perf_counter() - started),
         "budget": budget,
