@@ -112,7 +112,7 @@ class AlgorithmSpec:
 
 #: Adam's fused CPU kernel (torch >= 2.4): one pass over every parameter instead of a dozen
 #: tensor operations per parameter tensor. The same update up to float rounding; on CartPole's
-#: [64, 64] networks it took 15 % off a PPO learner's CPU per step (docs/architecture.md).
+#: [64, 64] networks about a tenth off a PPO learner's CPU per step (docs/architecture.md).
 FUSED_ADAM: Final[Mapping[str, bool]] = {"fused": True}
 
 # A replay buffer of a million transitions is SB3's default for a single training run; a
