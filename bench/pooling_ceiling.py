@@ -53,10 +53,9 @@ from agents.learner.algorithms import get_algorithm
 from agents.learner.snapshots import make_arch, policy_kwargs
 from agents.scenarios import load_scenario
 from agents.worlds import PolicyController, play_episodes
-from bench.common import machine, measured_on, replace_section, write_result
+from bench.common import RESULTS, machine, measured_on, replace_section, write_result
 
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "cartpole-sharing.toml"
-RESULT = Path(__file__).resolve().parent / "results" / "pooling_ceiling.json"
 MEMBERS = 4
 EVAL_SEED = 10000
 EVAL_EPISODES = 5
@@ -186,9 +185,7 @@ class LateUpdates:
 
     def combine(self, starts: list[dict[str, torch.Tensor]]) -> None:
         updates = _updates(self.models, starts)
-        for i, model in enumerate(self.models):
-            if not self.previous:
-                break
+        for i, model in enumerate(self.models if self.previous else []):
             weights = model.policy.state_dict()
             for name in updates[i]:
                 late = sum(self.previous[p][name] for p in range(MEMBERS) if p != i)
@@ -212,9 +209,13 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     commands: list[str] = []
     if args.add:
-        stored = json.loads(RESULT.read_text())
-        runs = [r for r in stored["runs"] if stored["budget"] == budget]
-        commands = stored["command"].split(" && ")
+        path = RESULTS / "pooling_ceiling.json"
+        if not path.exists():
+            parser.error(f"--add: no earlier results in {path} to keep")
+        stored = json.loads(path.read_text())
+        if stored["budget"] == budget:  # runs with another budget are not comparable
+            runs = stored["runs"]
+            commands = stored["command"].split(" && ")
     done = {(r["seed"], r["mode"]) for r in runs}
     for seed in args.seeds:
         for mode in ("alone", *args.modes):

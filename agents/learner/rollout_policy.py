@@ -55,8 +55,8 @@ class RolloutPass(Protocol):
 
 Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
-_HALF_LOG_2PI = np.float32(0.5 * math.log(2.0 * math.pi))
-_HALF_LOG_2PI_T = 0.5 * math.log(2.0 * math.pi)
+_HALF_LOG_2PI_T = 0.5 * math.log(2.0 * math.pi)  # training's (torch) and the rollout's (numpy)
+_HALF_LOG_2PI = np.float32(_HALF_LOG_2PI_T)
 
 
 class NumpyRolloutPolicy(ActorCriticPolicy):
