@@ -15,6 +15,9 @@ CartPole, every rollout at once.
   the sum of the four updates over four, times four (FedAvg with a server step of the group's
   size, what ``agents/learner/federation.py`` does when every member's update is fresh);
 - ``fedavg``: the same with the plain average of the four updates;
+- ``chunks``: one PPO on the four environments as ``pooled``, each collecting a quarter of
+  the rollout (``n_steps / 4``) per update: an update of the usual size every quarter rollout
+  of each member, what pooled rollouts (``agents/learner/pooling.py``) do in lockstep;
 - ``fedsum_late``: ``fedsum`` with the peers' updates one round late: each learner adds its
   own update at once and each peer's at its next round (what an asynchronous federation gives
   at best, every update arriving one rollout after it was made), so the learners' weights
@@ -59,7 +62,7 @@ SCENARIO = Path(__file__).resolve().parent / "scenarios" / "cartpole-sharing.tom
 MEMBERS = 4
 EVAL_SEED = 10000
 EVAL_EPISODES = 5
-MODES = ("pooled", "fedsum", "fedavg", "fedsum_late")
+MODES = ("pooled", "fedsum", "fedavg", "fedsum_late", "chunks")
 
 
 def scenario_settings() -> tuple[dict[str, Any], dict[str, Any], float, int]:
@@ -123,6 +126,14 @@ def one_seed(mode: str, seed: int) -> list[int | None]:
     settings = (hyperparams, policy)
     rollout = int(hyperparams["n_steps"])
     torch.manual_seed(seed)
+    if mode == "chunks":
+        # Each member a quarter of the rollout, one update of the four quarters together.
+        chunked = {**hyperparams, "n_steps": rollout // MEMBERS}
+        model = build(seed, MEMBERS, (chunked, policy))
+        reached = steps_to_threshold(
+            [model], rollout // MEMBERS, budget, threshold, lambda _: None, independent=True
+        )
+        return reached * MEMBERS
     if mode == "pooled":
         model = build(seed, MEMBERS, settings)
         reached = steps_to_threshold(

@@ -24,6 +24,7 @@ STRUCTS: list[type[msgspec.Struct]] = [
     schemas.RegimeSpec,
     schemas.LibraryPolicy,
     schemas.LeaderboardEntry,
+    schemas.RolloutColumns,
     arrays.Array,
     arrays.Tensor,
 ]

@@ -53,6 +53,7 @@ from agents.learner.experience import ExperienceColumns
 from agents.learner.federation import Federation, Likeness, OwnWeights
 from agents.learner.learner import Learner, LearnerConfig, PolicyState
 from agents.learner.peers import PeerSnapshots
+from agents.learner.pooling import rollout_columns
 from agents.likeness import devices_alike
 
 __all__ = ["Agent", "AgentConfig", "AgentReport"]
@@ -189,6 +190,11 @@ class AgentReport:
     experience_unlike: int = 0
     #: Experience batches alike by parameters that did not fit the agent's Q-network.
     experience_unfit: int = 0
+    #: Pooled rollouts (agents.learner.pooling): updates made, the peers' steps they were
+    #: made from beside the agent's own, and peers' rollouts dropped unused.
+    pooled_updates: int = 0
+    pooled_peer_steps: int = 0
+    pooled_dropped: int = 0
     stopped_by: str = "budget"
 
 
@@ -344,11 +350,14 @@ class Agent:
             if "snapshots" in self.config.shares:
                 learner.peers = self.peers
         if "federated" in self.config.shares and not learner.off_policy:
-            learner.federation = Federation(
-                own_id=self.id, env_id=learner.config.env_id, algo=learner.spec.name,
-                obs_space=learner.obs_spec, action_space=learner.action_spec,
-                arch=learner.arch, likeness=Likeness(device=dict(learner.config.env_kwargs)),
-                publish=lambda weights: loop.call_soon_threadsafe(self.on_weights, weights),
+            learner.join_federation(
+                Federation(
+                    own_id=self.id, env_id=learner.config.env_id, algo=learner.spec.name,
+                    obs_space=learner.obs_spec, action_space=learner.action_spec,
+                    arch=learner.arch, likeness=Likeness(device=dict(learner.config.env_kwargs)),
+                    publish=lambda weights: loop.call_soon_threadsafe(self.on_weights, weights),
+                    pool_rollouts=True,
+                )
             )  # fmt: skip
 
     def _subscriptions(self, learner: Learner) -> list[tuple[str, int]]:
@@ -491,6 +500,9 @@ class Agent:
             device=dict(learner.config.env_kwargs),
             regime=weights.regime,
             delta=weights.delta,
+            rollout=rollout_columns(weights.rollout, learner.action_spec.shape)
+            if weights.rollout is not None
+            else None,
         )
         delivery = DELIVERY[Kind.WEIGHTS]
         topic = self.topics.agent(self.id, Kind.WEIGHTS)
@@ -804,7 +816,7 @@ class Agent:
         learner = self.learner
         assert learner is not None
         steps = learner.step - start_step
-        federation = learner.federation
+        federation, pool = learner.federation, learner.rollout_pool
         return AgentReport(
             id=self.id,
             env=learner.config.env_id,
@@ -830,6 +842,9 @@ class Agent:
             weights_unfit=federation.unfit if federation is not None else 0,
             weights_ignored=federation.ignored if federation is not None else 0,
             experience_unlike=self.experience_unlike,
+            pooled_updates=pool.updates if pool is not None else 0,
+            pooled_peer_steps=pool.peer_rows if pool is not None else 0,
+            pooled_dropped=pool.dropped if pool is not None else 0,
             stopped_by="signal" if self._stop_requested else "budget",
             # episodes, drift_events, adaptations, adaptation_steps, adoptions, ..., context
             **learner.stats.counters(AgentReport.__dataclass_fields__),

@@ -41,6 +41,7 @@ from agents.bus.schemas import (
     PolicySnapshot,
     Receipt,
     RegimeOutcome,
+    RolloutColumns,
     SpaceSpec,
     Status,
     TaskResult,
@@ -336,6 +337,23 @@ def _check_weights(message: Message) -> None:
     _scalars(message.device, "device")
     if tensor_digest(message.tensors) != message.digest:
         raise MessageRejected("digest", "tensors do not match the SHA-256 digest")
+    if message.rollout is not None:
+        _check_rollout(message.rollout, message.obs_space, message.action_space)
+
+
+def _check_rollout(rollout: RolloutColumns, obs_space: SpaceSpec, action_space: SpaceSpec) -> None:
+    rows = rollout.values.shape[0] if rollout.values.shape else 0
+    if not 1 <= rows <= _MAX_BATCH:
+        raise MessageRejected("shape", f"rollout of {rows} steps")
+    _column(rollout.obs, rows, obs_space.shape, "rollout obs")
+    actions = _column(rollout.actions, rows, action_space.shape, "rollout actions")
+    for name in ("log_probs", "advantages", "returns", "values"):
+        column: Array = getattr(rollout, name)
+        _column(column, rows, [], f"rollout {name}")
+        if column.dtype not in {"float32", "float64"}:
+            raise MessageRejected("dtype", f"rollout {name} must be float, got {column.dtype}")
+    if action_space.kind == "discrete":
+        _discrete_actions(actions, action_space)
 
 
 def _check_tensors(tensors: list[Tensor]) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "RegimeOutcome",
     "RegimeScore",
     "RegimeSpec",
+    "RolloutColumns",
     "SpaceSpec",
     "Status",
     "TaskResult",
@@ -207,6 +208,24 @@ class PolicySnapshot(Message, tag="policy"):
     signature: str | None = None
 
 
+class RolloutColumns(_Struct):
+    """An on-policy member's rollout as it trains on it (``agents.learner.pooling``).
+
+    Every column has the rollout length ``n`` as first dimension: ``obs`` is
+    ``(n, *obs_space.shape)``, ``actions`` ``(n, *action_space.shape)`` (``(n,)`` for discrete
+    actions); ``log_probs`` the collecting policy's log-probabilities of the actions,
+    ``advantages`` and ``returns`` its advantage estimates and value targets, ``values`` its
+    value predictions, all ``(n,)`` float.
+    """
+
+    obs: Array
+    actions: Array
+    log_probs: Array
+    advantages: Array
+    returns: Array
+    values: Array
+
+
 class FederatedWeights(Message, tag="weights"):
     """An agent's policy weights after its latest local update, for peers to average in.
 
@@ -235,6 +254,9 @@ class FederatedWeights(Message, tag="weights"):
     #: ``tensors`` minus where its local training started), so peers can sum the members'
     #: updates rather than average them; empty: peers average weights only.
     delta: list[Tensor] = []
+    #: Pooled rollouts: the rollout these weights just collected, for alike peers to train on
+    #: (``tensors`` are then the collecting policy, which peers' likeness check judges).
+    rollout: RolloutColumns | None = None
     incarnation: Int64 = 0
     signature: str | None = None
 

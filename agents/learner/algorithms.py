@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from gymnasium import spaces
-from stable_baselines3 import A2C, DQN, PPO, SAC
+from stable_baselines3 import DQN, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents.bus.schemas import HyperValue
 from agents.exceptions import ConfigError
+from agents.learner.pooling import PooledA2C, PooledPPO
 
 __all__ = [
     "ALGORITHMS",
@@ -120,9 +121,10 @@ FUSED_ADAM: Final[Mapping[str, bool]] = {"fused": True}
 _OFF_POLICY_DEFAULTS: Final[dict[str, HyperValue]] = {"buffer_size": 100_000}
 
 ALGORITHMS: Final[dict[str, AlgorithmSpec]] = {
-    "ppo": AlgorithmSpec("ppo", PPO, off_policy=False, optimizer_kwargs=FUSED_ADAM),
+    # PPO and A2C as they are, able to train on pooled rollouts when given a pool (pooling.py).
+    "ppo": AlgorithmSpec("ppo", PooledPPO, off_policy=False, optimizer_kwargs=FUSED_ADAM),
     # A2C's optimiser is RMSprop (stable-baselines3 sets it and its arguments itself).
-    "a2c": AlgorithmSpec("a2c", A2C, off_policy=False),
+    "a2c": AlgorithmSpec("a2c", PooledA2C, off_policy=False),
     "dqn": AlgorithmSpec(
         "dqn",
         DQN,

@@ -1,4 +1,10 @@
-"""Federated learning for on-policy learners: average weights with alike peers, never waiting.
+"""Federated learning for on-policy learners: learn with alike peers, never waiting.
+
+Two forms. By default (``pool_rollouts``, what agents do) members train on each other's fresh
+rollouts: each publishes every chunk of rollout it collects with the weights that collected it,
+and trains on its own and its alike peers' chunks together (:mod:`agents.learner.pooling`).
+This module keeps the peers' messages and decides which peers are alike. The first form,
+averaging weights, is described below; it is kept for comparison (docs/benchmarks.md).
 
 PPO and A2C learn from their own fresh rollouts only, so a peer's experience cannot help them
 and a peer's snapshot every few thousand steps is too rare to matter. What can is what
@@ -58,6 +64,7 @@ from agents.bus.arrays import Tensor
 from agents.bus.schemas import FederatedWeights, HyperValue, PolicyArch, SpaceSpec
 from agents.exceptions import IncompatiblePolicy
 from agents.learner.peers import OwnNetwork
+from agents.learner.pooling import RolloutChunk, chunk_of_columns
 from agents.learner.snapshots import tensors_as_state
 from agents.likeness import ALIKE_RADIUS, devices_alike
 
@@ -83,6 +90,8 @@ DEFAULT_PULL = 0.25
 """The fraction of the way a round moves a member toward the members' average landing point."""
 #: Rounds over which ``learns_from`` remembers the peers averaged in.
 _REMEMBERED_ROUNDS = 20
+#: Pooling rollouts: the most of one peer's rollouts kept between two of our rounds.
+_KEPT_ROLLOUTS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +105,8 @@ class PeerWeights:
     device: Mapping[str, HyperValue]
     #: The peer's own update since its previous round (``tensors`` minus where it started).
     delta: list[Tensor] = field(default_factory=list)
+    #: Pooled rollouts: the rollout ``tensors`` collected (pooling.py).
+    rollout: RolloutChunk | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +119,8 @@ class OwnWeights:
     regime: str
     #: Our own update since our previous round: what local training changed.
     delta: list[Tensor] = field(default_factory=list)
+    #: Pooled rollouts: the rollout these weights just collected.
+    rollout: RolloutChunk | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +169,7 @@ class Federation:
         self, *, own_id: str, env_id: str, algo: str, obs_space: SpaceSpec,
         action_space: SpaceSpec, arch: PolicyArch, likeness: Likeness,
         publish: Callable[[OwnWeights], object], sum_updates: bool = True,
-        pull: float = DEFAULT_PULL,
+        pull: float = DEFAULT_PULL, pool_rollouts: bool = False,
     ) -> None:  # fmt: skip
         if not 0.0 <= pull <= 1.0:
             raise ValueError(f"pull must be within [0, 1], got {pull}")
@@ -164,7 +177,10 @@ class Federation:
         """Sends our weights to the peers (the agent's bus; called from the learner's thread)."""
         self.network = OwnNetwork(own_id, env_id, algo, obs_space, action_space, arch)
         self.likeness = likeness
-        self._fresh: dict[str, PeerWeights] = {}
+        #: Members train on each other's rollouts instead of averaging weights (pooling.py).
+        self.pool_rollouts = pool_rollouts
+        #: Per peer, what arrived since the last round, oldest first.
+        self._fresh: dict[str, list[PeerWeights]] = {}
         self._lock = threading.Lock()
         #: Weights that did not fit this learner's world, network or device, and rounds.
         self.ignored = 0
@@ -184,18 +200,24 @@ class Federation:
         if not self.network.fits(message):
             self.ignored += 1
             return False
+        if self.pool_rollouts and message.rollout is None:
+            self.ignored += 1  # a member that averages weights: nothing to train on
+            return False
         peer = PeerWeights(
             message.agent, message.round, message.samples, message.tensors,
             dict(message.device), list(message.delta),
+            rollout=chunk_of_columns(message.rollout) if message.rollout is not None else None,
         )  # fmt: skip
         if not self.likeness.device_alike(peer):
             self.ignored += 1
             return False
         with self._lock:
-            current = self._fresh.get(peer.agent)
-            if current is not None and current.round >= peer.round:
+            queue = self._fresh.setdefault(peer.agent, [])
+            if queue and queue[-1].round >= peer.round:
                 return False
-            self._fresh[peer.agent] = peer
+            # Averaging weights needs only a peer's newest; pooling, every fresh rollout.
+            kept = _KEPT_ROLLOUTS if self.pool_rollouts else 1
+            queue[:] = [*queue, peer][-kept:]
         return True
 
     def incompatible(self, peer: PeerWeights, exc: IncompatiblePolicy) -> None:
@@ -205,15 +227,31 @@ class Federation:
             log.warning("weights of %s do not fit this network: %s", peer.agent, exc)
 
     def take(self) -> list[PeerWeights]:
-        """The weights that arrived since the last call, each peer's newest (consumed)."""
+        """What arrived since the last call (consumed), by peer, oldest first.
+
+        Averaging weights: each peer's newest. Pooling rollouts: each peer's last few.
+        """
         with self._lock:
-            fresh, self._fresh = list(self._fresh.values()), {}
-        return sorted(fresh, key=lambda p: p.agent)
+            fresh, self._fresh = self._fresh, {}
+        return [peer for agent in sorted(fresh) for peer in fresh[agent]]
 
     @property
     def learns_from(self) -> list[str]:
         """The peers averaged in over the last rounds, sorted."""
         return sorted(set().union(*self._recent)) if self._recent else []
+
+    def fitting(
+        self, peers: Sequence[tuple[PeerWeights, BasePolicy]], fit: FitData | None
+    ) -> list[tuple[PeerWeights, BasePolicy]]:
+        """The ``peers`` whose policy fits our world (all without ``fit``), remembered."""
+        used: list[tuple[PeerWeights, BasePolicy]] = []
+        for peer, scratch in peers:
+            if fit is not None and not self.likeness.fits(value_error(scratch, fit), fit):
+                self.unfit += 1
+                continue
+            used.append((peer, scratch))
+        self._recent.append(frozenset(peer.agent for peer, _ in used))
+        return used
 
     def average_into(
         self,
@@ -236,13 +274,7 @@ class Federation:
         one: FedAvg with a server step of ``m``, which is what turns ``m`` members' data into
         ``m`` times the progress per round of each.
         """
-        used: list[tuple[PeerWeights, BasePolicy]] = []
-        for peer, scratch in peers:
-            if fit is not None and not self.likeness.fits(value_error(scratch, fit), fit):
-                self.unfit += 1
-                continue
-            used.append((peer, scratch))
-        self._recent.append(frozenset(peer.agent for peer, _ in used))
+        used = self.fitting(peers, fit)
         if not used:
             return []
         weights = [float(max(own_samples, 1))] + [float(max(p.samples, 1)) for p, _ in used]

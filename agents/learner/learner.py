@@ -42,6 +42,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -71,6 +72,13 @@ from agents.learner.intake import PeerIntake, add_to_replay_buffer
 from agents.learner.library import LibraryEntry, PolicyLibrary
 from agents.learner.other_controllers import clone_other_controllers
 from agents.learner.peers import PeerSnapshots
+from agents.learner.pooling import (
+    PooledA2C,
+    PooledPPO,
+    RolloutChunk,
+    RolloutPool,
+    chunk_steps,
+)
 from agents.learner.pretrain import (
     ControllerDemonstrations,
     StartFrom,
@@ -514,21 +522,60 @@ class Learner:
             own_error=float(np.mean((values - returns) ** 2)),
         )
 
-    def federate(self) -> None:
-        """Publish our weights, then average in the fresh weights of peers that fit our world."""
-        federation = self.federation
-        if federation is None:
+    def join_federation(self, federation: Federation) -> None:
+        """Learn with ``federation``'s members from now on (set up by the agent).
+
+        Pooling rollouts, the learner collects a quarter of its rollout at a time and trains
+        once it holds a rollout's worth of its own and its peers' (pooling.py).
+        """
+        self.federation = federation
+        model = self.model
+        if not federation.pool_rollouts or not isinstance(model, PooledPPO | PooledA2C):
             return
+        if type(model.rollout_buffer) is not RolloutBuffer:
+            log.info("observations of several arrays: rollouts are not pooled")
+            return
+        chunk = chunk_steps(int(self.hyperparams["n_steps"]))
+        model.n_steps = chunk
+        model.rollout_buffer = RolloutBuffer(
+            chunk, model.observation_space, model.action_space, device=model.device,
+            gamma=model.gamma, gae_lambda=model.gae_lambda, n_envs=model.n_envs,
+        )  # fmt: skip
+        model.rollout_pool = RolloutPool(int(self.hyperparams["n_steps"]), self._peer_rollouts)
+
+    @property
+    def rollout_pool(self) -> RolloutPool | None:
+        pool: RolloutPool | None = getattr(self.model, "rollout_pool", None)
+        return pool
+
+    def share_rollout(self) -> None:
+        """Pooling rollouts: the one just collected, with the policy that collected it, out."""
+        federation, model = self.federation, self.model
+        if federation is None or self.rollout_pool is None:
+            return
+        assert isinstance(model, PooledPPO | PooledA2C)  # only they have a pool
         samples = self.step - self._federated_at_step
         self._federated_at_step = self.step
-        policy = self.model.policy
-        delta = _update_since(self._round_start, policy.state_dict())
+        policy = model.policy
+        chunk = RolloutChunk.of(model.rollout_buffer)
         federation.publish(
             OwnWeights(
-                policy_tensors(policy), self.step, samples, self.current_regime,
-                delta=state_tensors(delta) if delta is not None else [],
+                policy_tensors(policy), self.step, samples, self.current_regime, rollout=chunk
             )
-        )  # fmt: skip
+        )
+
+    def _peer_rollouts(self) -> list[RolloutChunk]:
+        """The rollouts of the peers whose policy fits our world, arrived since the last call."""
+        federation = self.federation
+        if federation is None:
+            return []
+        used = federation.fitting(self._loaded(federation), self._latest_rollout)
+        if used:
+            federation.rounds += 1
+        return [peer.rollout for peer, _ in used if peer.rollout is not None]
+
+    def _loaded(self, federation: Federation) -> list[tuple[PeerWeights, BasePolicy]]:
+        """The peers' fresh weights, each loaded into a scratch policy (unloadable: counted)."""
         loaded: list[tuple[PeerWeights, BasePolicy]] = []
         for peer in federation.take():
             if len(self._scratch) <= len(loaded):
@@ -540,6 +587,24 @@ class Learner:
                 federation.incompatible(peer, exc)
                 continue
             loaded.append((peer, scratch))
+        return loaded
+
+    def federate(self) -> None:
+        """Publish our weights, then average in the fresh weights of peers that fit our world."""
+        federation = self.federation
+        if federation is None or self.rollout_pool is not None:
+            return
+        samples = self.step - self._federated_at_step
+        self._federated_at_step = self.step
+        policy = self.model.policy
+        delta = _update_since(self._round_start, policy.state_dict())
+        federation.publish(
+            OwnWeights(
+                policy_tensors(policy), self.step, samples, self.current_regime,
+                delta=state_tensors(delta) if delta is not None else [],
+            )
+        )  # fmt: skip
+        loaded = self._loaded(federation)
         if loaded:
             federation.average_into(policy, samples, loaded, self._latest_rollout, delta)
         self._round_start = {k: v.detach().clone() for k, v in policy.state_dict().items()}
@@ -594,6 +659,8 @@ class Learner:
             # Between two learn() calls: the only place where weights change (besides
             # federated rounds). A change here is no local update to hand peers as one.
             self._round_start = None
+            if self.rollout_pool is not None:
+                self.rollout_pool.forget()  # collected by weights about to change, or done
             if self.demonstration_pending:
                 self.demonstrations.imitate(self.model, seed=self.config.seed)
             adoption = self.take_adoption()
@@ -835,6 +902,7 @@ class _LifelongCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         self.learner.intake.rescale_training(self.learner.model)
         self.learner.remember_rollout()
+        self.learner.share_rollout()
 
     def collect(self, step: int) -> None:
         """The transition just made, into the experience batch; a finished episode, judged."""

@@ -171,6 +171,8 @@ def _agent_entry(
         "weights_ignored": own.get("weights_ignored", 0),
         "experience_unlike": own.get("experience_unlike", 0),
         "experience_unfit": own.get("experience_unfit", 0),
+        "pooled_updates": own.get("pooled_updates", 0),
+        "pooled_peer_steps": own.get("pooled_peer_steps", 0),
         "group": seen.get("group", agent_id),
         # The agent's own count is exact; the coordinator's is its latest telemetry.
         "regret": Regret.from_counters(own).as_dict() if own else seen.get("regret"),

@@ -168,6 +168,10 @@ async def test_federated_agents_average_alike_peers_signed_never_a_twin_or_unlik
         )
         assert a.learns_from == a.federates_with == ["b"]
         assert b.learns_from == b.federates_with == ["a"]
+        for member in (a, b):  # each trained on the other's rollouts, sent over the broker
+            assert member.learner is not None
+            assert member.learner.rollout_pool is not None
+            assert member.learner.rollout_pool.peer_rows > 0
         assert twin.learner is not None
         assert twin.learner.federation is None  # a twin shares and takes nothing
         assert unlike.learner is not None
@@ -182,7 +186,9 @@ async def test_federated_agents_average_alike_peers_signed_never_a_twin_or_unlik
     # What each did is in its final.json: the pair's rounds, the unlike one's refusals.
     final = {x.id: json.loads((tmp_path / x.id / "final.json").read_text()) for x in agents}
     assert final["a"]["federated_rounds"] >= 3
+    assert final["a"]["pooled_peer_steps"] > 0
     assert final["c"]["federated_rounds"] == 0
+    assert final["c"]["pooled_peer_steps"] == 0
     assert final["c"]["weights_ignored"] >= 1
     assert final["a-twin"]["weights_ignored"] == 0  # a twin takes nothing in
 
