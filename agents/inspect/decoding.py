@@ -232,6 +232,8 @@ def _weights(message: Message) -> dict[str, Scalar]:
         "parameters": sum(math.prod(t.shape) for t in message.tensors),
         "digest": message.digest[:_DIGEST_PREFIX],
         "update": bool(message.delta),
+        # Pooling rollouts: the chunk's length (steps the receivers may train on).
+        "rollout": message.rollout.values.shape[0] if message.rollout is not None else None,
         "regime": message.regime or None,
         "signed": bool(message.signature),
     }

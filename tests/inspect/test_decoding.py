@@ -6,10 +6,12 @@ import io
 import json
 
 import msgspec
+import numpy as np
 import pytest
 
+from agents.bus.arrays import to_wire
 from agents.bus.codec import encode
-from agents.bus.schemas import Lineage, Message, RegimeScore
+from agents.bus.schemas import Lineage, Message, RegimeScore, RolloutColumns
 from agents.bus.topics import Kind, Topics
 from agents.bus.transport import RawMessage
 from agents.inspect.decoding import KINDS, Seen, describe, parse_kinds
@@ -142,6 +144,14 @@ def test_federated_weights_show_their_round_and_what_they_carry() -> None:
     assert " 4 " in row
     assert "samples=512" in row
     assert "update=False" in row
+    assert "rollout" not in row  # weights only
+    floats = ("log_probs", "advantages", "returns", "values")
+    columns = RolloutColumns(
+        obs=to_wire(np.zeros((3, 4), np.float32)), actions=to_wire(np.zeros(3, np.int64)),
+        **{name: to_wire(np.zeros(3, np.float32)) for name in floats},
+    )  # fmt: skip
+    pooled = msgspec.structs.replace(factories.weights(round_=5), rollout=columns)
+    assert "rollout=3" in table_row(seen(Kind.WEIGHTS, pooled))
 
 
 def test_table_row_shows_the_key_fields_and_rejections() -> None:
