@@ -191,10 +191,13 @@ class AgentReport:
     #: Experience batches alike by parameters that did not fit the agent's Q-network.
     experience_unfit: int = 0
     #: Pooled rollouts (agents.learner.pooling): updates made, the peers' steps they were
-    #: made from beside the agent's own, and peers' rollouts dropped unused.
+    #: made from beside the agent's own, peers' rollouts dropped unused, and the time spent
+    #: waiting for the peers' fresh rollouts (with the waits that ran out).
     pooled_updates: int = 0
     pooled_peer_steps: int = 0
     pooled_dropped: int = 0
+    pooled_wait_seconds: float = 0.0
+    pooled_waits_timed_out: int = 0
     stopped_by: str = "budget"
 
 
@@ -845,6 +848,8 @@ class Agent:
             pooled_updates=pool.updates if pool is not None else 0,
             pooled_peer_steps=pool.peer_rows if pool is not None else 0,
             pooled_dropped=pool.dropped if pool is not None else 0,
+            pooled_wait_seconds=round(federation.waited_seconds, 3) if federation else 0.0,
+            pooled_waits_timed_out=federation.waits_timed_out if federation else 0,
             stopped_by="signal" if self._stop_requested else "budget",
             # episodes, drift_events, adaptations, adaptation_steps, adoptions, ..., context
             **learner.stats.counters(AgentReport.__dataclass_fields__),

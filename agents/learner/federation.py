@@ -51,6 +51,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ from agents.learner.snapshots import tensors_as_state
 from agents.likeness import ALIKE_RADIUS, devices_alike
 
 __all__ = [
+    "ACTIVE_SECONDS",
     "DEFAULT_PULL",
     "DEFAULT_RADIUS",
     "DEFAULT_TOLERANCE",
@@ -92,6 +94,8 @@ DEFAULT_PULL = 0.25
 _REMEMBERED_ROUNDS = 20
 #: Pooling rollouts: the most of one peer's rollouts kept between two of our rounds.
 _KEPT_ROLLOUTS = 4
+ACTIVE_SECONDS = 10.0
+"""A pooling member waits for the fresh rollouts of peers heard from within this many seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +186,13 @@ class Federation:
         #: Per peer, what arrived since the last round, oldest first.
         self._fresh: dict[str, list[PeerWeights]] = {}
         self._lock = threading.Lock()
+        #: Notified when a peer's message is kept (pooling members wait on it, briefly).
+        self._arrived = threading.Condition(self._lock)
+        #: When each alike peer was last heard from (``time.monotonic``).
+        self._heard: dict[str, float] = {}
+        #: Rounds whose wait for the peers' fresh rollouts ran out, and the seconds waited.
+        self.waits_timed_out = 0
+        self.waited_seconds = 0.0
         #: Weights that did not fit this learner's world, network or device, and rounds.
         self.ignored = 0
         self.rounds = 0
@@ -218,7 +229,33 @@ class Federation:
             # Averaging weights needs only a peer's newest; pooling, every fresh rollout.
             kept = _KEPT_ROLLOUTS if self.pool_rollouts else 1
             queue[:] = [*queue, peer][-kept:]
+            self._heard[peer.agent] = time.monotonic()
+            self._arrived.notify_all()
         return True
+
+    def wait_for_peers(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s until every peer heard from lately has sent something new.
+
+        Pooling members train on fresher rows this way: without it a member's update takes
+        the peers' previous chunks, collected by policies an update older (docs/benchmarks.md,
+        "Pooled rollouts"). A peer silent for :data:`ACTIVE_SECONDS` is not waited for, and
+        the wait is bounded, so a slow peer slows us at most by ``timeout`` per round and a
+        dead one not at all once silent.
+        """
+        started = time.monotonic()
+        with self._arrived:
+
+            def all_fresh() -> bool:
+                now = time.monotonic()
+                return all(
+                    self._fresh.get(agent)
+                    for agent, heard in self._heard.items()
+                    if now - heard <= ACTIVE_SECONDS
+                )
+
+            if not self._arrived.wait_for(all_fresh, timeout=timeout):
+                self.waits_timed_out += 1
+        self.waited_seconds += time.monotonic() - started
 
     def incompatible(self, peer: PeerWeights, exc: IncompatiblePolicy) -> None:
         """A peer's weights that do not load into our network: counted, logged once."""

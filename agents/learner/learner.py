@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The longest a pooling member waits for its peers' fresh rollouts before training (seconds).
+MAX_POOL_WAIT = 1.0
 
 #: Hyperparameters a directive may change during an agent's life (population-based training).
 MUTABLE_HYPERPARAMS = frozenset(
@@ -305,6 +309,8 @@ class Learner:
         self.federation: Federation | None = None
         self._federated_at_step = self.step
         self._latest_rollout: FitData | None = None
+        #: When the chunk being collected started (pooling rollouts: bounds the wait for peers).
+        self._chunk_started = time.monotonic()
         self._scratch: list[BasePolicy] = []
         #: The weights as the previous round left them: local training's update starts there
         #: (``None`` after the weights were replaced: the next round sends no update).
@@ -569,6 +575,12 @@ class Learner:
         federation = self.federation
         if federation is None:
             return []
+        # Wait for the peers' chunks of this round, at most as long as ours took to collect:
+        # fresher rows, and a member never runs at less than half its own speed for it.
+        now = time.monotonic()
+        chunk_seconds, self._chunk_started = now - self._chunk_started, now
+        federation.wait_for_peers(min(chunk_seconds, MAX_POOL_WAIT))
+        self._chunk_started = time.monotonic()
         used = federation.fitting(self._loaded(federation), self._latest_rollout)
         if used:
             federation.rounds += 1

@@ -173,6 +173,7 @@ def _agent_entry(
         "experience_unfit": own.get("experience_unfit", 0),
         "pooled_updates": own.get("pooled_updates", 0),
         "pooled_peer_steps": own.get("pooled_peer_steps", 0),
+        "pooled_wait_seconds": own.get("pooled_wait_seconds", 0.0),
         "group": seen.get("group", agent_id),
         # The agent's own count is exact; the coordinator's is its latest telemetry.
         "regret": Regret.from_counters(own).as_dict() if own else seen.get("regret"),

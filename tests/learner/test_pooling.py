@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import msgspec
@@ -15,6 +16,7 @@ from agents.bus.arrays import to_wire
 from agents.bus.codec import decode_as, encode
 from agents.bus.schemas import FederatedWeights
 from agents.exceptions import MessageRejected
+from agents.learner import federation as federation_module
 from agents.learner.federation import Federation, Likeness, OwnWeights
 from agents.learner.learner import Learner, LearnerConfig
 from agents.learner.pooling import (
@@ -255,3 +257,46 @@ def test_a_weights_only_message_is_ignored_by_a_pooling_member() -> None:
     fed = pooling(me)
     assert not fed.offer(message(other, "peer", 1, 64, {}))
     assert fed.ignored == 1
+
+
+def _pooled_message(source: Learner, agent: str, round_: int) -> FederatedWeights:
+    chunk = RolloutChunk.of(collected(round_).rollout_buffer)
+    sent = msgspec.structs.replace(
+        message(source, agent, round_, 64, {}),
+        rollout=rollout_columns(chunk, source.action_spec.shape),
+    )
+    return decode_as(FederatedWeights, encode(sent))
+
+
+def test_a_member_waits_for_its_active_peers_fresh_rollouts_and_no_longer() -> None:
+    me, other = learner(0), learner(1)
+    fed = pooling(me)
+    started = time.monotonic()
+    fed.wait_for_peers(5.0)  # nobody heard from yet: nobody to wait for
+    assert time.monotonic() - started < 1.0
+    assert fed.offer(_pooled_message(other, "peer", 1))
+    fed.take()
+    # The peer is active and has sent nothing since: its next chunk is waited for...
+    later = threading.Timer(0.2, lambda: fed.offer(_pooled_message(other, "peer", 2)))
+    later.start()
+    started = time.monotonic()
+    fed.wait_for_peers(5.0)
+    assert 0.1 < time.monotonic() - started < 4.0  # ...until it arrives, not the whole timeout
+    assert [p.round for p in fed.take()] == [2]
+    # ...and when it does not come, no longer than the timeout allows.
+    started = time.monotonic()
+    fed.wait_for_peers(0.3)
+    assert time.monotonic() - started >= 0.3
+    assert fed.waits_timed_out == 1
+
+
+def test_a_peer_silent_for_long_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    me, other = learner(0), learner(1)
+    fed = pooling(me)
+    assert fed.offer(_pooled_message(other, "peer", 1))
+    fed.take()
+    monkeypatch.setattr(federation_module, "ACTIVE_SECONDS", 0.0)
+    started = time.monotonic()
+    fed.wait_for_peers(5.0)
+    assert time.monotonic() - started < 1.0
+    assert fed.waits_timed_out == 0
