@@ -362,6 +362,10 @@ class Learner:
             )
             if info.replay_file is not None and isinstance(model, OffPolicyAlgorithm):
                 model.load_replay_buffer(self.store.directory / info.replay_file)
+            if isinstance(model, PooledPPO | PooledA2C):
+                # A pooling member saved its quarter rollout: the configured one until it
+                # joins a federation again (join_federation).
+                _collect_rollouts_of(model, int(self.hyperparams["n_steps"]))
             if info.library_file is not None:
                 self.library.load(self.store.directory / info.library_file)
             self.stats.episodes = info.episodes
@@ -541,12 +545,7 @@ class Learner:
         if type(model.rollout_buffer) is not RolloutBuffer:
             log.info("observations of several arrays: rollouts are not pooled")
             return
-        chunk = chunk_steps(int(self.hyperparams["n_steps"]))
-        model.n_steps = chunk
-        model.rollout_buffer = RolloutBuffer(
-            chunk, model.observation_space, model.action_space, device=model.device,
-            gamma=model.gamma, gae_lambda=model.gae_lambda, n_envs=model.n_envs,
-        )  # fmt: skip
+        _collect_rollouts_of(model, chunk_steps(int(self.hyperparams["n_steps"])))
         model.rollout_pool = RolloutPool(int(self.hyperparams["n_steps"]), self._peer_rollouts)
 
     @property
@@ -859,6 +858,17 @@ class Learner:
         assert model.env is not None
         model._last_obs = model.env.reset()  # type: ignore[assignment]  # noqa: SLF001 - SB3's
         model._last_episode_starts = np.ones((model.env.num_envs,), dtype=bool)  # noqa: SLF001
+
+
+def _collect_rollouts_of(model: PooledPPO | PooledA2C, steps: int) -> None:
+    """Make ``model`` collect rollouts of ``steps`` steps (a fresh buffer of that size)."""
+    if model.n_steps == steps or type(model.rollout_buffer) is not RolloutBuffer:
+        return
+    model.n_steps = steps
+    model.rollout_buffer = RolloutBuffer(
+        steps, model.observation_space, model.action_space, device=model.device,
+        gamma=model.gamma, gae_lambda=model.gae_lambda, n_envs=model.n_envs,
+    )  # fmt: skip
 
 
 def _update_since(

@@ -300,3 +300,23 @@ def test_a_peer_silent_for_long_is_not_waited_for(monkeypatch: pytest.MonkeyPatc
     fed.wait_for_peers(5.0)
     assert time.monotonic() - started < 1.0
     assert fed.waits_timed_out == 0
+
+
+def test_a_pooling_learners_checkpoint_resumes_with_the_configured_rollout(tmp_path: Path) -> None:
+    def resumable(budget: int) -> Learner:
+        config = LearnerConfig(
+            env_id="CartPole-v1", algo="ppo", seed=0, init_seed=7, budget_steps=budget,
+            snapshot_every=10_000, hyperparams=SMALL, checkpoint_dir=tmp_path,
+        )  # fmt: skip
+        return Learner(config, Recorder())
+
+    first = resumable(CHUNKS * chunk_steps(N_STEPS) + 1)
+    first.join_federation(pooling(first))
+    first.run()  # checkpoints at the end, its model collecting quarter rollouts
+    resumed = resumable(2 * N_STEPS)
+    assert resumed.resumed_from_step is not None
+    assert isinstance(resumed.model, PooledPPO)
+    assert resumed.model.n_steps == N_STEPS
+    assert resumed.model.rollout_buffer.buffer_size == N_STEPS
+    resumed.join_federation(pooling(resumed))
+    assert resumed.model.n_steps == chunk_steps(N_STEPS)
