@@ -546,28 +546,28 @@ class Learner:
             log.info("observations of several arrays: rollouts are not pooled")
             return
         _collect_rollouts_of(model, chunk_steps(int(self.hyperparams["n_steps"])))
-        model.rollout_pool = RolloutPool(int(self.hyperparams["n_steps"]), self._peer_rollouts)
+        model.rollout_pool = RolloutPool(
+            int(self.hyperparams["n_steps"]), self._peer_rollouts, publish=self._share_rollout
+        )
 
     @property
     def rollout_pool(self) -> RolloutPool | None:
         pool: RolloutPool | None = getattr(self.model, "rollout_pool", None)
         return pool
 
-    def share_rollout(self) -> None:
-        """Pooling rollouts: the one just collected, with the policy that collected it, out."""
-        federation, model = self.federation, self.model
-        if federation is None or self.rollout_pool is None:
+    def _share_rollout(self, chunk: RolloutChunk) -> None:
+        """Pooling rollouts: the chunk just collected, with the policy that collected it, out."""
+        federation = self.federation
+        if federation is None:
             return
-        assert isinstance(model, PooledPPO | PooledA2C)  # only they have a pool
         samples = self.step - self._federated_at_step
         self._federated_at_step = self.step
-        policy = model.policy
-        chunk = RolloutChunk.of(model.rollout_buffer)
         federation.publish(
             OwnWeights(
-                policy_tensors(policy), self.step, samples, self.current_regime, rollout=chunk
+                policy_tensors(self.model.policy), self.step, samples, self.current_regime,
+                rollout=chunk,
             )
-        )
+        )  # fmt: skip
 
     def _peer_rollouts(self) -> list[RolloutChunk]:
         """The rollouts of the peers whose policy fits our world, arrived since the last call."""
@@ -924,7 +924,6 @@ class _LifelongCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         self.learner.intake.rescale_training(self.learner.model)
         self.learner.remember_rollout()
-        self.learner.share_rollout()
 
     def collect(self, step: int) -> None:
         """The transition just made, into the experience batch; a finished episode, judged."""

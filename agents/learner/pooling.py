@@ -120,9 +120,16 @@ class RolloutPool:
     ``n_steps`` rows (``None`` before: collect on, with the same policy).
     """
 
-    def __init__(self, n_steps: int, peers: Callable[[], list[RolloutChunk]]) -> None:
+    def __init__(
+        self,
+        n_steps: int,
+        peers: Callable[[], list[RolloutChunk]],
+        publish: Callable[[RolloutChunk], object] | None = None,
+    ) -> None:
         self.n_steps = n_steps
         self.peers = peers
+        #: Sends each chunk we collect to the peers, before we take theirs.
+        self.publish = publish
         self._own: list[RolloutChunk] = []
         self._peers: list[RolloutChunk] = []
         #: Updates made, and the peers' rows they were made from (beside our own).
@@ -137,39 +144,30 @@ class RolloutPool:
         self._peers.clear()
 
     def batch(self, model: OnPolicyAlgorithm) -> RolloutBuffer | None:
-        self._own.append(RolloutChunk.of(model.rollout_buffer))
+        chunk = RolloutChunk.of(model.rollout_buffer)
+        if self.publish is not None:
+            self.publish(chunk)
+        self._own.append(chunk)
         self._peers.extend(self.peers())
         # More than a few updates' worth of peers' rows cannot all be fresh: the oldest go.
-        while self._peers and sum(map(len, self._peers)) > CHUNKS * self.n_steps:
-            self._peers.pop(0)
+        peer_rows = sum(map(len, self._peers))
+        while peer_rows > CHUNKS * self.n_steps:
+            peer_rows -= len(self._peers.pop(0))
             self.dropped += 1
-        rows = sum(map(len, self._own)) + sum(map(len, self._peers))
-        if rows < self.n_steps:
+        if sum(map(len, self._own)) + peer_rows < self.n_steps:
             return None
         chunks = [*self._own, *self._peers]
         self.updates += 1
-        self.peer_rows += sum(map(len, self._peers))
+        self.peer_rows += peer_rows
         self.forget()
         return pooled_buffer(model, chunks)
 
 
-def _train_pooled(model: OnPolicyAlgorithm, train: Callable[[], None]) -> None:
-    pool: RolloutPool | None = getattr(model, "rollout_pool", None)
-    if pool is None:
-        train()
-        return
-    batch = pool.batch(model)
-    if batch is None:
-        return
-    own, model.rollout_buffer = model.rollout_buffer, batch
-    try:
-        train()
-    finally:
-        model.rollout_buffer = own
+class _PoolsRollouts(OnPolicyAlgorithm):
+    """Trains on its :class:`RolloutPool`'s batches when it has one, as its algorithm otherwise.
 
-
-class PooledPPO(PPO):
-    """PPO that trains on its :class:`RolloutPool`'s batches when it has one (else plain PPO)."""
+    Put before the algorithm among the bases: ``super().train()`` is then the algorithm's.
+    """
 
     rollout_pool: RolloutPool | None = None
 
@@ -177,19 +175,26 @@ class PooledPPO(PPO):
         return [*super()._excluded_save_params(), "rollout_pool"]
 
     def train(self) -> None:
-        _train_pooled(self, super().train)
+        pool = self.rollout_pool
+        if pool is None:
+            super().train()
+            return
+        batch = pool.batch(self)
+        if batch is None:
+            return
+        own, self.rollout_buffer = self.rollout_buffer, batch
+        try:
+            super().train()
+        finally:
+            self.rollout_buffer = own
 
 
-class PooledA2C(A2C):
-    """A2C that trains on its :class:`RolloutPool`'s batches when it has one (else plain A2C)."""
+class PooledPPO(_PoolsRollouts, PPO):
+    """PPO that trains on pooled rollouts when given a pool (plain PPO otherwise)."""
 
-    rollout_pool: RolloutPool | None = None
 
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "rollout_pool"]
-
-    def train(self) -> None:
-        _train_pooled(self, super().train)
+class PooledA2C(_PoolsRollouts, A2C):
+    """A2C that trains on pooled rollouts when given a pool (plain A2C otherwise)."""
 
 
 def rollout_columns(chunk: RolloutChunk, action_shape: Sequence[int]) -> RolloutColumns:
