@@ -847,7 +847,8 @@ class Agent:
             experience_unlike=self.experience_unlike,
             pooled_updates=pool.updates if pool is not None else 0,
             pooled_peer_steps=pool.peer_rows if pool is not None else 0,
-            pooled_dropped=pool.dropped if pool is not None else 0,
+            pooled_dropped=(pool.dropped if pool is not None else 0)
+            + (federation.rollouts_dropped if federation is not None else 0),
             pooled_wait_seconds=round(federation.waited_seconds, 3) if federation else 0.0,
             pooled_waits_timed_out=federation.waits_timed_out if federation else 0,
             stopped_by="signal" if self._stop_requested else "budget",

@@ -190,6 +190,8 @@ class Federation:
         self._arrived = threading.Condition(self._lock)
         #: When each alike peer was last heard from (``time.monotonic``).
         self._heard: dict[str, float] = {}
+        #: Peers' rollouts dropped unread: more of one peer's arrived than are kept.
+        self.rollouts_dropped = 0
         #: Rounds whose wait for the peers' fresh rollouts ran out, and the seconds waited.
         self.waits_timed_out = 0
         self.waited_seconds = 0.0
@@ -228,6 +230,8 @@ class Federation:
                 return False
             # Averaging weights needs only a peer's newest; pooling, every fresh rollout.
             kept = _KEPT_ROLLOUTS if self.pool_rollouts else 1
+            if self.pool_rollouts and len(queue) == kept:
+                self.rollouts_dropped += 1  # a peer's oldest rollout, never trained on
             queue[:] = [*queue, peer][-kept:]
             self._heard[peer.agent] = time.monotonic()
             self._arrived.notify_all()

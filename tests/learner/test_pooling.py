@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import msgspec
@@ -271,22 +270,19 @@ def _pooled_message(source: Learner, agent: str, round_: int) -> FederatedWeight
 def test_a_member_waits_for_its_active_peers_fresh_rollouts_and_no_longer() -> None:
     me, other = learner(0), learner(1)
     fed = pooling(me)
-    started = time.monotonic()
-    fed.wait_for_peers(5.0)  # nobody heard from yet: nobody to wait for
-    assert time.monotonic() - started < 1.0
+    fed.wait_for_peers(5.0)  # nobody heard from yet: nobody to wait for, no timeout
+    assert fed.waits_timed_out == 0
     assert fed.offer(_pooled_message(other, "peer", 1))
     fed.take()
-    # The peer is active and has sent nothing since: its next chunk is waited for...
+    # The peer is active and has sent nothing since: its next chunk is waited for (had the
+    # wait returned at once, the chunk sent 0.2 s later would not be there to take)...
     later = threading.Timer(0.2, lambda: fed.offer(_pooled_message(other, "peer", 2)))
     later.start()
-    started = time.monotonic()
     fed.wait_for_peers(5.0)
-    assert 0.1 < time.monotonic() - started < 4.0  # ...until it arrives, not the whole timeout
     assert [p.round for p in fed.take()] == [2]
-    # ...and when it does not come, no longer than the timeout allows.
-    started = time.monotonic()
+    assert fed.waits_timed_out == 0  # ...until it arrives, not the whole timeout
+    # ...and when it does not come, until the timeout runs out.
     fed.wait_for_peers(0.3)
-    assert time.monotonic() - started >= 0.3
     assert fed.waits_timed_out == 1
 
 
@@ -296,10 +292,8 @@ def test_a_peer_silent_for_long_is_not_waited_for(monkeypatch: pytest.MonkeyPatc
     assert fed.offer(_pooled_message(other, "peer", 1))
     fed.take()
     monkeypatch.setattr(federation_module, "ACTIVE_SECONDS", 0.0)
-    started = time.monotonic()
     fed.wait_for_peers(5.0)
-    assert time.monotonic() - started < 1.0
-    assert fed.waits_timed_out == 0
+    assert fed.waits_timed_out == 0  # waited for, it would have timed out
 
 
 def test_a_pooling_learners_checkpoint_resumes_with_the_configured_rollout(tmp_path: Path) -> None:
@@ -320,3 +314,12 @@ def test_a_pooling_learners_checkpoint_resumes_with_the_configured_rollout(tmp_p
     assert resumed.model.rollout_buffer.buffer_size == N_STEPS
     resumed.join_federation(pooling(resumed))
     assert resumed.model.n_steps == chunk_steps(N_STEPS)
+
+
+def test_a_peers_rollouts_beyond_the_kept_few_are_dropped_and_counted() -> None:
+    me, other = learner(0), learner(1)
+    fed = pooling(me)
+    for round_ in range(1, 7):
+        assert fed.offer(_pooled_message(other, "peer", round_))
+    assert [p.round for p in fed.take()] == [3, 4, 5, 6]
+    assert fed.rollouts_dropped == 2
