@@ -44,10 +44,12 @@ from agents.worlds.drift import Regime
 
 __all__ = [
     "APPROACHES",
+    "DEVICE_RANGES",
     "TRAFFIC_REGIMES",
     "TrafficParams",
     "TrafficSignal",
     "arrival_rates_per_h",
+    "device_context",
     "movement_names",
     "phase_movements",
 ]
@@ -128,6 +130,12 @@ class TrafficParams(WorldParams):
     """Reward = -(vehicles queued after the step) * reward_scale; the default, 1 / (8 * 20),
     makes the reward minus the mean queue per movement in units of ``queue_scale``."""
     # Structure: fixed for the world's life.
+    observe_device: bool = False
+    """Append the intersection's own device parameters (:data:`DEVICE_RANGES`, each scaled so
+    that the range devices are drawn from maps to [-1, 1]) to the observation: a learner that
+    takes in other intersections' transitions can then tell them from its own (a contextual
+    MDP: Hallak, Di Castro & Mannor 2015). Only device parameters, never a regime's: the
+    observation still does not reveal a drift."""
     left_turns: bool = True
     step_s: float = 5.0
     episode_s: float = 3600.0
@@ -262,6 +270,29 @@ TRAFFIC_REGIMES: Mapping[str, Regime] = _regimes(
 """Demand patterns of the traffic world."""
 
 
+DEVICE_RANGES: Mapping[str, tuple[float, float, int]] = types.MappingProxyType(
+    {
+        "demand_n": (600.0, 1000.0, 1),
+        "demand_s": (600.0, 1000.0, 1),
+        "demand_e": (315.0, 585.0, 1),
+        "demand_w": (315.0, 585.0, 1),
+        "left_share": (0.1, 0.3, 3),
+        "sat_flow_through": (0.45, 0.55, 3),
+    }
+)
+"""What sets one intersection apart from another: each device parameter's range (low, high)
+when devices are drawn (:meth:`TrafficSignal.sample_params`), and the digits it is rounded to."""
+
+
+def device_context(params: TrafficParams) -> list[float]:
+    """The device parameters as ``observe_device`` shows them: the drawn range maps to [-1, 1]."""
+    context = []
+    for name, (low, high, _) in DEVICE_RANGES.items():
+        scaled = 2.0 * (float(getattr(params, name)) - low) / (high - low) - 1.0
+        context.append(min(max(scaled, -OBS_BOUND), OBS_BOUND))
+    return context
+
+
 class TrafficSignal(World[TrafficParams, np.int64]):
     """The controller of one signalised intersection (``society/TrafficSignal-v0``).
 
@@ -273,7 +304,8 @@ class TrafficSignal(World[TrafficParams, np.int64]):
     Observation (float32): queues / ``queue_scale`` (capped at 10), current phase one-hot,
     time in phase / 60 s (capped at 10), the total queue the current phase serves /
     ``queue_scale`` (capped at 10; a learner needs it to weigh "keep serving" against "switch",
-    and an MLP finds that product of one-hot and queues hard to learn), time of day (sin, cos).
+    and an MLP finds that product of one-hot and queues hard to learn), time of day (sin, cos),
+    and with ``observe_device`` the intersection's own device parameters (:func:`device_context`).
 
     Reward: ``-(vehicles queued after the step) * reward_scale``, i.e. minus the waiting time of
     the step in units of ``step_s / reward_scale`` vehicle-seconds.
@@ -286,7 +318,7 @@ class TrafficSignal(World[TrafficParams, np.int64]):
     regimes: ClassVar[Mapping[str, Regime]] = TRAFFIC_REGIMES
     default_regime: ClassVar[str | None] = "weekday"
     structural_params: ClassVar[frozenset[str]] = frozenset(
-        {"left_turns", "step_s", "episode_s", "queue_scale"}
+        {"left_turns", "step_s", "episode_s", "queue_scale", "observe_device"}
     )
     metrics: ClassVar[Mapping[str, str]] = types.MappingProxyType(
         {"total_waiting_time": "total_waiting_time", "throughput": "throughput"}
@@ -306,13 +338,21 @@ class TrafficSignal(World[TrafficParams, np.int64]):
         self.n_queues = len(self.movements)
         self.n_phases = len(self.phases)
         self.episode_steps = max(1, round(p.episode_s / p.step_s))
-        self.obs_dim = self.n_queues + self.n_phases + 4
+        self._device = device_context(p) if p.observe_device else []
+        self.obs_dim = self.n_queues + self.n_phases + 4 + len(self._device)
+        context_bounds = [OBS_BOUND] * len(self._device)
         self.observation_space = spaces.Box(
-            np.array([0.0] * (self.n_queues + self.n_phases + 2) + [-1.0, -1.0], np.float32),
+            np.array(
+                [0.0] * (self.n_queues + self.n_phases + 2)
+                + [-1.0, -1.0]
+                + [-b for b in context_bounds],
+                np.float32,
+            ),
             np.array(
                 [OBS_BOUND] * self.n_queues
                 + [1.0] * self.n_phases
                 + [OBS_BOUND, OBS_BOUND, 1.0, 1.0]
+                + context_bounds
             ).astype(np.float32),
             dtype=np.float32,
         )
@@ -351,12 +391,8 @@ class TrafficSignal(World[TrafficParams, np.int64]):
     def sample_params(cls, rng: np.random.Generator) -> dict[str, ParamValue]:
         """One intersection: its demand per approach, left-turn share and lane discharge rate."""
         return {
-            "demand_n": round(800.0 * float(rng.uniform(0.75, 1.25)), 1),
-            "demand_s": round(800.0 * float(rng.uniform(0.75, 1.25)), 1),
-            "demand_e": round(450.0 * float(rng.uniform(0.7, 1.3)), 1),
-            "demand_w": round(450.0 * float(rng.uniform(0.7, 1.3)), 1),
-            "left_share": round(float(rng.uniform(0.1, 0.3)), 3),
-            "sat_flow_through": round(float(rng.uniform(0.45, 0.55)), 3),
+            name: round(float(rng.uniform(low, high)), digits)
+            for name, (low, high, digits) in DEVICE_RANGES.items()
         }
 
     # --- gymnasium API -------------------------------------------------------------------
@@ -407,6 +443,7 @@ class TrafficSignal(World[TrafficParams, np.int64]):
             served += self._queues[m]
         values.append(min(served * inv, OBS_BOUND))
         values += self._tod[self._t]
+        values += self._device
         return np.array(values, dtype=np.float32)
 
     def _info(self, waiting: float, arrivals: int) -> dict[str, Any]:
