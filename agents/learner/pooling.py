@@ -10,8 +10,11 @@ a batch the size one learner alone would collect, which is data-parallel PPO (as
 Wijmans et al., ICLR 2020), with no member waiting for another.
 
 A member alone trains every four chunks on its own four: the learner its configuration
-describes, up to the advantage estimate being cut (bootstrapped from the value function) at
-every chunk's end instead of every ``n_steps``.
+describes. Each chunk's advantage estimate (GAE) is computed when it is collected and so is cut
+at the chunk's end (bootstrapped from the value of the next observation); before training, the
+member's own pending chunks, which one policy collected one after another, are joined again
+(:func:`join_own`), so its own rows carry the advantages one ``n_steps`` rollout would have
+given them. A peer's chunk travels with the peer's estimate, cut at its end.
 
 A peer's chunk was collected by the peer's policy, not ours: PPO's ratio uses the log-
 probabilities the peer's policy gave its actions (what the chunk carries), so a chunk from a
@@ -23,6 +26,7 @@ returns is left out.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +47,7 @@ __all__ = [
     "RolloutPool",
     "chunk_of_columns",
     "chunk_steps",
+    "join_own",
     "rollout_columns",
 ]
 
@@ -64,6 +69,9 @@ class RolloutChunk:
     ``actions`` is ``(n, action_dim)`` as stable-baselines3's buffer keeps them; ``log_probs``
     the collecting policy's log-probabilities of them; ``advantages`` and ``returns`` its
     advantage estimate (GAE) and the value targets; ``values`` its value predictions.
+    ``episode_starts`` (our own chunks only; they do not travel) says which rows began an
+    episode, and ``n_envs`` how many environments' rows follow one another, what
+    :func:`join_own` needs.
     """
 
     obs: np.ndarray[Any, Any]
@@ -72,6 +80,8 @@ class RolloutChunk:
     advantages: np.ndarray[Any, Any]
     returns: np.ndarray[Any, Any]
     values: np.ndarray[Any, Any]
+    episode_starts: np.ndarray[Any, Any] | None = None
+    n_envs: int = 1
 
     def __len__(self) -> int:
         return len(self.values)
@@ -87,8 +97,51 @@ class RolloutChunk:
         return cls(
             obs=rows(buffer.observations),
             actions=rows(buffer.actions),
-            **{name: rows(getattr(buffer, name)) for name in _FLOAT_COLUMNS},
+            log_probs=rows(buffer.log_probs),
+            advantages=rows(buffer.advantages),
+            returns=rows(buffer.returns),
+            values=rows(buffer.values),
+            episode_starts=rows(buffer.episode_starts),
+            n_envs=buffer.n_envs,
         )
+
+
+def join_own(chunks: Sequence[RolloutChunk], gamma_lambda: float) -> list[RolloutChunk]:
+    """Our consecutive chunks with the advantages one rollout of all of them would have had.
+
+    Collected by one policy one after another, chunk ``j``'s estimate was bootstrapped at its
+    end from the value of chunk ``j + 1``'s first observation, and the λ-sum stopped there.
+    GAE continued would add ``γλ`` times the next row's full advantage at the end, discounted
+    back through the chunk and cut at every episode's start: ``A_t += (γλ)^(T - t + 1)
+    · A_next`` while no episode starts in between. Returns move with the advantages (the value
+    targets are advantages plus values). The last chunk ends the rollout and is kept as it is;
+    a chunk without ``episode_starts`` (a peer's) breaks the join.
+    """
+    joined = list(chunks)
+    for j in range(len(joined) - 2, -1, -1):
+        chunk, after = joined[j], joined[j + 1]
+        starts, next_starts = chunk.episode_starts, after.episode_starts
+        if starts is None or next_starts is None or chunk.n_envs != after.n_envs:
+            continue
+        envs = chunk.n_envs
+        steps, next_steps = len(chunk) // envs, len(after) // envs
+        correction = np.zeros(len(chunk), dtype=np.float64)
+        for env in range(envs):
+            first = env * steps
+            carry = float(after.advantages[env * next_steps])
+            last = first + steps - 1
+            for t in range(last, first - 1, -1):
+                # Whether the observation after row t begins a new episode.
+                begins = next_starts[env * next_steps] if t == last else starts[t + 1]
+                carry *= gamma_lambda * (1.0 - float(begins))
+                correction[t] = carry
+                if carry == 0.0:
+                    break
+        extra = correction.astype(chunk.advantages.dtype)
+        joined[j] = dataclasses.replace(
+            chunk, advantages=chunk.advantages + extra, returns=chunk.returns + extra
+        )
+    return joined
 
 
 def pooled_buffer(model: OnPolicyAlgorithm, chunks: Sequence[RolloutChunk]) -> RolloutBuffer:
@@ -156,7 +209,8 @@ class RolloutPool:
             self.dropped += 1
         if sum(map(len, self._own)) + peer_rows < self.n_steps:
             return None
-        chunks = [*self._own, *self._peers]
+        gamma_lambda = model.rollout_buffer.gamma * model.rollout_buffer.gae_lambda
+        chunks = [*join_own(self._own, gamma_lambda), *self._peers]
         self.updates += 1
         self.peer_rows += peer_rows
         self.forget()
@@ -216,5 +270,8 @@ def chunk_of_columns(columns: RolloutColumns) -> RolloutChunk:
     return RolloutChunk(
         obs=array(columns.obs),
         actions=actions.reshape(len(actions), -1),
-        **{name: array(getattr(columns, name)) for name in _FLOAT_COLUMNS},
+        log_probs=array(columns.log_probs),
+        advantages=array(columns.advantages),
+        returns=array(columns.returns),
+        values=array(columns.values),
     )

@@ -9,7 +9,9 @@ import msgspec
 import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
 from stable_baselines3 import PPO
+from stable_baselines3.common.buffers import RolloutBuffer
 
 from agents.bus.arrays import to_wire
 from agents.bus.codec import decode_as, encode
@@ -25,6 +27,7 @@ from agents.learner.pooling import (
     RolloutPool,
     chunk_of_columns,
     chunk_steps,
+    join_own,
     pooled_buffer,
     rollout_columns,
 )
@@ -112,6 +115,52 @@ def test_a_malformed_rollout_is_rejected(column: str, bad: np.ndarray, reason: s
     with pytest.raises(MessageRejected) as caught:
         decode_as(FederatedWeights, encode(sent))
     assert caught.value.reason == reason
+
+
+def _gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    starts: np.ndarray,
+    last_values: np.ndarray,
+    dones: np.ndarray,
+) -> RolloutChunk:
+    """SB3's advantages of one rollout (steps x envs) as a chunk."""
+    steps, envs = rewards.shape
+    buffer = RolloutBuffer(steps, spaces.Box(-1, 1, (1,)), spaces.Discrete(2), gamma=0.9,
+                           gae_lambda=0.8, n_envs=envs)  # fmt: skip
+    buffer.rewards, buffer.values, buffer.episode_starts = rewards, values, starts
+    buffer.compute_returns_and_advantage(torch.as_tensor(last_values), dones)
+    return RolloutChunk.of(buffer)
+
+
+def test_own_chunks_joined_have_the_advantages_of_one_rollout() -> None:
+    rng = np.random.default_rng(0)
+    steps, envs, parts = 32, 2, 4
+    rewards = rng.normal(size=(steps, envs)).astype(np.float32)
+    values = rng.normal(size=(steps, envs)).astype(np.float32)
+    starts = (rng.random((steps, envs)) < 0.1).astype(np.float32)
+    last_values, dones = rng.normal(size=envs).astype(np.float32), np.array([0.0, 1.0])
+    whole = _gae(rewards, values, starts, last_values, dones)
+    n = steps // parts
+    chunks = []
+    for j in range(parts):
+        rows = slice(j * n, (j + 1) * n)
+        end = (values[(j + 1) * n], starts[(j + 1) * n]) if j < parts - 1 else (last_values, dones)
+        chunks.append(_gae(rewards[rows], values[rows], starts[rows], *end))
+    joined = join_own(chunks, 0.9 * 0.8)
+    for env in range(envs):
+        want = whole.advantages[env * steps : (env + 1) * steps]
+        cut = np.concatenate([c.advantages[env * n : (env + 1) * n] for c in chunks])
+        got = np.concatenate([c.advantages[env * n : (env + 1) * n] for c in joined])
+        assert not np.allclose(cut, want)  # cut at every chunk's end, the estimate differs
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        got_returns = np.concatenate([c.returns[env * n : (env + 1) * n] for c in joined])
+        np.testing.assert_allclose(got_returns, whole.returns[env * steps : (env + 1) * steps],
+                                   rtol=1e-5, atol=1e-5)  # fmt: skip
+    # A peer's chunk (no episode starts: it did not travel) is not joined to ours.
+    peer = RolloutChunk(**{f: getattr(chunks[0], f) for f in ("obs", "actions", "log_probs",
+                           "advantages", "returns", "values")})  # fmt: skip
+    assert join_own([peer, chunks[1]], 0.72)[0] is peer
 
 
 def test_alone_the_pool_trains_every_fourth_chunk_on_all_four() -> None:
