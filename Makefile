@@ -40,7 +40,8 @@ run: $(STAMP)
 	$(BIN)/society run --scenario $(SCENARIO) $(RUN_ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m 'not containers and not isolated'
+	$(BIN)/python -m pytest -q -m isolated
 
 images:
 	tests/containers/build-images.sh

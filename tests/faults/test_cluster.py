@@ -55,6 +55,11 @@ def cluster(tmp_path: Path) -> Iterator[list[ForeignBroker]]:
         node.stop()
 
 
+# Its own pytest process (`make test`): in the whole suite on this project's two-core machine
+# the repair after the node's restart did not complete within the wait twice in a row (the
+# coordinator's gap shrank to a few messages and new gaps kept opening), while alone it
+# passes in about 75 s. Not understood yet; see CHANGELOG.
+@pytest.mark.isolated
 async def test_a_node_killed_mid_run_loses_and_doubles_nothing(
     cluster: list[ForeignBroker], tmp_path: Path
 ) -> None:
