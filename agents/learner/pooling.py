@@ -125,19 +125,16 @@ def join_own(chunks: Sequence[RolloutChunk], gamma_lambda: float) -> list[Rollou
             continue
         envs = chunk.n_envs
         steps, next_steps = len(chunk) // envs, len(after) // envs
-        correction = np.zeros(len(chunk), dtype=np.float64)
-        for env in range(envs):
-            first = env * steps
-            carry = float(after.advantages[env * next_steps])
-            last = first + steps - 1
-            for t in range(last, first - 1, -1):
-                # Whether the observation after row t begins a new episode.
-                begins = next_starts[env * next_steps] if t == last else starts[t + 1]
-                carry *= gamma_lambda * (1.0 - float(begins))
-                correction[t] = carry
-                if carry == 0.0:
-                    break
-        extra = correction.astype(chunk.advantages.dtype)
+        # Per environment: whether the observation after each row begins a new episode, the
+        # factor γλ(1 - that) each row passes the next row's advantage back with, and their
+        # products from each row to the chunk's end.
+        begins = np.column_stack(
+            [starts.reshape(envs, steps)[:, 1:], next_starts.reshape(envs, next_steps)[:, :1]]
+        )
+        factors = gamma_lambda * (1.0 - begins.astype(np.float64))
+        reach = np.cumprod(factors[:, ::-1], axis=1)[:, ::-1]
+        first_of_next = after.advantages.reshape(envs, next_steps)[:, :1].astype(np.float64)
+        extra = (reach * first_of_next).reshape(-1).astype(chunk.advantages.dtype)
         joined[j] = dataclasses.replace(
             chunk, advantages=chunk.advantages + extra, returns=chunk.returns + extra
         )
