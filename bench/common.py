@@ -9,23 +9,44 @@ import platform
 import re
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
+#: Vector instruction sets, widest first, by which NumPy's OpenBLAS picks its kernels at run
+#: time (SkylakeX's with AVX-512, Haswell's or Zen's with AVX2 only). Kernels of another width
+#: round the policy's forward pass differently, so the same seeds learn along other curves on
+#: a machine of another level: an isolated twin reached 475 on CartPole at 13,312 steps with
+#: AVX-512 and at 9,216 with the AVX2 kernels (OPENBLAS_CORETYPE=Zen), same code and seed.
+SIMD_LEVELS = ("avx512f", "avx2", "avx", "sse4_2")
+
+
+def simd_level(flags: Iterable[str]) -> str:
+    """The widest of :data:`SIMD_LEVELS` among a CPU's ``flags`` ("" if none)."""
+    present = set(flags)
+    return next((level for level in SIMD_LEVELS if level in present), "")
+
 
 def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    cpu = platform.processor() or platform.machine()
+    """What the figures were measured on.
+
+    ``simd``: runs on machines of different levels are not step for step comparable, even on
+    the same seeds (:data:`SIMD_LEVELS`); a VM's model name ("EPYC") does not tell them apart.
+    """
+    model, flags = "", list[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = value.split()
     except OSError:
         pass
+    cpu = model or platform.processor() or platform.machine()
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -38,6 +59,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "simd": simd_level(flags),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "commit": commit or "uncommitted",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiomqtt
@@ -47,13 +47,17 @@ def agent_a0(
     )  # fmt: skip
 
 
-async def eventually(predicate: object, timeout: float = 30.0) -> None:
+async def eventually(
+    predicate: object, timeout: float = 30.0, describe: Callable[[], str] | None = None
+) -> None:
+    """Wait until ``predicate()`` holds; on timeout fail, saying ``describe()`` if given."""
     assert callable(predicate)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():
         if loop.time() > deadline:
-            pytest.fail("condition not reached in time")
+            state = f": {describe()}" if describe is not None else ""
+            pytest.fail(f"condition not reached in {timeout:g} s{state}")
         await asyncio.sleep(0.05)
 
 
