@@ -350,6 +350,7 @@ class Imagination:
         self.imagined_steps = 0
         self._owed = 0.0
         self._lived = 0
+        self._lived_since_fit = 0
         self._twin: OnPolicyAlgorithm | None = None
         self._twin_hyperparams: dict[str, HyperValue] = {}
 
@@ -370,11 +371,18 @@ class Imagination:
         Steps owed are carried over until a whole rollout is due. With :attr:`hindsight`, the
         days owed a plan are planned first, and the plans cloned into the policy. Returns the
         imagined steps trained on.
+
+        The model of the device is fitted again once the device has lived a configured
+        rollout (``n_steps``) since the last fit, not at every call: a pooling member calls
+        this after every quarter of its rollout (pooling.py), and refitting four times as
+        often took a third of its speed (docs/benchmarks.md) for a model of whole days that a
+        quarter rollout, less than a day of a house, hardly moves.
         """
         if not isinstance(model, PPO | A2C):
             return 0
         self._owed += self.ratio * device_steps
         self._lived += device_steps
+        self._lived_since_fit += device_steps
         days = self.memory.days
         if len(days) < MIN_DAYS:
             return 0
@@ -384,8 +392,10 @@ class Imagination:
         if rollouts == 0:
             return 0
         self._owed -= rollouts * rollout
-        obs, actions, next_obs = self.memory.transitions()
-        self.fit_error = self.model.fit(obs, self.world.action_features(actions), next_obs)
+        if self.fit_error is None or self._lived_since_fit >= rollout:
+            obs, actions, next_obs = self.memory.transitions()
+            self.fit_error = self.model.fit(obs, self.world.action_features(actions), next_obs)
+            self._lived_since_fit = 0
         if self.hindsight is not None:
             lived_days = self._lived * len(days) / self.memory.steps
             self._lived = 0

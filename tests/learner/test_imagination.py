@@ -169,6 +169,33 @@ def test_imagination_trains_the_policy_in_whole_rollouts_as_many_steps_as_asked(
     assert imagination.fit_error < 0.05
 
 
+@pytest.mark.parametrize("call_steps", [64, 16])
+def test_the_model_is_fitted_once_per_rollout_lived_however_often_it_is_called(
+    call_steps: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pooling member calls after every quarter of its rollout (16 of 64 steps here); it must
+    # imagine as much as a learner called after whole rollouts, and refit its model as often.
+    imagination, _ = _imagination(ratio=4.0)  # the smart-home scenario's ratio
+    fits = 0
+    fit = imagination.model.fit
+
+    def counted(*args: Any) -> float:
+        nonlocal fits
+        fits += 1
+        return fit(*args)
+
+    monkeypatch.setattr(imagination.model, "fit", counted)
+    model = PPO("MlpPolicy", thermostat(), n_steps=64, batch_size=64, n_epochs=1, seed=0,
+                device="cpu")  # fmt: skip
+    hyperparams: dict[str, Any] = {"n_steps": 64, "batch_size": 64, "n_epochs": 1}
+    keys = get_algorithm("ppo").constructor_keys
+    imagined = sum(
+        imagination.train(model, call_steps, hyperparams, keys) for _ in range(256 // call_steps)
+    )
+    assert imagined == 1024  # four rollouts imagined per rollout lived either way
+    assert fits == 4  # and the model fitted once per rollout lived
+
+
 def test_nothing_is_imagined_before_a_few_whole_days_are_remembered() -> None:
     imagination, _ = _imagination(days=2, ratio=10.0)
     model = PPO("MlpPolicy", thermostat(), n_steps=64, batch_size=64, seed=0, device="cpu")
