@@ -116,10 +116,9 @@ def score_run(setting: str, seed: int, summary: dict[str, Any]) -> dict[str, Any
 
     final_of = {a["id"]: a["last_eval_return"] for a in summary["agents"]}
     pair_finals = [
-        {"agent": a["id"], "final": final_of[a["id"]], "twin_final": final_of.get(t["id"])}
+        {"agent": t["twin_of"], "final": final_of[t["twin_of"]], "twin_final": final_of[t["id"]]}
         for t in twins
-        for a in sharers
-        if t["twin_of"] == a["id"]
+        if t["twin_of"] in final_of
     ]
 
     return {
