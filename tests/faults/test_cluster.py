@@ -50,11 +50,11 @@ def delivery_state(boss: Coordinator, agent: Agent) -> str:
     """Both ends of ``agent``'s experience stream, for a failure to say where a repair stuck.
 
     The coordinator's side: recorded through (floor), the highest number seen, how many below
-    it lack and the lowest of them. The agent's: numbered so far, rows still held (the repair
-    can only resend these), rows the broker has not acknowledged, rows resent, receipts
-    applied, and whether its client is connected.
+    it lack and the lowest of them. The agent's: numbered so far, the stream's rows still held
+    (the repair can only resend these) and those the broker has not acknowledged, rows resent,
+    receipts applied, and whether its client is connected.
     """
-    tracker = boss.inbox.streams.get((Kind.EXPERIENCE, agent.config.agent_id))
+    tracker = boss.inbox.streams.get((Kind.EXPERIENCE, agent.id))
     recorded = (
         "nothing recorded"
         if tracker is None
@@ -65,10 +65,11 @@ def delivery_state(boss: Coordinator, agent: Agent) -> str:
     if bus is None:
         return f"coordinator: {recorded}; agent: no bus"
     outbox = bus.outbox
+    topic = agent.topics.agent(agent.id, Kind.EXPERIENCE)
     return (
         f"coordinator: {recorded}; agent: numbered {outbox.counter('experience_seq')}, "
-        f"held {outbox.pending()}, unacknowledged {outbox.unsent()}, "
-        f"resent {outbox.counter(RESENT)}, receipts {agent.receipts}, "
+        f"held {outbox.pending(topic)}, unacknowledged {outbox.unsent(topic)}, "
+        f"resent {outbox.counter(RESENT)} (every stream), receipts {agent.receipts}, "
         f"connected {bus.connected.is_set()}"
     )
 
