@@ -36,6 +36,7 @@ from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
 from agents.evaluator import Evaluator, EvaluatorConfig
 from tests import factories
 from tests.coordinator.test_evaluation import learner, snapshot_of
+from tests.waiting import eventually
 
 FAST = Backoff(base=0.05, cap=0.5)
 M = TypeVar("M", bound=Message)
@@ -50,15 +51,6 @@ class Collected:
 
     def of(self, kind: type[M]) -> list[M]:
         return [m for m in self.messages if isinstance(m, kind)]
-
-
-async def eventually(predicate: object, timeout: float = 10.0) -> None:
-    assert callable(predicate)
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 class Broker(Protocol):

@@ -14,7 +14,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import msgspec
@@ -33,6 +33,7 @@ from agents.bus.transport import ConnectOptions, RawMessage
 from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
 from agents.coordinator.tasks import task_id
 from tests.coordinator.test_evaluation import learner, snapshot_of
+from tests.waiting import eventually
 
 ROOT = Path(__file__).parents[2]
 SLOW_WORLD = "tests.coordinator.slow_world:slow_cartpole"
@@ -40,15 +41,6 @@ AGENTS = ("a0", "a1", "a2")
 VERSIONS = (1, 2)
 TOPICS = Topics("s")
 KEY = b"evaluators-test-key"
-
-
-async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"not reached in {timeout} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 class EvaluatorProcess:
@@ -109,7 +101,9 @@ async def coordinator(mosquitto: ManagedBroker, tmp_path: Path) -> AsyncIterator
     )
     task = asyncio.create_task(coordinator.run())
     await eventually(
-        lambda: coordinator.bus is not None and coordinator.bus.connected.is_set(), "connected"
+        lambda: coordinator.bus is not None and coordinator.bus.connected.is_set(),
+        90,
+        what="connected",
     )
     try:
         yield coordinator
@@ -147,14 +141,18 @@ async def test_three_evaluators_one_killed_mid_evaluation_every_snapshot_recorde
     )
     async with listener, publisher:
         await listener.wait_connected(10)
-        await eventually(lambda: coordinator.remote_stats.online == 3, "three evaluators online")
+        await eventually(
+            lambda: coordinator.remote_stats.online == 3, 90, what="three evaluators online"
+        )
         for snapshot in snapshots:
             topic = TOPICS.agent(snapshot.agent, Kind.POLICY)
             publisher.enqueue(topic, encode(snapshot), qos=1, retain=True)
         assert await publisher.flush(10)
 
         # An evaluator is in the middle of an evaluation: it is killed there.
-        await eventually(lambda: any(e.started() for e in evaluators), "an evaluation started")
+        await eventually(
+            lambda: any(e.started() for e in evaluators), 90, what="an evaluation started"
+        )
         victim = next(e for e in evaluators if e.started())
         held = victim.started()[-1]
         victim.process.send_signal(signal.SIGKILL)
@@ -162,7 +160,9 @@ async def test_three_evaluators_one_killed_mid_evaluation_every_snapshot_recorde
         assert held not in victim.finished()  # it died mid-evaluation
 
         everything = len(snapshots)
-        await eventually(lambda: coordinator.evaluations_done == everything, "all evaluated")
+        await eventually(
+            lambda: coordinator.evaluations_done == everything, 90, what="all evaluated"
+        )
         # Let every answer still on its way arrive (a survivor may evaluate something twice).
         survivors = [e for e in evaluators if e is not victim]
         await eventually(
@@ -170,9 +170,10 @@ async def test_three_evaluators_one_killed_mid_evaluation_every_snapshot_recorde
                 not coordinator.remote_stats.outstanding
                 and all(len(e.finished()) == len(e.started()) for e in survivors)
             ),
-            "the survivors idle",
+            90,
+            what="the survivors idle",
         )
-        await eventually(lambda: len(published) >= everything, "evaluations published")
+        await eventually(lambda: len(published) >= everything, 90, what="evaluations published")
         await asyncio.sleep(0.5)
 
     stats = coordinator.remote_stats
@@ -202,4 +203,4 @@ async def test_three_evaluators_one_killed_mid_evaluation_every_snapshot_recorde
         evaluator.process.send_signal(signal.SIGTERM)
     for evaluator in survivors:
         assert evaluator.process.wait(30) == 0, evaluator.text()[-2000:]
-    await eventually(lambda: coordinator.remote_stats.online == 0, "survivors gone", 10)
+    await eventually(lambda: coordinator.remote_stats.online == 0, 10, what="survivors gone")

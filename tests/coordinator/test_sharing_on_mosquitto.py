@@ -16,7 +16,7 @@ from agents.bus.schemas import HyperValue
 from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
 from agents.coordinator.evolution import Order
 from agents.learner.learner import LearnerConfig
-from tests.coordinator.test_society_on_mosquitto import eventually
+from tests.waiting import eventually
 
 DQN_SMALL = {"learning_starts": 50, "buffer_size": 5000, "exploration_steps": 500}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
@@ -25,6 +25,7 @@ from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
 from agents.coordinator.evolution import Order
 from agents.learner.learner import LearnerConfig
 from tests import factories
+from tests.waiting import eventually
 
 SMALL_PPO = {"n_steps": 100, "batch_size": 50, "n_epochs": 2}
 
@@ -45,20 +46,6 @@ def agent_a0(
                     data_dir=tmp_path / "a0", telemetry_interval=0.2, society_key=key),
         MqttTransport(broker.url),
     )  # fmt: skip
-
-
-async def eventually(
-    predicate: object, timeout: float = 30.0, describe: Callable[[], str] | None = None
-) -> None:
-    """Wait until ``predicate()`` holds; on timeout fail, saying ``describe()`` if given."""
-    assert callable(predicate)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            state = f": {describe()}" if describe is not None else ""
-            pytest.fail(f"condition not reached in {timeout:g} s{state}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import re
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from tests.deploy.broker_setup import (
     render_production_config,
     start_mosquitto,
 )
+from tests.waiting import eventually
 
 TOPICS = Topics("s")
 
@@ -358,15 +359,6 @@ async def test_the_real_coordinator_and_an_agent_session_work_through_the_acl(
     finally:
         coordinator.stop()
         await asyncio.wait_for(task, 30)
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            pytest.fail("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 # --- TLS ------------------------------------------------------------------------------------

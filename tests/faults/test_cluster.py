@@ -26,7 +26,7 @@ from agents.bus.topics import Kind
 from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
 from agents.learner.learner import LearnerConfig
 from tests.bus.foreign_brokers import ForeignBroker, ForeignBrokerMissingError, nats_cluster
-from tests.coordinator.test_society_on_mosquitto import eventually
+from tests.waiting import eventually
 
 SMALL_PPO = {"n_steps": 64, "batch_size": 32, "n_epochs": 1}
 

@@ -31,7 +31,7 @@ from agents.bus.topics import Kind, Topics
 from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
 from agents.exceptions import StorageError
 from agents.learner.learner import Learner, LearnerConfig
-from tests.coordinator.test_society_on_mosquitto import eventually
+from tests.waiting import eventually
 
 SMALL_PPO = {"n_steps": 64, "batch_size": 32, "n_epochs": 1}
 

@@ -21,8 +21,8 @@ from agents.bus.client import Backoff
 from agents.bus.mqtt import MqttTransport
 from agents.bus.topics import Kind
 from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
-from tests.coordinator.test_society_on_mosquitto import eventually
 from tests.faults.test_faults import agent
+from tests.waiting import eventually
 
 
 def coordinator(broker: ManagedBroker, data_dir: Path) -> Coordinator:

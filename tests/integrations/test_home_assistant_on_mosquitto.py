@@ -26,7 +26,7 @@ from agents.exceptions import ConfigError
 from agents.integrations import home_assistant as ha
 from agents.learner.learner import LearnerConfig
 from tests import factories
-from tests.coordinator.test_society_on_mosquitto import eventually
+from tests.waiting import eventually
 
 THERMOSTAT = "society/Thermostat-v0"
 
