@@ -291,7 +291,13 @@ class SocietyCollector(Collector):
             "Agent steps at the first snapshot whose evaluations reached the threshold.",
             labels=["agent"],
         )
+        past_at_start = GaugeMetricFamily(
+            "society_sharing_pairs_past_threshold_at_start",
+            "Sharing agent and twin pairs both at the threshold at their first evaluation "
+            "(not counted in the gain).",
+        )
         if gain is not None:
+            past_at_start.add_metric([], gain.past_at_start)
             if gain.ratio is not None:
                 ratio.add_metric([], gain.ratio)
             for pair in gain.pairs:
@@ -299,6 +305,7 @@ class SocietyCollector(Collector):
                     if value is not None:
                         steps.add_metric([agent], value)
         yield ratio
+        yield past_at_start
         yield steps
         yield CounterMetricFamily(
             "society_snapshot_evaluations", "Snapshots evaluated.",

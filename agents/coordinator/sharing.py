@@ -12,6 +12,13 @@ controller on the same episodes, for agents that start as that controller; with
 gain is the twins' steps divided by the sharing agents', per pair
 and in total (sums over pairs). A twin that never reached the threshold counts with the steps
 it took so far, and the gain is then a lower bound (``at_least``).
+
+A pair whose sharing agent and twin both held the threshold at their first evaluation
+(``at_start``) is left out of the gain: it would read 1.00, as if sharing had given nothing,
+when the steps cannot tell the two apart (an agent that starts as its device's controller with
+a planner on top can be past a low threshold before it has learned anything). The gain says
+how many pairs were left out so, and is None when every pair that reached the threshold was:
+the threshold is too low for this society to show a gain.
 """
 
 from __future__ import annotations
@@ -65,6 +72,8 @@ class PairGain:
     agent_steps: int | None
     twin_steps: int | None
     twin_steps_so_far: int
+    #: Both at the threshold at their first evaluation: not counted in the society's gain.
+    at_start: bool = False
 
     @property
     def ratio(self) -> float | None:
@@ -83,8 +92,11 @@ class SharingGain:
 
     @property
     def ratio(self) -> float | None:
-        """Total twin steps over total sharing steps, over pairs whose sharer reached it."""
-        done = [p for p in self.pairs if p.agent_steps]
+        """Total twin steps over total sharing steps, over pairs whose sharer reached it.
+
+        Pairs past the threshold at their start (``at_start``) are not counted.
+        """
+        done = self._counted()
         if not done:
             return None
         agent_total = sum(p.agent_steps or 0 for p in done)
@@ -95,7 +107,15 @@ class SharingGain:
     @property
     def at_least(self) -> bool:
         """True when some twin has not reached the threshold yet: the ratio is a lower bound."""
-        return any(p.twin_steps is None for p in self.pairs if p.agent_steps)
+        return any(p.twin_steps is None for p in self._counted())
+
+    @property
+    def past_at_start(self) -> int:
+        """How many pairs were both at the threshold at their first evaluation."""
+        return sum(1 for p in self.pairs if p.at_start)
+
+    def _counted(self) -> list[PairGain]:
+        return [p for p in self.pairs if p.agent_steps and not p.at_start]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -104,6 +124,7 @@ class SharingGain:
             "threshold_window": self.window,
             "ratio": self.ratio,
             "ratio_is_lower_bound": self.at_least,
+            "pairs_past_threshold_at_start": self.past_at_start,
             "pairs": [
                 {
                     "agent": p.agent,
@@ -112,6 +133,7 @@ class SharingGain:
                     "twin_steps_to_threshold": p.twin_steps,
                     "twin_steps_so_far": p.twin_steps_so_far,
                     "ratio": p.ratio,
+                    "past_threshold_at_start": p.at_start,
                 }
                 for p in self.pairs
             ],
@@ -197,18 +219,30 @@ def sharing_gain(
     def reached(record: AgentRecord) -> int | None:
         return steps_to_threshold(record, threshold, scale=scale, window=window)
 
+    def first_judged(record: AgentRecord) -> int | None:
+        steps = sorted(e.step for e in record.evaluations)
+        return steps[window - 1] if len(steps) >= window else None
+
     pairs = []
     for twin in by_id.values():
         agent = by_id.get(twin.twin_of) if twin.twin_of else None
         if agent is None:
             continue
+        agent_steps, twin_steps = reached(agent), reached(twin)
+        at_start = (
+            agent_steps is not None
+            and twin_steps is not None
+            and agent_steps == first_judged(agent)
+            and twin_steps == first_judged(twin)
+        )
         pairs.append(
             PairGain(
                 agent=agent.id,
                 twin=twin.id,
-                agent_steps=reached(agent),
-                twin_steps=reached(twin),
+                agent_steps=agent_steps,
+                twin_steps=twin_steps,
                 twin_steps_so_far=twin.env_steps,
+                at_start=at_start,
             )
         )
     return SharingGain(threshold, tuple(sorted(pairs, key=lambda p: p.agent)), window, scale)

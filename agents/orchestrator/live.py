@@ -169,9 +169,14 @@ def gain_text(gain: SharingGain | None) -> str:
     if gain is None:
         return ""
     ratio = gain.ratio
+    skipped = gain.past_at_start
+    at_start = f"{skipped} of {len(gain.pairs)} pairs past the threshold at their first evaluation"
     if ratio is None:
+        if skipped:
+            return f"sharing gain: not measurable yet, {at_start}"
         return "sharing gain: no sharing agent at the threshold yet"
-    return f"sharing gain {'>= ' if gain.at_least else ''}{ratio:.2f}x"
+    counted = f" ({at_start}, not counted)" if skipped else ""
+    return f"sharing gain {'>= ' if gain.at_least else ''}{ratio:.2f}x{counted}"
 
 
 def _group(agent: str, groups: dict[str, str]) -> str:

@@ -142,6 +142,36 @@ def test_sharing_gain_is_twin_steps_over_sharing_steps() -> None:
     assert gain.as_dict()["ratio_is_lower_bound"] is True
 
 
+def test_a_pair_past_the_threshold_at_its_first_evaluation_is_not_counted() -> None:
+    # "c" and its twin both start past the threshold: their steps (1000 = 1000) cannot say
+    # whether sharing helped, so the gain is a's alone, and with c alone there is none.
+    records = [
+        record("a", [(1000, 100.0), (2000, 480.0)]),
+        record("a-twin", [(1000, 50.0), (2000, 200.0), (4000, 490.0)], twin_of="a"),
+        record("c", [(1000, 480.0), (2000, 490.0)]),
+        record("c-twin", [(1000, 490.0), (2000, 480.0)], twin_of="c"),
+    ]
+    gain = sharing_gain(records, 475.0)
+    pairs = {p.agent: p for p in gain.pairs}
+    assert pairs["c"].at_start
+    assert not pairs["a"].at_start
+    assert pairs["c"].ratio == pytest.approx(1.0)  # what it would have diluted the gain with
+    assert gain.ratio == pytest.approx(4000 / 2000)
+    assert gain.past_at_start == 1
+    assert gain.as_dict()["pairs_past_threshold_at_start"] == 1
+    only_c = sharing_gain(records[2:], 475.0)
+    assert only_c.ratio is None
+    assert not only_c.at_least
+    # Past it at the start over a window means at the first full window of evaluations.
+    held = sharing_gain(records[2:], 475.0, window=2)
+    assert held.pairs[0].agent_steps == 2000
+    assert held.pairs[0].at_start
+    # A twin that starts past it while its sharing agent does not is a real pair.
+    late = [record("d", [(1000, 100.0), (2000, 480.0)]),
+            record("d-twin", [(1000, 480.0)], twin_of="d")]  # fmt: skip
+    assert sharing_gain(late, 475.0).ratio == pytest.approx(1000 / 2000)
+
+
 def test_a_window_counts_when_the_threshold_was_held_not_touched() -> None:
     # A lucky 500 at 2000, back to 120, then held from 5000 on: the mean of three in a row
     # first reaches 475 at 7000 (500, 490, 480 -> 490).

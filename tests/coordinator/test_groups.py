@@ -99,3 +99,28 @@ def test_without_twins_the_table_shows_no_gain() -> None:
     state = LiveState(["a"], Threshold(100.0))
     assert state.sharing() is None
     assert "gain" not in str(LiveDisplay(state, title="t", quiet=True).table().title)
+
+
+async def test_the_live_table_says_when_the_start_was_already_past_the_threshold() -> None:
+    state = LiveState(["a", "a-twin"], Threshold(100.0))
+    display = LiveDisplay(state, title="t", quiet=True)
+    twin = msgspec.structs.replace(factories.telemetry("a-twin"), twin_of="a", env_steps=1000)
+    await state.on_message(TopicRef(society="s", kind=Kind.TELEMETRY, agent="a-twin"), twin)
+    ref = TopicRef(society="s", kind=Kind.EVALUATION)
+    await state.on_message(ref, evaluation("a-twin", 1, 1000, 150.0))
+    await state.on_message(ref, evaluation("a", 1, 1000, 120.0))
+    title = str(display.table().title)
+    assert "not measurable yet, 1 of 1 pairs past the threshold at their first evaluation" in title
+    assert "1.00x" not in title
+
+
+def test_prometheus_counts_the_pairs_past_the_threshold_at_their_start() -> None:
+    metrics = CollectorRegistry()
+    config = CoordinatorConfig(society="s", threshold=100.0)
+    coordinator = Coordinator(config, MemoryBroker(), metrics_registry=metrics)
+    roster = coordinator.roster
+    roster.on_telemetry(msgspec.structs.replace(factories.telemetry("a-twin"), twin_of="a"))
+    roster.on_evaluation(evaluation("a", 1, 1000, 150.0))
+    roster.on_evaluation(evaluation("a-twin", 1, 1000, 120.0))
+    assert metrics.get_sample_value("society_sharing_pairs_past_threshold_at_start") == 1
+    assert metrics.get_sample_value("society_sharing_gain_ratio") is None  # not 1.00

@@ -200,3 +200,15 @@ def test_the_threshold_is_shown_on_its_scale(sharing: dict[str, object], text: s
     from agents.report.values import threshold_text
 
     assert threshold_text(sharing).startswith(text)
+
+
+def test_a_start_past_the_threshold_reads_as_no_measurable_gain(full_run: Path) -> None:
+    summary = json.loads((full_run / "summary.json").read_text())
+    for pair in summary["sharing"]["pairs"]:
+        pair["past_threshold_at_start"] = True
+    summary["sharing"].update(ratio=None, ratio_is_lower_bound=False)
+    (full_run / "summary.json").write_text(json.dumps(summary))
+    page = render_report(full_run).read_text()
+    assert "No gain can be measured" in page
+    assert "past it at the start" in page
+    assert "No sharing agent reached the threshold" not in page
