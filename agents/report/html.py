@@ -222,13 +222,15 @@ def _sharing(run: RunData, figure: RenderedFigure | None) -> str:
         )  # fmt: skip
     ratio = sharing.get("ratio")
     bound = "at least " if sharing.get("ratio_is_lower_bound") else ""
-    at_start = [p for p in pairs if p.get("past_threshold_at_start") is True]
+    at_start = sum(1 for p in pairs if p.get("past_threshold_at_start") is True)
     threshold = _e(threshold_text(sharing))
     if isinstance(ratio, int | float):
         headline = (
             f"Twins needed <strong>{bound}{_num(ratio, 2)}&times;</strong> the steps of sharing "
             f"agents to reach the threshold, {threshold}."
         )
+        if at_start:
+            headline += f" {at_start} pair(s) past it at their first evaluation are not counted."
     elif at_start:
         headline = (
             f"No gain can be measured: the pairs that reached the threshold, {threshold}, were "
@@ -237,13 +239,12 @@ def _sharing(run: RunData, figure: RenderedFigure | None) -> str:
         )
     else:
         headline = f"No sharing agent reached the threshold, {threshold}, yet."
-    if at_start and isinstance(ratio, int | float):
-        headline += f" {len(at_start)} pair(s) past it at their first evaluation are not counted."
     header = ["agent", "twin", "agent steps", "twin steps", "twin steps so far", "gain"]
     rows = [
         [p.get("agent"), p.get("twin"), _int(p.get("agent_steps_to_threshold")),
          _int(p.get("twin_steps_to_threshold")), _int(p.get("twin_steps_so_far")),
-         "past it at the start" if p in at_start else _num(p.get("ratio"), 2)]
+         "past it at the start" if p.get("past_threshold_at_start") is True
+         else _num(p.get("ratio"), 2)]
         for p in pairs
     ]  # fmt: skip
     parts = [f"<p>{headline}</p>", _table(header, rows)]

@@ -78,18 +78,25 @@ def evaluation(agent: str, version: int, step: int, mean: float) -> Evaluation:
     )  # fmt: skip
 
 
-async def test_the_live_table_shows_the_sharing_gain_while_the_run_goes() -> None:
+EVALUATIONS = TopicRef(society="s", kind=Kind.EVALUATION)
+
+
+async def live_pair(twin_steps: int) -> tuple[LiveState, LiveDisplay]:
+    """The live table of agent ``a`` and its twin, threshold 100, the twin ``twin_steps`` in."""
     state = LiveState(["a", "a-twin"], Threshold(100.0))
-    display = LiveDisplay(state, title="t", quiet=True)
-    twin = msgspec.structs.replace(factories.telemetry("a-twin"), twin_of="a", env_steps=3000)
+    twin = msgspec.structs.replace(factories.telemetry("a-twin"), twin_of="a", env_steps=twin_steps)
     await state.on_message(TopicRef(society="s", kind=Kind.TELEMETRY, agent="a-twin"), twin)
-    ref = TopicRef(society="s", kind=Kind.EVALUATION)
-    await state.on_message(ref, evaluation("a-twin", 1, 1000, 50.0))
+    return state, LiveDisplay(state, title="t", quiet=True)
+
+
+async def test_the_live_table_shows_the_sharing_gain_while_the_run_goes() -> None:
+    state, display = await live_pair(twin_steps=3000)
+    await state.on_message(EVALUATIONS, evaluation("a-twin", 1, 1000, 50.0))
     assert "sharing gain: no sharing agent at the threshold yet" in str(display.table().title)
-    await state.on_message(ref, evaluation("a", 1, 1000, 120.0))
+    await state.on_message(EVALUATIONS, evaluation("a", 1, 1000, 120.0))
     assert "sharing gain >= 3.00x" in str(display.table().title)  # the twin: 3,000 so far
-    await state.on_message(ref, evaluation("a-twin", 2, 3000, 110.0))
-    await state.on_message(ref, evaluation("a-twin", 2, 3000, 110.0))  # a duplicate: once
+    await state.on_message(EVALUATIONS, evaluation("a-twin", 2, 3000, 110.0))
+    await state.on_message(EVALUATIONS, evaluation("a-twin", 2, 3000, 110.0))  # a duplicate: once
     assert "sharing gain 3.00x" in str(display.table().title)
     # The orchestrator keeps the evaluations only: no episodes, no lifelong metrics.
     assert all(not r.episode_log and r.lifelong is None for r in state.roster.agents.values())
@@ -102,13 +109,9 @@ def test_without_twins_the_table_shows_no_gain() -> None:
 
 
 async def test_the_live_table_says_when_the_start_was_already_past_the_threshold() -> None:
-    state = LiveState(["a", "a-twin"], Threshold(100.0))
-    display = LiveDisplay(state, title="t", quiet=True)
-    twin = msgspec.structs.replace(factories.telemetry("a-twin"), twin_of="a", env_steps=1000)
-    await state.on_message(TopicRef(society="s", kind=Kind.TELEMETRY, agent="a-twin"), twin)
-    ref = TopicRef(society="s", kind=Kind.EVALUATION)
-    await state.on_message(ref, evaluation("a-twin", 1, 1000, 150.0))
-    await state.on_message(ref, evaluation("a", 1, 1000, 120.0))
+    state, display = await live_pair(twin_steps=1000)
+    await state.on_message(EVALUATIONS, evaluation("a-twin", 1, 1000, 150.0))
+    await state.on_message(EVALUATIONS, evaluation("a", 1, 1000, 120.0))
     title = str(display.table().title)
     assert "not measurable yet, 1 of 1 pairs past the threshold at their first evaluation" in title
     assert "1.00x" not in title
