@@ -17,6 +17,7 @@ from typing import Any, Final
 from gymnasium import spaces
 from stable_baselines3 import DQN, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 
 from agents.bus.schemas import HyperValue
 from agents.exceptions import ConfigError
@@ -30,6 +31,7 @@ __all__ = [
     "Range",
     "get_algorithm",
     "parse_hyperparams",
+    "silence_logger",
 ]
 
 # Constructor arguments that are not hyperparameters (objects, logging, plumbing).
@@ -233,3 +235,15 @@ def _coerce(key: str, value: HyperValue, default: HyperValue | None) -> HyperVal
         return value
     msg = f"hyperparameter {key}={value!r}: expected {type(default).__name__}"
     raise ConfigError(msg)
+
+
+def silence_logger(model: BaseAlgorithm) -> None:
+    """Give ``model`` a logger that writes nowhere.
+
+    Without a logger of its own, every ``learn()`` call makes stable-baselines3 create an
+    empty ``SB3-<date-time>`` folder in the system's temporary directory (its logger's default
+    folder, made even when nothing is logged): one for each agent started and one for each
+    round of imagined days, for as long as a society runs. The agent reports through its own
+    telemetry, so SB3's logger has nothing to write.
+    """
+    model.set_logger(Logger(folder=None, output_formats=[]))

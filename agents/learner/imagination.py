@@ -45,6 +45,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.bus.schemas import HyperValue
 from agents.exceptions import ConfigError
+from agents.learner.algorithms import silence_logger
 from agents.learner.experience import ExperienceColumns
 from agents.worlds.base import World
 
@@ -438,5 +439,6 @@ class Imagination:
             verbose=0,
             **constructor,
         )
+        silence_logger(self._twin)
         self._twin_hyperparams = dict(hyperparams)
         return self._twin

@@ -61,7 +61,12 @@ from agents.learner.adaptation import (
     reinitialise,
     reset_optimizers,
 )
-from agents.learner.algorithms import AlgorithmSpec, get_algorithm, parse_hyperparams
+from agents.learner.algorithms import (
+    AlgorithmSpec,
+    get_algorithm,
+    parse_hyperparams,
+    silence_logger,
+)
 from agents.learner.checkpoint import CheckpointInfo, CheckpointStore
 from agents.learner.envs import DriftPlan, make_env
 from agents.learner.experience import ExperienceColumns, ExperienceRecorder
@@ -411,6 +416,7 @@ class Learner:
                     template = self.fresh_policy()
                 model.policy.load_state_dict(template.state_dict())
         install_lifelong_schedules(model, self.hyperparams, self.schedule_origin)
+        silence_logger(model)
         return model
 
     def _policy_class(self) -> str | type[BasePolicy]:

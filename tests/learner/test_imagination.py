@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -246,6 +248,19 @@ def test_a_learner_with_imagination_trains_on_imagined_days() -> None:
     lived = learner.step
     assert 2 * (lived - 256) - 256 <= imagination.imagined_steps <= 2 * lived
     assert imagination.imagined_steps % 256 == 0
+
+
+def test_a_learner_leaves_no_folders_in_the_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SB3's default logger makes an empty SB3-<time> folder there at every learn(): the
+    # learner's own model once, and its imagined days' algorithm at every round.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    learner = imagining_learner()
+    assert learner.imagination is not None
+    assert learner.imagination.imagined_steps > 0  # the imagined rounds ran
+    # (torch keeps one cache folder per user there, torchinductor_<user>: not one per run)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("SB3-")] == []
 
 
 @pytest.mark.parametrize("seed", [99, 100])
