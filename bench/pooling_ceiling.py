@@ -52,7 +52,7 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
-from agents.learner.algorithms import get_algorithm
+from agents.learner.algorithms import get_algorithm, silence_logger
 from agents.learner.snapshots import make_arch, policy_kwargs
 from agents.scenarios import load_scenario
 from agents.worlds import PolicyController, play_episodes
@@ -95,7 +95,9 @@ def evaluate(model: PPO) -> float:
 def build(seed: int, n_envs: int, settings: tuple[dict[str, Any], dict[str, Any]]) -> PPO:
     hyperparams, policy = settings
     env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
-    return PPO("MlpPolicy", env, seed=seed, policy_kwargs=policy, verbose=0, **hyperparams)
+    model = PPO("MlpPolicy", env, seed=seed, policy_kwargs=policy, verbose=0, **hyperparams)
+    silence_logger(model)
+    return model
 
 
 def steps_to_threshold(

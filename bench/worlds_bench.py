@@ -57,6 +57,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from agents.learner.algorithms import silence_logger
 from agents.learner.pretrain import pretrain, record_controller
 from agents.worlds import (
     BASELINES,
@@ -277,6 +278,7 @@ def train_and_evaluate(
         policy_kwargs={"net_arch": [64, 64]},
         **hyper,
     )
+    silence_logger(model)
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
     train_seconds = time.perf_counter() - start
@@ -560,6 +562,7 @@ def train_through_drift(
     model = PPO(
         "MlpPolicy", venv, seed=seed, verbose=0, policy_kwargs={"net_arch": [64, 64]}, **hyper
     )
+    silence_logger(model)
     ends: list[tuple[int, str]] = []
     done = 0
     for name, n in per_copy:
@@ -791,6 +794,7 @@ def train_vehicle(
     venv = _vehicle_envs(seed, cfg["n_envs"], cfg["phase_steps"])
     hyper = {"ent_coef": 0.0, **cfg["ppo"]}
     model = PPO("MlpPolicy", venv, seed=seed, verbose=0, policy_kwargs=cfg["policy"], **hyper)
+    silence_logger(model)
     start = time.perf_counter()
     recorder = make_world(
         VEHICLE_ID,
