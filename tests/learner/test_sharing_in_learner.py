@@ -11,6 +11,7 @@ from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
 
 from agents.bus.schemas import HyperValue, Lineage
+from agents.learner import intake
 from agents.learner.adaptation import Adoption
 from agents.learner.experience import ExperienceColumns
 from agents.learner.learner import Learner, LearnerConfig
@@ -82,6 +83,20 @@ def test_a_dqn_learner_takes_batches_that_fit_its_world_and_refuses_others() -> 
     assert isinstance(model, DQN)
     assert model.replay_buffer is not None
     assert not (model.replay_buffer.rewards[: model.replay_buffer.size()] == 7.0).any()
+
+
+@pytest.mark.parametrize(("ratio", "taken"), [(1.2, True), (1.5, False), (2.0, False)])
+def test_the_fit_test_takes_a_batch_a_little_worse_than_ours_and_refuses_half_again_as_bad(
+    ratio: float, taken: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default tolerance is measured (traffic-dqn-mixed, docs/benchmarks.md): a peer's batch
+    # 1.5 or 2 times as wrong as our own under our Q-network misled intersections unlike it.
+    learner = dqn(peer_fraction=0.5, fit_test=True)
+    own, theirs = cartpole_batch(100, 0), cartpole_batch(100, 1)
+    errors = {id(own): 0.4, id(theirs): 0.4 * ratio}
+    monkeypatch.setattr(intake, "td_error", lambda _model, batch: errors[id(batch)])
+    learner.intake.remember_own(own)
+    assert learner.intake.fits(learner.model, theirs) is taken
 
 
 def test_without_a_batch_of_its_own_a_dqn_learner_takes_no_peers_batch_yet() -> None:
