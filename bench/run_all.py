@@ -39,6 +39,8 @@ BENCHMARKS: dict[str, list[str]] = {
     ],
     # issue 16: what pooling four PPO learners' data could give on CartPole at most
     "pooling_ceiling": ["pooling_ceiling.py", "--seeds", "0", "1", "2", "3", "4"],
+    # issue 16: how much of PPO's clipped gradient its actor gets, world by world
+    "gradient_norms": ["gradient_norms.py", "--seed", "0"],
     # issue 16: federated PPO against twins; the intersections' twins need 80,000 steps to get
     # to the threshold at all
     "sharing-ppo": [
