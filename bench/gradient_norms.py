@@ -20,16 +20,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from torch.nn import functional as F  # noqa: N812 - torch's own convention
 
 from agents.learner.algorithms import silence_logger
-from agents.worlds import (
-    BATTERY_ID,
-    SHOP_ID,
-    THERMOSTAT_ID,
-    TRAFFIC_ID,
-    VEHICLE_ID,
-    make_world,
-)
+from agents.worlds import WORLD_IDS, make_world
 
-WORLDS = (THERMOSTAT_ID, TRAFFIC_ID, BATTERY_ID, VEHICLE_ID, SHOP_ID)
 ROLLOUT = 2048
 """PPO's rollout: three of them are learned first, the fourth is measured."""
 
@@ -57,7 +49,8 @@ def gradient_norms(env_id: str, seed: int) -> tuple[float, float, float]:
     values, log_prob, _ = model.policy.evaluate_actions(data.observations, actions)
     advantages = (data.advantages - data.advantages.mean()) / (data.advantages.std() + 1e-8)
     ratio = torch.exp(log_prob - data.old_log_prob)
-    clip = 0.2
+    schedule = model.clip_range  # a schedule once the model is set up: PPO's own clip
+    clip = float(schedule(1.0) if callable(schedule) else schedule)
     policy_loss = -torch.min(
         advantages * ratio, advantages * torch.clamp(ratio, 1 - clip, 1 + clip)
     ).mean()
@@ -73,7 +66,7 @@ def gradient_norms(env_id: str, seed: int) -> tuple[float, float, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--worlds", nargs="*", default=list(WORLDS))
+    parser.add_argument("--worlds", nargs="*", choices=WORLD_IDS, default=list(WORLD_IDS))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
