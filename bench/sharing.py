@@ -5,11 +5,12 @@ agents and 4 twins on the same worlds and seeds sharing nothing. ``cartpole-dqn`
 ``traffic-dqn`` (the default): DQN agents taking in each other's experience.
 ``traffic-dqn-mixed``: the same on intersections of their own demands. ``cartpole-ppo`` and
 ``traffic-ppo`` (intersections of their own demands), ``traffic-ppo-like`` (like
-intersections) and ``smart-home-ppo`` (houses of their own, from scratch in winter): PPO
-agents pooling their rollouts (the ``federated`` share kind,
-``agents/learner/pooling.py``) beside snapshots and the coordinator's population-based
-training. From each run's ``summary.json``: per pair, the agent steps to the first snapshot
-evaluated at the threshold, and the best final evaluations.
+intersections), ``smart-home-ppo`` (houses of their own, from scratch in winter) and
+``home-battery-ppo`` (home batteries of their own, from scratch in winter): PPO agents pooling
+their rollouts (the ``federated`` share kind, ``agents/learner/pooling.py``) beside snapshots
+and the coordinator's population-based training. From each run's ``summary.json``: per pair,
+the agent steps to the first snapshot evaluated at the threshold, and the best final
+evaluations.
 
 Targets: the sharing agents reach the threshold with at least :data:`TARGETS` times fewer
 per-agent steps than their twins (median over the seeds; 1.5 from issue 5, 2.0 for PPO on
@@ -55,6 +56,7 @@ SETTINGS = {
     "traffic-ppo": "traffic-sharing.toml",
     "traffic-ppo-like": "traffic-ppo-like-sharing.toml",
     "smart-home-ppo": "smart-home-ppo-sharing.toml",
+    "home-battery-ppo": "home-battery-ppo-sharing.toml",
 }
 #: The issue's worlds with DQN agents sharing experience; the PPO societies (snapshots and
 #: population-based training, no experience) are there to compare with.
@@ -70,6 +72,7 @@ TARGETS = {
     "traffic-ppo": 1.5,  # its intersections each have their own demand: mixed
     "traffic-ppo-like": 2.0,
     "smart-home-ppo": 1.5,  # houses of their own
+    "home-battery-ppo": 1.5,  # homes of their own
 }
 
 
