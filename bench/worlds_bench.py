@@ -16,7 +16,8 @@ there, to show what drift does to a fixed policy.
 
 (c) The shop (issue 20) learns through a drift schedule instead (:func:`train_through_drift`):
 PPO lives regular trade, a holiday season, regular trade and a competitor's sale, keeping the
-policy each regime ended with (the lifelong agent's library), and is measured in every regime
+policy each regime ended with (the lifelong agent's library, which also holds clones of the
+shop's controllers, as the ``shop`` scenario's agent's does), and is measured in every regime
 after the life, recalling the best of its library on three selection weeks as a lifelong agent
 does after a drift; the contextual bandits live the same life and are then measured online in
 every regime, where their old estimates may mislead them.
@@ -55,10 +56,13 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.learner.algorithms import silence_logger
-from agents.learner.pretrain import pretrain, record_controller
+from agents.learner.other_controllers import clone_other_controllers
+from agents.learner.pretrain import clone_actor_critic, pretrain, record_controller
+from agents.learner.snapshots import load_tensors
 from agents.worlds import (
     BASELINES,
     BATTERY_ID,
@@ -534,6 +538,51 @@ def _bandit_life(env_id: str, name: str, phases: list[tuple[str, int]], seed: in
     return bandit
 
 
+SHOP_HISTORY = (("regular", 10_080), ("holiday", 10_080))
+"""The hours of the shop's rule its clones are fitted to: the ``shop`` scenario's history."""
+
+
+def _controller_clones(
+    env_id: str, model: PPO, *, seed: int
+) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, float | None]]:
+    """The shop's controllers as the ``shop`` scenario's agent keeps them in its library.
+
+    That agent records its rule (the primary baseline) running the shop for its first
+    20,160 hours (:data:`SHOP_HISTORY`), clones it, and clones every other controller from the
+    same states relabelled (``agents/learner/other_controllers.py``); after a drift it tries
+    them beside the policies it learned. Returns the clones as recall candidates, and how
+    often each agrees with its controller on the history.
+    """
+    recorder = make_world(env_id, schedule=make_schedule(env_id, SHOP_HISTORY))
+    history = record_controller(
+        recorder,
+        make_baseline(env_id, PRIMARY_BASELINE[env_id], recorder),
+        sum(hours for _, hours in SHOP_HISTORY),
+        seed=seed + 1_000,
+    )
+
+    def fresh() -> ActorCriticPolicy:
+        built = model.policy_class(
+            model.observation_space, model.action_space, model.lr_schedule, **model.policy_kwargs
+        )
+        assert isinstance(built, ActorCriticPolicy)
+        return built
+
+    policy = fresh()
+    fit = clone_actor_critic(policy, history.columns, gamma=float(model.gamma), seed=seed)
+    clones = [(f"clone:{PRIMARY_BASELINE[env_id]}", copy.deepcopy(policy.state_dict()))]
+    agreement = {PRIMARY_BASELINE[env_id]: fit.agreement}
+    others = clone_other_controllers(
+        env_id, recorder, policy, history, fresh, gamma=float(model.gamma), seed=seed
+    )
+    for other in others:
+        load_tensors(policy, other.tensors)
+        clones.append((f"clone:{other.name}", copy.deepcopy(policy.state_dict())))
+        agreement[other.name] = other.agreement
+    recorder.close()
+    return clones, agreement
+
+
 def train_through_drift(
     env_id: str,
     *,
@@ -545,7 +594,8 @@ def train_through_drift(
     """PPO through the drift schedule, then every regime against the rules and the bandits.
 
     The agent: its last policy (``agent``) and the best of its library on three selection
-    weeks of the regime (``agent_recall``). The rules and the bandits fresh
+    weeks of the regime (``agent_recall``): the policies it ended each phase with and the
+    clones of the shop's controllers (:func:`_controller_clones`). The rules and the bandits fresh
     (learning over the evaluation weeks), the bandits after the agent's life
     (``<bandit>_after_life``: the same phases, then learning on over the evaluation weeks)
     and after the life's last phase only (``<bandit>_after_last``: as long in that regime,
@@ -576,6 +626,8 @@ def train_through_drift(
     start = time.perf_counter()
     current = copy.deepcopy(model.policy.state_dict())
     candidates = [("current", current)] + [(f"library:{k}", v) for k, v in keeper.library.items()]
+    clones, clone_agreement = _controller_clones(env_id, model, seed=seed)
+    candidates += clones
     agent = PolicyController(model)
     lived = [(name, n * n_envs) for name, n in per_copy]
     after_life = {name: _bandit_life(env_id, name, lived, seed) for name in BANDITS}
@@ -618,6 +670,7 @@ def train_through_drift(
         "eval_seconds": round(eval_seconds, 1),
         "eval_seeds": [eval_seeds[0], eval_seeds[-1]],
         "selection_seeds": selection,
+        "clone_agreement": clone_agreement,
         "regimes": regimes,
         "targets": [],
         "drift_targets": shop_targets(regimes, last=lived[-1][0]),
