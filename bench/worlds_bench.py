@@ -46,6 +46,7 @@ import datetime as dt
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -542,22 +543,22 @@ SHOP_HISTORY = (("regular", 10_080), ("holiday", 10_080))
 """The hours of the shop's rule its clones are fitted to: the ``shop`` scenario's history."""
 
 
-def _controller_clones(
-    env_id: str, model: PPO, *, seed: int
+def controller_clones(
+    env_id: str, model: PPO, *, seed: int, history: Sequence[tuple[str, int]] = SHOP_HISTORY
 ) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, float | None]]:
     """The shop's controllers as the ``shop`` scenario's agent keeps them in its library.
 
     That agent records its rule (the primary baseline) running the shop for its first
-    20,160 hours (:data:`SHOP_HISTORY`), clones it, and clones every other controller from the
+    20,160 hours (``history``), clones it, and clones every other controller from the
     same states relabelled (``agents/learner/other_controllers.py``); after a drift it tries
     them beside the policies it learned. Returns the clones as recall candidates, and how
     often each agrees with its controller on the history.
     """
-    recorder = make_world(env_id, schedule=make_schedule(env_id, SHOP_HISTORY))
-    history = record_controller(
+    recorder = make_world(env_id, schedule=make_schedule(env_id, history))
+    recorded = record_controller(
         recorder,
         make_baseline(env_id, PRIMARY_BASELINE[env_id], recorder),
-        sum(hours for _, hours in SHOP_HISTORY),
+        sum(hours for _, hours in history),
         seed=seed + 1_000,
     )
 
@@ -569,11 +570,11 @@ def _controller_clones(
         return built
 
     policy = fresh()
-    fit = clone_actor_critic(policy, history.columns, gamma=float(model.gamma), seed=seed)
+    fit = clone_actor_critic(policy, recorded.columns, gamma=float(model.gamma), seed=seed)
     clones = [(f"clone:{PRIMARY_BASELINE[env_id]}", copy.deepcopy(policy.state_dict()))]
     agreement = {PRIMARY_BASELINE[env_id]: fit.agreement}
     others = clone_other_controllers(
-        env_id, recorder, policy, history, fresh, gamma=float(model.gamma), seed=seed
+        env_id, recorder, policy, recorded, fresh, gamma=float(model.gamma), seed=seed
     )
     for other in others:
         load_tensors(policy, other.tensors)
@@ -595,7 +596,7 @@ def train_through_drift(
 
     The agent: its last policy (``agent``) and the best of its library on three selection
     weeks of the regime (``agent_recall``): the policies it ended each phase with and the
-    clones of the shop's controllers (:func:`_controller_clones`). The rules and the bandits fresh
+    clones of the shop's controllers (:func:`controller_clones`). The rules and the bandits fresh
     (learning over the evaluation weeks), the bandits after the agent's life
     (``<bandit>_after_life``: the same phases, then learning on over the evaluation weeks)
     and after the life's last phase only (``<bandit>_after_last``: as long in that regime,
@@ -626,7 +627,7 @@ def train_through_drift(
     start = time.perf_counter()
     current = copy.deepcopy(model.policy.state_dict())
     candidates = [("current", current)] + [(f"library:{k}", v) for k, v in keeper.library.items()]
-    clones, clone_agreement = _controller_clones(env_id, model, seed=seed)
+    clones, clone_agreement = controller_clones(env_id, model, seed=seed)
     candidates += clones
     agent = PolicyController(model)
     lived = [(name, n * n_envs) for name, n in per_copy]
