@@ -6,8 +6,8 @@ import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
-from agents.worlds import make_baseline, make_world
-from bench.worlds_bench import SHOP_ID, controller_clones
+from agents.worlds import SHOP_ID, make_baseline, make_world
+from bench.worlds_bench import controller_clones
 
 
 def test_the_library_holds_a_clone_of_each_shop_controller_and_the_rules_acts_as_the_rule() -> None:
