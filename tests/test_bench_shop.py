@@ -10,15 +10,19 @@ from agents.worlds import SHOP_ID, make_baseline, make_world
 from bench.worlds_bench import controller_clones
 
 
-def test_the_library_holds_the_shop_rules_clones_and_the_rules_clone_acts_as_the_rule() -> None:
+def test_the_library_holds_a_clone_of_each_shop_controller_and_the_rules_acts_as_the_rule() -> None:
     venv = make_vec_env(lambda: make_world(SHOP_ID), n_envs=1, seed=0)
     model = PPO("MlpPolicy", venv, seed=0, n_steps=64, policy_kwargs={"net_arch": [64, 64]})
 
     clones, agreement = controller_clones(SHOP_ID, model, seed=0, history=(("regular", 1_008),))
 
-    # The bandits learn from their own outcomes and are not cloned (other_controllers.py).
-    assert [label for label, _ in clones] == ["clone:fixed_markup", "clone:popularity"]
-    assert set(agreement) == {"fixed_markup", "popularity"}
+    assert [label for label, _ in clones] == [
+        "clone:fixed_markup",
+        "clone:popularity",
+        "clone:linucb",
+        "clone:thompson",
+    ]
+    assert set(agreement) == {"fixed_markup", "popularity", "linucb", "thompson"}
     # On a week it was not fitted to, the rule's clone prices as the rule does.
     model.policy.load_state_dict(clones[0][1])
     env = make_world(SHOP_ID, regime="regular")

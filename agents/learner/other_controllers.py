@@ -24,11 +24,7 @@ them as it recalls the rest of the library. At takeover the agent starts from th
 them and the primary's clone on the sandbox (``Adapter.start_from_best_controller``).
 
 Only actor-critic learners (PPO, A2C) clone the other controllers: a DQN's pre-training is
-TD learning on the transitions, which belong to the primary's actions. A controller that learns
-from the outcomes of its own actions (``learns_online``: the shop's bandits) is not cloned
-either: run over another controller's states it would read that controller's outcomes as its
-own, and what it does depends on what it has lived, which a history of someone else's actions
-does not give it (a fresh bandit's clone agreed with it on 31-41 % of the shop's states).
+TD learning on the transitions, which belong to the primary's actions.
 """
 
 from __future__ import annotations
@@ -114,11 +110,7 @@ def clone_other_controllers(
     recorded = np.asarray(history.columns.actions)
     clones = []
     for name in others:
-        controller = make_baseline(env_id, name, env)
-        if getattr(controller, "learns_online", False):
-            log.info("controller %s learns from its own actions' outcomes: not cloned", name)
-            continue
-        labelled = relabel(history, controller)
+        labelled = relabel(history, make_baseline(env_id, name, env))
         same = np.mean(
             np.isclose(np.asarray(labelled.columns.actions), recorded).reshape(len(recorded), -1)
         )

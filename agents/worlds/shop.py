@@ -807,10 +807,6 @@ class _LinearBandit:
     from. ``reset`` forgets only the pending action, never the estimates.
     """
 
-    learns_online = True
-    """What it does depends on the outcomes of its own past actions: it cannot be cloned from
-    another controller's history (``agents.learner.other_controllers``)."""
-
     def __init__(self, env: gym.Env[Any, Any], *, ridge: float = 1.0) -> None:
         world = _shop(env)
         self.n_arms = world.n_levels * N_PRODUCTS

@@ -13,13 +13,8 @@ from agents.learner.learner import Learner, LearnerConfig
 from agents.learner.other_controllers import clone_other_controllers, relabel
 from agents.learner.pretrain import StartFrom, record_controller
 from agents.learner.snapshots import build_policy, load_tensors, make_arch
-from agents.worlds import BATTERY_ID, SHOP_ID
-from agents.worlds.baselines import (
-    CartPolePD,
-    SelfConsumptionBattery,
-    baseline_names,
-    make_baseline,
-)
+from agents.worlds import BATTERY_ID
+from agents.worlds.baselines import CartPolePD, SelfConsumptionBattery
 from tests.learner.test_learner import Recorder
 
 HISTORY = 1_920  # 20 days of 96 steps
@@ -92,20 +87,3 @@ def test_no_clones_where_the_world_has_one_controller_or_they_are_switched_off()
     off = make(BATTERY_ID, other_controllers=False)
     off.start_from_baseline()
     assert len(off.library) == 0
-
-
-def test_a_controller_that_learns_from_its_own_outcomes_is_not_cloned() -> None:
-    env = gym.make(SHOP_ID, disable_env_checker=True)
-    history = record_controller(env, make_baseline(SHOP_ID, "fixed_markup", env), 336, seed=0)
-    ppo = get_algorithm("ppo")
-    policy = build_policy(ppo, make_arch(ppo), env.observation_space, env.action_space)
-
-    def fresh() -> ActorCriticPolicy:
-        built = build_policy(ppo, make_arch(ppo), env.observation_space, env.action_space)
-        assert isinstance(built, ActorCriticPolicy)
-        return built
-
-    clones = clone_other_controllers(SHOP_ID, env, policy, history, fresh, gamma=0.99)
-    # The shop's other controllers: popularity, and the two bandits, which learn online.
-    assert baseline_names(SHOP_ID) == ("fixed_markup", "popularity", "linucb", "thompson")
-    assert [clone.name for clone in clones] == ["popularity"]
