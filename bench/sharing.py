@@ -234,6 +234,8 @@ def write_table(result: dict[str, Any]) -> None:
     for run in result["runs"]:
         by_setting.setdefault(run["setting"], []).append(run)
         held = _ratio(run["ratio"], bound=run["ratio_is_lower_bound"])
+        if only_twins_reached(run):
+            held = "0 (only twins got there)"
         touched = _ratio(
             run.get("ratio_first_touch", run["ratio"]),
             bound=run.get("ratio_first_touch_is_lower_bound", run["ratio_is_lower_bound"]),
@@ -247,8 +249,7 @@ def write_table(result: dict[str, Any]) -> None:
               "every sharing agent's final >= its twin's (pairs behind) |",
               "|---|---|---|---|"]  # fmt: skip
     for setting, runs in by_setting.items():
-        ratios = [r["ratio"] for r in runs if r["ratio"] is not None]
-        gain = statistics.median(ratios) if ratios else None
+        gain = median_gain(runs)
         best_ok = all(
             r["best_final_sharing"] is not None
             and r["best_final_twins"] is not None
@@ -262,6 +263,32 @@ def write_table(result: dict[str, Any]) -> None:
             f"{'met' if best_ok else 'not met'} | {_every_pair(runs)} |"
         )
     replace_section("sharing", "\n".join(lines))
+
+
+def only_twins_reached(run: dict[str, Any]) -> bool:
+    """No sharing agent got to the threshold, and a twin did: the seed sharing did worst on.
+
+    Pairs past the threshold at their first evaluation tell nothing and are not looked at.
+    """
+    pairs = [p for p in run.get("pairs", []) if not p.get("past_threshold_at_start")]
+    return all(p["agent_steps_to_threshold"] is None for p in pairs) and any(
+        p["twin_steps_to_threshold"] is not None for p in pairs
+    )
+
+
+def median_gain(runs: list[dict[str, Any]]) -> float | None:
+    """The median gain over the seeds.
+
+    A seed where only twins got to the threshold has no ratio; it counts as a gain of 0, below
+    every other seed, rather than being left out, which would raise the median. A seed where
+    nobody got there (or every pair started past it) tells nothing and is left out.
+    """
+    gains = [
+        0.0 if only_twins_reached(run) else run["ratio"]
+        for run in runs
+        if run["ratio"] is not None or only_twins_reached(run)
+    ]
+    return statistics.median(gains) if gains else None
 
 
 def _every_pair(runs: list[dict[str, Any]]) -> str:

@@ -56,3 +56,29 @@ def test_every_pair_is_met_only_when_no_sharing_agent_ends_below_its_twin() -> N
     assert sharing._every_pair([run]) == "met (0 of 1)"
     old = {k: v for k, v in run.items() if k not in ("pairs_behind", "pair_finals")}
     assert sharing._every_pair([run, old]).startswith("not recorded")
+
+
+def test_a_seed_where_only_twins_got_there_counts_as_the_worst_gain_not_as_missing() -> None:
+    never = 10**9  # past the last evaluation: never at the threshold
+    twins_only = sharing.score_run(
+        "cartpole-ppo",
+        0,
+        _summary(_agent("a", None, never, 100.0), _agent("a-twin", "a", 4_096, 500.0)),
+    )
+    nobody = sharing.score_run(
+        "cartpole-ppo",
+        1,
+        _summary(_agent("a", None, never, 100.0), _agent("a-twin", "a", never, 100.0)),
+    )
+    fast = sharing.score_run(
+        "cartpole-ppo",
+        2,
+        _summary(_agent("a", None, 2_048, 500.0), _agent("a-twin", "a", 4_096, 500.0)),
+    )
+    assert twins_only["ratio"] is None
+    assert sharing.only_twins_reached(twins_only)
+    assert not sharing.only_twins_reached(nobody)
+    assert not sharing.only_twins_reached(fast)
+    # Counted as 0 the bad seed pulls the median down from 2.0 to 1.0; nobody's seed is left out.
+    assert sharing.median_gain([fast, twins_only, nobody]) == 1.0
+    assert sharing.median_gain([fast, nobody]) == 2.0
