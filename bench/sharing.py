@@ -283,12 +283,13 @@ def median_gain(runs: list[dict[str, Any]]) -> float | None:
     every other seed, rather than being left out, which would raise the median. A seed where
     nobody got there (or every pair started past it) tells nothing and is left out.
     """
-    gains = [
-        0.0 if only_twins_reached(run) else run["ratio"]
-        for run in runs
-        if run["ratio"] is not None or only_twins_reached(run)
-    ]
+    gains = [gain for gain in map(_seed_gain, runs) if gain is not None]
     return statistics.median(gains) if gains else None
+
+
+def _seed_gain(run: dict[str, Any]) -> float | None:
+    """One seed's gain for the median: 0 where only twins got there, None where nothing tells."""
+    return 0.0 if only_twins_reached(run) else run["ratio"]
 
 
 def _every_pair(runs: list[dict[str, Any]]) -> str:
