@@ -296,15 +296,23 @@ class SocietyCollector(Collector):
             "Sharing agent and twin pairs both at the threshold at their first evaluation "
             "(not counted in the gain).",
         )
+        regret = GaugeMetricFamily(
+            "society_sharing_regret_against_twins_ratio",
+            "The sharing agents' regret against their controllers minus their twins', as a "
+            "share of the controllers' cost (negative: sharing cost less).",
+        )
         if gain is not None:
             past_at_start.add_metric([], gain.past_at_start)
             if gain.ratio is not None:
                 ratio.add_metric([], gain.ratio)
+            if gain.regret_against_twins is not None:
+                regret.add_metric([], gain.regret_against_twins)
             for pair in gain.pairs:
                 for agent, value in ((pair.agent, pair.agent_steps), (pair.twin, pair.twin_steps)):
                     if value is not None:
                         steps.add_metric([agent], value)
         yield ratio
+        yield regret
         yield past_at_start
         yield steps
         yield CounterMetricFamily(

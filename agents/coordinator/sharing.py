@@ -19,23 +19,33 @@ when the steps cannot tell the two apart (an agent that starts as its device's c
 a planner on top can be past a low threshold before it has learned anything). The gain says
 how many pairs were left out so, and is None when every pair that reached the threshold was:
 the threshold is too low for this society to show a gain.
+
+Beside the steps, what a user of the device feels: each pair's regret against the device's
+controller over the run (:class:`agents.regret.Regret`, what the agent and its twin report),
+and the society's regret against its twins (:attr:`SharingGain.regret_against_twins`): how much
+less (negative) or more the sharing agents' devices cost than their twins', as a share of the
+controller's cost on the same days. Where steps cannot tell the two apart (every pair past the
+threshold at the start, or learning that goes on after it), this still can.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from agents._choice import Choice
 from agents.bus.schemas import RegimeScore
 from agents.coordinator.lifelong import DEGENERATE_GAP, normalise, reference_spans
 from agents.coordinator.roster import AgentRecord, EvaluationPoint
+from agents.regret import Regret
 
 __all__ = [
     "PairGain",
     "SharingGain",
     "ThresholdScale",
+    "describe",
     "score",
     "sharing_gain",
     "steps_to_threshold",
@@ -74,6 +84,9 @@ class PairGain:
     twin_steps_so_far: int
     #: Both at the threshold at their first evaluation: not counted in the society's gain.
     at_start: bool = False
+    #: Each one's regret against the device's controller so far (none compared: 0 episodes).
+    agent_regret: Regret = field(default_factory=Regret)
+    twin_regret: Regret = field(default_factory=Regret)
 
     @property
     def ratio(self) -> float | None:
@@ -81,6 +94,16 @@ class PairGain:
         if self.agent_steps is None or self.agent_steps <= 0:
             return None
         return twin / self.agent_steps
+
+    @property
+    def regret_against_twin(self) -> float | None:
+        """The agent's relative regret minus its twin's (negative: sharing cost less).
+
+        Relative regrets, each over its own episodes, so that a pair compared while one has
+        lived more days than the other reads as it will at the end. None until both compared.
+        """
+        ours, theirs = self.agent_regret.relative, self.twin_regret.relative
+        return None if ours is None or theirs is None else ours - theirs
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +137,24 @@ class SharingGain:
         """How many pairs were both at the threshold at their first evaluation."""
         return sum(1 for p in self.pairs if p.at_start)
 
+    @property
+    def regret_against_twins(self) -> float | None:
+        """The pairs' :attr:`PairGain.regret_against_twin`, weighted by the controller's cost.
+
+        A device whose controller costs more weighs more: the figure is what the sharing
+        agents' devices saved (negative) or lost against their twins', in all, as a share of
+        what their controllers cost. None when no pair has both regrets yet.
+        """
+        weighted = [
+            (difference, abs(p.twin_regret.baseline_return))
+            for p in self.pairs
+            if (difference := p.regret_against_twin) is not None
+        ]
+        total = sum(weight for _, weight in weighted)
+        if not weighted or total == 0.0:
+            return None
+        return sum(difference * weight for difference, weight in weighted) / total
+
     def _counted(self) -> list[PairGain]:
         return [p for p in self.pairs if p.agent_steps and not p.at_start]
 
@@ -125,6 +166,7 @@ class SharingGain:
             "ratio": self.ratio,
             "ratio_is_lower_bound": self.at_least,
             "pairs_past_threshold_at_start": self.past_at_start,
+            "regret_against_twins": self.regret_against_twins,
             "pairs": [
                 {
                     "agent": p.agent,
@@ -134,6 +176,9 @@ class SharingGain:
                     "twin_steps_so_far": p.twin_steps_so_far,
                     "ratio": p.ratio,
                     "past_threshold_at_start": p.at_start,
+                    "agent_regret": p.agent_regret.relative,
+                    "twin_regret": p.twin_regret.relative,
+                    "regret_against_twin": p.regret_against_twin,
                 }
                 for p in self.pairs
             ],
@@ -243,6 +288,33 @@ def sharing_gain(
                 twin_steps=twin_steps,
                 twin_steps_so_far=twin.env_steps,
                 at_start=at_start,
+                agent_regret=agent.regret,
+                twin_regret=twin.regret,
             )
         )
     return SharingGain(threshold, tuple(sorted(pairs, key=lambda p: p.agent)), window, scale)
+
+
+def describe(sharing: Mapping[str, Any] | None) -> str:
+    """The gain as one says it, from :meth:`SharingGain.as_dict` ("" without twins).
+
+    The live table's title and the run's final line both say it so: the gain in steps (or why
+    there is none yet), then the regret against the twins where there is one.
+    """
+    if not sharing:
+        return ""
+    pairs = sharing.get("pairs") or []
+    ratio, skipped = sharing.get("ratio"), int(sharing.get("pairs_past_threshold_at_start") or 0)
+    at_start = f"{skipped} of {len(pairs)} pairs past the threshold at their first evaluation"
+    if isinstance(ratio, int | float):
+        counted = f" ({at_start}, not counted)" if skipped else ""
+        bound = ">= " if sharing.get("ratio_is_lower_bound") else ""
+        text = f"sharing gain {bound}{ratio:.2f}x{counted}"
+    elif skipped:
+        text = f"sharing gain: not measurable yet, {at_start}"
+    else:
+        text = "sharing gain: no sharing agent at the threshold yet"
+    regret = sharing.get("regret_against_twins")
+    if isinstance(regret, int | float):
+        text += f"; regret against twins {regret:+.1%}"
+    return text

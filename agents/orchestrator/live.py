@@ -21,7 +21,7 @@ from agents.bus.schemas import Evaluation, Message, Status, Telemetry
 from agents.bus.topics import TopicRef
 from agents.coordinator.groups import group_of, society_groups
 from agents.coordinator.roster import Roster
-from agents.coordinator.sharing import SharingGain, ThresholdScale, sharing_gain
+from agents.coordinator.sharing import SharingGain, ThresholdScale, describe, sharing_gain
 
 __all__ = ["AgentRow", "LiveDisplay", "LiveState"]
 
@@ -166,17 +166,7 @@ class LiveState:
 
 def gain_text(gain: SharingGain | None) -> str:
     """The sharing gain as the table's title says it ("" without twins)."""
-    if gain is None:
-        return ""
-    ratio = gain.ratio
-    skipped = gain.past_at_start
-    at_start = f"{skipped} of {len(gain.pairs)} pairs past the threshold at their first evaluation"
-    if ratio is None:
-        if skipped:
-            return f"sharing gain: not measurable yet, {at_start}"
-        return "sharing gain: no sharing agent at the threshold yet"
-    counted = f" ({at_start}, not counted)" if skipped else ""
-    return f"sharing gain {'>= ' if gain.at_least else ''}{ratio:.2f}x{counted}"
+    return "" if gain is None else describe(gain.as_dict())
 
 
 def _group(agent: str, groups: dict[str, str]) -> str:

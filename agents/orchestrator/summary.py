@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agents.coordinator.sharing import describe
 from agents.regret import Regret
 
 if TYPE_CHECKING:
@@ -218,9 +219,10 @@ def result_line(summary: Mapping[str, Any], path: Path) -> str:
             f"{statistics.median(sorted(base for _, base in compared)):.1f}; "
             f"{ahead} of {len(compared)} agents ahead" + (f", {level} level" if level else "")
         )
+    gain = describe(summary.get("sharing"))
     return (
         f"{head}; final evaluation {spread}{against}{_per_regime(agents)}{behind}; "
-        f"summary in {path}"
+        f"{gain + '; ' if gain else ''}summary in {path}"
     )
 
 

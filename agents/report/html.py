@@ -239,12 +239,20 @@ def _sharing(run: RunData, figure: RenderedFigure | None) -> str:
         )
     else:
         headline = f"No sharing agent reached the threshold, {threshold}, yet."
-    header = ["agent", "twin", "agent steps", "twin steps", "twin steps so far", "gain"]
+    regret = sharing.get("regret_against_twins")
+    if isinstance(regret, int | float):
+        headline += (
+            f" Over the run the sharing agents' devices cost <strong>{_share(regret)}</strong> "
+            "of their controllers' cost against their twins' (negative: less)."
+        )
+    header = ["agent", "twin", "agent steps", "twin steps", "twin steps so far", "gain",
+              "agent regret", "twin regret"]  # fmt: skip
     rows = [
         [p.get("agent"), p.get("twin"), _int(p.get("agent_steps_to_threshold")),
          _int(p.get("twin_steps_to_threshold")), _int(p.get("twin_steps_so_far")),
          "past it at the start" if p.get("past_threshold_at_start") is True
-         else _num(p.get("ratio"), 2)]
+         else _num(p.get("ratio"), 2),
+         _share(p.get("agent_regret")), _share(p.get("twin_regret"))]
         for p in pairs
     ]  # fmt: skip
     parts = [f"<p>{headline}</p>", _table(header, rows)]
@@ -253,7 +261,9 @@ def _sharing(run: RunData, figure: RenderedFigure | None) -> str:
     parts.append(_note(
         "Steps to threshold: the agent's step at its first snapshot evaluated at the threshold. "
         "The gain is the twin's steps over the sharing agent's; a twin that has not reached it "
-        "counts with the steps it took so far, and the gain is then a lower bound."
+        "counts with the steps it took so far, and the gain is then a lower bound. Regret: "
+        "what the device cost against its controller on the same days over the run, as a "
+        "share of the controller's cost (negative: it cost less)."
     ))  # fmt: skip
     return _section("Gain from sharing", "\n".join(parts))
 
@@ -361,6 +371,13 @@ def _num(value: object, digits: int = 3) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return _UNDEFINED
     return f"{value:,.{digits}f}"
+
+
+def _share(value: object) -> str:
+    """A share as a signed percentage ("-4.1%"), or the undefined mark."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _UNDEFINED
+    return f"{value:+.1%}"
 
 
 def _int(value: object) -> str:

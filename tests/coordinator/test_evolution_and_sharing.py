@@ -13,7 +13,13 @@ from agents.coordinator.coordinator import Coordinator, CoordinatorConfig
 from agents.coordinator.evaluation import EvaluationResult, RegimeResult
 from agents.coordinator.evolution import RESAMPLE_RANGES, Member, plan_generation
 from agents.coordinator.roster import AgentRecord, EvaluationPoint, Roster
-from agents.coordinator.sharing import ThresholdScale, sharing_gain, steps_to_threshold
+from agents.coordinator.sharing import (
+    ThresholdScale,
+    describe,
+    sharing_gain,
+    steps_to_threshold,
+)
+from agents.regret import Regret
 from tests import factories
 
 
@@ -282,3 +288,53 @@ def test_evolution_by_steps_ranks_each_agent_when_it_has_lived_the_interval() ->
     # Its next snapshots are not judged before it has lived another 10,000 steps.
     assert evaluated("bad", 4, 15_000, 10.0) == []
     assert evaluated("bad", 5, 20_000, 10.0) == ["ordered"]
+
+
+def test_the_regret_against_twins_weighs_each_pair_by_what_its_controller_costs() -> None:
+    # a saved 10 % of its controller's cost where its twin saved 2 %; b lost a third of a
+    # percent where its twin saved 1 %. b's controller costs three times a's, so the society's
+    # figure is (-8 % * 1,000 + 1.33 % * 3,000) / 4,000 = -1 %.
+    records = [
+        record("a", [(1000, 100.0)]),
+        record("a-twin", [(1000, 50.0)], twin_of="a"),
+        record("b", [(1000, 100.0)]),
+        record("b-twin", [(1000, 50.0)], twin_of="b"),
+        record("c", [(1000, 100.0)]),
+        record("c-twin", [(1000, 50.0)], twin_of="c"),  # never compared: left out
+    ]
+    regrets = {
+        "a": Regret(-100.0, -1000.0, 10), "a-twin": Regret(-20.0, -1000.0, 10),
+        "b": Regret(10.0, -3000.0, 10), "b-twin": Regret(-30.0, -3000.0, 10),
+        "c": Regret(-500.0, -1000.0, 10),
+    }  # fmt: skip
+    for rec in records:
+        rec.regret = regrets.get(rec.id, Regret())
+    gain = sharing_gain(records, 475.0)
+    pairs = {p.agent: p for p in gain.pairs}
+    assert pairs["a"].regret_against_twin == pytest.approx(-0.08)
+    assert pairs["b"].regret_against_twin == pytest.approx(0.01 + 10 / 3000)
+    assert pairs["c"].regret_against_twin is None
+    assert gain.regret_against_twins == pytest.approx(-0.01)
+    listed = gain.as_dict()
+    assert listed["regret_against_twins"] == pytest.approx(-0.01)
+    assert listed["pairs"][0]["agent_regret"] == pytest.approx(-0.1)  # type: ignore[index]
+    assert describe(listed).endswith("; regret against twins -1.0%")
+    # No pair compared yet: no figure, and nothing said of it.
+    for rec in records:
+        rec.regret = Regret()
+    assert sharing_gain(records, 475.0).regret_against_twins is None
+
+
+def test_the_gain_is_said_in_steps_or_why_not() -> None:
+    reached = [record("a", [(1000, 100.0), (2000, 480.0)]),
+               record("a-twin", [(1000, 50.0), (4000, 490.0)], twin_of="a")]  # fmt: skip
+    assert describe(sharing_gain(reached, 475.0).as_dict()) == "sharing gain 2.00x"
+    assert describe(sharing_gain(reached, 485.0).as_dict()) == (
+        "sharing gain: no sharing agent at the threshold yet"
+    )
+    started = [record("c", [(1000, 480.0)]), record("c-twin", [(1000, 490.0)], twin_of="c")]
+    assert describe(sharing_gain(started, 475.0).as_dict()) == (
+        "sharing gain: not measurable yet, 1 of 1 pairs past the threshold at their first "
+        "evaluation"
+    )
+    assert describe(None) == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 from prometheus_client import CollectorRegistry
 
 from agents.bus.memory import MemoryBroker
@@ -127,3 +128,19 @@ def test_prometheus_counts_the_pairs_past_the_threshold_at_their_start() -> None
     roster.on_evaluation(evaluation("a-twin", 1, 1000, 120.0))
     assert metrics.get_sample_value("society_sharing_pairs_past_threshold_at_start") == 1
     assert metrics.get_sample_value("society_sharing_gain_ratio") is None  # not 1.00
+
+
+def test_prometheus_shows_the_regret_against_the_twins_once_both_compared_days() -> None:
+    metrics = CollectorRegistry()
+    config = CoordinatorConfig(society="s", threshold=100.0)
+    coordinator = Coordinator(config, MemoryBroker(), metrics_registry=metrics)
+    roster = coordinator.roster
+    name = "society_sharing_regret_against_twins_ratio"
+    twin = msgspec.structs.replace(factories.telemetry("a-twin"), twin_of="a")
+    roster.on_telemetry(twin)
+    roster.on_telemetry(factories.telemetry("a"))
+    assert metrics.get_sample_value(name) is None  # no day compared yet
+    compared = {"regret_baseline_return": -200.0, "regret_episodes": 4}
+    roster.on_telemetry(msgspec.structs.replace(twin, regret=-10.0, **compared))
+    roster.on_telemetry(msgspec.structs.replace(factories.telemetry("a"), regret=-30.0, **compared))
+    assert metrics.get_sample_value(name) == pytest.approx(-0.10)  # -15 % against -5 %

@@ -160,3 +160,12 @@ async def test_the_live_table_shows_how_far_evaluation_is_behind() -> None:
     table = LiveDisplay(state, title="t", quiet=True).table()
     column = next(c for c in table.columns if c.header == "eval lag")
     assert list(column.cells) == ["2"]  # versions 4 and 5 published, not evaluated yet
+
+
+def test_the_run_line_says_the_gain_from_sharing_when_there_are_twins() -> None:
+    sharing = {
+        "ratio": 1.5, "ratio_is_lower_bound": True, "pairs_past_threshold_at_start": 0,
+        "regret_against_twins": -0.041, "pairs": [{"agent": "a", "twin": "a-twin"}],
+    }  # fmt: skip
+    line = result_line({"agents": [agent(470.0, 254.4)], "sharing": sharing}, Path("s.json"))
+    assert line.endswith("; sharing gain >= 1.50x; regret against twins -4.1%; summary in s.json")

@@ -206,7 +206,8 @@ def test_the_dashboard_shows_what_the_society_is_watched_by() -> None:
         "society_lifelong_backward_transfer", "society_lifelong_relative_performance",
         "society_lifelong_forgetting",
         # what sharing brings
-        "society_sharing_gain_ratio", "society_adoptions_total",
+        "society_sharing_gain_ratio", "society_sharing_regret_against_twins_ratio",
+        "society_adoptions_total",
         "society_agent_peer_transitions_total", "society_evolution_directives_total",
         # the health of the bus
         "society_messages_received_total", "society_messages_rejected_total",

@@ -212,3 +212,15 @@ def test_a_start_past_the_threshold_reads_as_no_measurable_gain(full_run: Path) 
     assert "No gain can be measured" in page
     assert "past it at the start" in page
     assert "No sharing agent reached the threshold" not in page
+
+
+def test_the_sharing_section_shows_each_pair_s_regret_and_the_society_s(full_run: Path) -> None:
+    summary = json.loads((full_run / "summary.json").read_text())
+    summary["sharing"]["regret_against_twins"] = -0.0412
+    for pair in summary["sharing"]["pairs"]:
+        pair.update(agent_regret=-0.153, twin_regret=-0.081)
+    (full_run / "summary.json").write_text(json.dumps(summary))
+    page = render_report(full_run).read_text()
+    section = page[page.index('id="gain-from') : page.index('id="groups"')]
+    assert "cost <strong>-4.1%</strong> of their controllers' cost" in section
+    assert "<td>-15.3%</td><td>-8.1%</td>" in section
