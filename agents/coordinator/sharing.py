@@ -295,12 +295,13 @@ def sharing_gain(
     return SharingGain(threshold, tuple(sorted(pairs, key=lambda p: p.agent)), window, scale)
 
 
-def describe(sharing: Mapping[str, Any] | None) -> str:
+def describe(sharing: Mapping[str, Any] | None, *, ended: bool = False) -> str:
     """The gain as one says it, from :meth:`SharingGain.as_dict` ("" without twins).
 
-    The live table's title and the run's final line both say it so: the gain in steps (or why
-    there is none yet), then the regret against the twins where there is one.
+    The live table's title and the run's final line (``ended``: no "yet") both say it so: the
+    gain in steps (or why there is none), then the regret against the twins where there is one.
     """
+    yet = "" if ended else " yet"
     if not sharing:
         return ""
     pairs = sharing.get("pairs") or []
@@ -311,9 +312,9 @@ def describe(sharing: Mapping[str, Any] | None) -> str:
         bound = ">= " if sharing.get("ratio_is_lower_bound") else ""
         text = f"sharing gain {bound}{ratio:.2f}x{counted}"
     elif skipped:
-        text = f"sharing gain: not measurable yet, {at_start}"
+        text = f"sharing gain: not measurable{yet}, {at_start}"
     else:
-        text = "sharing gain: no sharing agent at the threshold yet"
+        text = f"sharing gain: no sharing agent at the threshold{yet}"
     regret = sharing.get("regret_against_twins")
     if isinstance(regret, int | float):
         text += f"; regret against twins {regret:+.1%}"

@@ -219,7 +219,7 @@ def result_line(summary: Mapping[str, Any], path: Path) -> str:
             f"{statistics.median(sorted(base for _, base in compared)):.1f}; "
             f"{ahead} of {len(compared)} agents ahead" + (f", {level} level" if level else "")
         )
-    gain = describe(summary.get("sharing"))
+    gain = describe(summary.get("sharing"), ended=True)
     return (
         f"{head}; final evaluation {spread}{against}{_per_regime(agents)}{behind}; "
         f"{gain + '; ' if gain else ''}summary in {path}"

@@ -337,4 +337,7 @@ def test_the_gain_is_said_in_steps_or_why_not() -> None:
         "sharing gain: not measurable yet, 1 of 1 pairs past the threshold at their first "
         "evaluation"
     )
+    assert describe(sharing_gain(started, 475.0).as_dict(), ended=True).startswith(
+        "sharing gain: not measurable, 1 of 1"
+    )
     assert describe(None) == ""
