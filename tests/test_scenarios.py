@@ -101,6 +101,28 @@ def test_an_agent_builds_its_own_device_and_drift_from_the_scenario(tmp_path: Pa
     assert config.hyperparams["n_steps"] == 256
 
 
+def test_the_run_s_seed_draws_its_devices(tmp_path: Path) -> None:
+    # `society run --seed 5` asks for another society: its members' houses are seed 5's, the
+    # same for a member and its twin, and not the scenario file's seed 0's.
+    plan = RunPlan.from_flags(run_flags("--scenario", "smart-home", "--seed", "5", "--twins",
+                                        "--out", str(tmp_path)))  # fmt: skip
+    orchestrator = Orchestrator(plan)
+    url = BrokerUrl("127.0.0.1", 1883)
+    devices = {}
+    for agent in plan.agents:
+        flags = agent_flags(*orchestrator._agent_args(agent, url)[1:], "--data-dir",
+                            str(tmp_path / agent.id))  # fmt: skip
+        devices[agent.id] = dict(agent_config(flags).learner.env_kwargs)
+    env_id = "society/Thermostat-v0"
+    assert devices["smart-home-2"] == device_params(env_id, 5, 2)
+    assert devices["smart-home-2-twin"] == devices["smart-home-2"]
+    assert devices["smart-home-2"] != device_params(env_id, 0, 2)
+    # An agent started by hand without --device-seed draws from the scenario's seed.
+    by_hand = agent_flags("--scenario", "smart-home", "--device-index", "2",
+                          "--data-dir", str(tmp_path / "by-hand"))  # fmt: skip
+    assert dict(agent_config(by_hand).learner.env_kwargs) == device_params(env_id, 0, 2)
+
+
 def test_flags_override_the_scenario(tmp_path: Path) -> None:
     args = agent_flags("--scenario", "cartpole", "--drift", "moon:50", "--drift-cyclic",
                        "--hp", "n_steps=128", "--data-dir", str(tmp_path))  # fmt: skip

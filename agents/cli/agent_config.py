@@ -45,7 +45,9 @@ def agent_config(args: AgentFlags) -> AgentConfig:
         dict(scenario.world.kwargs) if same_world and scenario else {}
     )
     if args.device_index is not None:
-        seed = scenario.society.seed if scenario else 0
+        seed = args.device_seed
+        if seed is None:
+            seed = scenario.society.seed if scenario else 0
         env_kwargs.update(device_params(env_id, seed, args.device_index))
     env_kwargs.update(dict(args.env_kwarg or []))
 

@@ -67,8 +67,15 @@ _ENV_KWARG: Final = Flag(
 )
 _DEVICE_INDEX: Final = Flag(
     "--device-index",
-    "draw this member's own device parameters (from the scenario seed and N)",
+    "draw this member's own device parameters (from --device-seed and N)",
     env="SOCIETY_DEVICE_INDEX",
+    type=non_negative_int,
+)
+_DEVICE_SEED: Final = Flag(
+    "--device-seed",
+    "the seed --device-index draws the device parameters from (default: the scenario's seed; "
+    "`society run` passes the run's --seed)",
+    env="SOCIETY_DEVICE_SEED",
     type=non_negative_int,
 )
 _DRIFT: Final = Flag(
@@ -208,6 +215,7 @@ class AgentFlags:
     env: str | None = flag_field(_ENV)
     env_kwarg: KeyValues | None = flag_field(_ENV_KWARG)
     device_index: int | None = flag_field(_DEVICE_INDEX)
+    device_seed: int | None = flag_field(_DEVICE_SEED)
     drift: str | None = flag_field(_DRIFT)
     drift_cyclic: bool = flag_field(_DRIFT_CYCLIC)
     algo: str | None = flag_field(_ALGO)

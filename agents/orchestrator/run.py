@@ -293,6 +293,8 @@ class Orchestrator:
             steps=plan.steps,
             data_dir=str(plan.out_dir / "agents" / agent.id),
             device_index=agent.device_index,
+            # The devices are the run's: --seed draws them, as it draws everything else.
+            device_seed=plan.seed if agent.device_index is not None else None,
             strategy=plan.strategy,
             # A control twin shares nothing (--twin-of says so); the others as the plan says.
             twin_of=agent.twin_of or None,

@@ -120,6 +120,7 @@ def strategy_for(cls: type[Any], a_file: Path) -> st.SearchStrategy[Any]:
         "env": optional(texts),
         "env_kwarg": key_values,
         "device_index": optional(st.integers(0, 10**6)),
+        "device_seed": optional(st.integers(0, 10**6)),
         "drift": optional(texts),
         "drift_cyclic": st.booleans(),
         "algo": optional(texts),
@@ -234,4 +235,5 @@ def test_run_starts_its_processes_with_the_settings_it_planned(tmp_path: Path) -
         else:
             assert (flags.twin_of, flags.share) == (None, frozenset({"experience"}))
         assert (flags.device_index, flags.strategy) == (agent.device_index, "finetune")
+        assert flags.device_seed == plan.seed  # the run's devices, drawn from its seed
         assert (flags.tls_ca, flags.tls_cert, flags.tls_key) == (ca, cert, key)
