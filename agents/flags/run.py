@@ -92,7 +92,8 @@ _SOCIETY: Final = Flag(
 )
 _SEED: Final = Flag(
     "--seed",
-    "scenario seed (default: the scenario's)",
+    "scenario seed: the agents' seeds and, on heterogeneous devices, the devices (default: the "
+    "scenario's)",
     env="SOCIETY_SEED",
     type=non_negative_int,
 )
