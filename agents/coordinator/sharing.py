@@ -301,11 +301,14 @@ def describe(sharing: Mapping[str, Any] | None, *, ended: bool = False) -> str:
     The live table's title and the run's final line (``ended``: no "yet") both say it so: the
     gain in steps (or why there is none), then the regret against the twins where there is one.
     """
-    yet = "" if ended else " yet"
     if not sharing:
         return ""
-    pairs = sharing.get("pairs") or []
-    ratio, skipped = sharing.get("ratio"), int(sharing.get("pairs_past_threshold_at_start") or 0)
+    yet = "" if ended else " yet"
+    listed = sharing.get("pairs")
+    pairs = listed if isinstance(listed, list) else []
+    skipped = sharing.get("pairs_past_threshold_at_start")
+    skipped = skipped if isinstance(skipped, int) and not isinstance(skipped, bool) else 0
+    ratio = sharing.get("ratio")
     at_start = f"{skipped} of {len(pairs)} pairs past the threshold at their first evaluation"
     if isinstance(ratio, int | float):
         counted = f" ({at_start}, not counted)" if skipped else ""

@@ -340,7 +340,7 @@ def _figure(figure: RenderedFigure) -> str:
 def _regret(total: float | None, ratio: float | None) -> str:
     if total is None:
         return _UNDEFINED
-    share = "" if ratio is None else f" ({ratio:+.1%})"
+    share = "" if ratio is None else f" ({_share(ratio)})"
     return f"{total:+,.1f}{share}"
 
 
