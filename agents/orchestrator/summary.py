@@ -219,7 +219,9 @@ def result_line(summary: Mapping[str, Any], path: Path) -> str:
             f"{statistics.median(sorted(base for _, base in compared)):.1f}; "
             f"{ahead} of {len(compared)} agents ahead" + (f", {level} level" if level else "")
         )
-    gain = describe(summary.get("sharing"), ended=True)
+    # A run without twins still has a sharing section, with no pairs: nothing to say of it.
+    sharing = summary.get("sharing")
+    gain = describe(sharing, ended=True) if sharing and sharing.get("pairs") else ""
     return (
         f"{head}; final evaluation {spread}{against}{_per_regime(agents)}{behind}; "
         f"{gain + '; ' if gain else ''}summary in {path}"

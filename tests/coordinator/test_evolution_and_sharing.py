@@ -342,6 +342,5 @@ def test_the_gain_is_said_in_steps_or_why_not() -> None:
     )
     assert describe(None) == ""
     # A summary read back from disk that is not what it should be says what it can.
-    assert describe({"pairs": "none", "ratio": "big", "pairs_past_threshold_at_start": "x"}) == (
-        "sharing gain: no sharing agent at the threshold yet"
-    )
+    odd = {"pairs": [{}], "ratio": "big", "pairs_past_threshold_at_start": "x"}
+    assert describe(odd) == "sharing gain: no sharing agent at the threshold yet"

@@ -169,3 +169,6 @@ def test_the_run_line_says_the_gain_from_sharing_when_there_are_twins() -> None:
     }  # fmt: skip
     line = result_line({"agents": [agent(470.0, 254.4)], "sharing": sharing}, Path("s.json"))
     assert line.endswith("; sharing gain >= 1.50x; regret against twins -4.1%; summary in s.json")
+    # Without twins the coordinator still writes the section, with no pairs: nothing said.
+    alone = {"agents": [agent(470.0, 254.4)], "sharing": {"ratio": None, "pairs": []}}
+    assert "sharing gain" not in result_line(alone, Path("s.json"))
